@@ -1,0 +1,18 @@
+// One-line, thread-safe logs to stderr: "2026-11-25T05:40:01.123Z INFO  primary: epoch 12 pages=310 pause_ms=2.1".
+#pragma once
+
+namespace tandem {
+
+enum class LogLevel { kDebug = 0, kInfo = 1, kWarn = 2, kError = 3 };
+
+void SetLogLevel(LogLevel level);
+// Prefix every line with a tag such as "primary" or "standby" (the role of this process).
+void SetLogTag(const char* tag);
+void Log(LogLevel level, const char* component, const char* fmt, ...) __attribute__((format(printf, 3, 4)));
+
+}  // namespace tandem
+
+#define TLOG_DEBUG(component, ...) ::tandem::Log(::tandem::LogLevel::kDebug, component, __VA_ARGS__)
+#define TLOG_INFO(component, ...) ::tandem::Log(::tandem::LogLevel::kInfo, component, __VA_ARGS__)
+#define TLOG_WARN(component, ...) ::tandem::Log(::tandem::LogLevel::kWarn, component, __VA_ARGS__)
+#define TLOG_ERROR(component, ...) ::tandem::Log(::tandem::LogLevel::kError, component, __VA_ARGS__)

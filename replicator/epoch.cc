@@ -1,0 +1,103 @@
+#include "replicator/epoch.h"
+
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
+#include "common/fd.h"
+
+namespace tandem::replicator {
+
+void Epoch::Reset(uint64_t number, bool full) {
+  number_ = number;
+  full_ = full;
+  pages_.clear();
+  arena_used_ = 0;
+  device_state_.clear();
+}
+
+uint8_t* Epoch::PageBuffer(uint32_t block, uint64_t offset) {
+  if (arena_.size() < arena_used_ + kPageSize) {
+    // Grows geometrically once; steady-state epochs reuse the capacity.
+    arena_.resize(std::max<size_t>(arena_.size() * 2, arena_used_ + kPageSize));
+  }
+  pages_.push_back(PageRecord{block, offset, arena_used_, false, 0});
+  uint8_t* out = arena_.data() + arena_used_;
+  arena_used_ += kPageSize;
+  return out;
+}
+
+bool Epoch::FilledPage(uint32_t block, uint64_t offset, uint8_t fill) {
+  pages_.push_back(PageRecord{block, offset, 0, true, fill});
+  return true;
+}
+
+Result<std::unique_ptr<RamImage>> RamImage::Create(const VmDescriptor& descriptor,
+                                                   const std::map<std::string, std::string>& file_backed) {
+  if (descriptor.page_size != kPageSize) return Status::Unsupported("page size other than 4096");
+  std::unique_ptr<RamImage> image(new RamImage());
+  for (const RamBlockInfo& block : descriptor.ram_blocks) {
+    if (block.size_bytes == 0 || block.size_bytes % kPageSize != 0) {
+      return Status::InvalidArgument("RAM block " + block.name + " has a size that is not a page multiple");
+    }
+    void* base = MAP_FAILED;
+    auto it = file_backed.find(block.name);
+    if (it != file_backed.end()) {
+      UniqueFd fd(::open(it->second.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600));
+      if (!fd.valid()) return Status::FromErrno("open replica file " + it->second, errno);
+      struct stat st {};
+      if (fstat(fd.get(), &st) != 0) return Status::FromErrno("stat " + it->second, errno);
+      if (uint64_t(st.st_size) != block.size_bytes && ftruncate(fd.get(), off_t(block.size_bytes)) != 0) {
+        return Status::FromErrno("size replica file " + it->second, errno);
+      }
+      base = mmap(nullptr, block.size_bytes, PROT_READ | PROT_WRITE, MAP_SHARED, fd.get(), 0);
+    } else {
+      base = mmap(nullptr, block.size_bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    }
+    if (base == MAP_FAILED) return Status::FromErrno("map RAM block " + block.name, errno);
+    image->blocks_.push_back(block);
+    image->bases_.push_back(static_cast<uint8_t*>(base));
+  }
+  return image;
+}
+
+RamImage::~RamImage() {
+  for (size_t i = 0; i < bases_.size(); ++i) munmap(bases_[i], blocks_[i].size_bytes);
+}
+
+uint8_t* RamImage::PageBuffer(uint32_t block, uint64_t offset) {
+  if (block >= blocks_.size() || offset % kPageSize != 0 || offset >= blocks_[block].size_bytes) return nullptr;
+  return bases_[block] + offset;
+}
+
+bool RamImage::FilledPage(uint32_t block, uint64_t offset, uint8_t fill) {
+  uint8_t* page = PageBuffer(block, offset);
+  if (page == nullptr) return false;
+  memset(page, fill, kPageSize);
+  return true;
+}
+
+Status RamImage::Apply(const Epoch& epoch) {
+  for (const PageRecord& page : epoch.pages()) {
+    if (page.block >= blocks_.size() || page.offset % kPageSize != 0 ||
+        page.offset >= blocks_[page.block].size_bytes) {
+      return Status::Corruption("epoch " + std::to_string(epoch.number()) + ": page outside RAM block " +
+                                std::to_string(page.block));
+    }
+  }
+  for (const PageRecord& page : epoch.pages()) {
+    uint8_t* dst = bases_[page.block] + page.offset;
+    if (page.filled) {
+      memset(dst, page.fill, kPageSize);
+    } else {
+      memcpy(dst, epoch.PageData(page), kPageSize);
+    }
+  }
+  return Status::Ok();
+}
+
+}  // namespace tandem::replicator

@@ -1,0 +1,109 @@
+// The unit of replication: one consistent checkpoint of the VM (dirty pages of every RAM block that changed,
+// plus QEMU's device state), and the RAM image the pages are applied to (primary mirror, standby replica).
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "common/status.h"
+
+namespace tandem::replicator {
+
+inline constexpr uint32_t kPageSize = 4096;
+
+struct RamBlockInfo {
+  std::string name;  // QEMU's RAMBlock idstr, e.g. "mem" for -machine memory-backend=mem
+  uint64_t size_bytes = 0;
+  bool operator==(const RamBlockInfo&) const = default;
+};
+
+// Everything besides RAM contents that the standby needs to resume the VM. Sent in every stream hello.
+struct VmDescriptor {
+  std::string vm_name;
+  uint32_t page_size = kPageSize;
+  std::vector<RamBlockInfo> ram_blocks;  // in QEMU's order; pages refer to blocks by index
+  std::string qemu_configuration;        // QEMU's CONFIGURATION section bytes from the precopy (opaque)
+  std::string qemu_vmdesc_json;          // QEMU's VMDESCRIPTION JSON from the precopy (opaque)
+};
+
+// Where parsed pages go: an Epoch (checkpoint pages) or a RamImage (the precopy, written in place).
+class PageSink {
+ public:
+  virtual ~PageSink() = default;
+  // Returns where the kPageSize bytes of (block, offset) must be written, or nullptr if out of range.
+  virtual uint8_t* PageBuffer(uint32_t block, uint64_t offset) = 0;
+  // A page whose every byte is `fill` (QEMU's ZERO record). Returns false if out of range.
+  virtual bool FilledPage(uint32_t block, uint64_t offset, uint8_t fill) = 0;
+};
+
+struct PageRecord {
+  uint32_t block = 0;
+  uint64_t offset = 0;       // byte offset in the block, page aligned
+  uint64_t data_offset = 0;  // into Epoch's page arena; unused for filled pages
+  bool filled = false;       // every byte equals `fill` (no data in the arena)
+  uint8_t fill = 0;
+};
+
+// Pages and device state of one epoch. Reset() keeps capacity so steady-state epochs allocate nothing.
+// Pages are kept in arrival order; a page that appears twice is applied twice, the later one wins.
+class Epoch final : public PageSink {
+ public:
+  void Reset(uint64_t number, bool full);
+
+  uint64_t number() const { return number_; }
+  // A full epoch carries every page of every block (initial sync, resync after reconnect).
+  bool full() const { return full_; }
+  std::span<const PageRecord> pages() const { return pages_; }
+  const uint8_t* PageData(const PageRecord& page) const { return arena_.data() + page.data_offset; }
+  uint8_t* MutablePageData(const PageRecord& page) { return arena_.data() + page.data_offset; }
+  std::vector<uint8_t>& device_state() { return device_state_; }
+  const std::vector<uint8_t>& device_state() const { return device_state_; }
+  // Bytes of page payload held (filled pages count zero).
+  uint64_t page_bytes() const { return arena_used_; }
+
+  // PageSink: blocks and offsets are not range-checked here (the epoch does not know the layout);
+  // RamImage::Apply checks every record before writing anything.
+  uint8_t* PageBuffer(uint32_t block, uint64_t offset) override;
+  bool FilledPage(uint32_t block, uint64_t offset, uint8_t fill) override;
+
+ private:
+  uint64_t number_ = 0;
+  bool full_ = false;
+  std::vector<PageRecord> pages_;
+  std::vector<uint8_t> arena_;
+  uint64_t arena_used_ = 0;
+  std::vector<uint8_t> device_state_;
+};
+
+// Guest RAM as tandem holds it: one mapping per RAM block. Blocks named in `file_backed` are mapped
+// MAP_SHARED from that file (created and sized if needed, contents kept) so a standby QEMU started with
+// mem-path=<file>,share=on sees exactly what tandem applied; the others are anonymous memory.
+class RamImage final : public PageSink {
+ public:
+  static Result<std::unique_ptr<RamImage>> Create(const VmDescriptor& descriptor,
+                                                  const std::map<std::string, std::string>& file_backed);
+  ~RamImage() override;
+  RamImage(const RamImage&) = delete;
+  RamImage& operator=(const RamImage&) = delete;
+
+  const std::vector<RamBlockInfo>& blocks() const { return blocks_; }
+  std::span<uint8_t> Block(uint32_t index) { return {bases_[index], blocks_[index].size_bytes}; }
+
+  // Applies every page of `epoch`. All-or-nothing against bad input: every record's block and offset is
+  // checked first, and nothing is written unless all are in range.
+  Status Apply(const Epoch& epoch);
+
+  uint8_t* PageBuffer(uint32_t block, uint64_t offset) override;
+  bool FilledPage(uint32_t block, uint64_t offset, uint8_t fill) override;
+
+ private:
+  RamImage() = default;
+  std::vector<RamBlockInfo> blocks_;
+  std::vector<uint8_t*> bases_;
+};
+
+}  // namespace tandem::replicator
