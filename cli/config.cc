@@ -1,0 +1,148 @@
+#include "cli/config.h"
+
+#include <charconv>
+#include <fstream>
+#include <functional>
+#include <sstream>
+
+namespace tandem::cli {
+namespace {
+
+std::string Trim(std::string_view s) {
+  size_t b = s.find_first_not_of(" \t\r");
+  if (b == std::string_view::npos) return "";
+  size_t e = s.find_last_not_of(" \t\r");
+  return std::string(s.substr(b, e - b + 1));
+}
+
+std::vector<std::string> SplitList(const std::string& s, char sep) {
+  std::vector<std::string> out;
+  std::stringstream in(s);
+  std::string item;
+  while (std::getline(in, item, sep)) {
+    item = Trim(item);
+    if (!item.empty()) out.push_back(item);
+  }
+  return out;
+}
+
+template <typename Int>
+Status ParseInt(const std::string& value, Int min, Int max, Int* out) {
+  Int v{};
+  auto [end, ec] = std::from_chars(value.data(), value.data() + value.size(), v);
+  if (ec != std::errc() || end != value.data() + value.size()) return Status::InvalidArgument("not a number: " + value);
+  if (v < min || v > max) {
+    return Status::InvalidArgument(value + " is out of range [" + std::to_string(min) + ", " + std::to_string(max) + "]");
+  }
+  *out = v;
+  return Status::Ok();
+}
+
+Result<std::string> ReadFile(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) return Status::NotFound("cannot read " + path);
+  std::stringstream buf;
+  buf << in.rdbuf();
+  return buf.str();
+}
+
+using Setter = std::function<Status(Config&, const std::string&)>;
+
+Setter Str(std::string Config::*field) {
+  return [field](Config& c, const std::string& v) { c.*field = v; return Status::Ok(); };
+}
+Setter List(std::vector<std::string> Config::*field, char sep) {
+  return [field, sep](Config& c, const std::string& v) { c.*field = SplitList(v, sep); return Status::Ok(); };
+}
+template <typename Int>
+Setter Num(Int Config::*field, Int min, Int max) {
+  return [field, min, max](Config& c, const std::string& v) { return ParseInt(v, min, max, &(c.*field)); };
+}
+
+const std::map<std::string, Setter>& Setters() {
+  static const std::map<std::string, Setter> setters = {
+      {"vm.name", Str(&Config::vm_name)},
+      {"vm.memory_mb", Num<uint64_t>(&Config::memory_mb, 16, 1 << 20)},
+      {"vm.vcpus", Num<int>(&Config::vcpus, 1, 256)},
+      {"vm.accel", Str(&Config::accel)},
+      {"vm.machine", Str(&Config::machine)},
+      {"vm.kernel", Str(&Config::kernel)},
+      {"vm.initrd", Str(&Config::initrd)},
+      {"vm.append", Str(&Config::append)},
+      {"vm.epoch_ms", Num<int>(&Config::epoch_ms, 1, 60000)},
+      {"vm.qemu_extra", List(&Config::qemu_extra, ' ')},
+      {"primary.state_dir", Str(&Config::primary_state_dir)},
+      {"primary.heartbeat", List(&Config::primary_heartbeat, ',')},
+      {"standby.state_dir", Str(&Config::standby_state_dir)},
+      {"standby.replication", Str(&Config::standby_replication)},
+      {"standby.replica_dir", Str(&Config::replica_dir)},
+      {"standby.heartbeat", List(&Config::standby_heartbeat, ',')},
+      {"heartbeat.interval_ms", Num<int>(&Config::heartbeat_interval_ms, 1, 10000)},
+      {"heartbeat.timeout_ms", Num<int>(&Config::heartbeat_timeout_ms, 2, 600000)},
+      {"heartbeat.psk", Str(&Config::psk)},
+      {"heartbeat.psk_file",
+       [](Config& c, const std::string& path) -> Status {
+         TANDEM_ASSIGN_OR_RETURN(std::string key, ReadFile(path));
+         c.psk = Trim(key);
+         return Status::Ok();
+       }},
+      {"replication.max_in_flight", Num<int>(&Config::max_in_flight, 1, 64)},
+      {"replication.io_timeout_ms", Num<int>(&Config::io_timeout_ms, 10, 600000)},
+      {"debug.die_mid_epoch", Num<uint64_t>(&Config::debug_die_mid_epoch, 0, UINT64_MAX)},
+      {"debug.corrupt_epoch", Num<uint64_t>(&Config::debug_corrupt_epoch, 0, UINT64_MAX)},
+  };
+  return setters;
+}
+
+Status Validate(const Config& c) {
+  if (c.vm_name.empty() || c.vm_name.find_first_of("/ \t") != std::string::npos) {
+    return Status::InvalidArgument("vm.name must be a non-empty word without '/' or spaces");
+  }
+  if (c.accel != "kvm" && c.accel != "tcg") return Status::InvalidArgument("vm.accel must be kvm or tcg");
+  if (c.kernel.empty()) return Status::InvalidArgument("vm.kernel is required");
+  if (c.primary_heartbeat.empty() || c.primary_heartbeat.size() != c.standby_heartbeat.size()) {
+    return Status::InvalidArgument(
+        "primary.heartbeat and standby.heartbeat must list the same number (>= 1) of link addresses");
+  }
+  if (c.psk.empty()) return Status::InvalidArgument("heartbeat.psk or heartbeat.psk_file is required");
+  if (c.heartbeat_timeout_ms <= c.heartbeat_interval_ms) {
+    return Status::InvalidArgument("heartbeat.timeout_ms must be larger than heartbeat.interval_ms");
+  }
+  return Status::Ok();
+}
+
+}  // namespace
+
+Result<Config> ParseConfig(const std::string& text) {
+  Config config;
+  std::string section;
+  std::istringstream in(text);
+  std::string raw;
+  for (int line_no = 1; std::getline(in, raw); ++line_no) {
+    std::string line = Trim(raw.substr(0, raw.find_first_of("#;")));
+    if (line.empty()) continue;
+    const std::string where = "line " + std::to_string(line_no);
+    if (line.front() == '[') {
+      if (line.back() != ']') return Status::InvalidArgument(where + ": unterminated section header");
+      section = Trim(line.substr(1, line.size() - 2));
+      continue;
+    }
+    size_t eq = line.find('=');
+    if (eq == std::string::npos) return Status::InvalidArgument(where + ": expected key = value");
+    std::string key = section + "." + Trim(line.substr(0, eq));
+    auto it = Setters().find(key);
+    if (it == Setters().end()) return Status::InvalidArgument(where + ": unknown setting " + key);
+    TANDEM_RETURN_IF_ERROR(it->second(config, Trim(line.substr(eq + 1))).WithContext(where + " (" + key + ")"));
+  }
+  TANDEM_RETURN_IF_ERROR(Validate(config));
+  return config;
+}
+
+Result<Config> LoadConfig(const std::string& path) {
+  TANDEM_ASSIGN_OR_RETURN(std::string text, ReadFile(path));
+  auto config = ParseConfig(text);
+  if (!config.ok()) return config.status().WithContext(path);
+  return config;
+}
+
+}  // namespace tandem::cli

@@ -1,0 +1,57 @@
+// tandem's configuration file: one INI-style file shared by both hosts (each host runs the role it is given).
+//
+//   [vm]          name, memory_mb, vcpus, accel (kvm|tcg), machine, kernel, initrd, append, epoch_ms, qemu_extra
+//   [primary]     state_dir, heartbeat (comma-separated local UDP addresses, one per link)
+//   [standby]     state_dir, replication (listen host:port), replica_dir, heartbeat (one address per link)
+//   [heartbeat]   interval_ms, timeout_ms, psk | psk_file
+//   [replication] max_in_flight, io_timeout_ms
+//
+// Heartbeat links pair up by position: primary.heartbeat[i] <-> standby.heartbeat[i].
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "common/status.h"
+
+namespace tandem::cli {
+
+struct Config {
+  // [vm]
+  std::string vm_name = "vm0";
+  uint64_t memory_mb = 64;
+  int vcpus = 1;
+  std::string accel = "kvm";
+  std::string machine = "q35";
+  std::string kernel, initrd, append;
+  int epoch_ms = 50;
+  std::vector<std::string> qemu_extra;
+  // [primary]
+  std::string primary_state_dir = "/run/tandem/primary";
+  std::vector<std::string> primary_heartbeat;
+  // [standby]
+  std::string standby_state_dir = "/run/tandem/standby";
+  std::string standby_replication = "127.0.0.1:7400";
+  std::string replica_dir = "/dev/shm";
+  std::vector<std::string> standby_heartbeat;
+  // [heartbeat]
+  int heartbeat_interval_ms = 10;
+  int heartbeat_timeout_ms = 60;
+  std::string psk;
+  // [replication]
+  int max_in_flight = 2;
+  int io_timeout_ms = 2000;
+  // [debug]: fault injection for tests; never set in production.
+  uint64_t debug_die_mid_epoch = 0;   // primary raises SIGKILL half way through shipping this epoch
+  uint64_t debug_corrupt_epoch = 0;   // primary flips one bit of this epoch's first page after checksumming
+
+  std::string ReplicaPath() const { return replica_dir + "/tandem-" + vm_name + ".replica"; }
+};
+
+// Parses INI text; unknown sections or keys are errors (a typo must not silently change behaviour).
+Result<Config> ParseConfig(const std::string& text);
+Result<Config> LoadConfig(const std::string& path);
+
+}  // namespace tandem::cli

@@ -1,0 +1,139 @@
+// tandem: fault tolerance for a QEMU/KVM VM on two hosts. See README.md.
+#include <cstdio>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "cli/config.h"
+#include "cli/host.h"
+#include "cli/roles.h"
+#include "cli/status_file.h"
+#include "common/log.h"
+
+namespace tandem::cli {
+namespace {
+
+constexpr const char* kUsage = R"(usage: tandem <command> --config FILE [options]
+
+commands:
+  primary     run the protected VM here and replicate it to the standby
+  standby     keep a replica of the VM and resume it when the primary is lost
+  qemu-args   print the QEMU command line tandem uses (--role primary|standby)
+  status      show the state of the roles on this host (--json for machine output)
+
+options:
+  --config FILE   the shared configuration file (see README.md)
+  --verbose       per-epoch debug logs
+)";
+
+struct Args {
+  std::string command, config, role = "primary";
+  bool json = false, verbose = false;
+};
+
+bool ParseArgs(int argc, char** argv, Args* args) {
+  if (argc < 2) return false;
+  args->command = argv[1];
+  for (int i = 2; i < argc; ++i) {
+    std::string a = argv[i];
+    if (a == "--config" && i + 1 < argc) {
+      args->config = argv[++i];
+    } else if (a == "--role" && i + 1 < argc) {
+      args->role = argv[++i];
+    } else if (a == "--json") {
+      args->json = true;
+    } else if (a == "--verbose") {
+      args->verbose = true;
+    } else {
+      fprintf(stderr, "tandem: unknown option %s\n", a.c_str());
+      return false;
+    }
+  }
+  return !args->config.empty();
+}
+
+std::string ShellQuote(const std::string& s) {
+  if (!s.empty() && s.find_first_not_of("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789@%+=:,./_-") ==
+                        std::string::npos) {
+    return s;
+  }
+  std::string out = "'";
+  for (char c : s) out += c == '\'' ? std::string("'\\''") : std::string(1, c);
+  return out + "'";
+}
+
+int QemuArgs(const Config& config, const std::string& role) {
+  if (role != "primary" && role != "standby") {
+    fprintf(stderr, "tandem: --role must be primary or standby\n");
+    return 2;
+  }
+  const bool primary = role == "primary";
+  const std::string dir = primary ? config.primary_state_dir : config.standby_state_dir;
+  const std::string ram = primary ? "/dev/shm/tandem-" + config.vm_name + "-primary.ram" : config.ReplicaPath();
+  qemu::VmConfig vm = MakeVmConfig(config, dir, ram);
+  if (Status st = qemu::ValidateVmConfig(vm); !st.ok()) {
+    fprintf(stderr, "tandem: %s\n", st.ToString().c_str());
+    return 1;
+  }
+  auto binary = qemu::FindQemuBinary();
+  std::string line = binary.ok() ? binary.value() : "qemu-system-x86_64";
+  for (const std::string& a : qemu::BuildQemuArgs(vm, primary ? qemu::QemuRole::kPrimary : qemu::QemuRole::kStandby)) {
+    line += " " + ShellQuote(a);
+  }
+  printf("%s\n", line.c_str());
+  return 0;
+}
+
+int ShowStatus(const Config& config, bool json) {
+  nlohmann::json all = nlohmann::json::object();
+  for (const auto& [role, dir] : {std::pair{"primary", config.primary_state_dir}, {"standby", config.standby_state_dir}}) {
+    auto status = ReadStatusFile(dir);
+    all[role] = status.ok() ? status.value() : nlohmann::json{{"state", "not running here"}};
+  }
+  if (json) {
+    printf("%s\n", all.dump(2).c_str());
+    return 0;
+  }
+  printf("VM %s\n", config.vm_name.c_str());
+  printf("%-8s %-10s %-9s %-10s %-14s %s\n", "ROLE", "STATE", "PROTECTED", "EPOCH", "PEER", "DETAIL");
+  for (const auto& [role, s] : all.items()) {
+    auto get = [&](const char* key) { return s.contains(key) ? s[key].dump() : std::string("-"); };
+    std::string peer = s.contains("peer") ? (s["peer"].value("alive", false) ? "alive" : "lost") : "-";
+    std::string epoch = role == "primary" ? get("epoch") : get("last_applied");
+    std::string detail = s.contains("error") ? s["error"].get<std::string>()
+                         : role == "primary" ? "acked " + (s.contains("standby") ? s["standby"]["last_acked"].dump() : "-")
+                                             : "rejected " + get("epochs_rejected");
+    if (s.contains("resume_ms")) detail += " resume_ms " + get("resume_ms");
+    printf("%-8s %-10s %-9s %-10s %-14s %s\n", role.c_str(), s.value("state", "?").c_str(),
+           role == "primary" ? (s.value("protected", false) ? "yes" : "NO") : "-", epoch.c_str(), peer.c_str(),
+           detail.c_str());
+  }
+  return 0;
+}
+
+int Main(int argc, char** argv) {
+  Args args;
+  if (!ParseArgs(argc, argv, &args)) {
+    fputs(kUsage, stderr);
+    return 2;
+  }
+  auto config = LoadConfig(args.config);
+  if (!config.ok()) {
+    fprintf(stderr, "tandem: %s\n", config.status().ToString().c_str());
+    return 1;
+  }
+  if (args.verbose) SetLogLevel(LogLevel::kDebug);
+  if (args.command == "primary" || args.command == "standby") {
+    ShutdownSignal::Install();
+    return args.command == "primary" ? RunPrimary(*config) : RunStandby(*config);
+  }
+  if (args.command == "qemu-args") return QemuArgs(*config, args.role);
+  if (args.command == "status") return ShowStatus(*config, args.json);
+  fputs(kUsage, stderr);
+  return 2;
+}
+
+}  // namespace
+}  // namespace tandem::cli
+
+int main(int argc, char** argv) { return tandem::cli::Main(argc, argv); }

@@ -1,0 +1,32 @@
+#include "cli/status_file.h"
+
+#include <cerrno>
+#include <cstdio>
+#include <fstream>
+
+namespace tandem::cli {
+
+Status WriteStatusFile(const std::string& state_dir, const nlohmann::json& status) {
+  const std::string path = state_dir + "/status.json";
+  const std::string tmp = path + ".tmp";
+  {
+    std::ofstream out(tmp, std::ios::trunc);
+    if (!out) return Status::FromErrno("write " + tmp, errno);
+    out << status.dump(2) << "\n";
+    if (!out) return Status::IoError("write " + tmp);
+  }
+  // rename() makes readers see either the old or the new file, never half of one.
+  if (std::rename(tmp.c_str(), path.c_str()) != 0) return Status::FromErrno("rename " + tmp, errno);
+  return Status::Ok();
+}
+
+Result<nlohmann::json> ReadStatusFile(const std::string& state_dir) {
+  const std::string path = state_dir + "/status.json";
+  std::ifstream in(path);
+  if (!in) return Status::NotFound(path);
+  auto parsed = nlohmann::json::parse(in, nullptr, /*allow_exceptions=*/false);
+  if (parsed.is_discarded()) return Status::Corruption(path + " is not valid JSON");
+  return parsed;
+}
+
+}  // namespace tandem::cli

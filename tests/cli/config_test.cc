@@ -1,0 +1,78 @@
+#include "cli/config.h"
+
+#include <gtest/gtest.h>
+
+namespace tandem::cli {
+namespace {
+
+constexpr const char* kValid = R"(
+# a comment
+[vm]
+name = demo
+memory_mb = 32
+kernel = /opt/guest.elf
+append = pages=128 rate=0
+epoch_ms = 40
+
+[primary]
+state_dir = /tmp/p
+heartbeat = 127.0.0.1:7101, 127.0.0.2:7101
+
+[standby]
+state_dir = /tmp/s
+replication = 127.0.0.1:7400
+heartbeat = 127.0.0.1:7201,127.0.0.2:7201
+
+[heartbeat]
+psk = secret
+timeout_ms = 80
+)";
+
+TEST(ConfigTest, ParsesEverySection) {
+  auto config = ParseConfig(kValid);
+  ASSERT_TRUE(config.ok()) << config.status().ToString();
+  EXPECT_EQ(config->vm_name, "demo");
+  EXPECT_EQ(config->memory_mb, 32u);
+  EXPECT_EQ(config->append, "pages=128 rate=0");
+  EXPECT_EQ(config->epoch_ms, 40);
+  ASSERT_EQ(config->primary_heartbeat.size(), 2u);
+  EXPECT_EQ(config->primary_heartbeat[1], "127.0.0.2:7101");
+  EXPECT_EQ(config->standby_heartbeat[1], "127.0.0.2:7201");
+  EXPECT_EQ(config->heartbeat_timeout_ms, 80);
+  EXPECT_EQ(config->ReplicaPath(), "/dev/shm/tandem-demo.replica");
+}
+
+TEST(ConfigTest, UnknownKeyIsAnErrorWithItsLine) {
+  auto config = ParseConfig(std::string(kValid) + "\n[vm]\nmemroy_mb = 64\n");
+  ASSERT_FALSE(config.ok());
+  EXPECT_NE(config.status().message().find("vm.memroy_mb"), std::string::npos) << config.status().ToString();
+  EXPECT_NE(config.status().message().find("line 24"), std::string::npos) << config.status().ToString();
+}
+
+TEST(ConfigTest, OutOfRangeNumberIsRejected) {
+  auto config = ParseConfig(std::string(kValid) + "\n[vm]\nmemory_mb = 1\n");
+  ASSERT_FALSE(config.ok());
+  EXPECT_NE(config.status().message().find("out of range"), std::string::npos);
+}
+
+TEST(ConfigTest, MismatchedHeartbeatLinksAreRejected) {
+  auto config = ParseConfig(std::string(kValid) + "\n[standby]\nheartbeat = 127.0.0.1:7201\n");
+  ASSERT_FALSE(config.ok());
+  EXPECT_NE(config.status().message().find("same number"), std::string::npos);
+}
+
+TEST(ConfigTest, MissingPreSharedKeyIsRejected) {
+  std::string text = kValid;
+  text.replace(text.find("psk = secret"), 12, "");
+  auto config = ParseConfig(text);
+  ASSERT_FALSE(config.ok());
+  EXPECT_NE(config.status().message().find("psk"), std::string::npos);
+}
+
+TEST(ConfigTest, TimeoutNotAboveIntervalIsRejected) {
+  auto config = ParseConfig(std::string(kValid) + "\n[heartbeat]\ninterval_ms = 80\n");
+  ASSERT_FALSE(config.ok());
+}
+
+}  // namespace
+}  // namespace tandem::cli
