@@ -1,0 +1,167 @@
+#include "tests/integration/cluster.h"
+
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <regex>
+#include <sstream>
+#include <thread>
+
+extern char** environ;
+
+namespace tandem::testing {
+namespace {
+
+std::string ReadWholeFile(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::stringstream s;
+  s << in.rdbuf();
+  return s.str();
+}
+
+int FreePort(int type) {
+  int fd = socket(AF_INET, type, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr));
+  socklen_t len = sizeof(addr);
+  getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
+  close(fd);
+  return ntohs(addr.sin_port);
+}
+
+std::string Tail(const std::string& text, size_t lines) {
+  size_t pos = text.size();
+  for (size_t n = 0; n <= lines && pos != std::string::npos && pos > 0; ++n) pos = text.rfind('\n', pos - 1);
+  return pos == std::string::npos ? text : text.substr(pos + 1);
+}
+
+}  // namespace
+
+std::string KvmUnusableReason() {
+  static const std::string reason = [] {
+    const char* env = std::getenv("TANDEM_KVM");
+    if (env && std::string(env) == "usable") return std::string();
+    std::string cmd = std::string("TANDEM_TEST_GUEST=") + TANDEM_TEST_GUEST + " " + TANDEM_SOURCE_DIR +
+                      "/scripts/probe-kvm 2>&1";
+    FILE* p = popen(cmd.c_str(), "r");
+    if (!p) return std::string("cannot run scripts/probe-kvm");
+    char buf[512];
+    std::string out;
+    while (fgets(buf, sizeof(buf), p)) out += buf;
+    int rc = pclose(p);
+    return rc == 0 ? std::string() : "KVM NOT USABLE, the COLO checkpoint path cannot run here: " + out;
+  }();
+  return reason;
+}
+
+Cluster::Cluster(const std::string& extra_config, int epoch_ms) {
+  char tmpl[] = "/tmp/tandem-it.XXXXXX";
+  dir_ = mkdtemp(tmpl);
+  const std::string name = "it" + std::to_string(getpid()) + "-" + dir_.substr(dir_.size() - 6);
+  std::ofstream conf(config_path());
+  conf << "[vm]\nname = " << name << "\nmemory_mb = 32\naccel = kvm\nkernel = " << TANDEM_TEST_GUEST
+       << "\nappend = pages=64 rate=2000\nepoch_ms = " << epoch_ms << "\n\n"
+       << "[primary]\nstate_dir = " << dir_ << "/primary\nheartbeat = 127.0.0.1:" << FreePort(SOCK_DGRAM)
+       << ", 127.0.0.2:" << FreePort(SOCK_DGRAM) << "\n\n"
+       << "[standby]\nstate_dir = " << dir_ << "/standby\nreplication = 127.0.0.1:" << FreePort(SOCK_STREAM)
+       << "\nreplica_dir = " << dir_ << "\nheartbeat = 127.0.0.1:" << FreePort(SOCK_DGRAM)
+       << ", 127.0.0.2:" << FreePort(SOCK_DGRAM) << "\n\n"
+       << "[heartbeat]\ninterval_ms = 10\ntimeout_ms = 80\npsk = test-key-" << name << "\n\n"
+       << extra_config << "\n";
+}
+
+Cluster::~Cluster() {
+  for (const char* role : {"primary", "standby"}) {
+    nlohmann::json s = Status(role);
+    if (s.is_object() && s.contains("qemu_pid")) spawned_.push_back(s["qemu_pid"].get<int>());
+  }
+  for (pid_t pid : spawned_) kill(pid, SIGKILL);
+  for (pid_t pid : spawned_) waitpid(pid, nullptr, WNOHANG);
+  if (!std::getenv("TANDEM_KEEP_TEST_DIRS")) std::filesystem::remove_all(dir_);
+  std::filesystem::remove("/dev/shm/tandem-it" + std::to_string(getpid()) + "-" + dir_.substr(dir_.size() - 6) +
+                          "-primary.ram");
+}
+
+pid_t Cluster::Spawn(const std::string& role) {
+  const std::string log = dir_ + "/" + role + ".log";
+  posix_spawn_file_actions_t actions;
+  posix_spawn_file_actions_init(&actions);
+  posix_spawn_file_actions_addopen(&actions, 2, log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+  posix_spawn_file_actions_addopen(&actions, 1, "/dev/null", O_WRONLY, 0);
+  std::string binary = TANDEM_BINARY, config = config_path();
+  char* argv[] = {binary.data(), const_cast<char*>(role.c_str()), const_cast<char*>("--config"), config.data(),
+                  nullptr};
+  pid_t pid = -1;
+  posix_spawn(&pid, binary.c_str(), &actions, nullptr, argv, environ);
+  posix_spawn_file_actions_destroy(&actions);
+  spawned_.push_back(pid);
+  return pid;
+}
+
+pid_t Cluster::StartStandby() { return Spawn("standby"); }
+pid_t Cluster::StartPrimary() { return Spawn("primary"); }
+
+nlohmann::json Cluster::Status(const std::string& role) const {
+  auto parsed = nlohmann::json::parse(ReadWholeFile(dir_ + "/" + role + "/status.json"), nullptr, false);
+  return parsed.is_discarded() ? nlohmann::json() : parsed;
+}
+
+bool Cluster::WaitFor(const std::string& role, int timeout_ms,
+                      const std::function<bool(const nlohmann::json&)>& pred) const {
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
+  while (std::chrono::steady_clock::now() < deadline) {
+    nlohmann::json s = Status(role);
+    if (s.is_object() && pred(s)) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  return false;
+}
+
+uint64_t Cluster::StatusNumber(const std::string& role, const char* key) const {
+  nlohmann::json s = Status(role);
+  return s.is_object() && s.contains(key) && s[key].is_number() ? s[key].get<uint64_t>() : 0;
+}
+
+std::string Cluster::Serial(const std::string& role) const { return ReadWholeFile(dir_ + "/" + role + "/serial.log"); }
+std::string Cluster::Log(const std::string& role) const { return ReadWholeFile(dir_ + "/" + role + ".log"); }
+
+std::vector<CounterLine> Cluster::Counters(const std::string& role) const {
+  static const std::regex line(R"(counter=(\d+) (ok|INVARIANT BROKEN))");
+  std::vector<CounterLine> out;
+  const std::string text = Serial(role);
+  for (auto it = std::sregex_iterator(text.begin(), text.end(), line); it != std::sregex_iterator(); ++it) {
+    out.push_back({std::stoull((*it)[1]), (*it)[2] == "ok"});
+  }
+  return out;
+}
+
+void Cluster::Kill9(pid_t pid) {
+  kill(pid, SIGKILL);
+  for (pid_t p : spawned_) {
+    if (p == pid) waitpid(pid, nullptr, 0);
+  }
+}
+
+std::string Cluster::Diagnostics() const {
+  std::string out;
+  for (const char* role : {"primary", "standby"}) {
+    out += std::string("\n--- ") + role + " log (tail) ---\n" + Tail(Log(role), 25);
+    out += std::string("--- ") + role + " serial (tail) ---\n" + Tail(Serial(role), 5);
+  }
+  return out;
+}
+
+}  // namespace tandem::testing

@@ -1,0 +1,58 @@
+// A two-"host" tandem deployment on this machine for integration tests: real tandem processes, real QEMU,
+// loopback ports chosen free, state under a temp directory. Everything started is killed by pid in the destructor.
+#pragma once
+
+#include <sys/types.h>
+
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace tandem::testing {
+
+// Why KVM cannot run the checkpoint path here, or "" when it can (asks scripts/probe-kvm once per process,
+// or reads TANDEM_KVM=usable|unusable set by scripts/test).
+std::string KvmUnusableReason();
+
+struct CounterLine {
+  uint64_t counter = 0;
+  bool ok = false;
+};
+
+class Cluster {
+ public:
+  // `extra_config` is appended to the generated configuration (e.g. "[debug]\ncorrupt_epoch = 10\n").
+  explicit Cluster(const std::string& extra_config = "", int epoch_ms = 50);
+  ~Cluster();
+  Cluster(const Cluster&) = delete;
+  Cluster& operator=(const Cluster&) = delete;
+
+  const std::string& dir() const { return dir_; }
+  std::string config_path() const { return dir_ + "/tandem.conf"; }
+
+  pid_t StartStandby();
+  pid_t StartPrimary();
+
+  // <dir>/<role>/status.json, or null when absent/unreadable.
+  nlohmann::json Status(const std::string& role) const;
+  // Polls `pred(status)` every 50 ms for up to `timeout_ms`. Returns whether it became true.
+  bool WaitFor(const std::string& role, int timeout_ms, const std::function<bool(const nlohmann::json&)>& pred) const;
+  uint64_t StatusNumber(const std::string& role, const char* key) const;
+
+  // The guest's serial console of `role`'s QEMU.
+  std::string Serial(const std::string& role) const;
+  std::vector<CounterLine> Counters(const std::string& role) const;
+  std::string Log(const std::string& role) const;  // the tandem process's stderr
+
+  void Kill9(pid_t pid);
+  // Failure context for assertion messages: the tail of both logs and serial consoles.
+  std::string Diagnostics() const;
+
+ private:
+  pid_t Spawn(const std::string& role);
+  std::string dir_;
+  std::vector<pid_t> spawned_;
+};
+
+}  // namespace tandem::testing

@@ -1,0 +1,136 @@
+// End to end: real tandem processes, real QEMU under KVM running the project's bare-metal guest, real kill -9.
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <thread>
+
+#include "tests/integration/cluster.h"
+
+namespace tandem::testing {
+namespace {
+
+using nlohmann::json;
+
+#define REQUIRE_KVM()                                          \
+  do {                                                         \
+    if (std::string why = KvmUnusableReason(); !why.empty()) { \
+      fprintf(stderr, "\n!!! SKIPPED: %s\n", why.c_str());     \
+      GTEST_SKIP() << why;                                     \
+    }                                                          \
+  } while (0)
+
+// Starts standby then primary and waits until `epochs` epochs were applied on the standby.
+void StartProtected(Cluster& c, uint64_t epochs = 10) {
+  c.StartStandby();
+  ASSERT_TRUE(c.WaitFor("standby", 15000, [](const json& s) { return s.value("state", "") == "standby"; }))
+      << c.Diagnostics();
+  c.StartPrimary();
+  ASSERT_TRUE(c.WaitFor("standby", 30000, [&](const json& s) { return s.value("last_applied", 0u) >= epochs; }))
+      << c.Diagnostics();
+}
+
+pid_t QemuPid(const Cluster& c, const char* role) { return pid_t(c.StatusNumber(role, "qemu_pid")); }
+
+// Largest step between consecutive counter lines: how far the counter moves between two prints.
+uint64_t PrintStep(const std::vector<CounterLine>& lines) {
+  uint64_t step = 1;
+  for (size_t i = 1; i < lines.size(); ++i) step = std::max(step, lines[i].counter - lines[i - 1].counter);
+  return step;
+}
+
+void ExpectResumedConsistently(const Cluster& c, uint64_t counter_before, uint64_t step) {
+  ASSERT_TRUE(c.WaitFor("standby", 20000, [](const json& s) { return s.value("state", "") == "active"; }))
+      << c.Diagnostics();
+  std::vector<CounterLine> after;
+  for (int i = 0; i < 100 && after.size() < 3; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    after = c.Counters("standby");
+  }
+  ASSERT_GE(after.size(), 3u) << "resumed guest prints no counters" << c.Diagnostics();
+  const std::string serial = c.Serial("standby");
+  EXPECT_EQ(serial.find("tandem-guest boot"), std::string::npos) << "resumed guest rebooted" << c.Diagnostics();
+  EXPECT_EQ(serial.find("INVARIANT BROKEN"), std::string::npos) << "mixed-epoch state" << c.Diagnostics();
+  for (size_t i = 1; i < after.size(); ++i) EXPECT_GT(after[i].counter, after[i - 1].counter);
+  // The first counter after resume continues from where the primary was, give or take one print interval on
+  // each side (the guest prints a few times a second; an epoch is far shorter than that).
+  EXPECT_GE(after[0].counter + 2 * step, counter_before) << c.Diagnostics();
+  EXPECT_LE(after[0].counter, counter_before + 2 * step) << c.Diagnostics();
+}
+
+TEST(FailoverTest, PrimaryKill9ResumesGuestFromLastAppliedEpoch) {
+  REQUIRE_KVM();
+  Cluster c;
+  StartProtected(c, 20);
+  const uint64_t applied_before = c.StatusNumber("standby", "last_applied");
+  const pid_t primary = pid_t(c.Status("primary")["pid"].get<int>());
+  c.Kill9(QemuPid(c, "primary"));
+  c.Kill9(primary);
+  std::vector<CounterLine> before = c.Counters("primary");
+  ASSERT_GE(before.size(), 2u) << c.Diagnostics();
+  for (const CounterLine& l : before) ASSERT_TRUE(l.ok) << c.Diagnostics();
+  ExpectResumedConsistently(c, before.back().counter, PrintStep(before));
+  const json s = c.Status("standby");
+  EXPECT_GE(s["resumed_epoch"].get<uint64_t>(), applied_before);
+  EXPECT_EQ(s["resumed_epoch"].get<uint64_t>(), s["last_applied"].get<uint64_t>());
+  EXPECT_GT(s["resume_ms"].get<double>(), 0.0);
+  EXPECT_NE(c.Log("standby").find("resume_ms="), std::string::npos);
+}
+
+TEST(FailoverTest, PrimaryKilledMidEpochResumesFromPreviousCompleteEpoch) {
+  REQUIRE_KVM();
+  // The primary SIGKILLs itself (and so its QEMU) half way through shipping epoch 25.
+  Cluster c("[debug]\ndie_mid_epoch = 25\n");
+  StartProtected(c, 5);
+  ASSERT_TRUE(c.WaitFor("standby", 30000, [](const json& s) { return s.value("state", "") == "active"; }))
+      << c.Diagnostics();
+  const json s = c.Status("standby");
+  EXPECT_EQ(s["resumed_epoch"].get<uint64_t>(), 24u) << c.Diagnostics();
+  std::vector<CounterLine> before = c.Counters("primary");
+  ASSERT_GE(before.size(), 1u) << c.Diagnostics();
+  ExpectResumedConsistently(c, before.back().counter, PrintStep(before));
+}
+
+TEST(FailoverTest, CorruptedEpochIsRejectedNeverAppliedAndReplicationRecovers) {
+  REQUIRE_KVM();
+  Cluster c("[debug]\ncorrupt_epoch = 12\n");
+  StartProtected(c, 5);
+  // The standby refuses epoch 12, the primary resyncs, and epochs keep being applied after it.
+  ASSERT_TRUE(c.WaitFor("standby", 30000, [](const json& s) {
+    return s.value("epochs_rejected", 0u) >= 1 && s.value("last_applied", 0u) >= 20;
+  })) << c.Diagnostics();
+  EXPECT_NE(c.Log("standby").find("epoch 12"), std::string::npos) << c.Diagnostics();
+  EXPECT_NE(c.Log("primary").find("12"), std::string::npos) << "primary was not told why" << c.Diagnostics();
+  // And the replica is still consistent: fail over and check the guest.
+  const pid_t primary = pid_t(c.Status("primary")["pid"].get<int>());
+  c.Kill9(QemuPid(c, "primary"));
+  c.Kill9(primary);
+  std::vector<CounterLine> before = c.Counters("primary");
+  ASSERT_GE(before.size(), 1u);
+  ExpectResumedConsistently(c, before.back().counter, PrintStep(before));
+}
+
+TEST(FailoverTest, StandbyKilledPrimaryKeepsRunningUnprotectedThenReprotects) {
+  REQUIRE_KVM();
+  Cluster c;
+  StartProtected(c, 5);
+  const pid_t standby = pid_t(c.Status("standby")["pid"].get<int>());
+  c.Kill9(QemuPid(c, "standby"));
+  c.Kill9(standby);
+  ASSERT_TRUE(c.WaitFor("primary", 15000, [](const json& s) { return !s.value("protected", true); }))
+      << c.Diagnostics();
+  const size_t counters_then = c.Counters("primary").size();
+  std::this_thread::sleep_for(std::chrono::seconds(2));
+  EXPECT_GT(c.Counters("primary").size(), counters_then) << "primary guest stopped running" << c.Diagnostics();
+  EXPECT_NE(c.Log("primary").find("UNPROTECTED"), std::string::npos) << c.Diagnostics();
+  // A standby that comes back is resynced in full and protection resumes.
+  c.StartStandby();
+  ASSERT_TRUE(c.WaitFor("primary", 30000, [](const json& s) { return s.value("protected", false); }))
+      << c.Diagnostics();
+  ASSERT_TRUE(c.WaitFor("standby", 30000, [](const json& s) { return s.value("last_applied", 0u) > 0; }))
+      << c.Diagnostics();
+}
+
+}  // namespace
+}  // namespace tandem::testing
