@@ -96,6 +96,8 @@ Cluster::~Cluster() {
 }
 
 pid_t Cluster::Spawn(const std::string& role) {
+  // A restarted role must not be judged by the status its previous incarnation left behind.
+  std::filesystem::remove(dir_ + "/" + role + "/status.json");
   const std::string log = dir_ + "/" + role + ".log";
   posix_spawn_file_actions_t actions;
   posix_spawn_file_actions_init(&actions);
