@@ -1,0 +1,153 @@
+#include "replicator/page_codec.h"
+
+#include <lz4.h>
+#include <zstd.h>
+
+#include <cstring>
+
+namespace tandem::replicator {
+namespace {
+
+// Leave room so a "compressed" page that saves only a handful of bytes is sent raw (decoding raw is a memcpy).
+constexpr int kCompressedLimit = kPageSize - kPageSize / 16;
+// An XOR delta this small is taken without also trying to compress the page itself.
+constexpr uint32_t kGoodEnoughDelta = kPageSize / 8;
+
+void XorPages(const uint8_t* a, const uint8_t* b, uint8_t* out) {
+  // Word-wise so the compiler vectorizes it; memcpy keeps it free of aliasing/alignment UB.
+  for (size_t i = 0; i < kPageSize; i += sizeof(uint64_t)) {
+    uint64_t x, y;
+    memcpy(&x, a + i, sizeof(x));
+    memcpy(&y, b + i, sizeof(y));
+    x ^= y;
+    memcpy(out + i, &x, sizeof(x));
+  }
+}
+
+}  // namespace
+
+const char* PageEncodingName(PageEncoding encoding) {
+  switch (encoding) {
+    case PageEncoding::kRaw: return "raw";
+    case PageEncoding::kFilled: return "filled";
+    case PageEncoding::kLz4: return "lz4";
+    case PageEncoding::kZstd: return "zstd";
+    case PageEncoding::kXorLz4: return "xor+lz4";
+    case PageEncoding::kXorZstd: return "xor+zstd";
+    case PageEncoding::kUnchanged: return "unchanged";
+  }
+  return "unknown";
+}
+
+bool IsFilledPage(const uint8_t* page, uint8_t* fill) {
+  // The page is one repeated byte iff its first word is that byte 8 times and every word equals the one before.
+  uint64_t first;
+  memcpy(&first, page, sizeof(first));
+  if (first != uint64_t{page[0]} * 0x0101010101010101ull) return false;
+  if (memcmp(page, page + sizeof(first), kPageSize - sizeof(first)) != 0) return false;
+  *fill = page[0];
+  return true;
+}
+
+struct PageEncoder::Contexts {
+  std::unique_ptr<char[]> lz4_state{new char[LZ4_sizeofState()]};
+  ZSTD_CCtx* zstd = ZSTD_createCCtx();
+  ~Contexts() { ZSTD_freeCCtx(zstd); }
+};
+
+PageEncoder::PageEncoder(const PageCodecOptions& options) : options_(options), ctx_(new Contexts) {}
+PageEncoder::~PageEncoder() = default;
+
+EncodedPage PageEncoder::Encode(const uint8_t* page, const uint8_t* previous, uint8_t* out) {
+  uint8_t fill = 0;
+  if (IsFilledPage(page, &fill)) {
+    out[0] = fill;
+    return {PageEncoding::kFilled, 1};
+  }
+  auto compress = [&](const uint8_t* src, bool is_delta) -> EncodedPage {
+    switch (options_.compression) {
+      case Compression::kNone:
+        return {};
+      case Compression::kLz4: {
+        int n = LZ4_compress_fast_extState(ctx_->lz4_state.get(), reinterpret_cast<const char*>(src),
+                                           reinterpret_cast<char*>(out), kPageSize, kCompressedLimit, 1);
+        if (n <= 0) return {};
+        return {is_delta ? PageEncoding::kXorLz4 : PageEncoding::kLz4, uint32_t(n)};
+      }
+      case Compression::kZstd: {
+        size_t n = ZSTD_compressCCtx(ctx_->zstd, out, kCompressedLimit, src, kPageSize, options_.zstd_level);
+        if (ZSTD_isError(n)) return {};
+        return {is_delta ? PageEncoding::kXorZstd : PageEncoding::kZstd, uint32_t(n)};
+      }
+    }
+    return {};
+  };
+
+  EncodedPage best;  // size 0 = no candidate yet
+  if (previous != nullptr && options_.xor_delta && options_.compression != Compression::kNone) {
+    if (memcmp(page, previous, kPageSize) == 0) return {PageEncoding::kUnchanged, 0};
+    XorPages(page, previous, scratch_);
+    best = compress(scratch_, true);
+    if (best.size != 0 && best.size <= kGoodEnoughDelta) return best;
+  }
+  if (options_.compression != Compression::kNone) {
+    // `out` may hold the delta candidate: keep it in scratch_ while trying the plain page.
+    if (best.size != 0) memcpy(scratch_, out, best.size);
+    EncodedPage plain = compress(page, false);
+    if (plain.size != 0 && (best.size == 0 || plain.size < best.size)) return plain;
+    if (best.size != 0) {
+      memcpy(out, scratch_, best.size);
+      return best;
+    }
+  }
+  memcpy(out, page, kPageSize);
+  return {PageEncoding::kRaw, kPageSize};
+}
+
+struct PageDecoder::Contexts {
+  ZSTD_DCtx* zstd = ZSTD_createDCtx();
+  ~Contexts() { ZSTD_freeDCtx(zstd); }
+};
+
+PageDecoder::PageDecoder() : ctx_(new Contexts) {}
+PageDecoder::~PageDecoder() = default;
+
+Status PageDecoder::Decode(PageEncoding encoding, const uint8_t* data, size_t size, uint8_t* page) {
+  auto decompress = [&](bool zstd, uint8_t* dst) -> Status {
+    if (zstd) {
+      size_t n = ZSTD_decompressDCtx(ctx_->zstd, dst, kPageSize, data, size);
+      if (ZSTD_isError(n)) return Status::Corruption(std::string("zstd page: ") + ZSTD_getErrorName(n));
+      if (n != kPageSize) return Status::Corruption("zstd page decodes to " + std::to_string(n) + " bytes");
+      return Status::Ok();
+    }
+    if (size > size_t(kPageSize)) return Status::Corruption("lz4 page larger than a page");
+    int n = LZ4_decompress_safe(reinterpret_cast<const char*>(data), reinterpret_cast<char*>(dst), int(size),
+                                kPageSize);
+    if (n != int(kPageSize)) return Status::Corruption("lz4 page does not decode to one page");
+    return Status::Ok();
+  };
+  switch (encoding) {
+    case PageEncoding::kRaw:
+      if (size != kPageSize) return Status::Corruption("raw page of " + std::to_string(size) + " bytes");
+      memcpy(page, data, kPageSize);
+      return Status::Ok();
+    case PageEncoding::kFilled:
+      if (size != 1) return Status::Corruption("filled page with " + std::to_string(size) + " bytes");
+      memset(page, data[0], kPageSize);
+      return Status::Ok();
+    case PageEncoding::kUnchanged:
+      if (size != 0) return Status::Corruption("unchanged page with a payload");
+      return Status::Ok();
+    case PageEncoding::kLz4:
+    case PageEncoding::kZstd:
+      return decompress(encoding == PageEncoding::kZstd, page);
+    case PageEncoding::kXorLz4:
+    case PageEncoding::kXorZstd:
+      TANDEM_RETURN_IF_ERROR(decompress(encoding == PageEncoding::kXorZstd, scratch_));
+      XorPages(page, scratch_, page);
+      return Status::Ok();
+  }
+  return Status::Corruption("unknown page encoding " + std::to_string(int(encoding)));
+}
+
+}  // namespace tandem::replicator

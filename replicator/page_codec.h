@@ -1,0 +1,85 @@
+// Page encodings for the wire: how one 4 KiB page travels from the primary to the standby.
+//
+// The primary knows what the standby holds for every page (its mirror as of the previous epoch, which the
+// standby applies before this one), so a page can be sent as the XOR against that copy: pages that changed a
+// little become mostly zero bytes, which LZ4 or zstd shrink to a few dozen bytes. The encoder keeps whichever
+// candidate is smallest and falls back to raw when compression does not pay.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+
+#include "common/status.h"
+#include "replicator/epoch.h"
+
+namespace tandem::replicator {
+
+// Values are part of the wire format (FORMAT.md); never renumber.
+enum class PageEncoding : uint8_t {
+  kRaw = 0,      // 4096 bytes as they are
+  kFilled = 1,   // 1 byte: every byte of the page equals it (zero pages)
+  kLz4 = 2,      // LZ4 block of the page
+  kZstd = 3,     // zstd frame of the page
+  kXorLz4 = 4,   // LZ4 block of (page XOR the standby's copy)
+  kXorZstd = 5,  // zstd frame of (page XOR the standby's copy)
+  kUnchanged = 6,  // 0 bytes: equals the standby's copy (QEMU reported it dirty but it was rewritten as it was)
+};
+const char* PageEncodingName(PageEncoding encoding);
+
+enum class Compression : uint8_t { kNone, kLz4, kZstd };
+
+struct PageCodecOptions {
+  Compression compression = Compression::kLz4;
+  int zstd_level = 1;
+  bool xor_delta = true;  // use the standby's copy when known
+};
+
+// Worst case encoded size of one page (raw never loses, so this is the page itself).
+inline constexpr size_t kMaxEncodedPage = kPageSize;
+
+struct EncodedPage {
+  PageEncoding encoding = PageEncoding::kRaw;
+  uint32_t size = 0;  // bytes written to `out`
+};
+
+// One per encoding thread: owns compression contexts and scratch space, allocates nothing per page.
+class PageEncoder {
+ public:
+  explicit PageEncoder(const PageCodecOptions& options);
+  ~PageEncoder();
+  PageEncoder(const PageEncoder&) = delete;
+  PageEncoder& operator=(const PageEncoder&) = delete;
+
+  // `previous` is the standby's current copy of this page, or nullptr when unknown. `out` holds kMaxEncodedPage.
+  EncodedPage Encode(const uint8_t* page, const uint8_t* previous, uint8_t* out);
+
+ private:
+  struct Contexts;
+  PageCodecOptions options_;
+  std::unique_ptr<Contexts> ctx_;
+  alignas(64) uint8_t scratch_[kPageSize];
+};
+
+// One per decoding thread. Decodes into `page`, which holds the standby's copy on entry (needed by the XOR
+// encodings and kUnchanged) and the new content on success. On error `page` may be clobbered: callers decode
+// into staging memory, never into the replica.
+class PageDecoder {
+ public:
+  PageDecoder();
+  ~PageDecoder();
+  PageDecoder(const PageDecoder&) = delete;
+  PageDecoder& operator=(const PageDecoder&) = delete;
+
+  Status Decode(PageEncoding encoding, const uint8_t* data, size_t size, uint8_t* page);
+
+ private:
+  struct Contexts;
+  std::unique_ptr<Contexts> ctx_;
+  alignas(64) uint8_t scratch_[kPageSize];
+};
+
+// True when all kPageSize bytes equal page[0]; `*fill` receives it.
+bool IsFilledPage(const uint8_t* page, uint8_t* fill);
+
+}  // namespace tandem::replicator
