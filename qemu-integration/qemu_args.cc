@@ -1,0 +1,76 @@
+#include "qemu-integration/qemu_args.h"
+
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
+namespace tandem::qemu {
+namespace {
+
+Status CheckReadableFile(const char* what, const std::string& path) {
+  struct stat st {};
+  if (::stat(path.c_str(), &st) != 0) {
+    return Status::InvalidArgument(std::string(what) + " " + path + ": " + std::strerror(errno));
+  }
+  if (!S_ISREG(st.st_mode)) return Status::InvalidArgument(std::string(what) + " " + path + " is not a regular file");
+  if (::access(path.c_str(), R_OK) != 0) return Status::InvalidArgument(std::string(what) + " " + path + " is not readable");
+  return Status::Ok();
+}
+
+// QEMU's option parser splits on ',' (",," escapes a comma) in -object/-machine/-qmp/-serial values.
+bool HasComma(const std::string& s) { return s.find(',') != std::string::npos; }
+
+}  // namespace
+
+Status ValidateVmConfig(const VmConfig& vm) {
+  if (vm.name.empty()) return Status::InvalidArgument("VM name is empty");
+  if (vm.memory_mb == 0) return Status::InvalidArgument("VM memory_mb is 0");
+  if (vm.memory_mb > (uint64_t(16) << 20)) return Status::InvalidArgument("VM memory_mb is larger than 16 TiB");
+  if (vm.vcpus < 1 || vm.vcpus > 1024) return Status::InvalidArgument("VM vcpus must be in 1..1024");
+  if (vm.accel != "kvm" && vm.accel != "tcg") {
+    return Status::InvalidArgument("VM accel '" + vm.accel + "' is not one of kvm, tcg");
+  }
+  if (vm.machine.empty()) return Status::InvalidArgument("VM machine type is empty");
+  if (vm.kernel.empty()) return Status::InvalidArgument("VM kernel is not set (the guest has no disk to boot from)");
+  TANDEM_RETURN_IF_ERROR(CheckReadableFile("VM kernel", vm.kernel));
+  if (!vm.initrd.empty()) TANDEM_RETURN_IF_ERROR(CheckReadableFile("VM initrd", vm.initrd));
+  if (vm.ram_path.empty()) return Status::InvalidArgument("VM RAM file path is empty");
+  if (vm.qmp_socket.empty()) return Status::InvalidArgument("QMP socket path is empty");
+  // sun_path holds 108 bytes including the terminating NUL.
+  if (vm.qmp_socket.size() > 107) return Status::InvalidArgument("QMP socket path is longer than 107 bytes: " + vm.qmp_socket);
+  if (vm.serial_log.empty()) return Status::InvalidArgument("serial log path is empty");
+  for (const auto* field : {&vm.name, &vm.machine, &vm.ram_path, &vm.qmp_socket, &vm.serial_log}) {
+    if (HasComma(*field)) return Status::InvalidArgument("'" + *field + "' contains a comma, which QEMU options cannot take");
+  }
+  return Status::Ok();
+}
+
+std::vector<std::string> BuildQemuArgs(const VmConfig& vm, QemuRole role) {
+  const std::string mem = std::to_string(vm.memory_mb) + "M";
+  std::vector<std::string> args = {
+      "-name", vm.name,
+      "-machine", vm.machine + ",memory-backend=" + kMainRamBlock + ",accel=" + vm.accel,
+      "-smp", std::to_string(vm.vcpus),
+      "-m", mem,
+      // share=on: the RAM is the file itself, so a standby QEMU started on the replica file runs on exactly
+      // the bytes tandem applied.
+      "-object", std::string("memory-backend-file,id=") + kMainRamBlock + ",size=" + mem + ",mem-path=" +
+                     vm.ram_path + ",share=on",
+      // No default devices (no NIC, no disks, no VGA with its own RAM block): every device is explicit, so both
+      // roles have the same device list and no state lives outside the replicated RAM and device blob.
+      "-nodefaults", "-no-user-config", "-vga", "none", "-display", "none",
+      "-serial", "file:" + vm.serial_log,
+      "-qmp", "unix:" + vm.qmp_socket + ",server=on,wait=off",
+      "-kernel", vm.kernel,
+  };
+  if (!vm.initrd.empty()) args.insert(args.end(), {"-initrd", vm.initrd});
+  if (!vm.append.empty()) args.insert(args.end(), {"-append", vm.append});
+  args.insert(args.end(), vm.extra_args.begin(), vm.extra_args.end());
+  // The warm standby waits for a migration stream (device state only; RAM is already in the replica file).
+  if (role == QemuRole::kStandby) args.insert(args.end(), {"-incoming", "defer"});
+  return args;
+}
+
+}  // namespace tandem::qemu

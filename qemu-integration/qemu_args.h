@@ -1,0 +1,39 @@
+// The QEMU command line tandem runs, identical for the primary and the standby except for `-incoming defer`:
+// the standby loads the primary's device state, so both must have the same devices in the same order.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "common/status.h"
+
+namespace tandem::qemu {
+
+struct VmConfig {
+  std::string name;
+  uint64_t memory_mb = 0;
+  int vcpus = 1;
+  std::string accel = "kvm";   // kvm | tcg
+  std::string machine = "q35";
+  std::string kernel;          // -kernel (required: the guest boots from it, there are no disks)
+  std::string initrd;          // optional
+  std::string append;          // optional kernel command line
+  std::string ram_path;        // file that backs guest RAM (share=on): tandem maps the same file
+  std::string qmp_socket;
+  std::string serial_log;      // COM1 goes to this file
+  std::vector<std::string> extra_args;  // appended verbatim, on both roles
+};
+
+enum class QemuRole { kPrimary, kStandby };
+
+// QEMU's RAMBlock name for guest main memory: the memory-backend object's id.
+inline constexpr char kMainRamBlock[] = "mem";
+
+// Checks what QEMU would otherwise reject late or obscurely (missing kernel file, zero memory, bad accel...).
+Status ValidateVmConfig(const VmConfig& vm);
+
+// argv for QEMU, without the binary itself.
+std::vector<std::string> BuildQemuArgs(const VmConfig& vm, QemuRole role);
+
+}  // namespace tandem::qemu

@@ -1,0 +1,52 @@
+// A QMP (QEMU Machine Protocol) client over QEMU's unix socket: synchronous commands, with the asynchronous
+// events that arrive in between kept for WaitForEvent.
+#pragma once
+
+#include <cstdint>
+#include <deque>
+#include <memory>
+#include <mutex>
+#include <string>
+
+#include <nlohmann/json.hpp>
+
+#include "common/fd.h"
+#include "common/status.h"
+
+namespace tandem::qemu {
+
+class QmpClient {
+ public:
+  // Connects to QEMU's QMP socket, retrying while QEMU has not created it yet (or is not accepting), reads the
+  // greeting and negotiates capabilities (qmp_capabilities).
+  static Result<std::unique_ptr<QmpClient>> Connect(const std::string& unix_path, int timeout_ms);
+
+  // Runs `command` and returns its "return" value. A QMP "error" reply becomes InvalidArgument with QEMU's error
+  // class and description; a lost connection Closed; no reply in time Timeout (a late reply is discarded).
+  Result<nlohmann::json> Execute(const std::string& command, const nlohmann::json& arguments = nullptr,
+                                 int timeout_ms = 5000);
+
+  // Returns the first event named `name` (the whole event object: event, data, timestamp) received since the
+  // connection was made and not yet returned by an earlier call, waiting up to timeout_ms for it.
+  Result<nlohmann::json> WaitForEvent(const std::string& name, int timeout_ms);
+
+  // The greeting's "QMP" object ({"version": ..., "capabilities": ...}).
+  const nlohmann::json& greeting() const { return greeting_; }
+
+ private:
+  explicit QmpClient(UniqueFd fd) : fd_(std::move(fd)) {}
+  // Next complete message, waiting until `deadline_ns` (monotonic). Events are returned like any message.
+  Result<nlohmann::json> ReadMessage(int64_t deadline_ns);
+  Status Send(const nlohmann::json& message);
+  Result<nlohmann::json> ExecuteLocked(const std::string& command, const nlohmann::json& arguments, int timeout_ms);
+  void QueueEvent(nlohmann::json event);
+
+  std::mutex mu_;  // one command or event wait at a time
+  UniqueFd fd_;
+  std::string buffer_;
+  std::deque<nlohmann::json> events_;
+  uint64_t next_id_ = 1;
+  nlohmann::json greeting_;
+};
+
+}  // namespace tandem::qemu
