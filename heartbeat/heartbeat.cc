@@ -1,0 +1,471 @@
+#include "heartbeat/heartbeat.h"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <netinet/ip.h>
+#include <poll.h>
+#include <sys/eventfd.h>
+#include <sys/random.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cerrno>
+#include <cinttypes>
+#include <cstring>
+#include <limits>
+#include <mutex>
+#include <optional>
+#include <thread>
+
+#include "common/fd.h"
+#include "common/log.h"
+#include "heartbeat/detector.h"
+
+namespace tandem::heartbeat {
+namespace {
+
+constexpr const char* kLog = "heartbeat";
+constexpr int64_t kRejectLogPeriodNs = 10'000'000'000;  // at most one rejection line per link per 10 s
+constexpr int kMaxDatagramsPerWake = 64;                  // per link, so a flood on one link cannot starve others
+
+struct SocketAddress {
+  sockaddr_storage storage{};
+  socklen_t len = 0;
+  int family() const { return storage.ss_family; }
+  const sockaddr* get() const { return reinterpret_cast<const sockaddr*>(&storage); }
+};
+
+// "a.b.c.d:port" or "[v6]:port", numeric only: a heartbeat must not depend on DNS.
+Result<SocketAddress> ParseAddress(const std::string& text) {
+  const size_t colon = text.rfind(':');
+  if (colon == std::string::npos || colon == 0 || colon + 1 == text.size()) {
+    return Status::InvalidArgument("heartbeat: address '" + text + "' is not ip:port");
+  }
+  std::string host = text.substr(0, colon);
+  const std::string port_text = text.substr(colon + 1);
+  int port = 0;
+  for (char c : port_text) {
+    if (c < '0' || c > '9' || port > 65535) return Status::InvalidArgument("heartbeat: bad port in '" + text + "'");
+    port = port * 10 + (c - '0');
+  }
+  if (port < 1 || port > 65535) return Status::InvalidArgument("heartbeat: bad port in '" + text + "'");
+  SocketAddress addr;
+  if (host.size() >= 2 && host.front() == '[' && host.back() == ']') {
+    auto* in6 = reinterpret_cast<sockaddr_in6*>(&addr.storage);
+    in6->sin6_family = AF_INET6;
+    in6->sin6_port = htons(uint16_t(port));
+    if (inet_pton(AF_INET6, host.substr(1, host.size() - 2).c_str(), &in6->sin6_addr) != 1) {
+      return Status::InvalidArgument("heartbeat: bad IPv6 address in '" + text + "'");
+    }
+    addr.len = sizeof(sockaddr_in6);
+  } else {
+    auto* in4 = reinterpret_cast<sockaddr_in*>(&addr.storage);
+    in4->sin_family = AF_INET;
+    in4->sin_port = htons(uint16_t(port));
+    if (inet_pton(AF_INET, host.c_str(), &in4->sin_addr) != 1) {
+      return Status::InvalidArgument("heartbeat: bad IPv4 address in '" + text + "' (numeric ip:port expected)");
+    }
+    addr.len = sizeof(sockaddr_in);
+  }
+  return addr;
+}
+
+std::string FormatAddress(const sockaddr_storage& s) {
+  char host[INET6_ADDRSTRLEN] = "?";
+  if (s.ss_family == AF_INET) {
+    const auto* in4 = reinterpret_cast<const sockaddr_in*>(&s);
+    inet_ntop(AF_INET, &in4->sin_addr, host, sizeof(host));
+    return std::string(host) + ":" + std::to_string(ntohs(in4->sin_port));
+  }
+  if (s.ss_family == AF_INET6) {
+    const auto* in6 = reinterpret_cast<const sockaddr_in6*>(&s);
+    inet_ntop(AF_INET6, &in6->sin6_addr, host, sizeof(host));
+    return "[" + std::string(host) + "]:" + std::to_string(ntohs(in6->sin6_port));
+  }
+  return "?";
+}
+
+uint64_t RandomIncarnation(Clock* clock) {
+  uint64_t v = 0;
+  for (int attempt = 0; attempt < 4 && v == 0; ++attempt) {
+    if (getrandom(&v, sizeof(v), 0) != ssize_t(sizeof(v))) v = 0;
+  }
+  if (v == 0) {
+    // No entropy source: still unique enough per start (pid and time), never 0.
+    v = uint64_t(clock->WallNanos()) * 0x9E3779B97F4A7C15ull ^ uint64_t(getpid());
+    if (v == 0) v = 1;
+  }
+  return v;
+}
+
+}  // namespace
+
+struct HeartbeatService::Impl {
+  struct Link {
+    std::string local_text, peer_text;
+    UniqueFd fd;
+    SocketAddress peer;
+    uint64_t next_seq = 1;
+    bool blocked = false;  // guarded by mu
+    // Rejection log throttling (thread only).
+    int64_t last_reject_log_ns = std::numeric_limits<int64_t>::min();
+    uint64_t rejects_since_log = 0;
+  };
+
+  Impl(HeartbeatOptions o, Clock* c) : options(std::move(o)), clock(c), incarnation(RandomIncarnation(c)) {}
+
+  Status Validate() const;
+  Status Open();
+  void Run();
+  void SendAll(int64_t now_ns);
+  void Drain(size_t index);
+  void NoteRejection(size_t index, const sockaddr_storage& from, const char* reason, int64_t now_ns);
+  void Dispatch(const DetectorEvents& events);
+
+  const HeartbeatOptions options;
+  Clock* const clock;
+  const uint64_t incarnation;
+  std::optional<MacKey> key;  // used by the thread only (after Start)
+  std::vector<Link> links;
+  UniqueFd wake;
+  std::thread thread;
+  std::atomic<bool> stop{false};
+  bool started = false;
+  Message outgoing;  // thread only: the fixed fields set once
+
+  mutable std::mutex mu;
+  std::unique_ptr<PeerDetector> detector;  // guarded by mu
+  LocalState local;                        // guarded by mu
+  bool send_now = false;                   // guarded by mu
+  std::function<void()> on_lost, on_recovered, on_restarted;  // guarded by mu
+};
+
+Status HeartbeatService::Impl::Validate() const {
+  if (options.psk.empty()) {
+    return Status::InvalidArgument("heartbeat: a pre-shared key is required (heartbeat.psk or heartbeat.psk_file)");
+  }
+  if (!ValidNodeName(options.node_name) || !ValidNodeName(options.peer_name)) {
+    return Status::InvalidArgument("heartbeat: node and peer names must be 1..32 bytes");
+  }
+  if (options.node_name == options.peer_name) {
+    return Status::InvalidArgument("heartbeat: node and peer names must differ");
+  }
+  if (options.links.empty() || options.links.size() > kMaxLinks) {
+    return Status::InvalidArgument("heartbeat: 1.." + std::to_string(kMaxLinks) + " links required");
+  }
+  if (options.interval_ms < 1 || options.timeout_ms <= options.interval_ms) {
+    return Status::InvalidArgument("heartbeat: need interval_ms >= 1 and timeout_ms > interval_ms");
+  }
+  return Status::Ok();
+}
+
+Status HeartbeatService::Impl::Open() {
+  for (size_t i = 0; i < options.links.size(); ++i) {
+    const LinkConfig& cfg = options.links[i];
+    TANDEM_ASSIGN_OR_RETURN(SocketAddress local_addr, ParseAddress(cfg.local_address));
+    TANDEM_ASSIGN_OR_RETURN(SocketAddress peer_addr, ParseAddress(cfg.peer_address));
+    if (local_addr.family() != peer_addr.family()) {
+      return Status::InvalidArgument("heartbeat: link " + std::to_string(i) + " mixes IPv4 and IPv6");
+    }
+    Link link;
+    link.local_text = cfg.local_address;
+    link.peer_text = cfg.peer_address;
+    link.peer = peer_addr;
+    link.fd = UniqueFd(socket(local_addr.family(), SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
+    if (!link.fd.valid()) return Status::FromErrno("heartbeat: socket", errno);
+    // Network-control class (CS6) so congested queues drop data before heartbeats; best effort.
+    const int tos = 0xC0;
+    if (local_addr.family() == AF_INET) {
+      setsockopt(link.fd.get(), IPPROTO_IP, IP_TOS, &tos, sizeof(tos));
+    } else {
+      setsockopt(link.fd.get(), IPPROTO_IPV6, IPV6_TCLASS, &tos, sizeof(tos));
+    }
+    if (bind(link.fd.get(), local_addr.get(), local_addr.len) != 0) {
+      return Status::FromErrno("heartbeat: bind " + cfg.local_address, errno);
+    }
+    links.push_back(std::move(link));
+  }
+  wake = UniqueFd(eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC));
+  if (!wake.valid()) return Status::FromErrno("heartbeat: eventfd", errno);
+  return Status::Ok();
+}
+
+void HeartbeatService::Impl::SendAll(int64_t now_ns) {
+  uint8_t buf[kMessageSize];
+  std::lock_guard<std::mutex> lock(mu);
+  outgoing.role = local.role;
+  outgoing.term = local.term;
+  outgoing.last_epoch = local.last_epoch;
+  outgoing.send_ns = now_ns;
+  for (size_t i = 0; i < links.size(); ++i) {
+    Link& link = links[i];
+    if (link.blocked) continue;
+    outgoing.link_index = uint8_t(i);
+    outgoing.sequence = link.next_seq++;
+    detector->FillEcho(i, now_ns, &outgoing);
+    if (Status st = EncodeMessage(outgoing, *key, buf); !st.ok()) {
+      TLOG_ERROR(kLog, "link %s: %s", link.local_text.c_str(), st.ToString().c_str());
+      detector->OnSendError(i);
+      continue;
+    }
+    ssize_t n;
+    do {
+      n = sendto(link.fd.get(), buf, sizeof(buf), MSG_DONTWAIT, link.peer.get(), link.peer.len);
+    } while (n < 0 && errno == EINTR);
+    if (n == ssize_t(sizeof(buf))) {
+      detector->OnSent(i);
+    } else {
+      detector->OnSendError(i);
+    }
+  }
+}
+
+void HeartbeatService::Impl::NoteRejection(size_t index, const sockaddr_storage& from, const char* reason,
+                                           int64_t now_ns) {
+  Link& link = links[index];
+  link.rejects_since_log++;
+  if (now_ns - link.last_reject_log_ns < kRejectLogPeriodNs) return;
+  TLOG_WARN(kLog, "link %s: rejected datagram from %s: %s (%" PRIu64 " rejected since the last report)",
+            link.local_text.c_str(), FormatAddress(from).c_str(), reason, link.rejects_since_log);
+  link.last_reject_log_ns = now_ns;
+  link.rejects_since_log = 0;
+}
+
+void HeartbeatService::Impl::Drain(size_t index) {
+  Link& link = links[index];
+  // One byte more than a message, with MSG_TRUNC reporting the real length, so longer datagrams are refused.
+  uint8_t buf[kMessageSize + 1];
+  for (int n = 0; n < kMaxDatagramsPerWake; ++n) {
+    sockaddr_storage from{};
+    socklen_t from_len = sizeof(from);
+    const ssize_t got =
+        recvfrom(link.fd.get(), buf, sizeof(buf), MSG_TRUNC | MSG_DONTWAIT, reinterpret_cast<sockaddr*>(&from), &from_len);
+    if (got < 0) {
+      if (errno == EINTR) continue;
+      // EAGAIN: drained. Anything else (e.g. a queued ICMP error) is not about the peer's liveness.
+      return;
+    }
+    const int64_t now = clock->NowNanos();
+    // A longer datagram arrives cut to kMessageSize + 1 bytes: still refused as a bad length.
+    const size_t len = std::min<size_t>(size_t(got), sizeof(buf));
+    auto decoded = DecodeAuthenticatedMessage(std::span<const uint8_t>(buf, len), *key);
+    DetectorEvents events;
+    Verdict verdict = Verdict::kAccepted;
+    {
+      std::lock_guard<std::mutex> lock(mu);
+      if (link.blocked) continue;
+      if (!decoded.ok()) {
+        detector->OnMalformed(index);
+      } else {
+        verdict = detector->OnMessage(index, *decoded, now, &events);
+      }
+    }
+    if (!decoded.ok()) {
+      NoteRejection(index, from, decoded.status().message().c_str(), now);
+    } else if (verdict == Verdict::kUnconfirmedIncarnation) {
+      TLOG_DEBUG(kLog, "link %s: peer incarnation %016" PRIx64 " not yet confirmed (no fresh echo)",
+                 link.local_text.c_str(), decoded->incarnation);
+    } else if (verdict != Verdict::kAccepted) {
+      NoteRejection(index, from, VerdictName(verdict), now);
+    }
+    if (events.any()) Dispatch(events);
+  }
+}
+
+void HeartbeatService::Impl::Dispatch(const DetectorEvents& events) {
+  for (size_t i = 0; i < links.size(); ++i) {
+    if (events.links_up & (1u << i)) {
+      TLOG_INFO(kLog, "link %s -> %s up", links[i].local_text.c_str(), links[i].peer_text.c_str());
+    }
+    if (events.links_down & (1u << i)) {
+      TLOG_WARN(kLog, "link %s -> %s down (silent for %d ms)", links[i].local_text.c_str(),
+                links[i].peer_text.c_str(), options.timeout_ms);
+    }
+  }
+  if (events.peer_restarted) {
+    TLOG_WARN(kLog, "peer %s restarted: incarnation %016" PRIx64 " replaced %016" PRIx64, options.peer_name.c_str(),
+              events.new_incarnation, events.old_incarnation);
+  }
+  if (events.peer_found) {
+    TLOG_INFO(kLog, "peer %s heard (incarnation %016" PRIx64 ")", options.peer_name.c_str(), events.new_incarnation);
+  }
+  if (events.peer_lost) {
+    TLOG_WARN(kLog, "peer %s LOST: every link silent for %d ms", options.peer_name.c_str(), options.timeout_ms);
+  }
+  if (events.peer_recovered) TLOG_INFO(kLog, "peer %s recovered", options.peer_name.c_str());
+
+  std::function<void()> lost, recovered, restarted;
+  {
+    std::lock_guard<std::mutex> lock(mu);
+    if (events.peer_lost) lost = on_lost;
+    if (events.peer_recovered) recovered = on_recovered;
+    if (events.peer_restarted) restarted = on_restarted;
+  }
+  // Order matters to a reader of the callbacks: a restart that also revives the peer is a restart first.
+  if (restarted) restarted();
+  if (lost) lost();
+  if (recovered) recovered();
+}
+
+void HeartbeatService::Impl::Run() {
+  const int64_t interval_ns = int64_t(options.interval_ms) * 1'000'000;
+  std::vector<pollfd> fds(links.size() + 1);
+  for (size_t i = 0; i < links.size(); ++i) fds[i] = {links[i].fd.get(), POLLIN, 0};
+  fds.back() = {wake.get(), POLLIN, 0};
+  int64_t next_send = clock->NowNanos();
+  while (!stop.load()) {
+    const int64_t now = clock->NowNanos();
+    bool send = now >= next_send;
+    {
+      std::lock_guard<std::mutex> lock(mu);
+      send = send || std::exchange(send_now, false);
+    }
+    if (send) SendAll(now);
+    if (now >= next_send) {
+      next_send += interval_ns;
+      if (next_send <= now) next_send = now + interval_ns;  // we fell behind: do not burst to catch up
+    }
+    DetectorEvents events;
+    int64_t deadline;
+    {
+      std::lock_guard<std::mutex> lock(mu);
+      events = detector->Tick(now);
+      deadline = std::min(detector->NextDeadline(), next_send);
+    }
+    if (events.any()) Dispatch(events);
+    // Bounded by one interval so that a FakeClock moved by a test is noticed without a wake-up.
+    const int64_t wait_ns = std::clamp<int64_t>(deadline - clock->NowNanos(), 0, interval_ns);
+    timespec ts{time_t(wait_ns / 1'000'000'000), long(wait_ns % 1'000'000'000)};
+    const int ready = ppoll(fds.data(), fds.size(), &ts, nullptr);
+    if (ready < 0) {
+      if (errno != EINTR) {
+        TLOG_ERROR(kLog, "ppoll: %s", strerror(errno));
+        clock->SleepNanos(1'000'000);
+      }
+      continue;
+    }
+    if (stop.load()) break;
+    for (size_t i = 0; i < links.size(); ++i) {
+      if (fds[i].revents != 0) Drain(i);
+    }
+    if (fds.back().revents & POLLIN) {
+      uint64_t drained;
+      while (read(wake.get(), &drained, sizeof(drained)) > 0) {
+      }
+    }
+  }
+}
+
+HeartbeatService::HeartbeatService(HeartbeatOptions options, Clock* clock)
+    : impl_(std::make_unique<Impl>(std::move(options), clock)) {}
+
+HeartbeatService::~HeartbeatService() { Stop(); }
+
+Status HeartbeatService::Start() {
+  Impl& s = *impl_;
+  if (s.started) return Status::InvalidArgument("heartbeat: already started");
+  TANDEM_RETURN_IF_ERROR(s.Validate());
+  auto key = MacKey::Create(s.options.psk);
+  if (!key.ok()) return key.status();
+  s.key.emplace(std::move(key).value());
+  if (s.options.psk.size() < 16) {
+    TLOG_WARN(kLog, "the heartbeat pre-shared key is only %zu bytes; use 16 or more random bytes",
+              s.options.psk.size());
+  }
+  if (Status st = s.Open(); !st.ok()) {
+    s.links.clear();
+    s.wake.reset();
+    return st;
+  }
+  s.outgoing.sender.Set(s.options.node_name);
+  s.outgoing.receiver.Set(s.options.peer_name);
+  s.outgoing.incarnation = s.incarnation;
+  {
+    std::lock_guard<std::mutex> lock(s.mu);
+    s.detector = std::make_unique<PeerDetector>(s.options.node_name, s.options.peer_name, s.links.size(),
+                                                int64_t(s.options.timeout_ms) * 1'000'000, s.clock->NowNanos());
+  }
+  s.started = true;
+  TLOG_INFO(kLog, "%s (incarnation %016" PRIx64 ") watching %s on %zu link(s), interval %d ms, timeout %d ms",
+            s.options.node_name.c_str(), s.incarnation, s.options.peer_name.c_str(), s.links.size(),
+            s.options.interval_ms, s.options.timeout_ms);
+  s.thread = std::thread([&s] { s.Run(); });
+  return Status::Ok();
+}
+
+void HeartbeatService::SetLocalState(LocalState state) {
+  Impl& s = *impl_;
+  bool urgent;
+  {
+    std::lock_guard<std::mutex> lock(s.mu);
+    urgent = state.role != s.local.role || state.term != s.local.term;
+    s.local = state;
+    if (urgent) s.send_now = true;
+  }
+  if (urgent && s.wake.valid()) {
+    const uint64_t one = 1;
+    ssize_t ignored = write(s.wake.get(), &one, sizeof(one));
+    (void)ignored;
+  }
+}
+
+PeerStatus HeartbeatService::peer() const {
+  const Impl& s = *impl_;
+  PeerStatus status;
+  {
+    std::lock_guard<std::mutex> lock(s.mu);
+    if (s.detector) {
+      status = s.detector->Snapshot(s.clock->NowNanos());
+    } else {
+      status.links.resize(s.options.links.size());
+      for (LinkStatus& l : status.links) l.loss = 1.0;
+    }
+  }
+  for (size_t i = 0; i < status.links.size() && i < s.options.links.size(); ++i) {
+    status.links[i].local_address = s.options.links[i].local_address;
+    status.links[i].peer_address = s.options.links[i].peer_address;
+  }
+  return status;
+}
+
+void HeartbeatService::OnPeerLost(std::function<void()> callback) {
+  std::lock_guard<std::mutex> lock(impl_->mu);
+  impl_->on_lost = std::move(callback);
+}
+
+void HeartbeatService::OnPeerRecovered(std::function<void()> callback) {
+  std::lock_guard<std::mutex> lock(impl_->mu);
+  impl_->on_recovered = std::move(callback);
+}
+
+void HeartbeatService::OnPeerRestarted(std::function<void()> callback) {
+  std::lock_guard<std::mutex> lock(impl_->mu);
+  impl_->on_restarted = std::move(callback);
+}
+
+void HeartbeatService::Stop() {
+  Impl& s = *impl_;
+  s.stop.store(true);
+  if (s.wake.valid()) {
+    const uint64_t one = 1;
+    ssize_t ignored = write(s.wake.get(), &one, sizeof(one));
+    (void)ignored;
+  }
+  if (!s.thread.joinable() || s.thread.get_id() == std::this_thread::get_id()) return;
+  s.thread.join();
+  // Close the sockets now: a stopped service must look dead to its peer and free its ports for a successor.
+  std::lock_guard<std::mutex> lock(s.mu);
+  s.links.clear();
+  TLOG_INFO(kLog, "%s stopped", s.options.node_name.c_str());
+}
+
+uint64_t HeartbeatService::incarnation() const { return impl_->incarnation; }
+
+void HeartbeatService::SetLinkBlockedForTesting(size_t link, bool blocked) {
+  std::lock_guard<std::mutex> lock(impl_->mu);
+  if (link < impl_->links.size()) impl_->links[link].blocked = blocked;
+}
+
+}  // namespace tandem::heartbeat

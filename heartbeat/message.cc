@@ -1,0 +1,191 @@
+#include "heartbeat/message.h"
+
+#include <openssl/core_names.h>
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/params.h>
+
+#include <cstring>
+
+namespace tandem::heartbeat {
+namespace {
+
+// Field offsets of the v1 layout (see message.h).
+constexpr size_t kOffVersion = 4;
+constexpr size_t kOffRole = 5;
+constexpr size_t kOffLink = 6;
+constexpr size_t kOffReserved = 7;
+constexpr size_t kOffSender = 8;
+constexpr size_t kOffReceiver = 40;
+constexpr size_t kOffIncarnation = 72;
+constexpr size_t kOffSequence = 80;
+constexpr size_t kOffSendNs = 88;
+constexpr size_t kOffEchoNs = 96;
+constexpr size_t kOffHoldNs = 104;
+constexpr size_t kOffTerm = 112;
+constexpr size_t kOffLastEpoch = 120;
+static_assert(kOffLastEpoch + 8 == kMacOffset);
+
+void StoreLe64(uint8_t* p, uint64_t v) {
+  for (int i = 0; i < 8; ++i) p[i] = uint8_t(v >> (8 * i));
+}
+uint64_t LoadLe64(const uint8_t* p) {
+  uint64_t v = 0;
+  for (int i = 7; i >= 0; --i) v = v << 8 | p[i];
+  return v;
+}
+
+void StoreName(uint8_t* p, const NodeName& name) {
+  std::memset(p, 0, kMaxNodeName);
+  std::memcpy(p, name.view().data(), name.view().size());
+}
+
+// A name field is 1..32 non-NUL bytes followed only by NUL padding.
+bool LoadName(const uint8_t* p, NodeName* name) {
+  size_t len = 0;
+  while (len < kMaxNodeName && p[len] != 0) ++len;
+  for (size_t i = len; i < kMaxNodeName; ++i) {
+    if (p[i] != 0) return false;
+  }
+  return name->Set(std::string_view(reinterpret_cast<const char*>(p), len));
+}
+
+}  // namespace
+
+const char* RoleName(Role role) {
+  switch (role) {
+    case Role::kNone: return "none";
+    case Role::kPrimary: return "primary";
+    case Role::kStandby: return "standby";
+    case Role::kWitness: return "witness";
+  }
+  return "?";
+}
+
+bool ValidNodeName(std::string_view name) {
+  return !name.empty() && name.size() <= kMaxNodeName && name.find('\0') == std::string_view::npos;
+}
+
+bool NodeName::Set(std::string_view name) {
+  if (!ValidNodeName(name)) return false;
+  bytes_.fill(0);
+  std::memcpy(bytes_.data(), name.data(), name.size());
+  size_ = uint8_t(name.size());
+  return true;
+}
+
+struct MacKey::Impl {
+  EVP_MAC* mac = nullptr;
+  EVP_MAC_CTX* ctx = nullptr;
+  ~Impl() {
+    EVP_MAC_CTX_free(ctx);
+    EVP_MAC_free(mac);
+  }
+};
+
+MacKey::MacKey(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+MacKey::~MacKey() = default;
+MacKey::MacKey(MacKey&&) noexcept = default;
+MacKey& MacKey::operator=(MacKey&&) noexcept = default;
+
+Result<MacKey> MacKey::Create(std::string_view psk) {
+  if (psk.empty()) return Status::InvalidArgument("heartbeat: empty pre-shared key");
+  auto impl = std::make_unique<Impl>();
+  impl->mac = EVP_MAC_fetch(nullptr, "HMAC", nullptr);
+  if (!impl->mac) return Status::IoError("heartbeat: OpenSSL has no HMAC");
+  impl->ctx = EVP_MAC_CTX_new(impl->mac);
+  if (!impl->ctx) return Status::IoError("heartbeat: EVP_MAC_CTX_new failed");
+  char digest[] = "SHA256";
+  OSSL_PARAM params[] = {OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, digest, 0),
+                         OSSL_PARAM_construct_end()};
+  if (EVP_MAC_init(impl->ctx, reinterpret_cast<const unsigned char*>(psk.data()), psk.size(), params) != 1) {
+    return Status::IoError("heartbeat: HMAC-SHA256 init failed");
+  }
+  return MacKey(std::move(impl));
+}
+
+Status MacKey::Compute(std::span<const uint8_t> data, uint8_t out[kMacSize]) const {
+  uint8_t full[EVP_MAX_MD_SIZE];
+  size_t len = 0;
+  // A NULL key restarts the MAC with the key set in Create().
+  if (EVP_MAC_init(impl_->ctx, nullptr, 0, nullptr) != 1 || EVP_MAC_update(impl_->ctx, data.data(), data.size()) != 1 ||
+      EVP_MAC_final(impl_->ctx, full, &len, sizeof(full)) != 1 || len < kMacSize) {
+    return Status::IoError("heartbeat: HMAC computation failed");
+  }
+  std::memcpy(out, full, kMacSize);
+  return Status::Ok();
+}
+
+Status EncodeMessage(const Message& m, const MacKey& key, std::span<uint8_t> out) {
+  if (out.size() < kMessageSize) return Status::InvalidArgument("heartbeat: encode buffer too small");
+  if (m.sender.view().empty() || m.receiver.view().empty()) return Status::InvalidArgument("heartbeat: empty name");
+  if (m.incarnation == 0 || m.sequence == 0) {
+    return Status::InvalidArgument("heartbeat: zero incarnation or sequence");
+  }
+  if (m.send_ns < 0 || m.echo_ns < 0 || m.hold_ns < 0) return Status::InvalidArgument("heartbeat: negative time");
+  if (static_cast<uint8_t>(m.role) > static_cast<uint8_t>(Role::kWitness)) {
+    return Status::InvalidArgument("heartbeat: unknown role");
+  }
+  uint8_t* p = out.data();
+  std::memcpy(p, kMessageMagic, 4);
+  p[kOffVersion] = kMessageVersion;
+  p[kOffRole] = static_cast<uint8_t>(m.role);
+  p[kOffLink] = m.link_index;
+  p[kOffReserved] = 0;
+  StoreName(p + kOffSender, m.sender);
+  StoreName(p + kOffReceiver, m.receiver);
+  StoreLe64(p + kOffIncarnation, m.incarnation);
+  StoreLe64(p + kOffSequence, m.sequence);
+  StoreLe64(p + kOffSendNs, uint64_t(m.send_ns));
+  StoreLe64(p + kOffEchoNs, uint64_t(m.echo_ns));
+  StoreLe64(p + kOffHoldNs, uint64_t(m.hold_ns));
+  StoreLe64(p + kOffTerm, m.term);
+  StoreLe64(p + kOffLastEpoch, m.last_epoch);
+  return key.Compute(std::span<const uint8_t>(p, kMacOffset), p + kMacOffset);
+}
+
+Result<Message> DecodeMessage(std::span<const uint8_t> d) {
+  // Magic and version come first so that a future, longer version is reported as Unsupported, not as bad length.
+  if (d.size() < kOffVersion + 1) return Status::Corruption("heartbeat: truncated datagram");
+  if (std::memcmp(d.data(), kMessageMagic, 4) != 0) return Status::Corruption("heartbeat: bad magic");
+  if (d[kOffVersion] != kMessageVersion) return Status::Unsupported("heartbeat: unknown version");
+  if (d.size() != kMessageSize) return Status::Corruption("heartbeat: bad length");
+  const uint8_t* p = d.data();
+  if (p[kOffRole] > static_cast<uint8_t>(Role::kWitness)) return Status::Corruption("heartbeat: unknown role");
+  if (p[kOffReserved] != 0) return Status::Corruption("heartbeat: reserved byte set");
+  Message m;
+  m.role = static_cast<Role>(p[kOffRole]);
+  m.link_index = p[kOffLink];
+  if (!LoadName(p + kOffSender, &m.sender)) return Status::Corruption("heartbeat: bad sender name");
+  if (!LoadName(p + kOffReceiver, &m.receiver)) return Status::Corruption("heartbeat: bad receiver name");
+  m.incarnation = LoadLe64(p + kOffIncarnation);
+  m.sequence = LoadLe64(p + kOffSequence);
+  m.send_ns = static_cast<int64_t>(LoadLe64(p + kOffSendNs));
+  m.echo_ns = static_cast<int64_t>(LoadLe64(p + kOffEchoNs));
+  m.hold_ns = static_cast<int64_t>(LoadLe64(p + kOffHoldNs));
+  m.term = LoadLe64(p + kOffTerm);
+  m.last_epoch = LoadLe64(p + kOffLastEpoch);
+  if (m.incarnation == 0) return Status::Corruption("heartbeat: zero incarnation");
+  if (m.sequence == 0) return Status::Corruption("heartbeat: zero sequence");
+  if (m.send_ns < 0 || m.echo_ns < 0 || m.hold_ns < 0) return Status::Corruption("heartbeat: negative time");
+  return m;
+}
+
+Status VerifyMessageMac(std::span<const uint8_t> d, const MacKey& key) {
+  if (d.size() != kMessageSize) return Status::Corruption("heartbeat: bad length");
+  uint8_t expected[kMacSize];
+  TANDEM_RETURN_IF_ERROR(key.Compute(d.first(kMacOffset), expected));
+  if (CRYPTO_memcmp(expected, d.data() + kMacOffset, kMacSize) != 0) {
+    return Status::Corruption("heartbeat: MAC mismatch");
+  }
+  return Status::Ok();
+}
+
+Result<Message> DecodeAuthenticatedMessage(std::span<const uint8_t> d, const MacKey& key) {
+  auto m = DecodeMessage(d);
+  if (!m.ok()) return m.status();
+  TANDEM_RETURN_IF_ERROR(VerifyMessageMac(d, key));
+  return m;
+}
+
+}  // namespace tandem::heartbeat

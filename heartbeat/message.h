@@ -1,0 +1,111 @@
+// The heartbeat datagram: a fixed-size, little-endian, HMAC-authenticated record. Pure functions only (no I/O, no
+// clocks), so the codec can be unit-tested per bad input and fuzzed (DecodeMessage takes any byte span).
+//
+// Wire layout, version 1 (kMessageSize = 144 bytes, all integers little-endian):
+//   off len  field
+//     0   4  magic "TDHB"
+//     4   1  version (1)
+//     5   1  role of the sender (0 none, 1 primary, 2 standby, 3 witness)
+//     6   1  link index of the sender (links pair up by position; a mismatch means miswired addresses)
+//     7   1  reserved, 0
+//     8  32  sender node name, NUL-padded (1..32 bytes, no NUL inside)
+//    40  32  receiver node name, NUL-padded (who the sender believes it talks to)
+//    72   8  incarnation: random, fixed for the life of the sending process, never 0
+//    80   8  sequence: per link, starts at 1, +1 per datagram sent on that link
+//    88   8  send_ns: sender's monotonic clock when sending
+//    96   8  echo_ns: the send_ns of the last datagram the sender received from us on this link (0: none yet)
+//   104   8  hold_ns: how long the sender held that echo before this send (RTT = now - echo_ns - hold_ns)
+//   112   8  term   (reserved for the witness lease: the sender's view of the current term)
+//   120   8  last_epoch: last epoch the sender shipped (primary) or applied (standby)
+//   128  16  HMAC-SHA256(psk, bytes [0, 128)) truncated to 16 bytes
+//
+// A later version (witness lease, fencing) bumps `version`; v1 receivers reject it as Unsupported rather than
+// misreading it.
+#pragma once
+
+#include <array>
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <string_view>
+
+#include "common/status.h"
+
+namespace tandem::heartbeat {
+
+enum class Role : uint8_t { kNone = 0, kPrimary = 1, kStandby = 2, kWitness = 3 };
+const char* RoleName(Role role);
+
+inline constexpr uint8_t kMessageMagic[4] = {'T', 'D', 'H', 'B'};
+inline constexpr uint8_t kMessageVersion = 1;
+inline constexpr size_t kMaxNodeName = 32;
+inline constexpr size_t kMacSize = 16;
+inline constexpr size_t kMacOffset = 128;
+inline constexpr size_t kMessageSize = kMacOffset + kMacSize;
+
+// A node name as it travels: fixed storage so decoding never allocates.
+class NodeName {
+ public:
+  NodeName() = default;
+  // False if `name` is empty, longer than kMaxNodeName or contains a NUL.
+  bool Set(std::string_view name);
+  std::string_view view() const { return std::string_view(bytes_.data(), size_); }
+  bool operator==(std::string_view other) const { return view() == other; }
+
+ private:
+  std::array<char, kMaxNodeName> bytes_{};
+  uint8_t size_ = 0;
+};
+
+// True if `name` can travel as a NodeName.
+bool ValidNodeName(std::string_view name);
+
+struct Message {
+  Role role = Role::kNone;
+  uint8_t link_index = 0;
+  NodeName sender;
+  NodeName receiver;
+  uint64_t incarnation = 0;
+  uint64_t sequence = 0;
+  int64_t send_ns = 0;
+  int64_t echo_ns = 0;
+  int64_t hold_ns = 0;
+  uint64_t term = 0;
+  uint64_t last_epoch = 0;
+};
+
+// The HMAC key with its OpenSSL MAC context fetched and keyed once (no per-datagram algorithm fetch or key
+// schedule). Not thread-safe: one MacKey per thread.
+class MacKey {
+ public:
+  // InvalidArgument for an empty psk.
+  static Result<MacKey> Create(std::string_view psk);
+  ~MacKey();
+  MacKey(MacKey&&) noexcept;
+  MacKey& operator=(MacKey&&) noexcept;
+
+  // HMAC-SHA256(psk, data) truncated to kMacSize bytes.
+  Status Compute(std::span<const uint8_t> data, uint8_t out[kMacSize]) const;
+
+ private:
+  struct Impl;
+  explicit MacKey(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+// Writes the kMessageSize-byte datagram for `message` into `out` (which must hold kMessageSize bytes).
+// InvalidArgument for an unsendable message (empty name, zero incarnation or sequence, negative times).
+Status EncodeMessage(const Message& message, const MacKey& key, std::span<uint8_t> out);
+
+// Structural decode WITHOUT authentication: size, magic, version, field ranges, name padding. Corruption for bad
+// bytes, Unsupported for another version. Safe on any input (the fuzz entry point).
+Result<Message> DecodeMessage(std::span<const uint8_t> datagram);
+
+// Corruption unless the datagram carries a valid MAC under `key` (constant-time comparison).
+Status VerifyMessageMac(std::span<const uint8_t> datagram, const MacKey& key);
+
+// What a receiver uses: structure first (cheap, rejects garbage before any crypto), then the MAC.
+Result<Message> DecodeAuthenticatedMessage(std::span<const uint8_t> datagram, const MacKey& key);
+
+}  // namespace tandem::heartbeat
