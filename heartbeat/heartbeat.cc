@@ -110,7 +110,8 @@ struct HeartbeatService::Impl {
     uint64_t next_seq = 1;
     bool blocked = false;  // guarded by mu
     // Rejection log throttling (thread only).
-    int64_t last_reject_log_ns = std::numeric_limits<int64_t>::min();
+    bool reject_logged = false;
+    int64_t last_reject_log_ns = 0;
     uint64_t rejects_since_log = 0;
   };
 
@@ -226,9 +227,10 @@ void HeartbeatService::Impl::NoteRejection(size_t index, const sockaddr_storage&
                                            int64_t now_ns) {
   Link& link = links[index];
   link.rejects_since_log++;
-  if (now_ns - link.last_reject_log_ns < kRejectLogPeriodNs) return;
+  if (link.reject_logged && now_ns - link.last_reject_log_ns < kRejectLogPeriodNs) return;
   TLOG_WARN(kLog, "link %s: rejected datagram from %s: %s (%" PRIu64 " rejected since the last report)",
             link.local_text.c_str(), FormatAddress(from).c_str(), reason, link.rejects_since_log);
+  link.reject_logged = true;
   link.last_reject_log_ns = now_ns;
   link.rejects_since_log = 0;
 }
