@@ -1,0 +1,48 @@
+/* Memory layout of the tandem test guest's workload pages, shared by the guest (freestanding C) and by
+ * host-side checkers (C++) that read a RAM image (e.g. a standby's replica file) and want to know whether it
+ * holds one consistent epoch.
+ *
+ * Page i (0 <= i < pages) lives at guest-physical TANDEM_GUEST_PAGES_BASE + i * TANDEM_GUEST_PAGE_SIZE.
+ * On q35 with less than ~2.75 GiB of RAM, guest-physical == offset in the RAM backing file.
+ * Each page is an array of 1024 little-endian 32-bit words:
+ *   [0] TANDEM_GUEST_MAGIC   [1] page index   [2] number of pages   [3] counter
+ *   [4] tandem_guest_check(index, pages, counter)   [5] fill mode (TANDEM_GUEST_FILL_*)
+ *   [6..1022] counter with fill=full; untouched (whatever RAM held) with fill=sparse
+ *   [1023] counter
+ * Words 0, 1, 2 and 5 are written once at boot; each round rewrites 3, 4, 1023 (and the fill with fill=full).
+ * fill=sparse is the default because on hosts where KVM emulates this 32-bit guest instruction by instruction
+ * (nested setups: ~0.4 us per instruction) every instruction counts; fill=full makes realistic page contents.
+ * Each round the guest increments the counter and rewrites pages 0..pages-1 in order, so any snapshot taken at
+ * an instant shows counters c,..,c,c-1,..,c-1 (at most one boundary, difference exactly 1).
+ */
+#ifndef TANDEM_TESTS_GUEST_GUEST_LAYOUT_H
+#define TANDEM_TESTS_GUEST_GUEST_LAYOUT_H
+
+#include <stdint.h>
+
+#define TANDEM_GUEST_PAGES_BASE 0x200000u /* 2 MiB: above the kernel image and the multiboot info */
+#define TANDEM_GUEST_PAGE_SIZE 4096u
+#define TANDEM_GUEST_PAGE_WORDS (TANDEM_GUEST_PAGE_SIZE / 4u)
+#define TANDEM_GUEST_MAGIC 0x4d444e54u /* "TNDM" in memory */
+#define TANDEM_GUEST_W_MAGIC 0
+#define TANDEM_GUEST_W_INDEX 1
+#define TANDEM_GUEST_W_PAGES 2
+#define TANDEM_GUEST_W_COUNTER 3
+#define TANDEM_GUEST_W_CHECK 4
+#define TANDEM_GUEST_W_MODE 5
+#define TANDEM_GUEST_W_FILL 6 /* first word of the counter fill (fill=full only) */
+#define TANDEM_GUEST_W_TAIL (TANDEM_GUEST_PAGE_WORDS - 1u)
+#define TANDEM_GUEST_FILL_SPARSE 0u
+#define TANDEM_GUEST_FILL_FULL 1u
+
+/* Only a few instructions (see fill=sparse above), yet a page header copied from another page or another epoch
+ * does not verify. */
+#define TANDEM_GUEST_CHECK_COUNTER_MUL 0x9e3779b1u
+#define TANDEM_GUEST_CHECK_COUNTER_XOR 0x27d4eb2fu
+#define TANDEM_GUEST_CHECK_INDEX_MUL 0x85ebca77u
+static inline uint32_t tandem_guest_check(uint32_t index, uint32_t pages, uint32_t counter) {
+  return ((counter ^ TANDEM_GUEST_CHECK_COUNTER_XOR) * TANDEM_GUEST_CHECK_COUNTER_MUL) ^
+         (index * TANDEM_GUEST_CHECK_INDEX_MUL + pages);
+}
+
+#endif

@@ -1,0 +1,102 @@
+/* tandem test guest: a freestanding multiboot kernel that dirties RAM pages in a checkable pattern and reports
+ * on COM1. Command line (multiboot, from QEMU -append): pages=N (default 4096), rate=R pages/s (default 0 =
+ * as fast as possible), fill=sparse|full (default sparse: see guest_layout.h), selftest=break (corrupt one page
+ * on purpose, to prove the checker fires). */
+#include <stdint.h>
+
+#include "guest_layout.h"
+#include "serial.h"
+#include "timer.h"
+#include "workload.h"
+
+#define MB_LOADER_MAGIC 0x2badb002u
+#define MBI_FLAG_MEM 0x001u
+#define MBI_FLAG_CMDLINE 0x004u
+
+struct multiboot_info {
+  uint32_t flags;
+  uint32_t mem_lower; /* KiB below 1 MiB */
+  uint32_t mem_upper; /* KiB from 1 MiB up to the first hole */
+  uint32_t boot_device;
+  uint32_t cmdline;
+};
+
+extern char __image_end[];
+
+static char cmdline[512];
+
+/* Value of `key=` in the command line, or 0. Tokens are separated by spaces; the first is the kernel path. */
+static const char* find_arg(const char* key) {
+  for (const char* p = cmdline; *p;) {
+    while (*p == ' ') ++p;
+    const char* k = key;
+    const char* q = p;
+    while (*k && *q == *k) ++q, ++k;
+    if (!*k && (p == cmdline || p[-1] == ' ')) return q;
+    while (*p && *p != ' ') ++p;
+  }
+  return 0;
+}
+
+static uint32_t arg_u32(const char* key, uint32_t def) {
+  const char* v = find_arg(key);
+  if (!v || *v < '0' || *v > '9') return def;
+  uint32_t n = 0;
+  for (; *v >= '0' && *v <= '9'; ++v) {
+    uint32_t d = (uint32_t)(*v - '0');
+    if (n > (0xffffffffu - d) / 10u) return 0xffffffffu;
+    n = n * 10u + d;
+  }
+  return n;
+}
+
+static int arg_is(const char* key, const char* want) {
+  const char* v = find_arg(key);
+  if (!v) return 0;
+  while (*want && *v == *want) ++v, ++want;
+  return !*want && (*v == ' ' || *v == '\0');
+}
+
+void guest_main(uint32_t magic, const struct multiboot_info* mbi) {
+  serial_init();
+  uint64_t ram_end = 0;
+  if (magic == MB_LOADER_MAGIC) {
+    if ((mbi->flags & MBI_FLAG_CMDLINE) && mbi->cmdline) {
+      const char* src = (const char*)(uintptr_t)mbi->cmdline;
+      uint32_t n = 0;
+      while (n + 1 < sizeof cmdline && src[n]) cmdline[n] = src[n], ++n;
+      cmdline[n] = '\0';
+    }
+    if (mbi->flags & MBI_FLAG_MEM) ram_end = 0x100000ull + (uint64_t)mbi->mem_upper * 1024u;
+  } else {
+    serial_printf("tandem-guest: not started by a multiboot loader (eax=%x)\n", magic);
+  }
+
+  struct workload_config cfg;
+  cfg.pages = arg_u32("pages=", 4096);
+  cfg.rate = arg_u32("rate=", 0);
+  cfg.fill_full = arg_is("fill=", "full");
+  cfg.selftest_break = arg_is("selftest=", "break");
+  if (cfg.pages == 0) cfg.pages = 1;
+  if (ram_end == 0) ram_end = 32ull << 20; /* no memory info: assume a small VM */
+  /* The multiboot info and command line sit right after the image; we have copied what we need, but make
+   * sure the pages cannot overlap the image itself. */
+  uint64_t base = TANDEM_GUEST_PAGES_BASE;
+  uint64_t max_pages = ram_end > base ? (ram_end - base) / TANDEM_GUEST_PAGE_SIZE : 0;
+  if ((uintptr_t)__image_end > TANDEM_GUEST_PAGES_BASE) max_pages = 0;
+  if (max_pages == 0) {
+    serial_printf("tandem-guest: no RAM above 2 MiB (ram end %x)\n", (uint32_t)ram_end);
+    for (;;) __asm__ volatile("cli; hlt");
+  }
+  if (cfg.pages > max_pages) {
+    serial_printf("tandem-guest: pages=%u does not fit in RAM, using %u\n", cfg.pages, (uint32_t)max_pages);
+    cfg.pages = (uint32_t)max_pages;
+  }
+
+  timer_init();
+  serial_printf("tandem-guest boot pages=%u rate=%u\n", cfg.pages, cfg.rate);
+  serial_printf("tandem-guest info: tsc_khz=%u ram_kib=%u base=%x fill=%s selftest=%s\n", timer_tsc_khz(),
+                (uint32_t)(ram_end >> 10), TANDEM_GUEST_PAGES_BASE, cfg.fill_full ? "full" : "sparse",
+                cfg.selftest_break ? "break" : "off");
+  workload_run(&cfg);
+}

@@ -1,0 +1,167 @@
+#include "workload.h"
+
+#include "guest_layout.h"
+#include "io.h"
+#include "serial.h"
+#include "timer.h"
+
+/* On hosts where KVM emulates this guest instruction by instruction (~0.4 us each), the per-page loop is the
+ * whole cost: it keeps everything in registers, rewrites 3 words, and looks at the TSC every 8 pages. */
+
+#define PRINT_INTERVAL_MS 250u
+#define TICK_EVERY_PAGES 8u
+#define SELFTEST_BREAK_AFTER_US 1500000u
+#define CREDIT_PER_PAGE 1000000ull /* rate credit is kept in millionths of a page */
+
+static uint32_t npages;
+static uint32_t rate;
+static uint32_t fill_mode;
+static uint32_t counter;         /* counter of the round in progress (or last finished) */
+static int broken;
+static uint32_t full_check_next; /* page whose every word the next scan checks, rotating (fill=full) */
+static uint64_t tick_tsc;        /* TSC at the last status line */
+static uint64_t tick_interval;   /* PRINT_INTERVAL_MS in TSC ticks */
+static uint64_t credit;
+static uint64_t credit_cap;
+static uint64_t credit_time_us;
+
+static inline volatile uint32_t* page_at(uint32_t i) {
+  return (volatile uint32_t*)(uintptr_t)(TANDEM_GUEST_PAGES_BASE + i * TANDEM_GUEST_PAGE_SIZE);
+}
+
+static void fill_page(volatile uint32_t* p, uint32_t value) {
+  uint32_t* dst = (uint32_t*)(uintptr_t)(p + TANDEM_GUEST_W_FILL);
+  uint32_t n = TANDEM_GUEST_W_TAIL - TANDEM_GUEST_W_FILL;
+  __asm__ volatile("rep stosl" : "+D"(dst), "+c"(n) : "a"(value) : "memory");
+}
+
+static void write_whole_page(uint32_t i, uint32_t value) {
+  volatile uint32_t* p = page_at(i);
+  p[TANDEM_GUEST_W_MAGIC] = TANDEM_GUEST_MAGIC;
+  p[TANDEM_GUEST_W_INDEX] = i;
+  p[TANDEM_GUEST_W_PAGES] = npages;
+  p[TANDEM_GUEST_W_COUNTER] = value;
+  p[TANDEM_GUEST_W_CHECK] = tandem_guest_check(i, npages, value);
+  p[TANDEM_GUEST_W_MODE] = fill_mode;
+  if (fill_mode == TANDEM_GUEST_FILL_FULL) fill_page(p, value);
+  p[TANDEM_GUEST_W_TAIL] = value;
+}
+
+static void report_broken(uint32_t i, uint32_t found, uint32_t expected) {
+  serial_printf("INVARIANT BROKEN at page %u: %u vs %u\n", i, found, expected);
+  broken = 1;
+}
+
+/* Every word of one page's header and tail, and of the fill either sampled or (full != 0) all of it. */
+static int verify_page(uint32_t i, uint32_t expected, int full) {
+  volatile const uint32_t* p = page_at(i);
+  uint32_t v = p[TANDEM_GUEST_W_COUNTER];
+  if (v != expected) return report_broken(i, v, expected), 0;
+  if ((v = p[TANDEM_GUEST_W_TAIL]) != expected) return report_broken(i, v, expected), 0;
+  if ((v = p[TANDEM_GUEST_W_MAGIC]) != TANDEM_GUEST_MAGIC) return report_broken(i, v, TANDEM_GUEST_MAGIC), 0;
+  if ((v = p[TANDEM_GUEST_W_INDEX]) != i) return report_broken(i, v, i), 0;
+  if ((v = p[TANDEM_GUEST_W_PAGES]) != npages) return report_broken(i, v, npages), 0;
+  if ((v = p[TANDEM_GUEST_W_MODE]) != fill_mode) return report_broken(i, v, fill_mode), 0;
+  uint32_t want = tandem_guest_check(i, npages, expected);
+  if ((v = p[TANDEM_GUEST_W_CHECK]) != want) return report_broken(i, v, want), 0;
+  if (fill_mode != TANDEM_GUEST_FILL_FULL) return 1;
+  static const uint16_t samples[] = {TANDEM_GUEST_W_FILL, 256, 512, 768, TANDEM_GUEST_W_TAIL - 1};
+  if (full) {
+    for (uint32_t w = TANDEM_GUEST_W_FILL; w < TANDEM_GUEST_W_TAIL; ++w)
+      if ((v = p[w]) != expected) return report_broken(i, v, expected), 0;
+  } else {
+    for (uint32_t s = 0; s < sizeof samples / sizeof samples[0]; ++s)
+      if ((v = p[samples[s]]) != expected) return report_broken(i, v, expected), 0;
+  }
+  return 1;
+}
+
+/* The invariant over all pages, against what this CPU believes: pages [0, done) hold `counter`, the rest
+ * counter - 1. A RAM snapshot restored from another epoch than the CPU state, a page the replica missed, or a
+ * page mixed from two epochs fail here. */
+static void verify_all(uint32_t done) {
+  if (broken) return;
+  uint32_t full = full_check_next++ % npages;
+  for (uint32_t i = 0; i < npages; ++i)
+    if (!verify_page(i, i < done ? counter : counter - 1u, i == full)) return;
+}
+
+/* About every 250 ms of wall time (also mid-round, also while rate-limited): full scan and a status line. */
+static __attribute__((noinline)) void status(uint64_t t, uint32_t done) {
+  tick_tsc = t;
+  verify_all(done);
+  serial_printf(broken ? "counter=%u INVARIANT BROKEN\n" : "counter=%u ok\n", counter);
+}
+
+static inline void tick(uint32_t done) {
+  uint64_t t = timer_rdtsc();
+  /* Also taken when the TSC went backwards (huge unsigned delta), e.g. resumed from an older snapshot. */
+  if (t - tick_tsc >= tick_interval) status(t, done);
+}
+
+static __attribute__((noinline)) void wait_for_credit(uint32_t done) {
+  for (;;) {
+    tick(done);
+    uint64_t now = timer_now_us();
+    credit += (now - credit_time_us) * rate;
+    credit_time_us = now;
+    /* Cap the burst so a long pause (VM stopped, resumed elsewhere) does not turn into a catch-up storm. */
+    if (credit > credit_cap) credit = credit_cap;
+    if (credit >= CREDIT_PER_PAGE) break;
+    cpu_relax();
+  }
+  credit -= CREDIT_PER_PAGE;
+}
+
+static __attribute__((noinline)) void precheck_failed(uint32_t i, volatile const uint32_t* p, uint32_t prev) {
+  uint32_t v = p[TANDEM_GUEST_W_COUNTER];
+  report_broken(i, v != prev ? v : p[TANDEM_GUEST_W_TAIL], prev);
+}
+
+/* One round: counter goes to c, pages 0..n-1 are rewritten in order. Specialised at compile time on the two
+ * options so the common case (no rate limit, sparse) has no per-page branches for them. */
+static inline __attribute__((always_inline)) void do_round(uint32_t c, const int limited, const int full) {
+  const uint32_t n = npages, prev = c - 1u;
+  const uint32_t check_c = (c ^ TANDEM_GUEST_CHECK_COUNTER_XOR) * TANDEM_GUEST_CHECK_COUNTER_MUL;
+  uint32_t check_i = n; /* i * TANDEM_GUEST_CHECK_INDEX_MUL + pages, kept incrementally */
+  volatile uint32_t* p = page_at(0);
+  for (uint32_t i = 0; i < n; ++i, p += TANDEM_GUEST_PAGE_WORDS, check_i += TANDEM_GUEST_CHECK_INDEX_MUL) {
+    if (limited) wait_for_credit(i);
+    /* Cheap continuous check: the page about to be rewritten must still hold the previous round. */
+    if (__builtin_expect(p[TANDEM_GUEST_W_COUNTER] != prev || p[TANDEM_GUEST_W_TAIL] != prev, 0) && !broken)
+      precheck_failed(i, p, prev);
+    p[TANDEM_GUEST_W_COUNTER] = c;
+    p[TANDEM_GUEST_W_CHECK] = check_c ^ check_i;
+    if (full) fill_page(p, c);
+    p[TANDEM_GUEST_W_TAIL] = c;
+    if ((i & (TICK_EVERY_PAGES - 1u)) == TICK_EVERY_PAGES - 1u) tick(i + 1u);
+  }
+}
+
+void workload_run(const struct workload_config* cfg) {
+  npages = cfg->pages;
+  rate = cfg->rate;
+  fill_mode = cfg->fill_full ? TANDEM_GUEST_FILL_FULL : TANDEM_GUEST_FILL_SPARSE;
+  credit_cap = (uint64_t)rate * (CREDIT_PER_PAGE / 10u); /* 100 ms worth of pages */
+  if (credit_cap < CREDIT_PER_PAGE) credit_cap = CREDIT_PER_PAGE;
+  tick_interval = (uint64_t)timer_tsc_khz() * PRINT_INTERVAL_MS;
+  counter = 0;
+  for (uint32_t i = 0; i < npages; ++i) write_whole_page(i, 0);
+  int selftest_pending = cfg->selftest_break;
+  credit_time_us = timer_now_us();
+  tick_tsc = timer_rdtsc() - tick_interval; /* first status line right away */
+  for (;;) {
+    tick(npages); /* between rounds every page holds `counter` */
+    const uint32_t c = ++counter;
+    if (rate)
+      fill_mode == TANDEM_GUEST_FILL_FULL ? do_round(c, 1, 1) : do_round(c, 1, 0);
+    else
+      fill_mode == TANDEM_GUEST_FILL_FULL ? do_round(c, 0, 1) : do_round(c, 0, 0);
+    if (selftest_pending && timer_now_us() >= SELFTEST_BREAK_AFTER_US) {
+      /* Simulate a replica that missed one dirty page: a page goes back one round. */
+      selftest_pending = 0;
+      serial_printf("tandem-guest selftest: page %u set back to %u\n", npages / 4, c - 1u);
+      write_whole_page(npages / 4, c - 1u);
+    }
+  }
+}
