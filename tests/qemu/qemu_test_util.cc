@@ -1,0 +1,154 @@
+#include "tests/qemu/qemu_test_util.h"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <linux/kvm.h>
+#include <sys/ioctl.h>
+#include <unistd.h>
+#include <zstd.h>
+
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <fstream>
+#include <sstream>
+#include <stdexcept>
+#include <thread>
+
+#include "tests/guest/guest_layout.h"
+
+namespace tandem::qemu::testing {
+
+TempDir::TempDir() {
+  char tmpl[] = "/tmp/tandem-qt.XXXXXX";
+  if (mkdtemp(tmpl) == nullptr) throw std::runtime_error("mkdtemp failed");
+  path_ = tmpl;
+}
+
+TempDir::~TempDir() {
+  if (DIR* d = opendir(path_.c_str())) {
+    while (dirent* e = readdir(d)) {
+      if (std::strcmp(e->d_name, ".") != 0 && std::strcmp(e->d_name, "..") != 0) ::unlink((path_ + "/" + e->d_name).c_str());
+    }
+    closedir(d);
+  }
+  ::rmdir(path_.c_str());
+}
+
+std::string ReadFileOrEmpty(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+std::vector<uint8_t> ReadFixture(const std::string& name) {
+  const std::string path = std::string(TANDEM_QEMU_TEST_DATA) + "/" + name;
+  const std::string compressed = ReadFileOrEmpty(path);
+  if (compressed.empty()) throw std::runtime_error("missing fixture " + path);
+  const unsigned long long size = ZSTD_getFrameContentSize(compressed.data(), compressed.size());
+  if (size == ZSTD_CONTENTSIZE_ERROR || size == ZSTD_CONTENTSIZE_UNKNOWN) throw std::runtime_error("bad zstd " + path);
+  std::vector<uint8_t> out(size);
+  const size_t n = ZSTD_decompress(out.data(), out.size(), compressed.data(), compressed.size());
+  if (ZSTD_isError(n) || n != size) throw std::runtime_error("zstd decompress failed: " + path);
+  return out;
+}
+
+std::string TestGuestPath() { return TANDEM_TEST_GUEST; }
+
+std::string KvmUnusableReason() {
+  static const std::string reason = [] {
+    const char* env = std::getenv("TANDEM_KVM");
+    const std::string v = env ? env : "";
+    if (v == "usable" || v == "1") return std::string();
+    if (v == "unusable" || v == "0") return "KVM NOT USABLE (TANDEM_KVM=" + v + "): the COLO path needs KVM";
+    const std::string probe = std::string(TANDEM_SOURCE_DIR) + "/scripts/probe-kvm";
+    if (::access(probe.c_str(), X_OK) == 0) {
+      const std::string cmd = "TANDEM_TEST_GUEST=" + TestGuestPath() + " " + probe + " 2>&1";
+      FILE* p = popen(cmd.c_str(), "r");
+      if (!p) return std::string("cannot run scripts/probe-kvm");
+      char buf[512];
+      std::string out;
+      while (fgets(buf, sizeof(buf), p)) out += buf;
+      const int rc = pclose(p);
+      return rc == 0 ? std::string() : "KVM NOT USABLE, the COLO checkpoint path cannot run here: " + out;
+    }
+    const int fd = ::open("/dev/kvm", O_RDWR | O_CLOEXEC);
+    if (fd < 0) return "KVM NOT USABLE: cannot open /dev/kvm: " + std::string(std::strerror(errno));
+    const int api = ioctl(fd, KVM_GET_API_VERSION, 0);
+    ::close(fd);
+    return api == KVM_API_VERSION ? std::string() : std::string("KVM NOT USABLE: unexpected KVM API version");
+  }();
+  return reason;
+}
+
+VmConfig TestGuestVm(const std::string& dir, const std::string& tag, const std::string& accel, uint64_t memory_mb,
+                     const std::string& append) {
+  VmConfig vm;
+  vm.name = "qt-" + tag;
+  vm.memory_mb = memory_mb;
+  vm.accel = accel;
+  vm.kernel = TestGuestPath();
+  vm.append = append;
+  vm.ram_path = dir + "/" + tag + ".ram";
+  vm.qmp_socket = dir + "/" + tag + ".qmp";
+  vm.serial_log = dir + "/" + tag + ".serial";
+  return vm;
+}
+
+std::vector<CounterLine> ParseCounters(const std::string& serial) {
+  std::vector<CounterLine> lines;
+  std::istringstream in(serial);
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.rfind("counter=", 0) != 0) continue;
+    char* end = nullptr;
+    CounterLine c;
+    c.counter = std::strtoull(line.c_str() + 8, &end, 10);
+    if (end == line.c_str() + 8) continue;
+    c.ok = std::string(end) == " ok";
+    lines.push_back(c);
+  }
+  return lines;
+}
+
+bool WaitUntil(int timeout_ms, const std::function<bool()>& done) {
+  for (int waited = 0; waited <= timeout_ms; waited += 10) {
+    if (done()) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  return done();
+}
+
+std::string CheckGuestPages(std::span<const uint8_t> ram, uint32_t pages, uint32_t* counter) {
+  auto word = [&](uint32_t page, uint32_t w) {
+    uint32_t v;
+    std::memcpy(&v, ram.data() + TANDEM_GUEST_PAGES_BASE + size_t(page) * TANDEM_GUEST_PAGE_SIZE + 4 * w, 4);
+    return v;
+  };
+  if (TANDEM_GUEST_PAGES_BASE + size_t(pages) * TANDEM_GUEST_PAGE_SIZE > ram.size()) return "RAM image too small";
+  const uint32_t first = word(0, TANDEM_GUEST_W_COUNTER);
+  uint32_t boundaries = 0;
+  for (uint32_t i = 0; i < pages; ++i) {
+    const uint32_t c = word(i, TANDEM_GUEST_W_COUNTER);
+    const std::string where = "page " + std::to_string(i) + ": ";
+    if (word(i, TANDEM_GUEST_W_MAGIC) != TANDEM_GUEST_MAGIC) return where + "no magic";
+    if (word(i, TANDEM_GUEST_W_INDEX) != i) return where + "wrong index";
+    if (word(i, TANDEM_GUEST_W_PAGES) != pages) return where + "wrong page count";
+    if (word(i, TANDEM_GUEST_W_TAIL) != c) return where + "tail differs from counter (torn page)";
+    if (word(i, TANDEM_GUEST_W_CHECK) != tandem_guest_check(i, pages, c)) return where + "check word mismatch";
+    if (i > 0) {
+      const uint32_t prev = word(i - 1, TANDEM_GUEST_W_COUNTER);
+      if (c != prev) {
+        if (c + 1 != prev) return where + "counter " + std::to_string(c) + " after " + std::to_string(prev);
+        ++boundaries;
+      }
+    }
+  }
+  if (boundaries > 1) return "more than one counter boundary";
+  *counter = first;
+  return "";
+}
+
+}  // namespace tandem::qemu::testing

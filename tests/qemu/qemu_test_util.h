@@ -1,0 +1,65 @@
+// Shared pieces of the qemu-integration tests: temp dirs, fixtures, the KVM check, the test guest's serial
+// output and RAM layout.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "qemu-integration/qemu_args.h"
+
+namespace tandem::qemu::testing {
+
+// A fresh directory under /tmp (short enough for unix socket paths), removed with its files on destruction.
+class TempDir {
+ public:
+  TempDir();
+  ~TempDir();
+  const std::string& path() const { return path_; }
+  std::string operator/(const std::string& name) const { return path_ + "/" + name; }
+
+ private:
+  std::string path_;
+};
+
+std::string ReadFileOrEmpty(const std::string& path);
+// A zstd-compressed fixture from tests/qemu/data/.
+std::vector<uint8_t> ReadFixture(const std::string& name);
+
+// Empty if KVM can run the test guest here; otherwise why not. TANDEM_KVM=usable|1 or unusable|0 decides;
+// otherwise scripts/probe-kvm (when present) or a /dev/kvm check.
+std::string KvmUnusableReason();
+
+// Path of the project's bare-metal test guest (built by the tandem_test_guest target).
+std::string TestGuestPath();
+
+// A VM config for the test guest with everything under `dir` (file names prefixed by `tag`).
+VmConfig TestGuestVm(const std::string& dir, const std::string& tag, const std::string& accel, uint64_t memory_mb,
+                     const std::string& append);
+
+struct CounterLine {
+  uint64_t counter = 0;
+  bool ok = false;
+};
+// "counter=<n> ok" / "counter=<n> INVARIANT BROKEN" lines of the guest's serial output, in order.
+std::vector<CounterLine> ParseCounters(const std::string& serial);
+
+// Polls `done` every 10 ms for up to timeout_ms.
+bool WaitUntil(int timeout_ms, const std::function<bool()>& done);
+
+// Checks the test guest's workload pages in a RAM image of its main memory: every page header valid and the
+// counters of the form c,..,c,c-1,..,c-1 (one consistent instant). Returns c, or an error naming the first bad
+// page.
+std::string CheckGuestPages(std::span<const uint8_t> ram, uint32_t pages, uint32_t* counter);
+
+}  // namespace tandem::qemu::testing
+
+#define REQUIRE_KVM()                                                                  \
+  do {                                                                                 \
+    if (std::string why = ::tandem::qemu::testing::KvmUnusableReason(); !why.empty()) { \
+      fprintf(stderr, "\n!!! SKIPPED: %s\n", why.c_str());                             \
+      GTEST_SKIP() << why;                                                             \
+    }                                                                                  \
+  } while (0)
