@@ -1,0 +1,111 @@
+#include "tests/guest/guest_image.h"
+
+#include <cstring>
+#include <string>
+
+#include "tests/guest/guest_layout.h"
+
+namespace tandem::testguest {
+namespace {
+
+class Pages {
+ public:
+  Pages(std::span<const uint8_t> ram, uint32_t pages) : ram_(ram), pages_(pages) {}
+
+  uint32_t Word(uint32_t page, uint32_t word) const {
+    uint32_t v;
+    std::memcpy(&v, ram_.data() + TANDEM_GUEST_PAGES_BASE + size_t{page} * TANDEM_GUEST_PAGE_SIZE + word * 4u, 4);
+    return v;  // the guest is little-endian like every host tandem runs on
+  }
+  bool HasHeader(uint32_t i) const {
+    return Word(i, TANDEM_GUEST_W_MAGIC) == TANDEM_GUEST_MAGIC && Word(i, TANDEM_GUEST_W_INDEX) == i &&
+           Word(i, TANDEM_GUEST_W_PAGES) == pages_;
+  }
+  // Words a round rewrites: counter, check, fill (fill=full), tail.
+  // Clean(i, v): all of them say v. Torn(i, c): each says c or c - 1 (the guest stopped mid-page).
+  bool Clean(uint32_t i, uint32_t v, bool full) const { return Matches(i, v, v, full); }
+  bool Torn(uint32_t i, uint32_t c, bool full) const { return Matches(i, c, c - 1u, full); }
+
+ private:
+  bool Matches(uint32_t i, uint32_t a, uint32_t b, bool full) const {
+    auto is = [&](uint32_t w) { return w == a || w == b; };
+    if (!is(Word(i, TANDEM_GUEST_W_COUNTER)) || !is(Word(i, TANDEM_GUEST_W_TAIL))) return false;
+    uint32_t check = Word(i, TANDEM_GUEST_W_CHECK);
+    if (check != tandem_guest_check(i, pages_, a) && check != tandem_guest_check(i, pages_, b)) return false;
+    if (full)
+      for (uint32_t w = TANDEM_GUEST_W_FILL; w < TANDEM_GUEST_W_TAIL; ++w)
+        if (!is(Word(i, w))) return false;
+    return true;
+  }
+
+  std::span<const uint8_t> ram_;
+  uint32_t pages_;
+};
+
+// Page i does not hold `expected`: name the first word that says otherwise.
+Status Mismatch(const Pages& pages, uint32_t i, uint32_t n, uint32_t expected, bool full) {
+  auto broken = [&](const char* what, uint32_t found, uint32_t want) {
+    return Status::Corruption("page " + std::to_string(i) + ": " + what + " " + std::to_string(found) + " vs " +
+                              std::to_string(want));
+  };
+  if (uint32_t v = pages.Word(i, TANDEM_GUEST_W_COUNTER); v != expected) return broken("counter", v, expected);
+  if (uint32_t v = pages.Word(i, TANDEM_GUEST_W_TAIL); v != expected) return broken("tail word", v, expected);
+  uint32_t check = tandem_guest_check(i, n, expected);
+  if (uint32_t v = pages.Word(i, TANDEM_GUEST_W_CHECK); v != check) return broken("check word", v, check);
+  if (full)
+    for (uint32_t w = TANDEM_GUEST_W_FILL; w < TANDEM_GUEST_W_TAIL; ++w)
+      if (uint32_t v = pages.Word(i, w); v != expected) return broken("fill word", v, expected);
+  return Status::Corruption("page " + std::to_string(i) + ": does not hold counter " + std::to_string(expected));
+}
+
+}  // namespace
+
+Result<GuestImageState> CheckGuestImage(std::span<const uint8_t> ram) {
+  if (ram.size() < TANDEM_GUEST_PAGES_BASE + TANDEM_GUEST_PAGE_SIZE)
+    return Status::NotFound("RAM image smaller than the test guest's first page");
+  GuestImageState st;
+  {
+    uint32_t head[TANDEM_GUEST_W_FILL];
+    std::memcpy(head, ram.data() + TANDEM_GUEST_PAGES_BASE, sizeof head);
+    if (head[TANDEM_GUEST_W_MAGIC] != TANDEM_GUEST_MAGIC || head[TANDEM_GUEST_W_INDEX] != 0)
+      return Status::NotFound("no test guest page at guest-physical 0x200000");
+    st.pages = head[TANDEM_GUEST_W_PAGES];
+    st.full_fill = head[TANDEM_GUEST_W_MODE] == TANDEM_GUEST_FILL_FULL;
+    if (head[TANDEM_GUEST_W_MODE] > TANDEM_GUEST_FILL_FULL)
+      return Status::Corruption("page 0: unknown fill mode " + std::to_string(head[TANDEM_GUEST_W_MODE]));
+    // The counter word is the first store of a page's round, so page 0's says c even if page 0 is torn.
+    st.counter = head[TANDEM_GUEST_W_COUNTER];
+  }
+  if (st.pages == 0 || (ram.size() - TANDEM_GUEST_PAGES_BASE) / TANDEM_GUEST_PAGE_SIZE < st.pages)
+    return Status::Corruption("page 0: page count " + std::to_string(st.pages) + " does not fit the image");
+  const Pages pages(ram, st.pages);
+  const uint32_t c = st.counter, n = st.pages;
+  const bool full = st.full_fill;
+  uint32_t i = 0;
+  while (i < n && pages.HasHeader(i) && pages.Clean(i, c, full)) ++i;
+  st.boundary = i;
+  if (i < n && c == 0 && !pages.HasHeader(i)) {
+    // The boot pass writes counter 0 to pages in order; the rest of RAM is whatever it was.
+    st.initializing = true;
+    return st;
+  }
+  if (i < n && pages.HasHeader(i) && !pages.Clean(i, c - 1u, full) && pages.Torn(i, c, full)) {
+    st.torn = true;
+    ++i;
+  }
+  for (; i < n; ++i) {
+    if (!pages.HasHeader(i))
+      return Status::Corruption("page " + std::to_string(i) + ": header is not the test guest's (magic " +
+                                std::to_string(pages.Word(i, TANDEM_GUEST_W_MAGIC)) + " index " +
+                                std::to_string(pages.Word(i, TANDEM_GUEST_W_INDEX)) + " pages " +
+                                std::to_string(pages.Word(i, TANDEM_GUEST_W_PAGES)) + ")");
+    if (!pages.Clean(i, c - 1u, full)) {
+      // The first page after the run of c could have held c too; past it (or past a torn page) only c - 1.
+      bool c_allowed = i == st.boundary && pages.Word(i, TANDEM_GUEST_W_COUNTER) != c - 1u;
+      return Mismatch(pages, i, n, c_allowed ? c : c - 1u, full);
+    }
+  }
+  return st;
+}
+
+}  // namespace tandem::testguest

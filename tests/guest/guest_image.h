@@ -1,0 +1,27 @@
+// Host-side check of the test guest's workload pages in a RAM image (a replica file, a RAM backing file of a
+// stopped VM): does the image hold one consistent instant of the guest, or a mix of epochs?
+#pragma once
+
+#include <cstdint>
+#include <span>
+
+#include "common/status.h"
+
+namespace tandem::testguest {
+
+struct GuestImageState {
+  uint32_t pages = 0;
+  uint32_t counter = 0;    // newest counter in the image (c)
+  uint32_t boundary = 0;   // pages [0, boundary) hold c; the rest hold c - 1 (boundary == pages: all hold c)
+  bool torn = false;       // page `boundary` was caught between its first and last store (VM stopped mid-page)
+  bool initializing = false;  // c == 0 and pages from `boundary` on were not written yet (guest still booting)
+  bool full_fill = false;  // the guest runs with fill=full (every word of each page checked)
+};
+
+// `ram` starts at guest-physical address 0 (q35 with < 2.75 GiB: the start of the RAM backing file).
+// NotFound: the guest's pages are not there (wrong file, guest not started yet).
+// Corruption: the invariant is broken; the message names the first offending page, e.g.
+// "page 16: counter 1857 vs 1858".
+Result<GuestImageState> CheckGuestImage(std::span<const uint8_t> ram);
+
+}  // namespace tandem::testguest
