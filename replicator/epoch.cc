@@ -74,6 +74,11 @@ uint8_t* RamImage::PageBuffer(uint32_t block, uint64_t offset) {
   return bases_[block] + offset;
 }
 
+const uint8_t* RamImage::Page(uint32_t block, uint64_t offset) const {
+  if (block >= blocks_.size() || offset % kPageSize != 0 || offset >= blocks_[block].size_bytes) return nullptr;
+  return bases_[block] + offset;
+}
+
 bool RamImage::FilledPage(uint32_t block, uint64_t offset, uint8_t fill) {
   uint8_t* page = PageBuffer(block, offset);
   if (page == nullptr) return false;

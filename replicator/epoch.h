@@ -92,6 +92,9 @@ class RamImage final : public PageSink {
 
   const std::vector<RamBlockInfo>& blocks() const { return blocks_; }
   std::span<uint8_t> Block(uint32_t index) { return {bases_[index], blocks_[index].size_bytes}; }
+  std::span<const uint8_t> Block(uint32_t index) const { return {bases_[index], blocks_[index].size_bytes}; }
+  // The page at (block, offset), or nullptr when out of range.
+  const uint8_t* Page(uint32_t block, uint64_t offset) const;
 
   // Applies every page of `epoch`. All-or-nothing against bad input: every record's block and offset is
   // checked first, and nothing is written unless all are in range.

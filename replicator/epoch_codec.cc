@@ -1,0 +1,413 @@
+#include "replicator/epoch_codec.h"
+
+#include <xxhash.h>
+
+#include <cinttypes>
+#include <cstdio>
+
+#include "common/log.h"
+
+namespace tandem::replicator {
+namespace {
+
+struct Xxh3StateDeleter {
+  void operator()(XXH3_state_t* s) const { XXH3_freeState(s); }
+};
+using Xxh3State = std::unique_ptr<XXH3_state_t, Xxh3StateDeleter>;
+Xxh3State NewState() { return Xxh3State(XXH3_createState()); }
+
+void ChainChecksum(XXH3_state_t* state, uint64_t checksum) {
+  uint8_t le[8];
+  StoreLe64(le, checksum);
+  XXH3_64bits_update(state, le, sizeof(le));
+}
+
+std::string Where(uint32_t block, uint64_t offset) {
+  char buf[64];
+  snprintf(buf, sizeof(buf), "page (block %u, offset 0x%" PRIx64 ")", block, offset);
+  return buf;
+}
+
+bool IsRelative(PageEncoding e) {
+  return e == PageEncoding::kXorLz4 || e == PageEncoding::kXorZstd || e == PageEncoding::kUnchanged;
+}
+
+constexpr uint8_t kMaxEncoding = static_cast<uint8_t>(PageEncoding::kUnchanged);
+
+}  // namespace
+
+// ---------------------------------------------------------------------------------------------------------------
+// Encoder
+
+struct EpochEncoder::EpochTotals {
+  Xxh3State records = NewState();
+  uint64_t page_count = 0;
+  uint64_t payload_bytes = 0;
+  uint32_t record_count = 0;
+  void Reset() {
+    XXH3_64bits_reset(records.get());
+    page_count = payload_bytes = 0;
+    record_count = 0;
+  }
+};
+
+EpochEncoder::EpochEncoder(const PageCodecOptions& options)
+    : page_encoder_(options), record_(kRecordHeaderSize + kMaxRecordPayload), totals_(new EpochTotals) {}
+EpochEncoder::~EpochEncoder() = default;
+
+uint64_t EpochEncoder::RecordCount(uint64_t pages, uint64_t device_state_bytes) {
+  return 2 + (pages + kMaxPagesPerRecord - 1) / kMaxPagesPerRecord +
+         (device_state_bytes + kDeviceStateChunk - 1) / kDeviceStateChunk;
+}
+
+Status EpochEncoder::EncodeHello(const HelloMessage& hello, EpochSink* sink) {
+  SerializeHello(hello, &hello_);
+  if (hello_.size() > kMaxRecordPayload) return Status::InvalidArgument("HELLO larger than a record");
+  std::vector<uint8_t> record;
+  AppendRecord(RecordType::kHello, hello_, &record);
+  TANDEM_RETURN_IF_ERROR(sink->WriteRecord(record));
+  return sink->Flush();
+}
+
+Status EpochEncoder::Emit(RecordType type, uint32_t payload_length, EpochSink* sink) {
+  const uint64_t sum = FinishRecord(type, record_.data(), payload_length);
+  if (type != RecordType::kEpochEnd) {
+    ChainChecksum(totals_->records.get(), sum);
+    totals_->payload_bytes += payload_length;
+    totals_->record_count++;
+  }
+  stats_.records++;
+  stats_.wire_bytes += kRecordHeaderSize + payload_length;
+  return sink->WriteRecord({record_.data(), kRecordHeaderSize + payload_length});
+}
+
+Status EpochEncoder::FlushPages(EpochSink* sink) {
+  if (pages_in_record_ == 0) return Status::Ok();
+  StoreLe32(record_.data() + kRecordHeaderSize, pages_in_record_);
+  StoreLe32(record_.data() + kRecordHeaderSize + 4, 0);
+  const uint32_t length = uint32_t(pages_cursor_ - kRecordHeaderSize);
+  pages_in_record_ = 0;
+  pages_cursor_ = kRecordHeaderSize + kPagesHeaderSize;
+  return Emit(RecordType::kPages, length, sink);
+}
+
+Status EpochEncoder::MakeRoom(EpochSink* sink) {
+  if (pages_in_record_ == kMaxPagesPerRecord) return FlushPages(sink);
+  return Status::Ok();
+}
+
+Status EpochEncoder::AddPage(uint32_t block, uint64_t offset, const uint8_t* page, const uint8_t* previous,
+                             EpochSink* sink) {
+  TANDEM_RETURN_IF_ERROR(MakeRoom(sink));
+  uint8_t* entry = record_.data() + pages_cursor_;
+  uint8_t* data = entry + kPageEntryHeaderSize;
+  const EncodedPage e = page_encoder_.Encode(page, previous, data);
+  const uint64_t hash = e.encoding == PageEncoding::kFilled ? FilledPageHash(data[0]) : PageHash(page);
+  StoreLe64(entry, offset);
+  StoreLe32(entry + 8, block);
+  StoreLe32(entry + 12, e.size);
+  StoreLe64(entry + 16, hash);
+  entry[24] = static_cast<uint8_t>(e.encoding);
+  entry[25] = entry[26] = entry[27] = 0;
+  if (corrupting_ && e.size > 0) {
+    data[e.size / 2] ^= 0x10;
+    corrupting_ = false;
+  }
+  pages_cursor_ += kPageEntryHeaderSize + e.size;
+  pages_in_record_++;
+  totals_->page_count++;
+  stats_.pages++;
+  stats_.page_payload_bytes += e.size;
+  stats_.by_encoding[static_cast<uint8_t>(e.encoding)]++;
+  return Status::Ok();
+}
+
+Status EpochEncoder::AddFilledPage(uint32_t block, uint64_t offset, uint8_t fill, EpochSink* sink) {
+  TANDEM_RETURN_IF_ERROR(MakeRoom(sink));
+  uint8_t* entry = record_.data() + pages_cursor_;
+  StoreLe64(entry, offset);
+  StoreLe32(entry + 8, block);
+  StoreLe32(entry + 12, 1);
+  StoreLe64(entry + 16, FilledPageHash(fill));
+  entry[24] = static_cast<uint8_t>(PageEncoding::kFilled);
+  entry[25] = entry[26] = entry[27] = 0;
+  entry[kPageEntryHeaderSize] = fill;
+  if (corrupting_) {
+    entry[kPageEntryHeaderSize] ^= 0x10;
+    corrupting_ = false;
+  }
+  pages_cursor_ += kPageEntryHeaderSize + 1;
+  pages_in_record_++;
+  totals_->page_count++;
+  stats_.pages++;
+  stats_.page_payload_bytes += 1;
+  stats_.by_encoding[static_cast<uint8_t>(PageEncoding::kFilled)]++;
+  return Status::Ok();
+}
+
+template <typename EmitPages>
+Status EpochEncoder::EncodeCommon(uint64_t number, uint64_t term, bool full, std::span<const uint8_t> device_state,
+                                  EpochSink* sink, EmitPages&& emit_pages) {
+  if (device_state.size() > kMaxDeviceState) return Status::InvalidArgument("device state larger than 1 GiB");
+  stats_ = EncodeStats();
+  totals_->Reset();
+  corrupting_ = corrupt_next_;
+  corrupt_next_ = false;
+  pages_in_record_ = 0;
+  pages_cursor_ = kRecordHeaderSize + kPagesHeaderSize;
+
+  SerializeEpochBegin({number, term, full}, record_.data() + kRecordHeaderSize);
+  TANDEM_RETURN_IF_ERROR(Emit(RecordType::kEpochBegin, kEpochBeginSize, sink));
+  TANDEM_RETURN_IF_ERROR(emit_pages());
+  TANDEM_RETURN_IF_ERROR(FlushPages(sink));
+
+  const uint64_t device_hash = device_state.empty() ? 0 : XXH3_64bits(device_state.data(), device_state.size());
+  for (size_t at = 0; at < device_state.size(); at += kDeviceStateChunk) {
+    const size_t n = std::min(kDeviceStateChunk, device_state.size() - at);
+    uint8_t* payload = record_.data() + kRecordHeaderSize;
+    StoreLe64(payload, device_state.size());
+    StoreLe64(payload + 8, at);
+    memcpy(payload + kDeviceStateHeaderSize, device_state.data() + at, n);
+    if (corrupting_) {
+      payload[kDeviceStateHeaderSize + n / 2] ^= 0x10;
+      corrupting_ = false;
+    }
+    TANDEM_RETURN_IF_ERROR(Emit(RecordType::kDeviceState, uint32_t(kDeviceStateHeaderSize + n), sink));
+  }
+  if (corrupting_) {
+    TLOG_WARN("encoder", "epoch %" PRIu64 " has no page payload nor device state: nothing to corrupt", number);
+    corrupting_ = false;
+  }
+
+  EpochEndMessage end;
+  end.epoch = number;
+  end.page_count = totals_->page_count;
+  end.payload_bytes = totals_->payload_bytes;
+  end.device_state_bytes = device_state.size();
+  end.device_state_hash = device_hash;
+  end.record_count = totals_->record_count;
+  end.records_hash = XXH3_64bits_digest(totals_->records.get());
+  SerializeEpochEnd(end, record_.data() + kRecordHeaderSize);
+  TANDEM_RETURN_IF_ERROR(Emit(RecordType::kEpochEnd, kEpochEndSize, sink));
+  return sink->Flush();
+}
+
+Status EpochEncoder::EncodeEpoch(const Epoch& epoch, uint64_t term, const RamImage* base, EpochSink* sink) {
+  // Checked up front so that a bad epoch fails before anything of it was written to the sink.
+  if (base != nullptr) {
+    for (const PageRecord& p : epoch.pages()) {
+      if (base->Page(p.block, p.offset) == nullptr) {
+        return Status::InvalidArgument("epoch " + std::to_string(epoch.number()) + ": " + Where(p.block, p.offset) +
+                                       " outside the RAM layout");
+      }
+    }
+  }
+  return EncodeCommon(epoch.number(), term, false, epoch.device_state(), sink, [&]() -> Status {
+    for (const PageRecord& p : epoch.pages()) {
+      if (p.filled) {
+        TANDEM_RETURN_IF_ERROR(AddFilledPage(p.block, p.offset, p.fill, sink));
+      } else {
+        const uint8_t* previous = base != nullptr ? base->Page(p.block, p.offset) : nullptr;
+        TANDEM_RETURN_IF_ERROR(AddPage(p.block, p.offset, epoch.PageData(p), previous, sink));
+      }
+    }
+    return Status::Ok();
+  });
+}
+
+Status EpochEncoder::EncodeFull(uint64_t number, uint64_t term, const RamImage& image,
+                                std::span<const uint8_t> device_state, EpochSink* sink) {
+  return EncodeCommon(number, term, true, device_state, sink, [&]() -> Status {
+    for (uint32_t b = 0; b < image.blocks().size(); ++b) {
+      std::span<const uint8_t> block = image.Block(b);
+      for (uint64_t off = 0; off < block.size(); off += kPageSize) {
+        TANDEM_RETURN_IF_ERROR(AddPage(b, off, block.data() + off, nullptr, sink));
+      }
+    }
+    return Status::Ok();
+  });
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Decoder
+
+struct EpochDecoder::Hashes {
+  Xxh3State records = NewState();
+  Xxh3State device = NewState();
+};
+
+EpochDecoder::EpochDecoder() : hashes_(new Hashes) {}
+EpochDecoder::~EpochDecoder() = default;
+
+void EpochDecoder::Begin(const EpochBeginMessage& begin, const RecordView& begin_record, const RamImage* replica) {
+  staged_.Reset(begin.epoch, begin.full);
+  replica_ = replica;
+  in_epoch_ = true;
+  full_ = begin.full;
+  term_ = begin.term;
+  next_block_ = 0;
+  next_offset_ = 0;
+  page_count_ = 0;
+  payload_bytes_ = begin_record.payload.size();
+  record_count_ = 1;
+  device_total_ = 0;
+  XXH3_64bits_reset(hashes_->records.get());
+  XXH3_64bits_reset(hashes_->device.get());
+  ChainChecksum(hashes_->records.get(), begin_record.checksum);
+}
+
+Status EpochDecoder::Fail(const Status& st) {
+  return st.WithContext("epoch " + std::to_string(staged_.number()));
+}
+
+Status EpochDecoder::Add(const RecordView& record) {
+  if (!in_epoch_) return Status::Corruption(std::string(RecordTypeName(record.type)) + " record outside an epoch");
+  record_count_++;
+  payload_bytes_ += record.payload.size();
+  ChainChecksum(hashes_->records.get(), record.checksum);
+  switch (static_cast<RecordType>(record.type)) {
+    case RecordType::kPages:
+      return AddPages(record.payload);
+    case RecordType::kDeviceState:
+      return AddDeviceState(record.payload);
+    case RecordType::kDiskWrites:
+      return Fail(Status::Unsupported("DISK_WRITES record: disk replication is not supported by this standby"));
+    case RecordType::kHello:
+      return Fail(Status::Corruption("HELLO inside an epoch"));
+    case RecordType::kEpochBegin:
+      return Fail(Status::Corruption("EPOCH_BEGIN inside an epoch: records out of order"));
+    case RecordType::kAck:
+      return Fail(Status::Corruption("ACK from the primary"));
+    case RecordType::kEpochEnd:
+      return Fail(Status::Corruption("EPOCH_END passed to Add"));
+  }
+  char buf[64];
+  snprintf(buf, sizeof(buf), "unknown record type 0x%08x", record.type);
+  return Fail(Status::Corruption(buf));
+}
+
+Status EpochDecoder::AddPages(std::span<const uint8_t> payload) {
+  if (payload.size() < kPagesHeaderSize) return Fail(Status::Corruption("PAGES record shorter than its header"));
+  const uint32_t count = LoadLe32(payload.data());
+  if (count == 0 || count > kMaxPagesPerRecord || LoadLe32(payload.data() + 4) != 0) {
+    return Fail(Status::Corruption("PAGES record with a bad page count or reserved bits"));
+  }
+  size_t pos = kPagesHeaderSize;
+  for (uint32_t i = 0; i < count; ++i) {
+    if (payload.size() - pos < kPageEntryHeaderSize) return Fail(Status::Corruption("PAGES record cut inside an entry"));
+    const uint8_t* entry = payload.data() + pos;
+    const uint64_t offset = LoadLe64(entry);
+    const uint32_t block = LoadLe32(entry + 8);
+    const uint32_t size = LoadLe32(entry + 12);
+    const uint64_t hash = LoadLe64(entry + 16);
+    const uint8_t raw_encoding = entry[24];
+    if (entry[25] != 0 || entry[26] != 0 || entry[27] != 0) {
+      return Fail(Status::Corruption(Where(block, offset) + " entry with reserved bits set"));
+    }
+    pos += kPageEntryHeaderSize;
+    if (size > kMaxEncodedPage || size > payload.size() - pos) {
+      return Fail(Status::Corruption(Where(block, offset) + " claims " + std::to_string(size) + " encoded bytes"));
+    }
+    const uint8_t* data = entry + kPageEntryHeaderSize;
+    pos += size;
+    if (raw_encoding > kMaxEncoding) {
+      return Fail(Status::Corruption(Where(block, offset) + " with unknown encoding " + std::to_string(raw_encoding)));
+    }
+    const auto encoding = static_cast<PageEncoding>(raw_encoding);
+    const uint8_t* base = replica_ != nullptr ? replica_->Page(block, offset) : nullptr;
+    if (base == nullptr) return Fail(Status::Corruption(Where(block, offset) + " outside the RAM layout"));
+    if (full_) {
+      if (block != next_block_ || offset != next_offset_) {
+        return Fail(Status::Corruption("full epoch skips or repeats pages: got " + Where(block, offset) +
+                                       ", expected " + Where(next_block_, next_offset_)));
+      }
+      next_offset_ += kPageSize;
+      if (next_offset_ >= replica_->blocks()[block].size_bytes) next_block_++, next_offset_ = 0;
+      if (IsRelative(encoding)) {
+        return Fail(Status::Corruption(Where(block, offset) + " of a full epoch is relative to the standby's copy"));
+      }
+    }
+    if (encoding == PageEncoding::kFilled) {
+      if (size != 1) return Fail(Status::Corruption(Where(block, offset) + ": filled page of " + std::to_string(size) + " bytes"));
+      if (FilledPageHash(data[0]) != hash) {
+        return Fail(Status::Corruption(Where(block, offset) + " hash mismatch after decode (filled)"));
+      }
+      staged_.FilledPage(block, offset, data[0]);
+    } else {
+      uint8_t* dst = staged_.PageBuffer(block, offset);
+      if (IsRelative(encoding)) memcpy(dst, base, kPageSize);
+      Status st = page_decoder_.Decode(encoding, data, size, dst);
+      if (!st.ok()) return Fail(st.WithContext(Where(block, offset)));
+      if (PageHash(dst) != hash) {
+        return Fail(Status::Corruption(Where(block, offset) + " hash mismatch after decode (" +
+                                       PageEncodingName(encoding) + ")"));
+      }
+    }
+    page_count_++;
+  }
+  if (pos != payload.size()) {
+    return Fail(Status::Corruption("PAGES record with " + std::to_string(payload.size() - pos) + " trailing bytes"));
+  }
+  return Status::Ok();
+}
+
+Status EpochDecoder::AddDeviceState(std::span<const uint8_t> payload) {
+  if (payload.size() <= kDeviceStateHeaderSize) return Fail(Status::Corruption("DEVICE_STATE record without data"));
+  const uint64_t total = LoadLe64(payload.data());
+  const uint64_t offset = LoadLe64(payload.data() + 8);
+  std::span<const uint8_t> chunk = payload.subspan(kDeviceStateHeaderSize);
+  std::vector<uint8_t>& dev = staged_.device_state();
+  if (device_total_ == 0) {
+    if (total == 0 || total > kMaxDeviceState) {
+      return Fail(Status::Corruption("DEVICE_STATE claims a total of " + std::to_string(total) + " bytes"));
+    }
+    device_total_ = total;
+  }
+  if (total != device_total_ || offset != dev.size() || chunk.size() > total - dev.size()) {
+    return Fail(Status::Corruption("DEVICE_STATE chunk at offset " + std::to_string(offset) + " of " +
+                                   std::to_string(total) + " does not continue the " + std::to_string(dev.size()) +
+                                   " bytes received"));
+  }
+  dev.insert(dev.end(), chunk.begin(), chunk.end());
+  XXH3_64bits_update(hashes_->device.get(), chunk.data(), chunk.size());
+  return Status::Ok();
+}
+
+Status EpochDecoder::End(const RecordView& end_record) {
+  if (!in_epoch_) return Status::Corruption("EPOCH_END outside an epoch");
+  in_epoch_ = false;
+  EpochEndMessage end;
+  TANDEM_RETURN_IF_ERROR(Fail(ParseEpochEnd(end_record.payload, &end)));
+  auto mismatch = [&](const char* what, uint64_t claimed, uint64_t seen) {
+    return Fail(Status::Corruption(std::string("EPOCH_END ") + what + " " + std::to_string(claimed) +
+                                   " but received " + std::to_string(seen)));
+  };
+  if (end.epoch != staged_.number()) return mismatch("closes epoch", end.epoch, staged_.number());
+  if (end.record_count != record_count_) return mismatch("counts records:", end.record_count, record_count_);
+  if (end.records_hash != XXH3_64bits_digest(hashes_->records.get())) {
+    return Fail(Status::Corruption("EPOCH_END record chain hash mismatch: records lost, repeated or reordered"));
+  }
+  if (end.page_count != page_count_) return mismatch("counts pages:", end.page_count, page_count_);
+  if (end.payload_bytes != payload_bytes_) return mismatch("counts payload bytes:", end.payload_bytes, payload_bytes_);
+  const uint64_t dev = staged_.device_state().size();
+  if (end.device_state_bytes != dev) return mismatch("counts device state bytes:", end.device_state_bytes, dev);
+  if (dev > 0 && end.device_state_hash != XXH3_64bits_digest(hashes_->device.get())) {
+    return Fail(Status::Corruption("device state hash mismatch"));
+  }
+  if (full_ && next_block_ != replica_->blocks().size()) {
+    return Fail(Status::Corruption("full epoch ends before " + Where(next_block_, next_offset_)));
+  }
+  return Status::Ok();
+}
+
+void EpochDecoder::Discard() {
+  in_epoch_ = false;
+  // A full epoch staged a copy of all RAM: give it back rather than keep it as capacity.
+  if (full_ || staged_.page_bytes() > (64u << 20)) {
+    staged_ = Epoch();
+  } else {
+    staged_.Reset(0, false);
+  }
+}
+
+}  // namespace tandem::replicator

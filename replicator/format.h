@@ -1,0 +1,101 @@
+// Every constant of tandem's replication wire format, in one place. FORMAT.md beside this file describes the
+// format in prose with byte diagrams; the two must change together, and a change that is not backward
+// compatible bumps kProtocolVersion.
+//
+// Everything is little-endian. A stream is a sequence of records:
+//
+//   +---------------+-----------------+----------------------------+----------------------+
+//   | type (u32)    | length (u32)    | checksum (u64)             | payload (length)     |
+//   +---------------+-----------------+----------------------------+----------------------+
+//   checksum = XXH3-64(type || length || payload), i.e. every byte of the record but the checksum itself.
+#pragma once
+
+#include <bit>
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+
+namespace tandem::replicator {
+
+static_assert(std::endian::native == std::endian::little, "tandem's wire helpers assume a little-endian host");
+
+// Version 1 is this file. The first u32 of a HELLO payload is the version in every version, so any peer can
+// name the version it cannot speak.
+inline constexpr uint32_t kProtocolVersion = 1;
+
+// Record types spell four ASCII characters in a hex dump: a stream read at the wrong offset shows up at once.
+constexpr uint32_t FourCc(char a, char b, char c, char d) {
+  return uint32_t(uint8_t(a)) | uint32_t(uint8_t(b)) << 8 | uint32_t(uint8_t(c)) << 16 | uint32_t(uint8_t(d)) << 24;
+}
+enum class RecordType : uint32_t {
+  kHello = FourCc('T', 'H', 'L', 'O'),        // both directions, once, first
+  kEpochBegin = FourCc('T', 'E', 'B', 'G'),   // primary -> standby
+  kPages = FourCc('T', 'P', 'G', 'S'),        // primary -> standby, inside an epoch
+  kDeviceState = FourCc('T', 'D', 'E', 'V'),  // primary -> standby, inside an epoch
+  kDiskWrites = FourCc('T', 'D', 'S', 'K'),   // reserved: disk replication; rejected as unsupported today
+  kEpochEnd = FourCc('T', 'E', 'N', 'D'),     // primary -> standby, closes an epoch
+  kAck = FourCc('T', 'A', 'C', 'K'),          // standby -> primary
+};
+const char* RecordTypeName(uint32_t type);
+
+inline constexpr size_t kRecordHeaderSize = 16;  // type, length, checksum
+inline constexpr size_t kRecordChecksumOffset = 8;
+// Larger lengths are refused before anything is read or allocated (BadLength).
+inline constexpr uint32_t kMaxRecordPayload = 2u << 20;
+
+// HELLO. Fixed part, then length-prefixed (u32) strings and the RAM block table.
+inline constexpr size_t kHelloFixedSize = 48;
+enum class PeerRole : uint32_t { kPrimary = 1, kStandby = 2 };
+inline constexpr uint32_t kHelloHasResumePoint = 1u << 0;  // standby: last_applied is meaningful
+inline constexpr uint32_t kMaxRamBlocks = 1024;
+inline constexpr uint32_t kMaxNameLength = 256;
+
+// EPOCH_BEGIN.
+inline constexpr size_t kEpochBeginSize = 24;
+inline constexpr uint32_t kEpochFull = 1u << 0;  // carries every page of every block, in order
+
+// PAGES: u32 count, u32 reserved, then `count` entries of a fixed header followed by the encoded bytes.
+inline constexpr size_t kPagesHeaderSize = 8;
+inline constexpr size_t kPageEntryHeaderSize = 28;
+inline constexpr uint32_t kMaxPagesPerRecord = 256;
+// Largest PAGES payload the encoder produces; must fit kMaxRecordPayload.
+inline constexpr size_t kMaxPagesPayload = kPagesHeaderSize + kMaxPagesPerRecord * (kPageEntryHeaderSize + 4096);
+static_assert(kMaxPagesPayload <= kMaxRecordPayload);
+
+// DEVICE_STATE: u64 total size, u64 offset of this chunk, then the chunk.
+inline constexpr size_t kDeviceStateHeaderSize = 16;
+inline constexpr size_t kDeviceStateChunk = 1u << 20;
+inline constexpr uint64_t kMaxDeviceState = 1ull << 30;
+
+// EPOCH_END.
+inline constexpr size_t kEpochEndSize = 56;
+
+// ACK: u64 epoch, u32 status, u32 reason length, reason (UTF-8, not terminated).
+inline constexpr size_t kAckFixedSize = 16;
+inline constexpr uint32_t kMaxAckReason = 4096;
+enum class AckStatus : uint32_t {
+  kOk = 0,
+  kCorruption = 1,   // bad checksum, length, order, page hash, totals
+  kUnsupported = 2,  // protocol version, record type (DISK_WRITES), page size
+  kReplay = 3,       // epoch number already applied, or not the next one
+  kOldTerm = 4,      // the sender's term is older than one the standby has seen
+  kMismatch = 5,     // wrong VM name or a RAM layout the replica cannot take
+  kInternal = 6,     // the standby failed on its own side (I/O on the replica)
+};
+const char* AckStatusName(uint32_t status);
+
+// Little-endian loads and stores (memcpy: no alignment or aliasing assumptions).
+inline uint32_t LoadLe32(const uint8_t* p) {
+  uint32_t v;
+  memcpy(&v, p, sizeof(v));
+  return v;
+}
+inline uint64_t LoadLe64(const uint8_t* p) {
+  uint64_t v;
+  memcpy(&v, p, sizeof(v));
+  return v;
+}
+inline void StoreLe32(uint8_t* p, uint32_t v) { memcpy(p, &v, sizeof(v)); }
+inline void StoreLe64(uint8_t* p, uint64_t v) { memcpy(p, &v, sizeof(v)); }
+
+}  // namespace tandem::replicator

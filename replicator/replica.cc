@@ -1,0 +1,251 @@
+#include "replicator/replica.h"
+
+#include <cinttypes>
+#include <thread>
+
+#include "common/log.h"
+
+namespace tandem::replicator {
+namespace {
+
+void AppendAck(uint64_t epoch, AckStatus status, const std::string& reason, std::vector<uint8_t>* scratch,
+               std::vector<uint8_t>* reply) {
+  SerializeAck({epoch, status, reason}, scratch);
+  AppendRecord(RecordType::kAck, *scratch, reply);
+}
+
+bool SameLayout(const std::vector<RamBlockInfo>& a, const std::vector<RamBlockInfo>& b) { return a == b; }
+
+}  // namespace
+
+Replica::Replica(ReplicaOptions options, Clock* clock) : options_(std::move(options)), clock_(clock) {}
+Replica::~Replica() = default;
+
+void Replica::StartSession() {
+  if (decoder_.in_epoch()) {
+    TLOG_WARN("replica", "epoch %" PRIu64 " was incomplete when its connection ended: dropped, nothing applied",
+              decoder_.epoch_number());
+  }
+  decoder_.Discard();
+  have_hello_ = false;
+  session_failed_ = false;
+  session_term_ = 0;
+  session_generation_ = 0;
+  reject_status_ = AckStatus::kOk;
+}
+
+Status Replica::OnRecord(const RecordView& record, std::vector<uint8_t>* reply) {
+  if (session_failed_) return Status::Aborted("session already rejected");
+  reject_status_ = AckStatus::kOk;
+  rejecting_epoch_valid_ = false;
+  Status st;
+  switch (static_cast<RecordType>(record.type)) {
+    case RecordType::kHello:
+      st = HandleHello(record, reply);
+      break;
+    case RecordType::kEpochBegin:
+      st = HandleEpochBegin(record);
+      break;
+    case RecordType::kEpochEnd:
+      st = HandleEpochEnd(record, reply);
+      break;
+    default:
+      if (!have_hello_) {
+        st = Status::Corruption(std::string(RecordTypeName(record.type)) + " record before HELLO");
+      } else {
+        st = decoder_.Add(record);
+      }
+      break;
+  }
+  if (!st.ok()) return Reject(st, reject_status_ != AckStatus::kOk ? reject_status_ : AckStatusFor(st), reply);
+  return st;
+}
+
+void Replica::OnStreamError(const Status& error, std::vector<uint8_t>* reply) {
+  if (error.IsCorruption()) {
+    Reject(decoder_.in_epoch() ? error.WithContext("epoch " + std::to_string(decoder_.epoch_number())) : error,
+           AckStatus::kCorruption, reply)
+        .ok();
+    return;
+  }
+  if (decoder_.in_epoch()) {
+    TLOG_WARN("replica", "connection ended inside epoch %" PRIu64 " (%s): epoch dropped, nothing applied",
+              decoder_.epoch_number(), error.ToString().c_str());
+    decoder_.Discard();
+  }
+  session_failed_ = true;
+}
+
+Status Replica::Reject(const Status& error, AckStatus status, std::vector<uint8_t>* reply) {
+  const bool epoch_level = decoder_.in_epoch() || rejecting_epoch_valid_;
+  const uint64_t epoch = decoder_.in_epoch() ? decoder_.epoch_number() : rejecting_epoch_valid_ ? rejecting_epoch_ : 0;
+  decoder_.Discard();
+  session_failed_ = true;
+  if (epoch_level) {
+    TLOG_ERROR("replica", "rejected epoch %" PRIu64 " from the primary (%s), nothing of it applied: %s", epoch,
+               AckStatusName(uint32_t(status)), error.ToString().c_str());
+  } else {
+    TLOG_ERROR("replica", "rejected the primary's connection (%s): %s", AckStatusName(uint32_t(status)),
+               error.ToString().c_str());
+  }
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (epoch_level) counters_.epochs_rejected++;
+    counters_.last_error = error.ToString();
+  }
+  AppendAck(epoch, status, error.ToString(), &payload_, reply);
+  return error;
+}
+
+Status Replica::HandleHello(const RecordView& record, std::vector<uint8_t>* reply) {
+  if (have_hello_) return Status::Corruption("second HELLO on one connection");
+  HelloMessage hello;
+  TANDEM_RETURN_IF_ERROR(ParseHello(record.payload, &hello));
+  if (hello.role != PeerRole::kPrimary) return Status::Corruption("HELLO from a standby: both ends are standbys");
+  if (hello.term < max_term_) {
+    reject_status_ = AckStatus::kOldTerm;
+    return Status::Aborted("primary of term " + std::to_string(hello.term) + " is older than term " +
+                           std::to_string(max_term_) + " already seen: a newer primary exists");
+  }
+  const VmDescriptor& d = hello.descriptor;
+  if (!options_.expected_vm_name.empty() && d.vm_name != options_.expected_vm_name) {
+    return Status::InvalidArgument("primary replicates VM '" + d.vm_name + "' but this standby is for VM '" +
+                                   options_.expected_vm_name + "'");
+  }
+  if (d.page_size != kPageSize) {
+    return Status::Unsupported("page size " + std::to_string(d.page_size) + " (only 4096 is supported)");
+  }
+  if (image_ == nullptr || !SameLayout(image_->blocks(), d.ram_blocks)) {
+    if (image_ != nullptr) {
+      TLOG_WARN("replica", "primary's RAM layout differs from the replica's: replica recreated%s",
+                has_resume_ ? ", resume point dropped" : "");
+    }
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      has_resume_ = false;
+      image_.reset();
+    }
+    auto image = RamImage::Create(d, options_.file_backed_blocks);
+    if (!image.ok()) {
+      reject_status_ = image.status().code() == Status::Code::kIoError ? AckStatus::kInternal : AckStatus::kMismatch;
+      return image.status().WithContext("create replica");
+    }
+    image_ = std::move(image).value();
+  }
+  max_term_ = hello.term;
+  have_hello_ = true;
+  session_term_ = hello.term;
+  session_generation_ = hello.generation;
+  session_descriptor_ = hello.descriptor;
+
+  HelloMessage mine;
+  mine.role = PeerRole::kStandby;
+  mine.term = max_term_;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    mine.has_resume_point = has_resume_;
+    mine.generation = has_resume_ ? resume_generation_ : 0;
+    mine.last_applied = has_resume_ ? resume_.epoch : 0;
+  }
+  mine.descriptor.vm_name = options_.expected_vm_name;
+  SerializeHello(mine, &payload_);
+  AppendRecord(RecordType::kHello, payload_, reply);
+  TLOG_INFO("replica", "primary connected: VM %s, term %" PRIu64 ", generation %016" PRIx64 ", %zu RAM blocks",
+            d.vm_name.c_str(), hello.term, hello.generation, d.ram_blocks.size());
+  return Status::Ok();
+}
+
+Status Replica::HandleEpochBegin(const RecordView& record) {
+  if (!have_hello_) return Status::Corruption("EPOCH_BEGIN before HELLO");
+  if (decoder_.in_epoch()) {
+    return Status::Corruption("EPOCH_BEGIN inside epoch " + std::to_string(decoder_.epoch_number()) +
+                              ": records out of order");
+  }
+  EpochBeginMessage begin;
+  TANDEM_RETURN_IF_ERROR(ParseEpochBegin(record.payload, &begin));
+  rejecting_epoch_ = begin.epoch;
+  rejecting_epoch_valid_ = true;
+  const std::string name = "epoch " + std::to_string(begin.epoch);
+  if (begin.term != session_term_) {
+    return Status::Corruption(name + " has term " + std::to_string(begin.term) + " but the HELLO said term " +
+                              std::to_string(session_term_));
+  }
+  bool same_generation;
+  uint64_t last;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    same_generation = has_resume_ && resume_generation_ == session_generation_;
+    last = resume_.epoch;
+  }
+  reject_status_ = AckStatus::kReplay;
+  if (begin.full) {
+    // A full epoch replaces everything; it may repeat the state already held but not go back in time.
+    if (same_generation && begin.epoch < last) {
+      return Status::Aborted(name + " (full) is older than epoch " + std::to_string(last) + " already applied: replayed");
+    }
+  } else {
+    if (!same_generation) {
+      return Status::Aborted(name + " is a delta but this standby holds no epoch of the primary's generation: a full epoch must come first");
+    }
+    if (begin.epoch <= last) {
+      return Status::Aborted(name + " was already applied (last applied " + std::to_string(last) + "): replayed");
+    }
+    if (begin.epoch != last + 1) {
+      return Status::Aborted(name + " is not the next epoch after " + std::to_string(last) + ": epochs missing");
+    }
+  }
+  reject_status_ = AckStatus::kOk;
+  decoder_.Begin(begin, record, image_.get());
+  return Status::Ok();
+}
+
+Status Replica::HandleEpochEnd(const RecordView& record, std::vector<uint8_t>* reply) {
+  if (!have_hello_) return Status::Corruption("EPOCH_END before HELLO");
+  rejecting_epoch_ = decoder_.epoch_number();
+  rejecting_epoch_valid_ = decoder_.in_epoch();
+  TANDEM_RETURN_IF_ERROR(decoder_.End(record));
+  if (options_.debug_apply_delay_ms > 0) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(options_.debug_apply_delay_ms));
+  }
+  Epoch& staged = decoder_.staged();
+  const uint64_t number = staged.number();
+  const bool full = staged.full();
+  const int64_t start = clock_->NowNanos();
+  {
+    // Under the lock: resume_point() sees the replica before or after this epoch, never half of it.
+    std::lock_guard<std::mutex> lock(mu_);
+    Status st = image_->Apply(staged);
+    if (!st.ok()) return st.WithContext("apply");  // Apply checked every page before writing any
+    if (decoder_.has_device_state()) resume_.device_state.swap(staged.device_state());
+    if (!has_resume_ || resume_generation_ != session_generation_) {
+      if (!decoder_.has_device_state()) resume_.device_state.clear();
+      resume_.descriptor = session_descriptor_;
+      resume_generation_ = session_generation_;
+    }
+    resume_.epoch = number;
+    has_resume_ = true;
+    counters_.last_applied = number;
+    counters_.epochs_applied++;
+    counters_.last_apply_ms = (clock_->NowNanos() - start) / 1e6;
+  }
+  if (full) {
+    TLOG_INFO("replica", "full epoch %" PRIu64 " applied: replica now holds the primary's whole RAM (%.1f ms)", number,
+              (clock_->NowNanos() - start) / 1e6);
+  }
+  decoder_.Discard();
+  AppendAck(number, AckStatus::kOk, "", &payload_, reply);
+  return Status::Ok();
+}
+
+std::optional<ResumePoint> Replica::resume_point() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (!has_resume_) return std::nullopt;
+  return resume_;
+}
+
+ReplicaCounters Replica::counters() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return counters_;
+}
+
+}  // namespace tandem::replicator

@@ -1,0 +1,104 @@
+// The standby's side of the protocol without the network: what the standby holds (replica RAM, the device state
+// and number of the last applied epoch) and the rules for changing it. EpochReceiver feeds it records from a TCP
+// connection; tests feed it streams from files and memory.
+//
+// Rules: an epoch is applied only when its EPOCH_END verified every page hash, the device state hash, the totals
+// and the chain of record checksums; a delta epoch only when it is exactly the next epoch of the same primary
+// generation; a full epoch only when it does not go backwards within its generation; nothing from a term older
+// than one already seen. Anything else rejects the connection with an ACK that says why, and nothing of the
+// rejected epoch is applied.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "common/env.h"
+#include "common/status.h"
+#include "replicator/epoch.h"
+#include "replicator/epoch_codec.h"
+#include "replicator/messages.h"
+#include "replicator/transport.h"
+
+namespace tandem::replicator {
+
+// The last fully applied epoch: the replica RAM holds exactly its memory, `device_state` is its device state.
+struct ResumePoint {
+  uint64_t epoch = 0;
+  VmDescriptor descriptor;
+  std::vector<uint8_t> device_state;
+};
+
+struct ReplicaOptions {
+  // RAM block name -> file the block is mapped from (MAP_SHARED), so the standby QEMU sees what was applied.
+  std::map<std::string, std::string> file_backed_blocks;
+  std::string expected_vm_name;  // empty: accept any
+  int debug_apply_delay_ms = 0;  // tests: a slow standby
+};
+
+struct ReplicaCounters {
+  uint64_t last_applied = 0;
+  uint64_t epochs_applied = 0;
+  uint64_t epochs_rejected = 0;
+  double last_apply_ms = 0;
+  std::string last_error;
+};
+
+class Replica {
+ public:
+  Replica(ReplicaOptions options, Clock* clock);
+  ~Replica();
+  Replica(const Replica&) = delete;
+  Replica& operator=(const Replica&) = delete;
+
+  // A new connection: any half-received epoch of the previous one is dropped (it was never applied).
+  void StartSession();
+  // One record whose framing (length, checksum) RecordReader verified. On success *reply receives framed
+  // records to send back, if any (the standby's HELLO, an epoch's ACK). On error nothing of the current epoch
+  // was applied, *reply receives an ACK that says why, and the session is over.
+  Status OnRecord(const RecordView& record, std::vector<uint8_t>* reply);
+  // The stream failed below the record level. Drops the epoch in progress. A corrupt record is a rejection
+  // (counted, ACK in *reply); a stream that just ended or broke is not (the peer is gone, nothing to tell).
+  void OnStreamError(const Status& error, std::vector<uint8_t>* reply);
+
+  std::optional<ResumePoint> resume_point() const;
+  ReplicaCounters counters() const;
+  // The replica RAM, nullptr before the first HELLO. For tests; not synchronized with OnRecord.
+  const RamImage* image() const { return image_.get(); }
+
+ private:
+  Status HandleHello(const RecordView& record, std::vector<uint8_t>* reply);
+  Status HandleEpochBegin(const RecordView& record);
+  Status HandleEpochEnd(const RecordView& record, std::vector<uint8_t>* reply);
+  Status Reject(const Status& error, AckStatus status, std::vector<uint8_t>* reply);
+
+  const ReplicaOptions options_;
+  Clock* clock_;
+  EpochDecoder decoder_;
+  std::unique_ptr<RamImage> image_;
+  std::vector<uint8_t> payload_;  // scratch for replies
+
+  // Session (one connection).
+  bool have_hello_ = false;
+  bool session_failed_ = false;
+  uint64_t session_term_ = 0;
+  uint64_t session_generation_ = 0;
+  VmDescriptor session_descriptor_;
+  AckStatus reject_status_ = AckStatus::kOk;  // set by a handler that knows better than AckStatusFor
+  uint64_t rejecting_epoch_ = 0;  // the epoch a failing EPOCH_BEGIN/EPOCH_END was about
+  bool rejecting_epoch_valid_ = false;
+
+  // Across sessions.
+  uint64_t max_term_ = 0;
+  mutable std::mutex mu_;  // guards what other threads read: the resume point and counters
+  bool has_resume_ = false;
+  uint64_t resume_generation_ = 0;
+  ResumePoint resume_;
+  ReplicaCounters counters_;
+};
+
+}  // namespace tandem::replicator

@@ -1,0 +1,122 @@
+// How replication bytes move, kept apart from what they mean (CRIU's page_xfer shape): the epoch encoder writes
+// framed records into an EpochSink without knowing where they go, the standby reads records from a Transport
+// without knowing where they came from. Backends: a TCP socket (one of several I/O engines) and a local file
+// (tests and the bench write streams to files and replay them).
+#pragma once
+
+#include <sys/uio.h>
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "common/fd.h"
+#include "common/status.h"
+
+namespace tandem::replicator {
+
+// A reliable, ordered byte stream in both directions. Send and Recv may be called from two different threads
+// at once (the shipper sends epochs on one and reads acks on the other); Shutdown from any thread.
+class Transport {
+ public:
+  virtual ~Transport() = default;
+  // Sends every byte of `iov`, handling short writes. Timeout when no byte moved for timeout_ms, Closed when
+  // the peer went away, Aborted after Shutdown().
+  virtual Status Send(std::span<const iovec> iov, int timeout_ms) = 0;
+  // Reads exactly `len` bytes. Closed("end of stream") when the stream ends before the first byte,
+  // Closed("... truncated ...") when it ends part way.
+  virtual Status Recv(void* buf, size_t len, int timeout_ms) = 0;
+  // Returns once a Recv would not block (data or end of stream). Timeout after timeout_ms; < 0 waits forever.
+  virtual Status WaitReadable(int timeout_ms) = 0;
+  // Makes every blocked and future Send/Recv/WaitReadable return promptly. Idempotent, thread-safe.
+  virtual void Shutdown() = 0;
+  virtual const char* engine_name() const = 0;
+};
+
+// Which engine drives a socket Transport. kPoll is readiness based (non-blocking socket + poll(2)), kIoUring
+// submits the sends and receives to an io_uring; kAuto picks io_uring when the kernel and RLIMIT_MEMLOCK allow
+// it and falls back (with a log line) otherwise.
+enum class IoEngine { kAuto, kIoUring, kPoll };
+// Accepts "auto", "io_uring", "epoll" and "poll" (the last two are the same readiness engine).
+Result<IoEngine> ParseIoEngine(std::string_view name);
+const char* IoEngineName(IoEngine engine);
+
+// Wraps a connected socket. Sets it non-blocking and TCP_NODELAY.
+Result<std::unique_ptr<Transport>> MakeSocketTransport(UniqueFd socket, IoEngine engine);
+
+// A file as a transport: Send appends to it, Recv reads it from the start. Never times out (files do not
+// block); Recv at the end of the file behaves as the end of a stream.
+std::unique_ptr<Transport> MakeFileTransport(UniqueFd file);
+// Bytes in memory as a read-only transport (Send fails): replaying a captured stream in tests.
+std::unique_ptr<Transport> MakeMemoryTransport(std::span<const uint8_t> bytes);
+
+// "host:port" (host may be empty or "*" for any, an IPv4 literal or a name). Port 0 means any free port.
+Status ParseHostPort(const std::string& address, std::string* host, uint16_t* port);
+// A listening TCP socket (SO_REUSEADDR, close-on-exec); `*port` receives the bound port.
+Result<UniqueFd> ListenTcp(const std::string& address, int* port);
+// A connected TCP socket; Timeout when the connect does not complete within timeout_ms.
+Result<UniqueFd> ConnectTcp(const std::string& address, int timeout_ms);
+
+// Where framed records go. The encoder hands over complete records in stream order.
+class EpochSink {
+ public:
+  virtual ~EpochSink() = default;
+  virtual Status WriteRecord(std::span<const uint8_t> record) = 0;
+  // Everything written so far must be on its way (end of an epoch, of a hello).
+  virtual Status Flush() = 0;
+};
+
+// Coalesces small records into one send; large records go out directly without a copy.
+class TransportSink final : public EpochSink {
+ public:
+  TransportSink(Transport* transport, int timeout_ms);
+  Status WriteRecord(std::span<const uint8_t> record) override;
+  Status Flush() override;
+  uint64_t bytes_sent() const { return bytes_sent_; }
+
+ private:
+  Transport* transport_;
+  int timeout_ms_;
+  std::vector<uint8_t> buffer_;
+  uint64_t bytes_sent_ = 0;
+};
+
+// Keeps the records in memory (tests, and epochs encoded before they are sent).
+class BufferSink final : public EpochSink {
+ public:
+  Status WriteRecord(std::span<const uint8_t> record) override {
+    bytes.insert(bytes.end(), record.begin(), record.end());
+    return Status::Ok();
+  }
+  Status Flush() override { return Status::Ok(); }
+  std::vector<uint8_t> bytes;
+};
+
+// One record as read: the payload stays valid until the next Next().
+struct RecordView {
+  uint32_t type = 0;
+  uint64_t checksum = 0;
+  std::span<const uint8_t> payload;
+};
+
+// Reads framed records from a Transport and checks their framing: a length above kMaxRecordPayload is refused
+// before anything is allocated (BadLength), a checksum mismatch is Corruption, a stream that ends between
+// records is Closed("end of stream"), inside one Closed("truncated record").
+class RecordReader {
+ public:
+  explicit RecordReader(Transport* transport) : transport_(transport) {}
+  // Waits up to idle_timeout_ms (< 0: forever) for a record to start, then up to io_timeout_ms per read.
+  Status Next(int idle_timeout_ms, int io_timeout_ms, RecordView* record);
+  uint64_t bytes_read() const { return bytes_read_; }
+
+ private:
+  Transport* transport_;
+  std::vector<uint8_t> payload_;
+  uint64_t bytes_read_ = 0;
+};
+
+}  // namespace tandem::replicator

@@ -1,0 +1,22 @@
+// Shared between the socket engines; not part of the replicator's public API.
+#pragma once
+
+#include <sys/uio.h>
+
+#include <memory>
+
+#include "common/fd.h"
+#include "replicator/transport.h"
+
+namespace tandem::replicator {
+
+// Consumes n sent bytes from iov[*first..count), advancing *first past exhausted entries.
+void AdvanceIov(iovec* iov, size_t count, size_t* first, size_t n);
+
+// `fd` is non-blocking already.
+std::unique_ptr<Transport> MakePollTransport(UniqueFd fd);
+// io_uring engine; when it cannot be set up (old kernel, RLIMIT_MEMLOCK) logs why and returns the poll engine,
+// unless `required`, in which case the error is returned.
+Result<std::unique_ptr<Transport>> MakeUringTransportOrFallback(UniqueFd fd, bool required);
+
+}  // namespace tandem::replicator

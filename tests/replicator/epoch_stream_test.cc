@@ -1,0 +1,458 @@
+// The replication stream end to end without a network: epochs encoded by the primary's encoder, fed to the
+// standby's Replica, and every kind of bad input refused with nothing applied.
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <fcntl.h>
+
+#include "replicator/format.h"
+#include "tests/replicator/stream_test_util.h"
+
+namespace tandem::replicator::testing {
+namespace {
+
+ReplicaOptions Options(const std::string& vm = "vm1") {
+  ReplicaOptions o;
+  o.expected_vm_name = vm;
+  return o;
+}
+
+// A standby that already applied full epoch 1 of `primary`.
+void Seed(FakePrimary& primary, Replica& replica, uint64_t number = 1) {
+  FeedResult r = Feed(replica, Concat({primary.Hello(), primary.Full(number)}));
+  ASSERT_TRUE(r.status.ok()) << r.status.ToString();
+  ASSERT_EQ(r.acks.size(), 1u);
+  ASSERT_EQ(r.acks[0].status, AckStatus::kOk);
+  ASSERT_EQ(Snapshot(*replica.image()), Snapshot(primary.mirror()));
+}
+
+void ExpectRejected(const FeedResult& r, AckStatus status, const std::string& reason_part) {
+  EXPECT_FALSE(r.status.ok());
+  ASSERT_FALSE(r.acks.empty()) << r.status.ToString();
+  EXPECT_EQ(r.acks.back().status, status) << r.acks.back().reason;
+  EXPECT_NE(r.acks.back().reason.find(reason_part), std::string::npos) << r.acks.back().reason;
+}
+
+TEST(EpochStreamTest, FullThenDeltaEpochsReproduceThePrimaryRamAndDeviceState) {
+  FakePrimary primary;
+  Replica replica(Options(), SystemClock());
+  Seed(primary, replica);
+  FeedResult hello = Feed(replica, primary.Hello());
+  ASSERT_EQ(hello.hellos.size(), 1u);
+  EXPECT_TRUE(hello.hellos[0].has_resume_point);
+  EXPECT_EQ(hello.hellos[0].last_applied, 1u);
+  EXPECT_EQ(hello.hellos[0].generation, 0x1234u);
+
+  std::vector<uint8_t> stream = primary.Hello();
+  for (uint64_t n = 2; n <= 12; ++n) {
+    std::vector<uint8_t> e = primary.NextDelta(n);
+    stream.insert(stream.end(), e.begin(), e.end());
+  }
+  FeedResult r = Feed(replica, stream);
+  ASSERT_TRUE(r.status.ok()) << r.status.ToString();
+  ASSERT_EQ(r.acks.size(), 11u);
+  for (size_t i = 0; i < r.acks.size(); ++i) {
+    EXPECT_EQ(r.acks[i].epoch, i + 2);
+    EXPECT_EQ(r.acks[i].status, AckStatus::kOk);
+  }
+  EXPECT_EQ(Snapshot(*replica.image()), Snapshot(primary.mirror()));
+  auto point = replica.resume_point();
+  ASSERT_TRUE(point.has_value());
+  EXPECT_EQ(point->epoch, 12u);
+  EXPECT_EQ(point->device_state, primary.device_state());
+  EXPECT_EQ(point->descriptor.vm_name, "vm1");
+  EXPECT_EQ(point->descriptor.ram_blocks, SmallVm().ram_blocks);
+  EXPECT_EQ(point->descriptor.qemu_vmdesc_json, SmallVm().qemu_vmdesc_json);
+  EXPECT_EQ(replica.counters().epochs_applied, 12u);
+}
+
+TEST(EpochStreamTest, EveryPageEncodingIsUsedAndDecodes) {
+  FakePrimary primary;
+  Replica replica(Options(), SystemClock());
+  Seed(primary, replica);
+  std::vector<uint8_t> stream = primary.Hello();
+  uint64_t seen[7] = {};
+  for (uint64_t n = 2; n <= 5; ++n) {
+    std::vector<uint8_t> e = primary.NextDelta(n);
+    for (int i = 0; i < 7; ++i) seen[i] += primary.encoder().last_epoch_stats().by_encoding[i];
+    stream.insert(stream.end(), e.begin(), e.end());
+  }
+  EXPECT_GT(seen[int(PageEncoding::kXorLz4)], 0u);
+  EXPECT_GT(seen[int(PageEncoding::kFilled)], 0u);
+  EXPECT_GT(seen[int(PageEncoding::kUnchanged)], 0u);
+  EXPECT_GT(seen[int(PageEncoding::kRaw)], 0u);
+  ASSERT_TRUE(Feed(replica, stream).status.ok());
+  EXPECT_EQ(Snapshot(*replica.image()), Snapshot(primary.mirror()));
+}
+
+TEST(EpochStreamTest, StreamWrittenToAFileReplaysIdentically) {
+  FakePrimary primary;
+  char path[] = "/tmp/tandem-stream-XXXXXX";
+  int raw = mkstemp(path);
+  ASSERT_GE(raw, 0);
+  {
+    auto file = MakeFileTransport(UniqueFd(raw));
+    TransportSink sink(file.get(), 1000);
+    HelloMessage h;
+    h.term = 1;
+    h.generation = 0x1234;
+    h.descriptor = SmallVm();
+    ASSERT_TRUE(primary.encoder().EncodeHello(h, &sink).ok());
+    ASSERT_TRUE(primary.encoder().EncodeFull(1, 1, primary.mirror(), primary.device_state(), &sink).ok());
+    Epoch e;
+    for (uint64_t n = 2; n <= 4; ++n) {
+      primary.MakeEpoch(n, &e);
+      ASSERT_TRUE(primary.encoder().EncodeEpoch(e, 1, &primary.mirror(), &sink).ok());
+      ASSERT_TRUE(primary.mirror().Apply(e).ok());
+    }
+    ASSERT_TRUE(sink.Flush().ok());
+  }
+  Replica replica(Options(), SystemClock());
+  replica.StartSession();
+  auto file = MakeFileTransport(UniqueFd(::open(path, O_RDONLY | O_CLOEXEC)));
+  RecordReader reader(file.get());
+  RecordView rec;
+  Status st;
+  int records = 0;
+  while ((st = reader.Next(-1, 1000, &rec)).ok()) {
+    std::vector<uint8_t> reply;
+    ASSERT_TRUE(replica.OnRecord(rec, &reply).ok());
+    ++records;
+  }
+  unlink(path);
+  EXPECT_TRUE(st.IsClosed());
+  EXPECT_EQ(st.message(), "end of stream");
+  EXPECT_GE(records, 1 + 4 * 3);
+  EXPECT_EQ(replica.counters().last_applied, 4u);
+  EXPECT_EQ(Snapshot(*replica.image()), Snapshot(primary.mirror()));
+}
+
+TEST(EpochStreamTest, ChecksumMismatch) {
+  FakePrimary primary;
+  Replica replica(Options(), SystemClock());
+  Seed(primary, replica);
+  const auto before = Snapshot(*replica.image());
+  std::vector<uint8_t> stream = Concat({primary.Hello(), primary.NextDelta(2)});
+  stream[stream.size() - kEpochEndSize - kRecordHeaderSize - 5] ^= 0x01;  // inside the last record before END
+  FeedResult r = Feed(replica, stream);
+  ExpectRejected(r, AckStatus::kCorruption, "checksum mismatch");
+  EXPECT_NE(r.acks.back().reason.find("epoch 2"), std::string::npos);
+  EXPECT_EQ(Snapshot(*replica.image()), before);
+  EXPECT_EQ(replica.counters().epochs_rejected, 1u);
+  EXPECT_EQ(replica.resume_point()->epoch, 1u);
+}
+
+TEST(EpochStreamTest, BadLength) {
+  FakePrimary primary;
+  Replica replica(Options(), SystemClock());
+  Seed(primary, replica);
+  const auto before = Snapshot(*replica.image());
+  std::vector<uint8_t> hello = primary.Hello();
+  std::vector<uint8_t> epoch = primary.NextDelta(2);
+  // A length past the limit is refused from the header alone.
+  std::vector<uint8_t> huge = epoch;
+  StoreLe32(huge.data() + 4, kMaxRecordPayload + 1);
+  FeedResult r = Feed(replica, Concat({hello, huge}));
+  ExpectRejected(r, AckStatus::kCorruption, "claims a length");
+  // A length that lies inside the limit frames the wrong bytes: the checksum catches it.
+  std::vector<uint8_t> shorter = epoch;
+  StoreLe32(shorter.data() + 4, kEpochBeginSize - 1);
+  r = Feed(replica, Concat({hello, shorter}));
+  ExpectRejected(r, AckStatus::kCorruption, "checksum mismatch");
+  EXPECT_EQ(Snapshot(*replica.image()), before);
+  EXPECT_EQ(replica.resume_point()->epoch, 1u);
+}
+
+TEST(EpochStreamTest, TruncatedTrailingRecordIsNeverApplied) {
+  FakePrimary primary;
+  Replica replica(Options(), SystemClock());
+  Seed(primary, replica);
+  std::vector<uint8_t> e2 = primary.NextDelta(2);
+  const auto after2 = Snapshot(primary.mirror());
+  std::vector<uint8_t> e3 = primary.NextDelta(3);
+  std::vector<uint8_t> stream = Concat({primary.Hello(), e2, e3});
+  stream.resize(stream.size() - 3);  // EPOCH_END of epoch 3 cut short
+  FeedResult r = Feed(replica, stream);
+  EXPECT_TRUE(r.status.IsClosed()) << r.status.ToString();
+  ASSERT_EQ(r.acks.size(), 1u);  // epoch 2 only; nobody left to tell about 3
+  EXPECT_EQ(r.acks[0].epoch, 2u);
+  EXPECT_EQ(replica.resume_point()->epoch, 2u);
+  EXPECT_EQ(Snapshot(*replica.image()), after2);
+  EXPECT_EQ(replica.counters().epochs_rejected, 0u);
+}
+
+TEST(EpochStreamTest, ReorderedRecords) {
+  FakePrimary primary;
+  Replica replica(Options(), SystemClock());
+  Seed(primary, replica);
+  const auto before = Snapshot(*replica.image());
+  // An epoch with two PAGES records: swapping them keeps every record valid, the chain hash does not.
+  Epoch e;
+  primary.MakeEpoch(2, &e);
+  for (uint32_t i = 0; i < kMaxPagesPerRecord; ++i) e.FilledPage(0, (i % 16) * kPageSize, uint8_t(i));
+  std::vector<uint8_t> hello = primary.Hello();
+  auto records = SplitRecords(primary.Delta(e));
+  ASSERT_GE(records.size(), 4u);
+  ASSERT_EQ(LoadLe32(records[1].data()), uint32_t(RecordType::kPages));
+  ASSERT_EQ(LoadLe32(records[2].data()), uint32_t(RecordType::kPages));
+  std::swap(records[1], records[2]);
+  std::vector<uint8_t> stream = hello;
+  for (const auto& rec : records) stream.insert(stream.end(), rec.begin(), rec.end());
+  ExpectRejected(Feed(replica, stream), AckStatus::kCorruption, "reordered");
+  // A PAGES record before EPOCH_BEGIN.
+  std::swap(records[0], records[1]);
+  stream = hello;
+  for (const auto& rec : records) stream.insert(stream.end(), rec.begin(), rec.end());
+  ExpectRejected(Feed(replica, stream), AckStatus::kCorruption, "outside an epoch");
+  // An epoch before HELLO.
+  ExpectRejected(Feed(replica, records[1]), AckStatus::kCorruption, "before HELLO");
+  EXPECT_EQ(Snapshot(*replica.image()), before);
+  EXPECT_EQ(replica.resume_point()->epoch, 1u);
+}
+
+TEST(EpochStreamTest, ReplayedEpoch) {
+  FakePrimary primary;
+  Replica replica(Options(), SystemClock());
+  Seed(primary, replica);
+  std::vector<uint8_t> e2 = primary.NextDelta(2);
+  ASSERT_TRUE(Feed(replica, Concat({primary.Hello(), e2})).status.ok());
+  const auto after2 = Snapshot(*replica.image());
+  // The same epoch again on a new connection.
+  ExpectRejected(Feed(replica, Concat({primary.Hello(), e2})), AckStatus::kReplay, "already applied");
+  // An epoch that skips one.
+  primary.NextDelta(3);
+  std::vector<uint8_t> e4 = primary.NextDelta(4);
+  FeedResult r = Feed(replica, Concat({primary.Hello(), e4}));
+  ExpectRejected(r, AckStatus::kReplay, "not the next epoch");
+  EXPECT_EQ(r.acks.back().epoch, 4u);
+  // A full epoch older than the last applied one.
+  ExpectRejected(Feed(replica, Concat({primary.Hello(), primary.Full(1)})), AckStatus::kReplay, "older");
+  EXPECT_EQ(Snapshot(*replica.image()), after2);
+  EXPECT_EQ(replica.resume_point()->epoch, 2u);
+  EXPECT_EQ(replica.counters().epochs_rejected, 3u);
+}
+
+TEST(EpochStreamTest, FullEpochRepeatingTheAppliedOneIsAccepted) {
+  // A resync after a connection broke just after the standby applied the primary's latest epoch.
+  FakePrimary primary;
+  Replica replica(Options(), SystemClock());
+  Seed(primary, replica);
+  ASSERT_TRUE(Feed(replica, Concat({primary.Hello(), primary.NextDelta(2)})).status.ok());
+  FeedResult r = Feed(replica, Concat({primary.Hello(), primary.Full(2), primary.NextDelta(3)}));
+  ASSERT_TRUE(r.status.ok()) << r.status.ToString();
+  EXPECT_EQ(replica.resume_point()->epoch, 3u);
+  EXPECT_EQ(Snapshot(*replica.image()), Snapshot(primary.mirror()));
+}
+
+TEST(EpochStreamTest, DeltaEpochWithoutAFullOneFirst) {
+  FakePrimary primary;
+  Replica replica(Options(), SystemClock());
+  FeedResult r = Feed(replica, Concat({primary.Hello(), primary.NextDelta(1)}));
+  ExpectRejected(r, AckStatus::kReplay, "full epoch must come first");
+  EXPECT_FALSE(replica.resume_point().has_value());
+  // A new primary generation: its deltas are not based on what the standby holds either.
+  Seed(primary, replica, 1);
+  FakePrimary other(SmallVm(), 1, 0x9999);
+  r = Feed(replica, Concat({other.Hello(), other.NextDelta(2)}));
+  ExpectRejected(r, AckStatus::kReplay, "full epoch must come first");
+  // But its full epoch replaces everything, whatever its number.
+  r = Feed(replica, Concat({other.Hello(), other.Full(0)}));
+  ASSERT_TRUE(r.status.ok()) << r.status.ToString();
+  EXPECT_EQ(replica.resume_point()->epoch, 0u);
+}
+
+TEST(EpochStreamTest, UnknownVersion) {
+  FakePrimary primary;
+  Replica replica(Options(), SystemClock());
+  FeedResult r = Feed(replica, Concat({primary.Hello(kProtocolVersion + 1), primary.Full(1)}));
+  ExpectRejected(r, AckStatus::kUnsupported, "version 2");
+  EXPECT_TRUE(r.status.IsUnsupported());
+  EXPECT_FALSE(replica.resume_point().has_value());
+}
+
+TEST(EpochStreamTest, OldTerm) {
+  FakePrimary newer(SmallVm(), 2, 0x2222);
+  Replica replica(Options(), SystemClock());
+  Seed(newer, replica);
+  const auto before = Snapshot(*replica.image());
+  FakePrimary older(SmallVm(), 1, 0x1111);
+  FeedResult r = Feed(replica, Concat({older.Hello(), older.Full(5)}));
+  ExpectRejected(r, AckStatus::kOldTerm, "older than term 2");
+  EXPECT_EQ(Snapshot(*replica.image()), before);
+  // An EPOCH_BEGIN whose term differs from its HELLO's.
+  std::vector<uint8_t> hello = newer.Hello();
+  auto records = SplitRecords(newer.Full(2));
+  EpochBeginMessage begin{2, 1, true};
+  uint8_t payload[kEpochBeginSize];
+  SerializeEpochBegin(begin, payload);
+  records[0].clear();
+  AppendRecord(RecordType::kEpochBegin, payload, &records[0]);
+  std::vector<uint8_t> stream = hello;
+  for (const auto& rec : records) stream.insert(stream.end(), rec.begin(), rec.end());
+  ExpectRejected(Feed(replica, stream), AckStatus::kCorruption, "term 1 but the HELLO said term 2");
+  EXPECT_EQ(replica.resume_point()->epoch, 1u);
+}
+
+TEST(EpochStreamTest, WrongVmName) {
+  FakePrimary primary(SmallVm("other-vm"));
+  Replica replica(Options("vm1"), SystemClock());
+  ExpectRejected(Feed(replica, Concat({primary.Hello(), primary.Full(1)})), AckStatus::kMismatch, "other-vm");
+  EXPECT_EQ(replica.image(), nullptr);
+}
+
+TEST(EpochStreamTest, PageHashMismatchAfterDecode) {
+  FakePrimary primary;
+  Replica replica(Options(), SystemClock());
+  Seed(primary, replica);
+  const auto before = Snapshot(*replica.image());
+  primary.encoder().CorruptNextEpoch();
+  FeedResult r = Feed(replica, Concat({primary.Hello(), primary.NextDelta(2)}));
+  EXPECT_FALSE(r.status.ok());
+  ASSERT_FALSE(r.acks.empty());
+  EXPECT_EQ(r.acks.back().status, AckStatus::kCorruption);
+  EXPECT_EQ(r.acks.back().epoch, 2u);
+  // Either the page no longer decodes or it decodes to the wrong bytes; never a record checksum error.
+  EXPECT_EQ(r.acks.back().reason.find("checksum mismatch in a record"), std::string::npos) << r.acks.back().reason;
+  EXPECT_NE(r.acks.back().reason.find("epoch 2: page (block 0"), std::string::npos) << r.acks.back().reason;
+  EXPECT_EQ(Snapshot(*replica.image()), before);
+}
+
+TEST(EpochStreamTest, RawPageHashMismatchAfterDecode) {
+  FakePrimary primary;
+  Replica replica(Options(), SystemClock());
+  Seed(primary, replica);
+  Epoch e;
+  e.Reset(2, false);
+  std::mt19937_64 rng(5);
+  uint8_t* p = e.PageBuffer(0, 0);
+  for (size_t i = 0; i < kPageSize; ++i) p[i] = uint8_t(rng());
+  primary.encoder().CorruptNextEpoch();
+  FeedResult r = Feed(replica, Concat({primary.Hello(), primary.Delta(e)}));
+  ExpectRejected(r, AckStatus::kCorruption, "hash mismatch after decode (raw)");
+}
+
+TEST(EpochStreamTest, DeviceStateHashMismatch) {
+  FakePrimary primary;
+  Replica replica(Options(), SystemClock());
+  Seed(primary, replica);
+  Epoch e;
+  e.Reset(2, false);
+  e.device_state().assign(5000, 7);
+  primary.encoder().CorruptNextEpoch();
+  FeedResult r = Feed(replica, Concat({primary.Hello(), primary.Delta(e)}));
+  ExpectRejected(r, AckStatus::kCorruption, "device state hash mismatch");
+  EXPECT_EQ(replica.resume_point()->device_state, std::vector<uint8_t>(300, 0xd5));
+}
+
+TEST(EpochStreamTest, DiskWritesRecordIsUnsupported) {
+  FakePrimary primary;
+  Replica replica(Options(), SystemClock());
+  Seed(primary, replica);
+  auto records = SplitRecords(primary.NextDelta(2));
+  std::vector<uint8_t> disk;
+  AppendRecord(RecordType::kDiskWrites, std::vector<uint8_t>(64, 1), &disk);
+  records.insert(records.begin() + 1, disk);
+  std::vector<uint8_t> stream = primary.Hello();
+  for (const auto& rec : records) stream.insert(stream.end(), rec.begin(), rec.end());
+  ExpectRejected(Feed(replica, stream), AckStatus::kUnsupported, "DISK_WRITES");
+  EXPECT_EQ(replica.resume_point()->epoch, 1u);
+}
+
+TEST(EpochStreamTest, UnknownRecordType) {
+  FakePrimary primary;
+  Replica replica(Options(), SystemClock());
+  Seed(primary, replica);
+  auto records = SplitRecords(primary.NextDelta(2));
+  std::vector<uint8_t> odd;
+  AppendRecord(static_cast<RecordType>(FourCc('T', 'Z', 'Z', 'Z')), std::vector<uint8_t>(8, 1), &odd);
+  records.insert(records.begin() + 1, odd);
+  std::vector<uint8_t> stream = primary.Hello();
+  for (const auto& rec : records) stream.insert(stream.end(), rec.begin(), rec.end());
+  ExpectRejected(Feed(replica, stream), AckStatus::kCorruption, "unknown record type");
+}
+
+TEST(EpochStreamTest, PageOutsideTheRamLayout) {
+  FakePrimary primary;
+  Replica replica(Options(), SystemClock());
+  Seed(primary, replica);
+  // The primary believes block 0 is larger than the standby's: it encodes without a base.
+  Epoch e;
+  e.Reset(2, false);
+  e.FilledPage(0, 64 * kPageSize, 1);
+  BufferSink sink;
+  ASSERT_TRUE(primary.encoder().EncodeEpoch(e, 1, nullptr, &sink).ok());
+  ExpectRejected(Feed(replica, Concat({primary.Hello(), sink.bytes})), AckStatus::kCorruption, "outside the RAM layout");
+}
+
+// Property: every single-bit flip anywhere in a valid stream (HELLO + one delta epoch) is refused, and the
+// replica is byte for byte what it was.
+TEST(EpochStreamTest, EverySingleBitFlipIsRejectedAndNothingApplied) {
+  FakePrimary primary;
+  Replica replica(Options(), SystemClock());
+  Seed(primary, replica);
+  const auto before = Snapshot(*replica.image());
+  const std::vector<uint8_t> stream = Concat({primary.Hello(), primary.NextDelta(2)});
+  ASSERT_LT(stream.size(), 8000u) << "keep the property test small";
+  std::vector<uint8_t> flipped = stream;
+  for (size_t bit = 0; bit < stream.size() * 8; ++bit) {
+    flipped[bit / 8] ^= uint8_t(1u << (bit % 8));
+    FeedResult r = Feed(replica, flipped);
+    flipped[bit / 8] ^= uint8_t(1u << (bit % 8));
+    ASSERT_FALSE(r.status.ok()) << "flip of bit " << bit << " accepted";
+    for (const AckMessage& a : r.acks) ASSERT_NE(a.status, AckStatus::kOk) << "bit " << bit;
+    ASSERT_EQ(replica.counters().last_applied, 1u) << "bit " << bit;
+    if (bit % 97 == 0) {
+      ASSERT_EQ(Snapshot(*replica.image()), before) << "bit " << bit;
+    }
+  }
+  EXPECT_EQ(Snapshot(*replica.image()), before);
+  // The intact stream still applies.
+  FeedResult ok = Feed(replica, stream);
+  ASSERT_TRUE(ok.status.ok()) << ok.status.ToString();
+  EXPECT_EQ(Snapshot(*replica.image()), Snapshot(primary.mirror()));
+}
+
+// Property: every truncation of a valid stream applies nothing.
+TEST(EpochStreamTest, EveryTruncationAppliesNothing) {
+  FakePrimary primary;
+  Replica replica(Options(), SystemClock());
+  Seed(primary, replica);
+  const auto before = Snapshot(*replica.image());
+  const std::vector<uint8_t> stream = Concat({primary.Hello(), primary.NextDelta(2)});
+  for (size_t len = 0; len < stream.size(); ++len) {
+    FeedResult r = Feed(replica, std::span<const uint8_t>(stream.data(), len));
+    ASSERT_EQ(replica.counters().last_applied, 1u) << "prefix of " << len << " bytes";
+    for (const AckMessage& a : r.acks) ASSERT_NE(a.status, AckStatus::kOk) << "prefix of " << len << " bytes";
+  }
+  EXPECT_EQ(Snapshot(*replica.image()), before);
+  EXPECT_EQ(replica.counters().epochs_rejected, 0u);
+  ASSERT_TRUE(Feed(replica, stream).status.ok());
+  EXPECT_EQ(replica.counters().last_applied, 2u);
+}
+
+TEST(EpochStreamTest, FullEpochRewritesAReplicaFileAndKeepsItsContentsAcrossReplicas) {
+  char path[] = "/tmp/tandem-replica-XXXXXX";
+  int fd = mkstemp(path);
+  ASSERT_GE(fd, 0);
+  close(fd);
+  FakePrimary primary;
+  ReplicaOptions o = Options();
+  o.file_backed_blocks = {{"mem", path}};
+  {
+    Replica replica(o, SystemClock());
+    memset(primary.mirror().Block(0).data(), 0x42, kPageSize);
+    Seed(primary, replica);
+  }
+  {
+    // A new standby process maps the same file: the memory is there before any epoch arrives.
+    auto image = RamImage::Create(SmallVm(), {{"mem", path}});
+    ASSERT_TRUE(image.ok());
+    EXPECT_EQ((*image)->Block(0)[0], 0x42);
+    EXPECT_EQ(0, memcmp((*image)->Block(0).data(), primary.mirror().Block(0).data(), 16 * kPageSize));
+  }
+  unlink(path);
+}
+
+}  // namespace
+}  // namespace tandem::replicator::testing

@@ -1,0 +1,189 @@
+// Helpers shared by the replicator tests: a small VM layout, a primary that encodes epochs against its mirror
+// the way EpochShipper does, and a loop that feeds a byte stream to a Replica the way EpochReceiver does.
+#pragma once
+
+#include <gtest/gtest.h>
+
+#include <cstring>
+#include <random>
+#include <span>
+#include <vector>
+
+#include "replicator/epoch_codec.h"
+#include "replicator/replica.h"
+#include "replicator/transport.h"
+
+namespace tandem::replicator::testing {
+
+inline VmDescriptor SmallVm(const std::string& name = "vm1") {
+  VmDescriptor d;
+  d.vm_name = name;
+  d.ram_blocks = {{"mem", 16 * kPageSize}, {"rom", 2 * kPageSize}};
+  d.qemu_configuration = "pc-q35-7.2";
+  d.qemu_vmdesc_json = R"({"devices":[]})";
+  return d;
+}
+
+inline std::vector<uint8_t> Snapshot(const RamImage& image) {
+  std::vector<uint8_t> out;
+  for (uint32_t b = 0; b < image.blocks().size(); ++b) {
+    auto block = image.Block(b);
+    out.insert(out.end(), block.begin(), block.end());
+  }
+  return out;
+}
+
+// Plays the primary: a mirror of what the standby holds, epochs made of a few pages of varied kinds.
+class FakePrimary {
+ public:
+  explicit FakePrimary(VmDescriptor d = SmallVm(), uint64_t term = 1, uint64_t generation = 0x1234)
+      : descriptor_(std::move(d)), term_(term), generation_(generation), encoder_(PageCodecOptions{}), rng_(99) {
+    mirror_ = std::move(RamImage::Create(descriptor_, {})).value();
+    for (uint32_t b = 0; b < mirror_->blocks().size(); ++b) {
+      auto block = mirror_->Block(b);
+      for (size_t i = 0; i < block.size(); ++i) block[i] = uint8_t((i / 7) ^ b);  // compressible
+    }
+    device_state_.assign(300, 0xd5);
+  }
+
+  RamImage& mirror() { return *mirror_; }
+  const std::vector<uint8_t>& device_state() const { return device_state_; }
+  uint64_t term() const { return term_; }
+  EpochEncoder& encoder() { return encoder_; }
+
+  std::vector<uint8_t> Hello(uint32_t version = kProtocolVersion) {
+    HelloMessage h;
+    h.version = version;
+    h.role = PeerRole::kPrimary;
+    h.term = term_;
+    h.generation = generation_;
+    h.descriptor = descriptor_;
+    BufferSink sink;
+    EXPECT_TRUE(encoder_.EncodeHello(h, &sink).ok());
+    return sink.bytes;
+  }
+
+  std::vector<uint8_t> Full(uint64_t number) {
+    BufferSink sink;
+    Status st = encoder_.EncodeFull(number, term_, *mirror_, device_state_, &sink);
+    EXPECT_TRUE(st.ok()) << st.ToString();
+    return sink.bytes;
+  }
+
+  // Fills `epoch` with a mix of page kinds (delta, filled, random, rewritten unchanged) and device state.
+  void MakeEpoch(uint64_t number, Epoch* epoch) {
+    epoch->Reset(number, false);
+    auto block0 = mirror_->Block(0);
+    // A small change to an existing page: XOR-delta.
+    uint64_t off = (number % 16) * kPageSize;
+    uint8_t* p = epoch->PageBuffer(0, off);
+    memcpy(p, block0.data() + off, kPageSize);
+    p[number % kPageSize] ^= 0x5a;
+    // A zero page.
+    epoch->FilledPage(0, ((number + 3) % 16) * kPageSize, 0);
+    // A page rewritten as it was.
+    off = ((number + 5) % 16) * kPageSize;
+    memcpy(epoch->PageBuffer(0, off), block0.data() + off, kPageSize);
+    // An incompressible page, every few epochs.
+    if (number % 4 == 0) {
+      uint8_t* r = epoch->PageBuffer(1, kPageSize);
+      for (size_t i = 0; i < kPageSize; ++i) r[i] = uint8_t(rng_());
+    }
+    epoch->device_state().assign(200 + number % 50, uint8_t(number));
+  }
+
+  // Encodes `epoch` against the mirror, then folds it into the mirror (what the shipper does).
+  std::vector<uint8_t> Delta(const Epoch& epoch) {
+    BufferSink sink;
+    Status st = encoder_.EncodeEpoch(epoch, term_, mirror_.get(), &sink);
+    EXPECT_TRUE(st.ok()) << st.ToString();
+    EXPECT_TRUE(mirror_->Apply(epoch).ok());
+    device_state_ = epoch.device_state();
+    return sink.bytes;
+  }
+
+  std::vector<uint8_t> NextDelta(uint64_t number) {
+    Epoch e;
+    MakeEpoch(number, &e);
+    return Delta(e);
+  }
+
+ private:
+  VmDescriptor descriptor_;
+  uint64_t term_, generation_;
+  EpochEncoder encoder_;
+  std::unique_ptr<RamImage> mirror_;
+  std::vector<uint8_t> device_state_;
+  std::mt19937_64 rng_;
+};
+
+inline std::vector<uint8_t> Concat(std::initializer_list<std::vector<uint8_t>> parts) {
+  std::vector<uint8_t> out;
+  for (const auto& p : parts) out.insert(out.end(), p.begin(), p.end());
+  return out;
+}
+
+// Splits a stream into its records (each with header), for tests that edit streams record by record.
+inline std::vector<std::vector<uint8_t>> SplitRecords(const std::vector<uint8_t>& stream) {
+  std::vector<std::vector<uint8_t>> out;
+  size_t pos = 0;
+  while (pos + kRecordHeaderSize <= stream.size()) {
+    size_t len = kRecordHeaderSize + LoadLe32(stream.data() + pos + 4);
+    out.emplace_back(stream.begin() + long(pos), stream.begin() + long(pos + len));
+    pos += len;
+  }
+  return out;
+}
+
+struct FeedResult {
+  Status status;  // Ok when the stream ended cleanly between records
+  std::vector<AckMessage> acks;
+  std::vector<HelloMessage> hellos;
+};
+
+inline void ParseReplies(const std::vector<uint8_t>& reply, FeedResult* result) {
+  auto t = MakeMemoryTransport(reply);
+  RecordReader reader(t.get());
+  RecordView rec;
+  while (reader.Next(-1, 1000, &rec).ok()) {
+    if (rec.type == uint32_t(RecordType::kAck)) {
+      AckMessage a;
+      EXPECT_TRUE(ParseAck(rec.payload, &a).ok());
+      result->acks.push_back(a);
+    } else if (rec.type == uint32_t(RecordType::kHello)) {
+      HelloMessage h;
+      EXPECT_TRUE(ParseHello(rec.payload, &h).ok());
+      result->hellos.push_back(h);
+    }
+  }
+}
+
+// One connection's worth of bytes through a Replica, as EpochReceiver runs it.
+inline FeedResult Feed(Replica& replica, std::span<const uint8_t> bytes) {
+  FeedResult result;
+  replica.StartSession();
+  auto t = MakeMemoryTransport(bytes);
+  RecordReader reader(t.get());
+  for (size_t i = 0; i < bytes.size() + 1; ++i) {  // at most one record per byte
+    RecordView rec;
+    std::vector<uint8_t> reply;
+    Status st = reader.Next(-1, 1000, &rec);
+    if (!st.ok()) {
+      if (!(st.IsClosed() && st.message() == "end of stream")) {
+        replica.OnStreamError(st, &reply);
+        result.status = st;
+      }
+      ParseReplies(reply, &result);
+      return result;
+    }
+    st = replica.OnRecord(rec, &reply);
+    ParseReplies(reply, &result);
+    if (!st.ok()) {
+      result.status = st;
+      return result;
+    }
+  }
+  return result;
+}
+
+}  // namespace tandem::replicator::testing
