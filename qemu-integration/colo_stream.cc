@@ -75,7 +75,7 @@ std::string Printable(std::string_view s) {
 
 Result<size_t> MemorySource::ReadSome(uint8_t* dst, size_t cap) {
   const size_t n = std::min({cap, max_chunk_, data_.size() - pos_});
-  std::memcpy(dst, data_.data() + pos_, n);
+  if (n > 0) std::memcpy(dst, data_.data() + pos_, n);
   pos_ += n;
   return n;
 }
