@@ -4,6 +4,7 @@
 #include <netinet/in.h>
 #include <netinet/ip.h>
 #include <poll.h>
+#include <pthread.h>
 #include <sys/eventfd.h>
 #include <sys/random.h>
 #include <sys/socket.h>
@@ -394,6 +395,7 @@ Status HeartbeatService::Start() {
             s.options.node_name.c_str(), s.incarnation, s.options.peer_name.c_str(), s.links.size(),
             s.options.interval_ms, s.options.timeout_ms);
   s.thread = std::thread([&s] { s.Run(); });
+  pthread_setname_np(s.thread.native_handle(), "tandem-heartbeat");
   return Status::Ok();
 }
 

@@ -142,7 +142,8 @@ TEST(HeartbeatServiceTest, StoppedPeerIsLostAfterTheTimeout) {
     HeartbeatService b(p.standby, SystemClock());
     ASSERT_TRUE(b.Start().ok());
     ASSERT_TRUE(WaitFor([&] { return AllLinksUp(a); })) << "round " << round;
-    std::this_thread::sleep_for(std::chrono::milliseconds(30));
+    // Stop at a different phase of the 10 ms send cycle each round.
+    std::this_thread::sleep_for(std::chrono::microseconds(30'000 + round * 2'300));
     const int lost_before = rec.lost.load();
     const int64_t stop_ns = SystemClock()->NowNanos();
     b.Stop();
