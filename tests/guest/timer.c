@@ -3,7 +3,7 @@
 #include "io.h"
 
 #define PIT_HZ 1193182u
-#define CALIBRATE_MS 30u
+#define CALIBRATE_PIT_TICKS 35795u /* 30 ms */
 
 static uint32_t tsc_per_us = 1;
 static uint32_t tsc_khz;
@@ -11,33 +11,70 @@ static uint64_t last_tsc;
 static uint64_t acc_ticks; /* clamped ticks since init */
 static uint64_t max_step;  /* 1 s of ticks */
 
-/* PIT channel 2 in mode 0 counts down once; its output shows in port 0x61 bit 5 (the speaker stays off). */
-static uint64_t measure_ticks(uint32_t ms) {
-  uint32_t count = PIT_HZ * ms / 1000u;
-  if (count > 0xffff) count = 0xffff;
+/* One reading of PIT channel 2's count, paired with the TSC. The vCPU can be preempted anywhere (for a long time
+ * when the host is busy and KVM emulates each instruction), so each reading is bracketed by two TSC reads and
+ * the tightest of a few is kept: its error is at most half its spread. */
+struct pit_sample {
+  uint64_t tsc;
+  uint32_t count;
+  uint32_t spread;
+};
+
+static struct pit_sample pit_sample(void) {
+  struct pit_sample best = {0, 0, 0xffffffffu};
+  for (int i = 0; i < 5; ++i) {
+    uint64_t t0 = timer_rdtsc();
+    outb(0x43, 0x80); /* latch channel 2 */
+    uint32_t lo = inb(0x42);
+    uint32_t hi = inb(0x42);
+    uint64_t d = timer_rdtsc() - t0;
+    uint32_t spread = d > 0xffffffffull ? 0xffffffffu : (uint32_t)d;
+    if (spread < best.spread) {
+      best.tsc = t0 + spread / 2u;
+      best.count = lo | hi << 8;
+      best.spread = spread;
+    }
+  }
+  return best;
+}
+
+static uint32_t pit_count(void) {
+  outb(0x43, 0x80);
+  uint32_t lo = inb(0x42);
+  return lo | (uint32_t)inb(0x42) << 8;
+}
+
+/* TSC kHz from ~30 ms of PIT channel 2 counting down once (mode 0; port 0x61 bit 5 shows it ran out), or 0 if
+ * this attempt was spoilt. *spread: the two samples' uncertainty in TSC ticks. */
+static uint32_t calibrate_once(uint32_t* spread) {
   outb(0x61, (uint8_t)((inb(0x61) & ~0x02) | 0x01)); /* gate on, speaker off */
   outb(0x43, 0xb0);                                   /* channel 2, lo/hi, mode 0, binary */
-  outb(0x42, (uint8_t)count);
-  outb(0x42, (uint8_t)(count >> 8));
-  uint64_t start = timer_rdtsc();
-  /* Bounded: if the PIT never fires (should not happen) fall back after ~2^28 polls. */
-  for (uint32_t i = 0; i < (1u << 28) && !(inb(0x61) & 0x20); ++i) {
+  outb(0x42, 0xff);
+  outb(0x42, 0xff);
+  struct pit_sample a = pit_sample();
+  /* Bounded: the count drops 1193 per ms; stop polling after far more polls than 30 ms can take. */
+  for (uint32_t i = 0; i < (1u << 24) && !(inb(0x61) & 0x20); ++i) {
+    uint32_t c = pit_count();
+    if (c <= a.count && a.count - c >= CALIBRATE_PIT_TICKS) break;
   }
-  return timer_rdtsc() - start;
+  struct pit_sample b = pit_sample();
+  if ((inb(0x61) & 0x20) || b.count >= a.count || b.tsc <= a.tsc) return 0; /* ran out or went wrong */
+  uint32_t pit_ticks = a.count - b.count;
+  uint64_t khz = udiv64_32((b.tsc - a.tsc) * PIT_HZ, pit_ticks * 1000u);
+  *spread = a.spread + b.spread;
+  return khz > 0xffffffffull ? 0 : (uint32_t)khz;
 }
 
 void timer_init(void) {
-  /* Polling overhead and vCPU preemption only ever lengthen a measurement (a lot when KVM emulates each guest
-   * instruction), so the shortest of a few is the best estimate. */
-  uint64_t ticks = measure_ticks(CALIBRATE_MS);
-  for (int i = 0; i < 2; ++i) {
-    uint64_t t = measure_ticks(CALIBRATE_MS);
-    if (t < ticks) ticks = t;
+  uint32_t best_spread = 0xffffffffu;
+  uint32_t khz = 0;
+  for (int i = 0; i < 4; ++i) {
+    uint32_t spread = 0xffffffffu;
+    uint32_t k = calibrate_once(&spread);
+    if (k && spread < best_spread) best_spread = spread, khz = k;
   }
-  uint64_t khz = udiv64_32(ticks, CALIBRATE_MS);
-  if (khz < 1000) khz = 1000; /* at least 1 MHz: keeps the arithmetic sane if calibration failed */
-  if (khz > 0xffffffffull) khz = 0xffffffffull;
-  tsc_khz = (uint32_t)khz;
+  if (khz < 1000) khz = 1000000; /* PIT unusable: assume 1 GHz rather than dividing by nothing */
+  tsc_khz = khz;
   tsc_per_us = tsc_khz / 1000u;
   max_step = (uint64_t)tsc_khz * 1000u;
   last_tsc = timer_rdtsc();
