@@ -29,7 +29,7 @@ Result<std::vector<uint8_t>> ReadRam(const std::string& path) {
   tandem::UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
   if (!fd.valid()) return Status::FromErrno("open " + path, errno);
   off_t size = lseek(fd.get(), 0, SEEK_END);
-  std::vector<uint8_t> ram(size_t(size));
+  std::vector<uint8_t> ram(static_cast<size_t>(size));
   if (pread(fd.get(), ram.data(), ram.size(), 0) != ssize_t(ram.size())) return Status::IoError("short read " + path);
   return ram;
 }
