@@ -131,7 +131,8 @@ int Main(int argc, char** argv) {
       report["checkpoints"].push_back({{"pages", (*endpoint)->last_checkpoint().pages},
                                        {"filled_pages", (*endpoint)->last_checkpoint().filled_pages},
                                        {"device_state_bytes", epoch.device_state().size()},
-                                       {"pause_ms", (loaded - timing.request_ns) / 1e6}});
+                                       {"pause_ms", (loaded - timing.request_ns) / 1e6},
+                                       {"receive_ms", (timing.loaded_ready_ns - timing.reply_ns) / 1e6}});
     }
     (*process)->Kill(SIGKILL);
     (void)(*process)->Wait(5000);
