@@ -40,9 +40,10 @@
 #define TANDEM_GUEST_CHECK_COUNTER_MUL 0x9e3779b1u
 #define TANDEM_GUEST_CHECK_COUNTER_XOR 0x27d4eb2fu
 #define TANDEM_GUEST_CHECK_INDEX_MUL 0x85ebca77u
+/* Additive in the index so the guest's page loop keeps it in one register (+= INDEX_MUL per page). */
 static inline uint32_t tandem_guest_check(uint32_t index, uint32_t pages, uint32_t counter) {
-  return ((counter ^ TANDEM_GUEST_CHECK_COUNTER_XOR) * TANDEM_GUEST_CHECK_COUNTER_MUL) ^
-         (index * TANDEM_GUEST_CHECK_INDEX_MUL + pages);
+  return (counter ^ TANDEM_GUEST_CHECK_COUNTER_XOR) * TANDEM_GUEST_CHECK_COUNTER_MUL +
+         index * TANDEM_GUEST_CHECK_INDEX_MUL + pages;
 }
 
 #endif

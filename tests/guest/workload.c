@@ -10,6 +10,7 @@
 
 #define PRINT_INTERVAL_MS 250u
 #define TICK_EVERY_PAGES 8u
+#define TICK_MASK ((TICK_EVERY_PAGES - 1u) * TANDEM_GUEST_PAGE_SIZE)
 #define SELFTEST_BREAK_AFTER_US 1500000u
 #define CREDIT_PER_PAGE 1000000ull /* rate credit is kept in millionths of a page */
 
@@ -29,6 +30,10 @@ static uint64_t credit_time_us;
 
 static inline volatile uint32_t* page_at(uint32_t i) {
   return (volatile uint32_t*)(uintptr_t)(TANDEM_GUEST_PAGES_BASE + i * TANDEM_GUEST_PAGE_SIZE);
+}
+
+static inline uint32_t page_index(volatile const uint32_t* p) {
+  return (uint32_t)((uintptr_t)p - TANDEM_GUEST_PAGES_BASE) / TANDEM_GUEST_PAGE_SIZE;
 }
 
 static void fill_page(volatile uint32_t* p, uint32_t value) {
@@ -129,22 +134,24 @@ static __attribute__((noinline)) void precheck_failed(uint32_t i, volatile const
 }
 
 /* One round: counter goes to c, pages 0..n-1 are rewritten in order. Specialised at compile time on the two
- * options so the common case (no rate limit, sparse) has no per-page branches for them. */
+ * options so the common case (no rate limit, sparse) has no per-page branches for them, and written so that
+ * everything stays in the 6 usable registers: about 15 instructions per page. */
 static inline __attribute__((always_inline)) void do_round(uint32_t c, const int limited, const int full) {
-  const uint32_t n = npages, prev = c - 1u;
-  const uint32_t check_c = (c ^ TANDEM_GUEST_CHECK_COUNTER_XOR) * TANDEM_GUEST_CHECK_COUNTER_MUL;
-  uint32_t check_i = n; /* i * TANDEM_GUEST_CHECK_INDEX_MUL + pages, kept incrementally */
+  const uint32_t prev = c - 1u;
   volatile uint32_t* p = page_at(0);
-  for (uint32_t i = 0; i < n; ++i, p += TANDEM_GUEST_PAGE_WORDS, check_i += TANDEM_GUEST_CHECK_INDEX_MUL) {
-    if (limited) wait_for_credit(i);
+  volatile uint32_t* const end = page_at(npages);
+  uint32_t check = tandem_guest_check(0, npages, c); /* += TANDEM_GUEST_CHECK_INDEX_MUL per page */
+  for (; p != end; p += TANDEM_GUEST_PAGE_WORDS, check += TANDEM_GUEST_CHECK_INDEX_MUL) {
+    if (limited) wait_for_credit(page_index(p));
     /* Cheap continuous check: the page about to be rewritten must still hold the previous round. */
     if (__builtin_expect(p[TANDEM_GUEST_W_COUNTER] != prev || p[TANDEM_GUEST_W_TAIL] != prev, 0) && !broken)
-      precheck_failed(i, p, prev);
+      precheck_failed(page_index(p), p, prev);
     p[TANDEM_GUEST_W_COUNTER] = c;
-    p[TANDEM_GUEST_W_CHECK] = check_c ^ check_i;
+    p[TANDEM_GUEST_W_CHECK] = check;
     if (full) fill_page(p, c);
     p[TANDEM_GUEST_W_TAIL] = c;
-    if ((i & (TICK_EVERY_PAGES - 1u)) == TICK_EVERY_PAGES - 1u) tick(i + 1u);
+    /* Every TICK_EVERY_PAGES pages (the pages base is aligned to more than that many pages). */
+    if (((uintptr_t)p & TICK_MASK) == TICK_MASK) tick(page_index(p) + 1u);
   }
 }
 
