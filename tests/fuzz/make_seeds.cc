@@ -1,0 +1,83 @@
+// Writes each fuzzer's seed corpus from the project's own encoders and its recordings of a real QEMU:
+//   tandem-fuzz-seeds <out_dir> <source_dir>
+// <out_dir>/heartbeat_message/  valid datagrams (each role), <out_dir>/colo_stream/  the recorded COLO sessions
+// (tests/qemu/data/*.bin.zst, decompressed and cut to a bounded size).
+#include <sys/stat.h>
+#include <zstd.h>
+
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <iterator>
+#include <string>
+#include <vector>
+
+#include "heartbeat/message.h"
+
+namespace {
+
+namespace fs = std::filesystem;
+using namespace tandem;
+
+bool WriteFile(const fs::path& path, const void* data, size_t size) {
+  std::ofstream out(path, std::ios::binary);
+  out.write(static_cast<const char*>(data), std::streamsize(size));
+  return bool(out);
+}
+
+int HeartbeatSeeds(const fs::path& dir) {
+  fs::create_directories(dir);
+  auto key = heartbeat::MacKey::Create("fuzz-key-0123456789abcdef");
+  if (!key.ok()) return 1;
+  const heartbeat::Role roles[] = {heartbeat::Role::kPrimary, heartbeat::Role::kStandby, heartbeat::Role::kWitness};
+  int n = 0;
+  for (heartbeat::Role role : roles) {
+    heartbeat::Message m;
+    m.role = role;
+    m.link_index = uint8_t(n % 2);
+    (void)m.sender.Set("vm0/primary");
+    (void)m.receiver.Set("vm0/standby");
+    m.incarnation = 0x1234567 + uint64_t(n);
+    m.sequence = uint64_t(n) + 1;
+    m.send_ns = 1'000'000'000LL * (n + 1);
+    m.echo_ns = n ? 999'000'000LL : 0;
+    m.hold_ns = n ? 1000 : 0;
+    m.term = 1 + uint64_t(n);
+    m.last_epoch = 42;
+    uint8_t datagram[heartbeat::kMessageSize];
+    if (!heartbeat::EncodeMessage(m, *key, datagram).ok()) return 1;
+    if (!WriteFile(dir / ("valid-" + std::to_string(n++)), datagram, sizeof datagram)) return 1;
+  }
+  return 0;
+}
+
+int ColoSeeds(const fs::path& dir, const fs::path& recordings) {
+  fs::create_directories(dir);
+  constexpr size_t kMaxSeed = 4 << 20;  // a 16 MiB guest's whole session is ~1.5 MiB
+  for (const auto& entry : fs::directory_iterator(recordings)) {
+    if (entry.path().extension() != ".zst") continue;
+    std::ifstream in(entry.path(), std::ios::binary);
+    std::vector<char> packed((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    const unsigned long long raw = ZSTD_getFrameContentSize(packed.data(), packed.size());
+    if (raw == ZSTD_CONTENTSIZE_ERROR || raw == ZSTD_CONTENTSIZE_UNKNOWN) return 1;
+    std::vector<char> bytes(raw);
+    if (ZSTD_isError(ZSTD_decompress(bytes.data(), bytes.size(), packed.data(), packed.size()))) return 1;
+    if (!WriteFile(dir / entry.path().stem().stem(), bytes.data(), std::min<size_t>(bytes.size(), kMaxSeed))) {
+      return 1;
+    }
+  }
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  if (argc != 3) {
+    fprintf(stderr, "usage: %s OUT_DIR SOURCE_DIR\n", argv[0]);
+    return 2;
+  }
+  const fs::path out = argv[1], source = argv[2];
+  if (HeartbeatSeeds(out / "heartbeat_message") != 0) return 1;
+  if (ColoSeeds(out / "colo_stream", source / "tests/qemu/data") != 0) return 1;
+  return 0;
+}
