@@ -5,7 +5,9 @@
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <linux/sockios.h>
 #include <poll.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 
 #include <algorithm>
@@ -89,6 +91,16 @@ class PollTransport final : public Transport {
   Status WaitReadable(int timeout_ms) override {
     if (shut_.load()) return Status::Aborted("transport shut down");
     return PollFor(fd_.get(), POLLIN, timeout_ms, "wait for data");
+  }
+
+  Status WaitSent(int timeout_ms) override {
+    for (int waited = 0; waited <= timeout_ms; ++waited) {
+      int queued = 0;
+      if (ioctl(fd_.get(), SIOCOUTQ, &queued) != 0) return Status::FromErrno("SIOCOUTQ", errno);
+      if (queued == 0) return Status::Ok();
+      usleep(1000);
+    }
+    return Status::Timeout("send queue did not drain");
   }
 
   void Shutdown() override {

@@ -32,6 +32,9 @@ class Transport {
   virtual Status Recv(void* buf, size_t len, int timeout_ms) = 0;
   // Returns once a Recv would not block (data or end of stream). Timeout after timeout_ms; < 0 waits forever.
   virtual Status WaitReadable(int timeout_ms) = 0;
+  // Waits until the peer's kernel has every byte sent so far (TCP: nothing left in the send queue), so that a
+  // process about to die on purpose knows what it sent arrived. Best effort; transports without a queue: Ok.
+  virtual Status WaitSent(int /*timeout_ms*/) { return Status::Ok(); }
   // Makes every blocked and future Send/Recv/WaitReadable return promptly. Idempotent, thread-safe.
   virtual void Shutdown() = 0;
   virtual const char* engine_name() const = 0;

@@ -1,0 +1,433 @@
+#include "replicator/shipper.h"
+
+#include <signal.h>
+#include <sys/random.h>
+
+#include <cinttypes>
+
+#include "common/log.h"
+#include "replicator/epoch_codec.h"
+#include "replicator/messages.h"
+
+namespace tandem::replicator {
+namespace {
+
+constexpr size_t kQueueCapacity = 64;
+constexpr size_t kInFlightCapacity = 256;
+constexpr size_t kPoolCapacity = 16;
+constexpr int kAckPollMs = 100;
+// A full epoch is the whole RAM: the standby stages, verifies and applies all of it before acknowledging.
+constexpr int kFullEpochAckFactor = 10;
+
+// Timeouts and deadlines run on real time even when a test drives clock_ (which only times what is reported).
+int64_t RealNowNs() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+
+uint64_t NewGeneration(Clock* clock) {
+  uint64_t g = 0;
+  if (getrandom(&g, sizeof(g), 0) != sizeof(g)) g = uint64_t(clock->WallNanos()) ^ uint64_t(getpid()) << 32;
+  return g == 0 ? 1 : g;
+}
+
+// Fault injection for debug_die_mid_epoch: dies like a crashed primary once half the epoch's records are out,
+// after making sure they reached the standby (so the standby really sees a torn epoch).
+class DieMidEpochSink final : public EpochSink {
+ public:
+  DieMidEpochSink(EpochSink* inner, Transport* transport, uint64_t epoch, uint64_t die_after)
+      : inner_(inner), transport_(transport), epoch_(epoch), die_after_(die_after) {}
+  Status WriteRecord(std::span<const uint8_t> record) override {
+    TANDEM_RETURN_IF_ERROR(inner_->WriteRecord(record));
+    if (++written_ == die_after_) {
+      inner_->Flush().ok();
+      transport_->WaitSent(1000).ok();
+      TLOG_WARN("shipper", "debug: dying mid epoch %" PRIu64 " after %" PRIu64 " of its records", epoch_, written_);
+      raise(SIGKILL);
+    }
+    return Status::Ok();
+  }
+  Status Flush() override { return inner_->Flush(); }
+
+ private:
+  EpochSink* inner_;
+  Transport* transport_;
+  uint64_t epoch_, die_after_, written_ = 0;
+};
+
+}  // namespace
+
+struct EpochShipper::Connection {
+  std::unique_ptr<Transport> transport;
+  std::unique_ptr<TransportSink> sink;
+  std::thread ack_thread;
+  bool failed = false;  // guarded by mu_
+  Status error;         // guarded by mu_
+};
+
+EpochShipper::EpochShipper(ShipperOptions options, Clock* clock)
+    : options_(std::move(options)), clock_(clock), encoder_(new EpochEncoder(options_.codec)) {}
+
+EpochShipper::~EpochShipper() { Stop(); }
+
+Status EpochShipper::Start(const VmDescriptor& descriptor, std::unique_ptr<RamImage> mirror,
+                           std::vector<uint8_t> device_state, uint64_t first_epoch) {
+  if (started_) return Status::InvalidArgument("shipper already started");
+  if (mirror == nullptr) return Status::InvalidArgument("shipper needs the mirror of the VM's RAM");
+  if (options_.max_in_flight < 1) return Status::InvalidArgument("max_in_flight must be at least 1");
+  std::string host;
+  uint16_t port = 0;
+  TANDEM_RETURN_IF_ERROR(ParseHostPort(options_.standby_address, &host, &port).WithContext("standby address"));
+  if (mirror->blocks() != descriptor.ram_blocks) {
+    return Status::InvalidArgument("mirror layout differs from the VM descriptor");
+  }
+  descriptor_ = descriptor;
+  mirror_ = std::move(mirror);
+  device_state_ = std::move(device_state);
+  mirror_epoch_ = first_epoch;
+  generation_ = NewGeneration(clock_);
+  queue_.resize(kQueueCapacity);
+  in_flight_.resize(kInFlightCapacity);
+  pool_.reserve(kPoolCapacity);
+  stats_.last_submitted = first_epoch;
+  started_ = true;
+  TLOG_INFO("shipper", "replicating VM %s to %s: term %" PRIu64 ", generation %016" PRIx64 ", max %d epochs in flight",
+            descriptor_.vm_name.c_str(), options_.standby_address.c_str(), options_.term, generation_,
+            options_.max_in_flight);
+  sender_ = std::thread([this] { SenderLoop(); });
+  return Status::Ok();
+}
+
+std::unique_ptr<Epoch> EpochShipper::Borrow() {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (!pool_.empty()) {
+    std::unique_ptr<Epoch> e = std::move(pool_.back());
+    pool_.pop_back();
+    return e;
+  }
+  return std::make_unique<Epoch>();
+}
+
+void EpochShipper::Recycle(std::unique_ptr<Epoch> epoch) {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (pool_.size() < kPoolCapacity) pool_.push_back(std::move(epoch));
+}
+
+void EpochShipper::Submit(std::unique_ptr<Epoch> epoch) {
+  std::unique_lock<std::mutex> lock(mu_);
+  if (!started_ || stop_) {
+    if (pool_.size() < kPoolCapacity) pool_.push_back(std::move(epoch));
+    return;
+  }
+  if (epoch->number() != stats_.last_submitted + 1) {
+    TLOG_WARN("shipper", "epoch %" PRIu64 " submitted after epoch %" PRIu64 ": the standby will refuse the gap and resync",
+              epoch->number(), stats_.last_submitted);
+  }
+  const size_t max_in_flight = size_t(options_.max_in_flight);
+  cv_.wait(lock, [&] {
+    return stop_ || (queue_size_ < queue_.size() &&
+                     !(protected_ && queue_size_ + sending_ + in_flight_size_ >= max_in_flight));
+  });
+  if (stop_) return;
+  stats_.last_submitted = epoch->number();
+  queue_[(queue_head_ + queue_size_) % queue_.size()] = std::move(epoch);
+  queue_size_++;
+  cv_.notify_all();
+}
+
+std::unique_ptr<Epoch> EpochShipper::PopQueued() {
+  // mu_ held by the caller.
+  std::unique_ptr<Epoch> e = std::move(queue_[queue_head_]);
+  queue_head_ = (queue_head_ + 1) % queue_.size();
+  queue_size_--;
+  cv_.notify_all();
+  return e;
+}
+
+ShipperStats EpochShipper::stats() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return stats_;
+}
+
+void EpochShipper::Stop() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (stop_) return;
+    stop_ = true;
+    if (current_ != nullptr) current_->transport->Shutdown();
+    cv_.notify_all();
+  }
+  if (sender_.joinable()) sender_.join();
+}
+
+void EpochShipper::FoldIntoMirror(Epoch& epoch) {
+  Status st = mirror_->Apply(epoch);
+  if (!st.ok()) TLOG_ERROR("shipper", "epoch %" PRIu64 " does not fit the mirror: %s", epoch.number(), st.ToString().c_str());
+  if (!epoch.device_state().empty()) device_state_.swap(epoch.device_state());
+  mirror_epoch_ = epoch.number();
+}
+
+void EpochShipper::FoldQueued() {
+  for (;;) {
+    std::unique_ptr<Epoch> e;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (queue_size_ == 0) return;
+      e = PopQueued();
+    }
+    FoldIntoMirror(*e);
+    Recycle(std::move(e));
+  }
+}
+
+void EpochShipper::MarkUnprotected(const Status& why) {
+  std::lock_guard<std::mutex> lock(mu_);
+  const bool was = protected_;
+  protected_ = false;
+  stats_.standby_connected = false;
+  in_flight_size_ = 0;
+  if (!why.ok()) stats_.last_error = why.ToString();
+  if (was || !unprotected_logged_) {
+    TLOG_WARN("shipper", "%s standby %s (%s): the VM runs UNPROTECTED until a standby holds a full copy again",
+              was ? "lost" : "no", options_.standby_address.c_str(), why.ToString().c_str());
+    unprotected_logged_ = true;
+  }
+  cv_.notify_all();
+}
+
+void EpochShipper::FailConnection(Connection* conn, const Status& why) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (!conn->failed) {
+      conn->failed = true;
+      conn->error = why;
+    }
+    cv_.notify_all();
+  }
+  conn->transport->Shutdown();
+}
+
+void EpochShipper::SenderLoop() {
+  std::string last_logged;
+  for (;;) {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (stop_) break;
+    }
+    FoldQueued();
+    std::unique_ptr<Connection> conn;
+    Status st = Connect(&conn);
+    if (st.ok()) {
+      last_logged.clear();
+      st = Serve(*conn);
+      conn->transport->Shutdown();
+      if (conn->ack_thread.joinable()) conn->ack_thread.join();
+      std::lock_guard<std::mutex> lock(mu_);
+      current_ = nullptr;
+      if (conn->failed) st = conn->error;
+    } else if (st.ToString() != last_logged) {
+      // Once per distinct reason: a standby that is down for an hour does not fill the log.
+      TLOG_WARN("shipper", "cannot replicate to %s: %s", options_.standby_address.c_str(), st.ToString().c_str());
+      last_logged = st.ToString();
+    }
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (stop_) break;
+    }
+    MarkUnprotected(st);
+    const int64_t deadline = RealNowNs() + int64_t(options_.reconnect_interval_ms) * 1'000'000;
+    for (;;) {
+      std::unique_lock<std::mutex> lock(mu_);
+      const int64_t left = deadline - RealNowNs();
+      if (stop_ || left <= 0) break;
+      cv_.wait_for(lock, std::chrono::nanoseconds(left), [&] { return stop_ || queue_size_ > 0; });
+      if (queue_size_ > 0) {
+        lock.unlock();
+        FoldQueued();
+      }
+    }
+  }
+  FoldQueued();
+}
+
+Status EpochShipper::Connect(std::unique_ptr<Connection>* out) {
+  TANDEM_ASSIGN_OR_RETURN(UniqueFd fd, ConnectTcp(options_.standby_address, options_.io_timeout_ms));
+  TANDEM_ASSIGN_OR_RETURN(std::unique_ptr<Transport> transport, MakeSocketTransport(std::move(fd), options_.io_engine));
+  auto conn = std::make_unique<Connection>();
+  conn->transport = std::move(transport);
+  conn->sink = std::make_unique<TransportSink>(conn->transport.get(), options_.io_timeout_ms);
+  HelloMessage hello;
+  hello.role = PeerRole::kPrimary;
+  hello.term = options_.term;
+  hello.generation = generation_;
+  hello.descriptor = descriptor_;
+  TANDEM_RETURN_IF_ERROR(encoder_->EncodeHello(hello, conn->sink.get()).WithContext("send HELLO"));
+  RecordReader reader(conn->transport.get());
+  RecordView rec;
+  TANDEM_RETURN_IF_ERROR(reader.Next(options_.io_timeout_ms, options_.io_timeout_ms, &rec).WithContext("await standby HELLO"));
+  if (rec.type == uint32_t(RecordType::kAck)) {
+    AckMessage ack;
+    TANDEM_RETURN_IF_ERROR(ParseAck(rec.payload, &ack));
+    return Status::Aborted("standby refused the connection (" + std::string(AckStatusName(uint32_t(ack.status))) +
+                           "): " + ack.reason);
+  }
+  if (rec.type != uint32_t(RecordType::kHello)) {
+    return Status::Corruption(std::string("standby answered HELLO with ") + RecordTypeName(rec.type));
+  }
+  HelloMessage theirs;
+  TANDEM_RETURN_IF_ERROR(ParseHello(rec.payload, &theirs).WithContext("standby HELLO"));
+  if (theirs.role != PeerRole::kStandby) return Status::Corruption("peer at the standby address is not a standby");
+  if (theirs.has_resume_point) {
+    TLOG_INFO("shipper", "connected to standby %s (%s engine): it holds epoch %" PRIu64 " of generation %016" PRIx64
+              "%s", options_.standby_address.c_str(), conn->transport->engine_name(), theirs.last_applied,
+              theirs.generation, theirs.generation == generation_ ? " (this primary)" : " (an earlier primary)");
+  } else {
+    TLOG_INFO("shipper", "connected to standby %s (%s engine): it holds no epoch yet", options_.standby_address.c_str(),
+              conn->transport->engine_name());
+  }
+  *out = std::move(conn);
+  return Status::Ok();
+}
+
+Status EpochShipper::Serve(Connection& conn) {
+  // Everything submitted so far goes into the full epoch.
+  FoldQueued();
+  const uint64_t full = mirror_epoch_;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (stop_) return Status::Aborted("stopping");
+    current_ = &conn;
+    resync_epoch_ = full;
+    in_flight_size_ = 0;
+  }
+  conn.ack_thread = std::thread([this, c = &conn] { AckLoop(c); });
+  uint64_t ram = 0;
+  for (const RamBlockInfo& b : mirror_->blocks()) ram += b.size_bytes;
+  TLOG_INFO("shipper", "full resync: sending epoch %" PRIu64 " (%" PRIu64 " MiB of RAM, %zu bytes of device state)", full,
+            ram >> 20, device_state_.size());
+  const int64_t start = clock_->NowNanos();
+  uint64_t sent_before = conn.sink->bytes_sent();
+  Status st = encoder_->EncodeFull(full, options_.term, *mirror_, device_state_, conn.sink.get());
+  if (!st.ok()) return st.WithContext("send full epoch " + std::to_string(full));
+  TLOG_INFO("shipper", "full epoch %" PRIu64 " sent: %.1f MiB on the wire in %.1f ms", full,
+            (conn.sink->bytes_sent() - sent_before) / 1048576.0, (clock_->NowNanos() - start) / 1e6);
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    in_flight_[(in_flight_head_ + in_flight_size_++) % in_flight_.size()] = {
+        full, RealNowNs() + int64_t(options_.io_timeout_ms) * kFullEpochAckFactor * 1'000'000};
+    stats_.last_sent = full;
+    stats_.epochs_sent++;
+    stats_.resyncs++;
+    stats_.bytes_sent += conn.sink->bytes_sent() - sent_before;
+  }
+
+  for (;;) {
+    std::unique_ptr<Epoch> e;
+    {
+      std::unique_lock<std::mutex> lock(mu_);
+      cv_.wait(lock, [&] {
+        return stop_ || conn.failed || (queue_size_ > 0 && in_flight_size_ < in_flight_.size());
+      });
+      if (stop_) return Status::Aborted("stopping");
+      if (conn.failed) return conn.error;
+      e = PopQueued();
+      sending_ = 1;  // neither queued nor in flight while it is encoded: still counts against max_in_flight
+    }
+    const uint64_t number = e->number();
+    EpochSink* sink = conn.sink.get();
+    std::unique_ptr<DieMidEpochSink> die;
+    if (number == options_.debug_corrupt_epoch) {
+      TLOG_WARN("shipper", "debug: corrupting one bit of a page of epoch %" PRIu64, number);
+      encoder_->CorruptNextEpoch();
+    }
+    if (number == options_.debug_die_mid_epoch) {
+      // Let the standby apply everything before this epoch, so that what it holds at our death is known.
+      std::unique_lock<std::mutex> lock(mu_);
+      cv_.wait_for(lock, std::chrono::milliseconds(options_.io_timeout_ms),
+                   [&] { return in_flight_size_ == 0 || conn.failed || stop_; });
+      const uint64_t records = EpochEncoder::RecordCount(e->pages().size(), e->device_state().size());
+      die = std::make_unique<DieMidEpochSink>(sink, conn.transport.get(), number, std::max<uint64_t>(1, records / 2));
+      sink = die.get();
+    }
+    sent_before = conn.sink->bytes_sent();
+    st = encoder_->EncodeEpoch(*e, options_.term, mirror_.get(), sink);
+    if (st.code() == Status::Code::kInvalidArgument) {
+      // Nothing of it was sent, and the mirror cannot take it either: a bug upstream, not the standby's fault.
+      TLOG_ERROR("shipper", "dropping epoch %" PRIu64 ": %s", number, st.ToString().c_str());
+      Recycle(std::move(e));
+      std::lock_guard<std::mutex> lock(mu_);
+      sending_ = 0;
+      cv_.notify_all();
+      continue;
+    }
+    FoldIntoMirror(*e);  // sent or not, it is the VM's history: the next full resync covers it
+    Recycle(std::move(e));
+    std::lock_guard<std::mutex> lock(mu_);
+    sending_ = 0;
+    cv_.notify_all();
+    if (!st.ok()) return st.WithContext("send epoch " + std::to_string(number));
+    in_flight_[(in_flight_head_ + in_flight_size_++) % in_flight_.size()] = {
+        number, RealNowNs() + int64_t(options_.io_timeout_ms) * 1'000'000};
+    stats_.last_sent = number;
+    stats_.epochs_sent++;
+    stats_.bytes_sent += conn.sink->bytes_sent() - sent_before;
+  }
+}
+
+void EpochShipper::AckLoop(Connection* conn) {
+  RecordReader reader(conn->transport.get());
+  for (;;) {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (stop_ || conn->failed) return;
+    }
+    Status st = conn->transport->WaitReadable(kAckPollMs);
+    if (st.IsTimeout()) {
+      bool overdue = false;
+      uint64_t late = 0;
+      {
+        std::lock_guard<std::mutex> lock(mu_);
+        if (in_flight_size_ > 0 && RealNowNs() > in_flight_[in_flight_head_].deadline_ns) {
+          overdue = true;
+          late = in_flight_[in_flight_head_].epoch;
+        }
+      }
+      if (overdue) {
+        return FailConnection(conn, Status::Timeout("standby did not acknowledge epoch " + std::to_string(late) +
+                                                    " in time"));
+      }
+      continue;
+    }
+    if (!st.ok()) return FailConnection(conn, st);
+    RecordView rec;
+    st = reader.Next(options_.io_timeout_ms, options_.io_timeout_ms, &rec);
+    if (!st.ok()) return FailConnection(conn, st.IsClosed() ? Status::Closed("standby closed the connection") : st);
+    AckMessage ack;
+    if (rec.type != uint32_t(RecordType::kAck)) {
+      return FailConnection(conn, Status::Corruption(std::string("standby sent ") + RecordTypeName(rec.type)));
+    }
+    if (Status parsed = ParseAck(rec.payload, &ack); !parsed.ok()) return FailConnection(conn, parsed);
+    if (ack.status != AckStatus::kOk) {
+      TLOG_ERROR("shipper", "standby rejected epoch %" PRIu64 " (%s): %s; reconnecting for a full resync", ack.epoch,
+                 AckStatusName(uint32_t(ack.status)), ack.reason.c_str());
+      return FailConnection(conn, Status::Aborted("standby rejected epoch " + std::to_string(ack.epoch) + ": " +
+                                                  ack.reason));
+    }
+    std::lock_guard<std::mutex> lock(mu_);
+    stats_.last_acked = std::max(stats_.last_acked, ack.epoch);
+    while (in_flight_size_ > 0 && in_flight_[in_flight_head_].epoch <= ack.epoch) {
+      in_flight_head_ = (in_flight_head_ + 1) % in_flight_.size();
+      in_flight_size_--;
+    }
+    if (!protected_ && ack.epoch >= resync_epoch_) {
+      protected_ = true;
+      stats_.standby_connected = true;
+      unprotected_logged_ = false;
+      TLOG_INFO("shipper", "standby %s holds epoch %" PRIu64 ": the VM is PROTECTED", options_.standby_address.c_str(),
+                ack.epoch);
+    }
+    cv_.notify_all();
+  }
+}
+
+}  // namespace tandem::replicator

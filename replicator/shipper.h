@@ -1,0 +1,119 @@
+// The primary's side of replication: takes each checkpoint's epoch, ships it to the standby behind the VM's
+// back, and keeps the mirror (exactly what the standby holds) that every epoch is XOR-encoded against.
+//
+// A sender thread connects to the standby (retrying every reconnect_interval_ms), exchanges HELLOs, sends a
+// full epoch (the whole mirror and the current device state: initial sync, and resync after any reconnect or
+// rejection), then every submitted epoch in order. Acks come back on the same socket and are read by a second
+// thread. While no standby holds a full copy the VM runs UNPROTECTED (logged once per transition): Submit does
+// not wait, and the epochs are folded into the mirror for the next full resync. Once protected, Submit blocks
+// while max_in_flight epochs are unacknowledged, which keeps the VM paused: the backpressure that stops a slow
+// standby from falling further behind. A standby that stops acknowledging for io_timeout_ms is dropped.
+#pragma once
+
+#include <condition_variable>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "common/env.h"
+#include "common/status.h"
+#include "replicator/epoch.h"
+#include "replicator/page_codec.h"
+#include "replicator/transport.h"
+
+namespace tandem::replicator {
+
+struct ShipperOptions {
+  std::string standby_address;  // host:port
+  int max_in_flight = 2;
+  int reconnect_interval_ms = 200;
+  int io_timeout_ms = 2000;
+  uint64_t term = 1;
+  uint64_t debug_die_mid_epoch = 0;  // raise(SIGKILL) after sending half of that epoch's records
+  uint64_t debug_corrupt_epoch = 0;  // flip one bit of a page payload of that epoch (caught by its page hash)
+  PageCodecOptions codec;
+  IoEngine io_engine = IoEngine::kAuto;
+};
+
+struct ShipperStats {
+  bool standby_connected = false;  // connected AND holding a full copy: the VM is protected
+  uint64_t last_submitted = 0;
+  uint64_t last_sent = 0;
+  uint64_t last_acked = 0;
+  uint64_t epochs_sent = 0;
+  uint64_t bytes_sent = 0;
+  uint64_t resyncs = 0;  // full epochs sent
+  std::string last_error;
+};
+
+class EpochShipper {
+ public:
+  EpochShipper(ShipperOptions options, Clock* clock);
+  ~EpochShipper();  // Stop()s
+  EpochShipper(const EpochShipper&) = delete;
+  EpochShipper& operator=(const EpochShipper&) = delete;
+
+  // `mirror` holds the VM's RAM as of epoch `first_epoch` (the precopy) and `device_state` its device state.
+  // Submitted epochs must be numbered first_epoch + 1, + 2, ...
+  Status Start(const VmDescriptor& descriptor, std::unique_ptr<RamImage> mirror, std::vector<uint8_t> device_state,
+               uint64_t first_epoch);
+  // An epoch to fill (recycled: no allocation in steady state). The caller Reset()s it.
+  std::unique_ptr<Epoch> Borrow();
+  // Queues an epoch for shipping. Blocks while the VM is protected and max_in_flight epochs are unacked.
+  void Submit(std::unique_ptr<Epoch> epoch);
+  ShipperStats stats() const;
+  // Joins the threads and closes the connection; epochs not yet sent are dropped. Idempotent.
+  void Stop();
+
+ private:
+  struct Connection;
+  void SenderLoop();
+  Status Connect(std::unique_ptr<Connection>* out);
+  Status Serve(Connection& conn);
+  void AckLoop(Connection* conn);
+  void FailConnection(Connection* conn, const Status& why);
+  // Applies queued epochs to the mirror without sending them (no standby to send them to).
+  void FoldQueued();
+  void FoldIntoMirror(Epoch& epoch);
+  void Recycle(std::unique_ptr<Epoch> epoch);
+  void MarkUnprotected(const Status& why);
+  std::unique_ptr<Epoch> PopQueued();
+
+  const ShipperOptions options_;
+  Clock* clock_;
+  uint64_t generation_ = 0;
+
+  // Sender thread only.
+  VmDescriptor descriptor_;
+  std::unique_ptr<RamImage> mirror_;
+  std::vector<uint8_t> device_state_;
+  uint64_t mirror_epoch_ = 0;
+  std::unique_ptr<class EpochEncoder> encoder_;
+
+  mutable std::mutex mu_;
+  std::condition_variable cv_;
+  bool started_ = false;
+  bool stop_ = false;
+  std::vector<std::unique_ptr<Epoch>> queue_;  // ring of submitted, unsent epochs
+  size_t queue_head_ = 0, queue_size_ = 0;
+  std::vector<std::unique_ptr<Epoch>> pool_;
+  // Sent, unacknowledged epochs: (number, ack deadline), a ring.
+  struct InFlight {
+    uint64_t epoch;
+    int64_t deadline_ns;
+  };
+  std::vector<InFlight> in_flight_;
+  size_t in_flight_head_ = 0, in_flight_size_ = 0;
+  size_t sending_ = 0;  // popped from the queue, being encoded and sent
+  bool protected_ = false;
+  bool unprotected_logged_ = false;
+  uint64_t resync_epoch_ = 0;  // the full epoch whose ack makes the VM protected
+  Connection* current_ = nullptr;
+  ShipperStats stats_;
+  std::thread sender_;
+};
+
+}  // namespace tandem::replicator
