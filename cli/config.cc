@@ -88,6 +88,12 @@ const std::map<std::string, Setter>& Setters() {
        }},
       {"replication.max_in_flight", Num<int>(&Config::max_in_flight, 1, 64)},
       {"replication.io_timeout_ms", Num<int>(&Config::io_timeout_ms, 10, 600000)},
+      {"witness.address", Str(&Config::witness_address)},
+      {"witness.listen", Str(&Config::witness_listen)},
+      {"witness.state_dir", Str(&Config::witness_state_dir)},
+      {"witness.lease_ms", Num<int>(&Config::lease_ms, 10, 600000)},
+      {"witness.promise_ms", Num<int>(&Config::promise_ms, 2, 600000)},
+      {"witness.two_host_policy", Str(&Config::two_host_policy)},
       {"debug.die_mid_epoch", Num<uint64_t>(&Config::debug_die_mid_epoch, 0, UINT64_MAX)},
       {"debug.corrupt_epoch", Num<uint64_t>(&Config::debug_corrupt_epoch, 0, UINT64_MAX)},
   };
@@ -107,6 +113,12 @@ Status Validate(const Config& c) {
   if (c.psk.empty()) return Status::InvalidArgument("heartbeat.psk or heartbeat.psk_file is required");
   if (c.heartbeat_timeout_ms <= c.heartbeat_interval_ms) {
     return Status::InvalidArgument("heartbeat.timeout_ms must be larger than heartbeat.interval_ms");
+  }
+  if (c.two_host_policy != "never-promote" && c.two_host_policy != "standby-promotes") {
+    return Status::InvalidArgument("witness.two_host_policy must be never-promote or standby-promotes");
+  }
+  if (c.lease_ms <= c.heartbeat_interval_ms * 2) {
+    return Status::InvalidArgument("witness.lease_ms must be more than twice heartbeat.interval_ms (renewals)");
   }
   return Status::Ok();
 }

@@ -5,6 +5,9 @@
 //   [standby]     state_dir, replication (listen host:port), replica_dir, heartbeat (one address per link)
 //   [heartbeat]   interval_ms, timeout_ms, psk | psk_file
 //   [replication] max_in_flight, io_timeout_ms
+//   [witness]     address (ip:port both hosts reach; empty = two-host mode), listen (the witness daemon's bind
+//                 address, default = address), state_dir (witness daemon), lease_ms, promise_ms,
+//                 two_host_policy (never-promote | standby-promotes; only without a witness)
 //
 // Heartbeat links pair up by position: primary.heartbeat[i] <-> standby.heartbeat[i].
 #pragma once
@@ -43,10 +46,20 @@ struct Config {
   // [replication]
   int max_in_flight = 2;
   int io_timeout_ms = 2000;
+  // [witness]
+  std::string witness_address;
+  std::string witness_listen;
+  std::string witness_state_dir = "/var/lib/tandem/witness";
+  int lease_ms = 150;
+  int promise_ms = 60;
+  // Without a witness, a standby that promotes on heartbeat loss alone runs a second active VM whenever every
+  // host<->host link fails while the primary is alive. So the default is never-promote (failover by hand).
+  std::string two_host_policy = "never-promote";
   // [debug]: fault injection for tests; never set in production.
   uint64_t debug_die_mid_epoch = 0;   // primary raises SIGKILL half way through shipping this epoch
   uint64_t debug_corrupt_epoch = 0;   // primary flips one bit of this epoch's first page after checksumming
 
+  bool HasWitness() const { return !witness_address.empty(); }
   std::string ReplicaPath() const { return replica_dir + "/tandem-" + vm_name + ".replica"; }
 };
 
