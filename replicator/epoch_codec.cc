@@ -377,7 +377,7 @@ Status EpochDecoder::End(const RecordView& end_record) {
   if (!in_epoch_) return Status::Corruption("EPOCH_END outside an epoch");
   in_epoch_ = false;
   EpochEndMessage end;
-  TANDEM_RETURN_IF_ERROR(Fail(ParseEpochEnd(end_record.payload, &end)));
+  if (Status st = ParseEpochEnd(end_record.payload, &end); !st.ok()) return Fail(st);
   auto mismatch = [&](const char* what, uint64_t claimed, uint64_t seen) {
     return Fail(Status::Corruption(std::string("EPOCH_END ") + what + " " + std::to_string(claimed) +
                                    " but received " + std::to_string(seen)));

@@ -165,9 +165,10 @@ Status Replica::HandleEpochBegin(const RecordView& record) {
   TANDEM_RETURN_IF_ERROR(ParseEpochBegin(record.payload, &begin));
   rejecting_epoch_ = begin.epoch;
   rejecting_epoch_valid_ = true;
-  const std::string name = "epoch " + std::to_string(begin.epoch);
+  // Built only on the error paths: steady-state epochs allocate nothing here.
+  auto name = [&] { return "epoch " + std::to_string(begin.epoch); };
   if (begin.term != session_term_) {
-    return Status::Corruption(name + " has term " + std::to_string(begin.term) + " but the HELLO said term " +
+    return Status::Corruption(name() + " has term " + std::to_string(begin.term) + " but the HELLO said term " +
                               std::to_string(session_term_));
   }
   bool same_generation;
@@ -181,17 +182,17 @@ Status Replica::HandleEpochBegin(const RecordView& record) {
   if (begin.full) {
     // A full epoch replaces everything; it may repeat the state already held but not go back in time.
     if (same_generation && begin.epoch < last) {
-      return Status::Aborted(name + " (full) is older than epoch " + std::to_string(last) + " already applied: replayed");
+      return Status::Aborted(name() + " (full) is older than epoch " + std::to_string(last) + " already applied: replayed");
     }
   } else {
     if (!same_generation) {
-      return Status::Aborted(name + " is a delta but this standby holds no epoch of the primary's generation: a full epoch must come first");
+      return Status::Aborted(name() + " is a delta but this standby holds no epoch of the primary's generation: a full epoch must come first");
     }
     if (begin.epoch <= last) {
-      return Status::Aborted(name + " was already applied (last applied " + std::to_string(last) + "): replayed");
+      return Status::Aborted(name() + " was already applied (last applied " + std::to_string(last) + "): replayed");
     }
     if (begin.epoch != last + 1) {
-      return Status::Aborted(name + " is not the next epoch after " + std::to_string(last) + ": epochs missing");
+      return Status::Aborted(name() + " is not the next epoch after " + std::to_string(last) + ": epochs missing");
     }
   }
   reject_status_ = AckStatus::kOk;
