@@ -1,6 +1,7 @@
 // The primary role: runs the protected VM's QEMU in COLO checkpoint mode with tandem as its migration target,
 // turns every checkpoint into an epoch, lets the VM resume as soon as the epoch is whole in local memory, and
 // ships it to the standby behind the VM's back.
+#include <signal.h>
 #include <unistd.h>
 
 #include <algorithm>

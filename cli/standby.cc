@@ -2,6 +2,7 @@
 // the receiver that applies only complete, verified epochs to that replica. When the primary's heartbeats stop
 // on every link, the receiver is stopped (no apply in progress, none to come), and the standby QEMU loads the
 // last applied epoch's device state and runs.
+#include <signal.h>
 #include <unistd.h>
 
 #include <cinttypes>
