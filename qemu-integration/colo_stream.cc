@@ -1,6 +1,7 @@
 #include "qemu-integration/colo_stream.h"
 
 #include <algorithm>
+#include <cassert>
 #include <cinttypes>
 #include <cstdio>
 #include <cstring>
@@ -156,6 +157,7 @@ Result<std::span<const uint8_t>> StreamReader::TakeAvailable(size_t max) {
 
 void StreamReader::Unread(size_t n) {
   // Only the most recent take is guaranteed to still be in the buffer.
+  assert(n <= last_take_);
   n = std::min(n, last_take_);
   pos_ -= n;
   last_take_ -= n;
