@@ -43,9 +43,13 @@ int FreePort(int type) {
 }
 
 std::string Tail(const std::string& text, size_t lines) {
-  size_t pos = text.size();
-  for (size_t n = 0; n <= lines && pos != std::string::npos && pos > 0; ++n) pos = text.rfind('\n', pos - 1);
-  return pos == std::string::npos ? text : text.substr(pos + 1);
+  size_t start = text.size();
+  for (size_t n = 0; n <= lines && start > 0; ++n) {
+    const size_t newline = text.rfind('\n', start - 1);
+    if (newline == std::string::npos) return text;
+    start = newline;
+  }
+  return text.substr(start + (start < text.size() && text[start] == '\n' ? 1 : 0));
 }
 
 }  // namespace
