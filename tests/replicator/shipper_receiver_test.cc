@@ -51,7 +51,7 @@ std::vector<uint8_t> ReadFile(const std::string& path) {
 // The VM as the primary sees it: the truth every replica must converge to.
 class Harness {
  public:
-  Harness() : rng_(7) {
+  explicit Harness(IoEngine engine) : engine_(engine), rng_(7) {
     truth_ = std::move(RamImage::Create(Vm(), {})).value();
     for (uint32_t b = 0; b < 2; ++b) {
       auto block = truth_->Block(b);
@@ -72,6 +72,7 @@ class Harness {
     o.listen_address = "127.0.0.1:" + std::to_string(port);
     o.file_backed_blocks = {{"mem", dir_ + "/mem"}, {"rom", dir_ + "/rom"}};
     o.expected_vm_name = "vm-tcp";
+    o.io_engine = engine_;
     return o;
   }
 
@@ -80,6 +81,7 @@ class Harness {
     o.standby_address = "127.0.0.1:" + std::to_string(port);
     o.reconnect_interval_ms = 50;
     o.io_timeout_ms = 2000;
+    o.io_engine = engine_;
     return o;
   }
 
@@ -124,14 +126,17 @@ class Harness {
   const std::vector<uint8_t>& device() const { return device_; }
 
  private:
+  IoEngine engine_;
   std::mt19937_64 rng_;
   std::unique_ptr<RamImage> truth_;
   std::vector<uint8_t> device_;
   std::string dir_;
 };
 
-TEST(ShipperReceiverTest, ManyEpochsAreAppliedAndTheLastOneIsAcked) {
-  Harness h;
+class ShipperReceiverTest : public ::testing::TestWithParam<IoEngine> {};
+
+TEST_P(ShipperReceiverTest, ManyEpochsAreAppliedAndTheLastOneIsAcked) {
+  Harness h(GetParam());
   EpochReceiver receiver(h.ReceiverOpts(), SystemClock());
   ASSERT_TRUE(receiver.Start().ok());
   EpochShipper shipper(h.ShipperOpts(receiver.port()), SystemClock());
@@ -161,8 +166,8 @@ TEST(ShipperReceiverTest, ManyEpochsAreAppliedAndTheLastOneIsAcked) {
   shipper.Stop();
 }
 
-TEST(ShipperReceiverTest, SlowStandbyBoundsUnackedEpochsByMaxInFlight) {
-  Harness h;
+TEST_P(ShipperReceiverTest, SlowStandbyBoundsUnackedEpochsByMaxInFlight) {
+  Harness h(GetParam());
   ReceiverOptions ro = h.ReceiverOpts();
   ro.debug_apply_delay_ms = 25;
   EpochReceiver receiver(ro, SystemClock());
@@ -192,8 +197,8 @@ TEST(ShipperReceiverTest, SlowStandbyBoundsUnackedEpochsByMaxInFlight) {
   h.ExpectReplicaMatches();
 }
 
-TEST(ShipperReceiverTest, StandbyRestartReconnectsAndResyncsInFull) {
-  Harness h;
+TEST_P(ShipperReceiverTest, StandbyRestartReconnectsAndResyncsInFull) {
+  Harness h(GetParam());
   auto receiver = std::make_unique<EpochReceiver>(h.ReceiverOpts(), SystemClock());
   ASSERT_TRUE(receiver->Start().ok());
   const int port = receiver->port();
@@ -223,8 +228,8 @@ TEST(ShipperReceiverTest, StandbyRestartReconnectsAndResyncsInFull) {
   h.ExpectReplicaMatches();
 }
 
-TEST(ShipperReceiverTest, CorruptedEpochIsRejectedNeverAppliedAndReplicationRecovers) {
-  Harness h;
+TEST_P(ShipperReceiverTest, CorruptedEpochIsRejectedNeverAppliedAndReplicationRecovers) {
+  Harness h(GetParam());
   EpochReceiver receiver(h.ReceiverOpts(), SystemClock());
   ASSERT_TRUE(receiver.Start().ok());
   ShipperOptions so = h.ShipperOpts(receiver.port());
@@ -246,8 +251,8 @@ TEST(ShipperReceiverTest, CorruptedEpochIsRejectedNeverAppliedAndReplicationReco
   h.ExpectReplicaMatches();
 }
 
-TEST(ShipperReceiverTest, StandbyForAnotherVmRefusesAndThePrimaryStaysUnprotected) {
-  Harness h;
+TEST_P(ShipperReceiverTest, StandbyForAnotherVmRefusesAndThePrimaryStaysUnprotected) {
+  Harness h(GetParam());
   ReceiverOptions ro = h.ReceiverOpts();
   ro.expected_vm_name = "some-other-vm";
   EpochReceiver receiver(ro, SystemClock());
@@ -262,8 +267,8 @@ TEST(ShipperReceiverTest, StandbyForAnotherVmRefusesAndThePrimaryStaysUnprotecte
   shipper.Stop();
 }
 
-TEST(ShipperReceiverTest, NoStandbyListeningSubmitNeverBlocks) {
-  Harness h;
+TEST_P(ShipperReceiverTest, NoStandbyListeningSubmitNeverBlocks) {
+  Harness h(GetParam());
   int port = 0;
   {
     auto fd = ListenTcp("127.0.0.1:0", &port);  // a port nobody listens on once closed
@@ -280,8 +285,8 @@ TEST(ShipperReceiverTest, NoStandbyListeningSubmitNeverBlocks) {
   shipper.Stop();
 }
 
-TEST(ShipperReceiverTest, PrimaryKilledMidEpochLeavesTheStandbyOnThePreviousEpoch) {
-  Harness h;
+TEST_P(ShipperReceiverTest, PrimaryKilledMidEpochLeavesTheStandbyOnThePreviousEpoch) {
+  Harness h(GetParam());
   EpochReceiver receiver(h.ReceiverOpts(), SystemClock());
   ASSERT_TRUE(receiver.Start().ok());
   const int port = receiver.port();
@@ -328,6 +333,11 @@ TEST(ShipperReceiverTest, PrimaryKilledMidEpochLeavesTheStandbyOnThePreviousEpoc
   }
   h.ExpectReplicaMatches();
 }
+
+INSTANTIATE_TEST_SUITE_P(Engines, ShipperReceiverTest, ::testing::Values(IoEngine::kPoll, IoEngine::kIoUring),
+                         [](const ::testing::TestParamInfo<IoEngine>& p) {
+                           return std::string(p.param == IoEngine::kPoll ? "Poll" : "IoUring");
+                         });
 
 }  // namespace
 }  // namespace tandem::replicator
