@@ -21,6 +21,14 @@ using nlohmann::json;
     }                                                          \
   } while (0)
 
+// The bare-metal guest's firmware boot takes seconds under this machine's nested KVM: wait until it prints.
+void WaitForGuestCounters(const Cluster& c, const char* role, size_t lines) {
+  for (int i = 0; i < 400 && c.Counters(role).size() < lines; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  ASSERT_GE(c.Counters(role).size(), lines) << role << " guest prints no counters" << c.Diagnostics();
+}
+
 // Starts standby then primary and waits until `epochs` epochs were applied on the standby.
 void StartProtected(Cluster& c, uint64_t epochs = 10) {
   c.StartStandby();
@@ -30,14 +38,6 @@ void StartProtected(Cluster& c, uint64_t epochs = 10) {
   ASSERT_TRUE(c.WaitFor("standby", 30000, [&](const json& s) { return s.value("last_applied", 0u) >= epochs; }))
       << c.Diagnostics();
   WaitForGuestCounters(c, "primary", 3);
-}
-
-// The bare-metal guest's firmware boot takes seconds under this machine's nested KVM: wait until it prints.
-void WaitForGuestCounters(const Cluster& c, const char* role, size_t lines) {
-  for (int i = 0; i < 400 && c.Counters(role).size() < lines; ++i) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(100));
-  }
-  ASSERT_GE(c.Counters(role).size(), lines) << role << " guest prints no counters" << c.Diagnostics();
 }
 
 pid_t QemuPid(const Cluster& c, const char* role) { return pid_t(c.StatusNumber(role, "qemu_pid")); }
