@@ -67,6 +67,37 @@ TEST(EpochStreamTest, FullThenDeltaEpochsReproduceThePrimaryRamAndDeviceState) {
   EXPECT_EQ(replica.counters().epochs_applied, 12u);
 }
 
+class EpochStreamCodecTest : public ::testing::TestWithParam<Compression> {};
+
+TEST_P(EpochStreamCodecTest, EpochsRoundTripWithEveryCompression) {
+  PageCodecOptions codec;
+  codec.compression = GetParam();
+  FakePrimary primary(SmallVm(), 1, 0x1234, codec);
+  Replica replica(Options(), SystemClock());
+  Seed(primary, replica);
+  std::vector<uint8_t> stream = primary.Hello();
+  uint64_t compressed = 0;
+  for (uint64_t n = 2; n <= 9; ++n) {
+    std::vector<uint8_t> e = primary.NextDelta(n);
+    const auto& by = primary.encoder().last_epoch_stats().by_encoding;
+    compressed += by[int(PageEncoding::kXorLz4)] + by[int(PageEncoding::kLz4)] + by[int(PageEncoding::kXorZstd)] +
+                  by[int(PageEncoding::kZstd)];
+    stream.insert(stream.end(), e.begin(), e.end());
+  }
+  if (GetParam() == Compression::kNone) {
+    EXPECT_EQ(compressed, 0u);
+  } else {
+    EXPECT_GT(compressed, 0u);
+  }
+  FeedResult r = Feed(replica, stream);
+  ASSERT_TRUE(r.status.ok()) << r.status.ToString();
+  EXPECT_EQ(replica.counters().last_applied, 9u);
+  EXPECT_EQ(Snapshot(*replica.image()), Snapshot(primary.mirror()));
+}
+
+INSTANTIATE_TEST_SUITE_P(AllCompressions, EpochStreamCodecTest,
+                         ::testing::Values(Compression::kNone, Compression::kLz4, Compression::kZstd));
+
 TEST(EpochStreamTest, EveryPageEncodingIsUsedAndDecodes) {
   FakePrimary primary;
   Replica replica(Options(), SystemClock());

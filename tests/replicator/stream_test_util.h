@@ -36,8 +36,9 @@ inline std::vector<uint8_t> Snapshot(const RamImage& image) {
 // Plays the primary: a mirror of what the standby holds, epochs made of a few pages of varied kinds.
 class FakePrimary {
  public:
-  explicit FakePrimary(VmDescriptor d = SmallVm(), uint64_t term = 1, uint64_t generation = 0x1234)
-      : descriptor_(std::move(d)), term_(term), generation_(generation), encoder_(PageCodecOptions{}), rng_(99) {
+  explicit FakePrimary(VmDescriptor d = SmallVm(), uint64_t term = 1, uint64_t generation = 0x1234,
+                       PageCodecOptions codec = {})
+      : descriptor_(std::move(d)), term_(term), generation_(generation), encoder_(codec), rng_(99) {
     mirror_ = std::move(RamImage::Create(descriptor_, {})).value();
     for (uint32_t b = 0; b < mirror_->blocks().size(); ++b) {
       auto block = mirror_->Block(b);
