@@ -57,7 +57,8 @@ ColoEndpoint::~ColoEndpoint() {
 Result<std::unique_ptr<ColoEndpoint>> ColoEndpoint::Listen(const std::string& unix_path) {
   sockaddr_un addr{};
   addr.sun_family = AF_UNIX;
-  if (unix_path.size() >= sizeof(addr.sun_path)) return Status::InvalidArgument("COLO socket path too long: " + unix_path);
+  if (unix_path.size() >= sizeof(addr.sun_path))
+    return Status::InvalidArgument("COLO socket path too long: " + unix_path);
   std::memcpy(addr.sun_path, unix_path.c_str(), unix_path.size() + 1);
   UniqueFd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
   if (!fd.valid()) return Status::FromErrno("socket", errno);
@@ -74,7 +75,8 @@ Status ColoEndpoint::Accept(int timeout_ms) {
   const int64_t deadline = SystemClock()->NowNanos() + int64_t(timeout_ms) * 1'000'000;
   for (;;) {
     const int64_t left_ms = (deadline - SystemClock()->NowNanos()) / 1'000'000;
-    if (left_ms <= 0) return Status::Timeout("QEMU did not connect to " + path_ + " within " + std::to_string(timeout_ms) + " ms");
+    if (left_ms <= 0)
+      return Status::Timeout("QEMU did not connect to " + path_ + " within " + std::to_string(timeout_ms) + " ms");
     pollfd pfd{listener_.get(), POLLIN, 0};
     int r = ::poll(&pfd, 1, int(left_ms));
     if (r < 0 && errno != EINTR) return Status::FromErrno("poll COLO listener", errno);
@@ -130,7 +132,8 @@ Status ColoEndpoint::ReceiveCheckpoint(replicator::Epoch* epoch, int timeout_ms,
   if (!precopy_done_) return Status::InvalidArgument("checkpoint before the precopy was received");
   Clock* clock = SystemClock();
   source_.timeout_ms = timeout_ms;
-  TANDEM_RETURN_IF_ERROR(parser_.ExpectMessage(ColoMessage::kCheckpointRequest).WithContext("waiting for CHECKPOINT_REQUEST"));
+  TANDEM_RETURN_IF_ERROR(
+      parser_.ExpectMessage(ColoMessage::kCheckpointRequest).WithContext("waiting for CHECKPOINT_REQUEST"));
   timing->request_ns = clock->NowNanos();
   TANDEM_RETURN_IF_ERROR(Send(ColoMessage::kCheckpointReply).WithContext("CHECKPOINT_REPLY"));
   timing->reply_ns = clock->NowNanos();

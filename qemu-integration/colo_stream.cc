@@ -5,9 +5,8 @@
 #include <cinttypes>
 #include <cstdio>
 #include <cstring>
-#include <string_view>
-
 #include <nlohmann/json.hpp>
+#include <string_view>
 
 #include "common/fd.h"
 
@@ -197,7 +196,8 @@ Status ColoStreamParser::ParseConfiguration(std::string* raw) {
   };
   uint32_t len = 0;
   TANDEM_RETURN_IF_ERROR(reader_->ReadBe32(&len));
-  if (len == 0 || len > 256) return Fail(Status::Code::kCorruption, "configuration machine name length " + std::to_string(len));
+  if (len == 0 || len > 256)
+    return Fail(Status::Code::kCorruption, "configuration machine name length " + std::to_string(len));
   std::string name(len, '\0');
   TANDEM_RETURN_IF_ERROR(reader_->Read(name.data(), len));
   append_be32(len);
@@ -223,7 +223,8 @@ Status ColoStreamParser::ParseConfiguration(std::string* raw) {
     if (sub == "configuration/target-page-bits") {
       uint32_t bits = 0;
       TANDEM_RETURN_IF_ERROR(reader_->ReadBe32(&bits));
-      if (bits != 12) return Fail(Status::Code::kUnsupported, "target page bits " + std::to_string(bits) + " (only 4 KiB pages)");
+      if (bits != 12)
+        return Fail(Status::Code::kUnsupported, "target page bits " + std::to_string(bits) + " (only 4 KiB pages)");
       append_be32(bits);
     } else if (sub == "configuration/capabilities") {
       uint32_t count = 0;
@@ -252,11 +253,12 @@ Status ColoStreamParser::ParseFooter() {
   uint8_t type = 0;
   uint32_t sid = 0;
   TANDEM_RETURN_IF_ERROR(reader_->ReadU8(&type));
-  if (type != kSecFooter) return Fail(Status::Code::kCorruption, "expected section footer 0x7e after RAM records, got " + Hex(type));
+  if (type != kSecFooter)
+    return Fail(Status::Code::kCorruption, "expected section footer 0x7e after RAM records, got " + Hex(type));
   TANDEM_RETURN_IF_ERROR(reader_->ReadBe32(&sid));
   if (sid != ram_section_id_) {
-    return Fail(Status::Code::kCorruption, "section footer names section " + std::to_string(sid) + ", expected RAM section " +
-                                               std::to_string(ram_section_id_));
+    return Fail(Status::Code::kCorruption, "section footer names section " + std::to_string(sid) +
+                                               ", expected RAM section " + std::to_string(ram_section_id_));
   }
   return Status::Ok();
 }
@@ -285,7 +287,8 @@ Status ColoStreamParser::ParseRamSectionHeader(uint8_t type, bool* is_start) {
     ram_section_id_ = sid;
     return Status::Ok();
   }
-  if (!have_ram_section_) return Fail(Status::Code::kCorruption, "section " + std::to_string(sid) + " continued before any SECTION_START");
+  if (!have_ram_section_)
+    return Fail(Status::Code::kCorruption, "section " + std::to_string(sid) + " continued before any SECTION_START");
   if (sid != ram_section_id_) {
     return Fail(Status::Code::kUnsupported, "iterative section " + std::to_string(sid) + " is not the RAM section " +
                                                 std::to_string(ram_section_id_));
@@ -305,14 +308,16 @@ Status ColoStreamParser::ParseBlockTable(uint64_t total_bytes) {
     uint64_t size = 0;
     TANDEM_RETURN_IF_ERROR(reader_->ReadBe64(&size));
     if (size == 0 || size % kPageSize != 0) {
-      return Fail(Status::Code::kCorruption, "RAM block '" + Printable(name) + "' size " + Hex(size) + " is not a page multiple");
+      return Fail(Status::Code::kCorruption,
+                  "RAM block '" + Printable(name) + "' size " + Hex(size) + " is not a page multiple");
     }
     for (const auto& b : blocks_) {
       if (b.name == name) return Fail(Status::Code::kCorruption, "RAM block '" + Printable(name) + "' listed twice");
     }
     sum += size;
     if (sum > total_bytes) {
-      return Fail(Status::Code::kCorruption, "RAM block sizes add up to more than the announced " + Hex(total_bytes) + " bytes");
+      return Fail(Status::Code::kCorruption,
+                  "RAM block sizes add up to more than the announced " + Hex(total_bytes) + " bytes");
     }
     blocks_.push_back({std::move(name), size});
   }
@@ -328,7 +333,8 @@ Status ColoStreamParser::ParseRamRecords(replicator::PageSink* sink, bool allow_
     const uint64_t addr = header & ~kFlagMask;
     if (flags & kFlagMemSize) {
       if (flags != kFlagMemSize || !allow_block_table || !first) {
-        return Fail(Status::Code::kCorruption, "RAM block table (MEM_SIZE record) outside the start of the RAM section, flags " + Hex(flags));
+        return Fail(Status::Code::kCorruption,
+                    "RAM block table (MEM_SIZE record) outside the start of the RAM section, flags " + Hex(flags));
       }
       TANDEM_RETURN_IF_ERROR(ParseBlockTable(addr));
       continue;
@@ -344,7 +350,7 @@ Status ColoStreamParser::ParseRamRecords(replicator::PageSink* sink, bool allow_
                          : (unsupported & kFlagHook)         ? "HOOK (RDMA)"
                                                              : "FULL (pre-2.0 streams)";
       return Fail(Status::Code::kUnsupported, std::string("RAM record flag ") + what + " in flags " + Hex(flags) +
-                                                   " (disable that migration capability)");
+                                                  " (disable that migration capability)");
     }
     const uint64_t kind = flags & ~kFlagContinue;
     if (kind != kFlagZero && kind != kFlagPage) {
@@ -371,21 +377,23 @@ Status ColoStreamParser::ParseRamRecords(replicator::PageSink* sink, bool allow_
     }
     const replicator::RamBlockInfo& info = blocks_[size_t(block)];
     if (addr >= info.size_bytes) {
-      return Fail(Status::Code::kCorruption, "page offset " + Hex(addr) + " beyond RAM block '" + info.name + "' of size " +
-                                                 Hex(info.size_bytes));
+      return Fail(Status::Code::kCorruption,
+                  "page offset " + Hex(addr) + " beyond RAM block '" + info.name + "' of size " + Hex(info.size_bytes));
     }
     if (sink == nullptr) return Fail(Status::Code::kCorruption, "page record before the RAM block table");
     if (kind == kFlagZero) {
       uint8_t fill = 0;
       TANDEM_RETURN_IF_ERROR(reader_->ReadU8(&fill));
       if (!sink->FilledPage(uint32_t(block), addr, fill)) {
-        return Fail(Status::Code::kCorruption, "page sink refused page " + Hex(addr) + " of RAM block '" + info.name + "'");
+        return Fail(Status::Code::kCorruption,
+                    "page sink refused page " + Hex(addr) + " of RAM block '" + info.name + "'");
       }
       ++stats->filled_pages;
     } else {
       uint8_t* dst = sink->PageBuffer(uint32_t(block), addr);
       if (dst == nullptr) {
-        return Fail(Status::Code::kCorruption, "page sink refused page " + Hex(addr) + " of RAM block '" + info.name + "'");
+        return Fail(Status::Code::kCorruption,
+                    "page sink refused page " + Hex(addr) + " of RAM block '" + info.name + "'");
       }
       TANDEM_RETURN_IF_ERROR(reader_->Read(dst, kPageSize));
       ++stats->pages;
@@ -397,9 +405,11 @@ Status ColoStreamParser::ParsePrecopy(const LayoutCallback& on_layout, replicato
                                       std::vector<uint8_t>* device_state) {
   uint32_t magic = 0, version = 0;
   TANDEM_RETURN_IF_ERROR(reader_->ReadBe32(&magic));
-  if (magic != kFileMagic) return Fail(Status::Code::kCorruption, "bad magic " + Hex(magic) + ", not a QEMU migration stream (QEVM)");
+  if (magic != kFileMagic)
+    return Fail(Status::Code::kCorruption, "bad magic " + Hex(magic) + ", not a QEMU migration stream (QEVM)");
   TANDEM_RETURN_IF_ERROR(reader_->ReadBe32(&version));
-  if (version != kFileVersion) return Fail(Status::Code::kUnsupported, "unknown migration stream version " + std::to_string(version));
+  if (version != kFileVersion)
+    return Fail(Status::Code::kUnsupported, "unknown migration stream version " + std::to_string(version));
 
   bool have_config = false, colo = false;
   replicator::PageSink* sink = nullptr;
@@ -408,7 +418,8 @@ Status ColoStreamParser::ParsePrecopy(const LayoutCallback& on_layout, replicato
     uint8_t type = 0;
     TANDEM_RETURN_IF_ERROR(reader_->ReadU8(&type));
     if (type == kSecConfiguration) {
-      if (have_config || have_ram_section_) return Fail(Status::Code::kCorruption, "configuration section out of place");
+      if (have_config || have_ram_section_)
+        return Fail(Status::Code::kCorruption, "configuration section out of place");
       TANDEM_RETURN_IF_ERROR(ParseConfiguration(&descriptor->qemu_configuration));
       have_config = true;
     } else if (type == kSecCommand) {
@@ -416,9 +427,11 @@ Status ColoStreamParser::ParsePrecopy(const LayoutCallback& on_layout, replicato
       TANDEM_RETURN_IF_ERROR(reader_->ReadBe16(&cmd));
       TANDEM_RETURN_IF_ERROR(reader_->ReadBe16(&len));
       if (cmd != kCmdEnableColo) {
-        return Fail(Status::Code::kUnsupported, "migration command " + std::to_string(cmd) + " (only ENABLE_COLO is expected)");
+        return Fail(Status::Code::kUnsupported,
+                    "migration command " + std::to_string(cmd) + " (only ENABLE_COLO is expected)");
       }
-      if (len != 0) return Fail(Status::Code::kCorruption, "ENABLE_COLO command with a " + std::to_string(len) + "-byte payload");
+      if (len != 0)
+        return Fail(Status::Code::kCorruption, "ENABLE_COLO command with a " + std::to_string(len) + "-byte payload");
       colo = true;
     } else if (type == kSecStart || type == kSecPart || type == kSecEnd) {
       if (!have_config) return Fail(Status::Code::kCorruption, "configuration section missing");
@@ -490,8 +503,8 @@ Status WalkDeviceSections(std::span<const uint8_t> blob, size_t end, const std::
       ++q;
     }
     if (!found) {
-      return Status::Corruption("device section '" + std::string(devices[i].name) + "' (section " + std::to_string(sid) +
-                                ") has no footer before the next listed device");
+      return Status::Corruption("device section '" + std::string(devices[i].name) + "' (section " +
+                                std::to_string(sid) + ") has no footer before the next listed device");
     }
   }
   if (pos != end) return Status::Corruption(std::to_string(end - pos) + " bytes after the last listed device section");
@@ -551,8 +564,8 @@ Status ColoStreamParser::ParseDeviceTail(std::vector<uint8_t>* tail, std::string
       if (!drop && end <= t.size()) {
         drop = true;
         if (t[end - 1] == '}') {
-          nlohmann::json vmdesc = nlohmann::json::parse(t.begin() + std::ptrdiff_t(p + 6), t.begin() + std::ptrdiff_t(end),
-                                                        nullptr, /*allow_exceptions=*/false);
+          nlohmann::json vmdesc = nlohmann::json::parse(
+              t.begin() + std::ptrdiff_t(p + 6), t.begin() + std::ptrdiff_t(end), nullptr, /*allow_exceptions=*/false);
           std::vector<DeviceId> devices;
           if (!vmdesc.is_discarded() && DevicesFromVmdesc(vmdesc, &devices).ok() &&
               WalkDeviceSections(t, p, devices).ok()) {
@@ -561,7 +574,7 @@ Status ColoStreamParser::ParseDeviceTail(std::vector<uint8_t>* tail, std::string
             }
             vmdesc_out->assign(reinterpret_cast<const char*>(t.data() + p + 6), len);
             reader_->Unread(t.size() - end);  // bytes after the precopy (a recording's next message)
-            tail->resize(p + 1);             // the sections and their EOF
+            tail->resize(p + 1);              // the sections and their EOF
             return Status::Ok();
           }
         }
@@ -573,7 +586,8 @@ Status ColoStreamParser::ParseDeviceTail(std::vector<uint8_t>* tail, std::string
       }
     }
     if (tail->size() > kMaxDeviceStateBytes) {
-      return Fail(Status::Code::kCorruption, "no valid EOF + VMDESCRIPTION trailer within 256 MiB after the RAM sections");
+      return Fail(Status::Code::kCorruption,
+                  "no valid EOF + VMDESCRIPTION trailer within 256 MiB after the RAM sections");
     }
   }
 }
@@ -583,13 +597,15 @@ Status ColoStreamParser::ParseCheckpointState(replicator::PageSink* sink, std::v
   last_checkpoint_ = RamSectionStats();
   uint8_t type = 0;
   TANDEM_RETURN_IF_ERROR(reader_->ReadU8(&type));
-  if (type != kSecEnd) return Fail(Status::Code::kCorruption, "checkpoint does not start with the RAM SECTION_END, got " + Hex(type));
+  if (type != kSecEnd)
+    return Fail(Status::Code::kCorruption, "checkpoint does not start with the RAM SECTION_END, got " + Hex(type));
   bool is_start = false;
   TANDEM_RETURN_IF_ERROR(ParseRamSectionHeader(type, &is_start));
   TANDEM_RETURN_IF_ERROR(ParseRamRecords(sink, /*allow_block_table=*/false, &last_checkpoint_));
   TANDEM_RETURN_IF_ERROR(ParseFooter());
   TANDEM_RETURN_IF_ERROR(reader_->ReadU8(&type));
-  if (type != kSecEof) return Fail(Status::Code::kCorruption, "expected EOF after the checkpoint's RAM section, got " + Hex(type));
+  if (type != kSecEof)
+    return Fail(Status::Code::kCorruption, "expected EOF after the checkpoint's RAM section, got " + Hex(type));
   TANDEM_RETURN_IF_ERROR(ExpectMessage(ColoMessage::kVmstateSize));
   uint64_t size = 0;
   TANDEM_RETURN_IF_ERROR(reader_->ReadBe64(&size));

@@ -29,7 +29,8 @@ class ByteSource {
 // Bytes in memory, handed out at most `max_chunk` at a time (tests use small chunks to hit every boundary).
 class MemorySource final : public ByteSource {
  public:
-  explicit MemorySource(std::span<const uint8_t> data, size_t max_chunk = SIZE_MAX) : data_(data), max_chunk_(max_chunk) {}
+  explicit MemorySource(std::span<const uint8_t> data, size_t max_chunk = SIZE_MAX)
+      : data_(data), max_chunk_(max_chunk) {}
   Result<size_t> ReadSome(uint8_t* dst, size_t cap) override;
   size_t remaining() const { return data_.size() - pos_; }
 

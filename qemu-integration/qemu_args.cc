@@ -15,7 +15,8 @@ Status CheckReadableFile(const char* what, const std::string& path) {
     return Status::InvalidArgument(std::string(what) + " " + path + ": " + std::strerror(errno));
   }
   if (!S_ISREG(st.st_mode)) return Status::InvalidArgument(std::string(what) + " " + path + " is not a regular file");
-  if (::access(path.c_str(), R_OK) != 0) return Status::InvalidArgument(std::string(what) + " " + path + " is not readable");
+  if (::access(path.c_str(), R_OK) != 0)
+    return Status::InvalidArgument(std::string(what) + " " + path + " is not readable");
   return Status::Ok();
 }
 
@@ -39,16 +40,20 @@ Status ValidateVmConfig(const VmConfig& vm) {
   if (vm.ram_path.empty()) return Status::InvalidArgument("VM RAM file path is empty");
   if (vm.qmp_socket.empty()) return Status::InvalidArgument("QMP socket path is empty");
   // sun_path holds 108 bytes including the terminating NUL.
-  if (vm.qmp_socket.size() > 107) return Status::InvalidArgument("QMP socket path is longer than 107 bytes: " + vm.qmp_socket);
+  if (vm.qmp_socket.size() > 107)
+    return Status::InvalidArgument("QMP socket path is longer than 107 bytes: " + vm.qmp_socket);
   if (vm.serial_log.empty()) return Status::InvalidArgument("serial log path is empty");
   for (const auto* field : {&vm.name, &vm.machine, &vm.ram_path, &vm.qmp_socket, &vm.serial_log}) {
-    if (HasComma(*field)) return Status::InvalidArgument("'" + *field + "' contains a comma, which QEMU options cannot take");
+    if (HasComma(*field))
+      return Status::InvalidArgument("'" + *field + "' contains a comma, which QEMU options cannot take");
   }
   return Status::Ok();
 }
 
 std::vector<std::string> BuildQemuArgs(const VmConfig& vm, QemuRole role) {
   const std::string mem = std::to_string(vm.memory_mb) + "M";
+  // Flag/value pairs, one pair per line.
+  // clang-format off
   std::vector<std::string> args = {
       "-name", vm.name,
       "-machine", vm.machine + ",memory-backend=" + kMainRamBlock + ",accel=" + vm.accel,
@@ -65,6 +70,7 @@ std::vector<std::string> BuildQemuArgs(const VmConfig& vm, QemuRole role) {
       "-qmp", "unix:" + vm.qmp_socket + ",server=on,wait=off",
       "-kernel", vm.kernel,
   };
+  // clang-format on
   if (!vm.initrd.empty()) args.insert(args.end(), {"-initrd", vm.initrd});
   if (!vm.append.empty()) args.insert(args.end(), {"-append", vm.append});
   args.insert(args.end(), vm.extra_args.begin(), vm.extra_args.end());

@@ -14,14 +14,14 @@ struct VmConfig {
   std::string name;
   uint64_t memory_mb = 0;
   int vcpus = 1;
-  std::string accel = "kvm";   // kvm | tcg
+  std::string accel = "kvm";  // kvm | tcg
   std::string machine = "q35";
-  std::string kernel;          // -kernel (required: the guest boots from it, there are no disks)
-  std::string initrd;          // optional
-  std::string append;          // optional kernel command line
-  std::string ram_path;        // file that backs guest RAM (share=on): tandem maps the same file
+  std::string kernel;    // -kernel (required: the guest boots from it, there are no disks)
+  std::string initrd;    // optional
+  std::string append;    // optional kernel command line
+  std::string ram_path;  // file that backs guest RAM (share=on): tandem maps the same file
   std::string qmp_socket;
-  std::string serial_log;      // COM1 goes to this file
+  std::string serial_log;               // COM1 goes to this file
   std::vector<std::string> extra_args;  // appended verbatim, on both roles
 };
 

@@ -1,12 +1,12 @@
 #include "qemu-integration/qemu_process.h"
 
 #include <fcntl.h>
+#include <linux/close_range.h>
 #include <signal.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
-#include <linux/close_range.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -117,8 +117,8 @@ Result<int> QemuProcess::Wait(int timeout_ms) {
   auto sleep = std::chrono::microseconds(200);
   while (!Reap(/*block=*/false)) {
     if (std::chrono::steady_clock::now() >= deadline) {
-      return Status::Timeout("QEMU pid " + std::to_string(pid_) + " still running after " +
-                             std::to_string(timeout_ms) + " ms");
+      return Status::Timeout("QEMU pid " + std::to_string(pid_) + " still running after " + std::to_string(timeout_ms) +
+                             " ms");
     }
     std::this_thread::sleep_for(sleep);
     sleep = std::min(sleep * 2, std::chrono::microseconds(10000));

@@ -23,7 +23,8 @@ int64_t DeadlineAfter(int timeout_ms) { return SystemClock()->NowNanos() + int64
 Result<std::unique_ptr<QmpClient>> QmpClient::Connect(const std::string& unix_path, int timeout_ms) {
   sockaddr_un addr{};
   addr.sun_family = AF_UNIX;
-  if (unix_path.size() >= sizeof(addr.sun_path)) return Status::InvalidArgument("QMP socket path too long: " + unix_path);
+  if (unix_path.size() >= sizeof(addr.sun_path))
+    return Status::InvalidArgument("QMP socket path too long: " + unix_path);
   std::memcpy(addr.sun_path, unix_path.c_str(), unix_path.size() + 1);
   const int64_t deadline = DeadlineAfter(timeout_ms);
   int last_errno = 0;
@@ -109,8 +110,7 @@ void QmpClient::QueueEvent(nlohmann::json event) {
   events_.push_back(std::move(event));
 }
 
-Result<nlohmann::json> QmpClient::Execute(const std::string& command, const nlohmann::json& arguments,
-                                          int timeout_ms) {
+Result<nlohmann::json> QmpClient::Execute(const std::string& command, const nlohmann::json& arguments, int timeout_ms) {
   std::lock_guard<std::mutex> lock(mu_);
   return ExecuteLocked(command, arguments, timeout_ms);
 }

@@ -6,9 +6,8 @@
 #include <deque>
 #include <memory>
 #include <mutex>
-#include <string>
-
 #include <nlohmann/json.hpp>
+#include <string>
 
 #include "common/fd.h"
 #include "common/status.h"

@@ -92,8 +92,9 @@ Status ResumeStandbyQemu(QmpClient& qmp, const std::string& stream, const std::s
     status = qmp.Execute("query-status", nullptr, left_ms());
     if (!status.ok()) {
       if (status.status().IsClosed()) {
-        return Status::Aborted("standby QEMU exited while loading the resume stream (it rejected the device state; "
-                               "see its log)");
+        return Status::Aborted(
+            "standby QEMU exited while loading the resume stream (it rejected the device state; "
+            "see its log)");
       }
       return status.status().WithContext("standby QEMU during resume");
     }

@@ -87,7 +87,7 @@ TEST(ColoEndpointTest, ReplaysRecordedSessionAnsweringEachColoMessageAndRecordsE
     if (!WriteFull(fd.get(), b, script.precopy_end).ok()) return;
     for (uint32_t m : ReadMessages(fd.get(), 1)) answers.push_back(m);  // READY
     for (auto [start, end] : script.checkpoints) {
-      if (!WriteFull(fd.get(), b + start, 4).ok()) return;  // REQUEST
+      if (!WriteFull(fd.get(), b + start, 4).ok()) return;                // REQUEST
       for (uint32_t m : ReadMessages(fd.get(), 1)) answers.push_back(m);  // REPLY: only then the rest
       if (!WriteFull(fd.get(), b + start + 4, end - start - 4).ok()) return;
       for (uint32_t m : ReadMessages(fd.get(), 2)) answers.push_back(m);  // RECEIVED, LOADED
@@ -129,8 +129,8 @@ TEST(ColoEndpointTest, ReplaysRecordedSessionAnsweringEachColoMessageAndRecordsE
   EXPECT_TRUE((*endpoint)->ReceiveCheckpoint(&epoch, 5000, &timing).IsClosed());
   EXPECT_EQ(answers, (std::vector<uint32_t>{0, 2, 5, 6, 2, 5, 6}));
   const std::string recorded = testing::ReadFileOrEmpty(dir / "record");
-  EXPECT_TRUE(recorded == std::string(script.bytes.begin(), script.bytes.end())) << "recorded " << recorded.size()
-                                                                                  << " bytes of " << script.bytes.size();
+  EXPECT_TRUE(recorded == std::string(script.bytes.begin(), script.bytes.end()))
+      << "recorded " << recorded.size() << " bytes of " << script.bytes.size();
 }
 
 TEST(ColoEndpointTest, AcceptTimesOutWithoutQemu) {
@@ -198,7 +198,8 @@ TEST(ColoEndpointTest, QemuDyingMidCheckpointIsClosed) {
 
 TEST(ColoEndpointTest, NoCheckpointRequestInTimeIsTimeout) {
   // QEMU stays silent for a second (then hangs up); tandem gives up after 100 ms.
-  Status st = FirstCheckpointAgainst([](int, const Script&) { std::this_thread::sleep_for(std::chrono::seconds(1)); }, 100);
+  Status st =
+      FirstCheckpointAgainst([](int, const Script&) { std::this_thread::sleep_for(std::chrono::seconds(1)); }, 100);
   EXPECT_TRUE(st.IsTimeout()) << st.ToString();
 }
 

@@ -1,14 +1,14 @@
 // The COLO stream parser on synthetic streams (every bad input it must name) and on streams recorded from a
 // real QEMU 7.2 COLO primary by scripts/record-colo-stream.
+#include "qemu-integration/colo_stream.h"
+
 #include <gtest/gtest.h>
 
 #include <cstring>
 #include <map>
-
 #include <nlohmann/json.hpp>
 
 #include "common/fd.h"
-#include "qemu-integration/colo_stream.h"
 #include "qemu-integration/resume.h"
 #include "tests/qemu/qemu_test_util.h"
 
@@ -74,7 +74,9 @@ class StreamBuilder {
     Raw(body.data(), body.size());
     return Footer(sid);
   }
-  StreamBuilder& Vmdesc(const std::string& json) { return U8(0x06).Be32(uint32_t(json.size())).Raw(json.data(), json.size()); }
+  StreamBuilder& Vmdesc(const std::string& json) {
+    return U8(0x06).Be32(uint32_t(json.size())).Raw(json.data(), json.size());
+  }
 
   std::vector<uint8_t> bytes;
 };
@@ -111,7 +113,14 @@ StreamBuilder Precopy() {
 // What one checkpoint sends after CHECKPOINT_REQUEST (which the caller adds): VMSTATE_SEND, RAM END, EOF,
 // VMSTATE_SIZE + blob. Its first record CONTINUEs the precopy's last block (rom).
 StreamBuilder& AppendCheckpoint(StreamBuilder& b) {
-  b.Be32(3).Section(0x03, 3).Page("", 0, 0x11).Page("mem", 3 * kPageSize, 0x22).Zero("", 0, 0x05).Eos().Footer(3).U8(0x00);
+  b.Be32(3)
+      .Section(0x03, 3)
+      .Page("", 0, 0x11)
+      .Page("mem", 3 * kPageSize, 0x22)
+      .Zero("", 0, 0x05)
+      .Eos()
+      .Footer(3)
+      .U8(0x00);
   const std::vector<uint8_t> blob = DeviceBlob2();
   return b.Be32(4).Be64(blob.size()).Raw(blob.data(), blob.size());
 }
@@ -237,7 +246,8 @@ TEST(ColoStreamTest, DeviceSectionsCheckAgainstVmdesc) {
   std::vector<uint8_t> cut(blob.begin(), blob.end() - 1);
   EXPECT_TRUE(CheckDeviceSections(cut, Vmdesc2()).IsCorruption());
   const std::string other =
-      nlohmann::json{{"devices", {{{"name", "timer"}, {"instance_id", 0}}, {{"name", "hpet"}, {"instance_id", 0}}}}}.dump();
+      nlohmann::json{{"devices", {{{"name", "timer"}, {"instance_id", 0}}, {{"name", "hpet"}, {"instance_id", 0}}}}}
+          .dump();
   EXPECT_TRUE(CheckDeviceSections(blob, other).IsCorruption());
 }
 
@@ -362,7 +372,12 @@ TEST(ColoStreamBadInputTest, TruncatedPageRecord) {
 
 TEST(ColoStreamBadInputTest, PageBeyondBlock) {
   StreamBuilder b;
-  b.Header().Configuration().EnableColo().RamStart(3, {{"mem", 2 * kPageSize}}).Section(0x02, 3).Page("mem", 2 * kPageSize, 1);
+  b.Header()
+      .Configuration()
+      .EnableColo()
+      .RamStart(3, {{"mem", 2 * kPageSize}})
+      .Section(0x02, 3)
+      .Page("mem", 2 * kPageSize, 1);
   ExpectCorruption(ParsePrecopyOf(b.bytes), "page offset 0x2000 beyond RAM block 'mem'");
 }
 
@@ -470,8 +485,9 @@ TEST(ColoStreamBadInputTest, CheckpointWithoutEof) {
 }
 
 TEST(ColoStreamBadInputTest, DeviceStateSizeOutOfRange) {
-  ExpectCorruption(ParseCheckpointOf([](StreamBuilder& b) { b.Section(0x03, 3).Eos().Footer(3).U8(0).Be32(4).Be64(1ull << 40); }),
-                   "device state size");
+  ExpectCorruption(
+      ParseCheckpointOf([](StreamBuilder& b) { b.Section(0x03, 3).Eos().Footer(3).U8(0).Be32(4).Be64(1ull << 40); }),
+      "device state size");
 }
 
 TEST(ColoStreamBadInputTest, DeviceStateWithoutEof) {
@@ -482,8 +498,9 @@ TEST(ColoStreamBadInputTest, DeviceStateWithoutEof) {
 }
 
 TEST(ColoStreamBadInputTest, TruncatedDeviceState) {
-  ExpectCorruption(ParseCheckpointOf([](StreamBuilder& b) { b.Section(0x03, 3).Eos().Footer(3).U8(0).Be32(4).Be64(100).U8(0x04); }),
-                   "truncated");
+  ExpectCorruption(
+      ParseCheckpointOf([](StreamBuilder& b) { b.Section(0x03, 3).Eos().Footer(3).U8(0).Be32(4).Be64(100).U8(0x04); }),
+      "truncated");
 }
 
 // ---- streams recorded from QEMU 7.2 (scripts/record-colo-stream) --------------------------------------------------
@@ -520,7 +537,8 @@ RecordedRun ParseRecording(const std::vector<uint8_t>& bytes, size_t chunk, size
     if (!(run.status = parser.ExpectMessage(ColoMessage::kCheckpointRequest)).ok()) return run;
     if (!(run.status = parser.ExpectMessage(ColoMessage::kVmstateSend)).ok()) return run;
     if (!(run.status = parser.ParseCheckpointState(&epoch, &epoch.device_state())).ok()) return run;
-    if (!(run.status = CheckDeviceSections(epoch.device_state(), run.precopy.descriptor.qemu_vmdesc_json)).ok()) return run;
+    if (!(run.status = CheckDeviceSections(epoch.device_state(), run.precopy.descriptor.qemu_vmdesc_json)).ok())
+      return run;
     if (!(run.status = run.precopy.image->Apply(epoch)).ok()) return run;
     run.checkpoint_pages.push_back(epoch.pages().size());
   }
@@ -560,7 +578,8 @@ TEST(RecordedColoStreamTest, ReplicaMissingOneCheckpointPageIsCaught) {
   ASSERT_TRUE(run.status.ok()) << run.status.ToString();
   std::span<uint8_t> mem = run.precopy.image->Block(0);
   const size_t page10 = 0x200000 + 10 * kPageSize;
-  const std::vector<uint8_t> old(mem.begin() + std::ptrdiff_t(page10), mem.begin() + std::ptrdiff_t(page10 + kPageSize));
+  const std::vector<uint8_t> old(mem.begin() + std::ptrdiff_t(page10),
+                                 mem.begin() + std::ptrdiff_t(page10 + kPageSize));
   RecordedRun full = ParseRecording(bytes, SIZE_MAX, 2);
   ASSERT_TRUE(full.status.ok()) << full.status.ToString();
   std::span<uint8_t> replica = full.precopy.image->Block(0);
@@ -606,7 +625,8 @@ TEST(RecordedColoStreamTest, EveryTruncationIsReportedAsTruncated) {
     std::vector<uint8_t> part(bytes.begin(), bytes.begin() + std::ptrdiff_t(cut));
     RecordedRun run = ParseRecording(part, SIZE_MAX, 2);
     EXPECT_TRUE(run.status.IsCorruption()) << "cut at " << cut << ": " << run.status.ToString();
-    EXPECT_NE(run.status.message().find("truncated"), std::string::npos) << "cut at " << cut << ": " << run.status.ToString();
+    EXPECT_NE(run.status.message().find("truncated"), std::string::npos)
+        << "cut at " << cut << ": " << run.status.ToString();
   }
 }
 

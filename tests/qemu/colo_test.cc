@@ -64,8 +64,10 @@ void ProtectThenFailOver(int checkpoints) {
   ASSERT_TRUE(endpoint.ok()) << endpoint.status().ToString();
   Qemu primary = Launch(primary_vm, QemuRole::kPrimary, dir / "primary.log");
   ASSERT_TRUE(primary.qmp);
-  ASSERT_TRUE(testing::WaitUntil(20000, [&] { return !testing::ParseCounters(ReadFileOrEmpty(primary_vm.serial_log)).empty(); }))
-      << "guest did not boot under KVM:\n" << ReadFileOrEmpty(primary_vm.serial_log) << ReadFileOrEmpty(dir / "primary.log");
+  ASSERT_TRUE(testing::WaitUntil(
+      20000, [&] { return !testing::ParseCounters(ReadFileOrEmpty(primary_vm.serial_log)).empty(); }))
+      << "guest did not boot under KVM:\n"
+      << ReadFileOrEmpty(primary_vm.serial_log) << ReadFileOrEmpty(dir / "primary.log");
 
   // Precopy straight into the replica file the standby QEMU will run on.
   const std::string replica = dir / "standby.ram";
@@ -89,11 +91,13 @@ void ProtectThenFailOver(int checkpoints) {
   ASSERT_TRUE((*endpoint)->SendCheckpointReady().ok());
   // QEMU enters COLO mode on its own time after the precopy's last byte.
   std::string mode;
-  EXPECT_TRUE(testing::WaitUntil(5000, [&] {
-    auto colo = primary.qmp->Execute("query-colo-status");
-    mode = colo.ok() ? (*colo)["mode"].get<std::string>() : colo.status().ToString();
-    return mode == "primary";
-  })) << "query-colo-status mode: " << mode;
+  EXPECT_TRUE(testing::WaitUntil(5000,
+                                 [&] {
+                                   auto colo = primary.qmp->Execute("query-colo-status");
+                                   mode = colo.ok() ? (*colo)["mode"].get<std::string>() : colo.status().ToString();
+                                   return mode == "primary";
+                                 }))
+      << "query-colo-status mode: " << mode;
 
   replicator::Epoch epoch;
   std::vector<double> pause_ms;
@@ -150,14 +154,18 @@ void ProtectThenFailOver(int checkpoints) {
   ::testing::Test::RecordProperty("resume_ms", std::to_string(resume_ms));
 
   std::vector<testing::CounterLine> after;
-  ASSERT_TRUE(testing::WaitUntil(20000, [&] {
-    after = testing::ParseCounters(ReadFileOrEmpty(standby_vm.serial_log));
-    return after.size() >= 3;
-  })) << "resumed guest prints no counters:\n" << ReadFileOrEmpty(standby_vm.serial_log) << ReadFileOrEmpty(dir / "standby.log");
+  ASSERT_TRUE(testing::WaitUntil(20000,
+                                 [&] {
+                                   after = testing::ParseCounters(ReadFileOrEmpty(standby_vm.serial_log));
+                                   return after.size() >= 3;
+                                 }))
+      << "resumed guest prints no counters:\n"
+      << ReadFileOrEmpty(standby_vm.serial_log) << ReadFileOrEmpty(dir / "standby.log");
   const std::string serial = ReadFileOrEmpty(standby_vm.serial_log);
   // How far the counter moves between two status lines, from both guests' output.
   uint64_t step = 1;
-  for (const std::vector<testing::CounterLine>* lines : {&before, static_cast<const std::vector<testing::CounterLine>*>(&after)}) {
+  for (const std::vector<testing::CounterLine>* lines :
+       {&before, static_cast<const std::vector<testing::CounterLine>*>(&after)}) {
     for (size_t i = 1; i < lines->size(); ++i) step = std::max(step, (*lines)[i].counter - (*lines)[i - 1].counter);
   }
   EXPECT_GE(before.back().counter + 2 * step, replica_counter);

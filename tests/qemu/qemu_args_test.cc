@@ -68,7 +68,8 @@ TEST(QemuArgsTest, StandbyDiffersOnlyByIncomingDefer) {
   std::vector<std::string> primary = BuildQemuArgs(vm, QemuRole::kPrimary);
   std::vector<std::string> standby = BuildQemuArgs(vm, QemuRole::kStandby);
   ASSERT_EQ(standby.size(), primary.size() + 2);
-  EXPECT_EQ(std::vector<std::string>(standby.end() - 2, standby.end()), (std::vector<std::string>{"-incoming", "defer"}));
+  EXPECT_EQ(std::vector<std::string>(standby.end() - 2, standby.end()),
+            (std::vector<std::string>{"-incoming", "defer"}));
   standby.resize(primary.size());
   EXPECT_EQ(standby, primary);
   EXPECT_EQ(ValueOf(primary, "-initrd"), vm.initrd);

@@ -1,6 +1,7 @@
 // QemuProcess on ordinary programs (sh, sleep): spawning, exit codes, kill -9, and the PDEATHSIG split-brain guard.
 #include "qemu-integration/qemu_process.h"
 
+#include <fcntl.h>
 #include <gtest/gtest.h>
 #include <signal.h>
 #include <sys/prctl.h>
@@ -8,7 +9,6 @@
 #include <unistd.h>
 
 #include <cstdlib>
-#include <fcntl.h>
 
 #include "tests/qemu/qemu_test_util.h"
 

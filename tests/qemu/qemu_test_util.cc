@@ -30,7 +30,8 @@ TempDir::TempDir() {
 TempDir::~TempDir() {
   if (DIR* d = opendir(path_.c_str())) {
     while (dirent* e = readdir(d)) {
-      if (std::strcmp(e->d_name, ".") != 0 && std::strcmp(e->d_name, "..") != 0) ::unlink((path_ + "/" + e->d_name).c_str());
+      if (std::strcmp(e->d_name, ".") != 0 && std::strcmp(e->d_name, "..") != 0)
+        ::unlink((path_ + "/" + e->d_name).c_str());
     }
     closedir(d);
   }

@@ -58,10 +58,10 @@ std::string CheckGuestPages(std::span<const uint8_t> ram, uint32_t pages, uint32
 
 }  // namespace tandem::qemu::testing
 
-#define REQUIRE_KVM()                                                                  \
-  do {                                                                                 \
+#define REQUIRE_KVM()                                                                   \
+  do {                                                                                  \
     if (std::string why = ::tandem::qemu::testing::KvmUnusableReason(); !why.empty()) { \
-      fprintf(stderr, "\n!!! SKIPPED: %s\n", why.c_str());                             \
-      GTEST_SKIP() << why;                                                             \
-    }                                                                                  \
+      fprintf(stderr, "\n!!! SKIPPED: %s\n", why.c_str());                              \
+      GTEST_SKIP() << why;                                                              \
+    }                                                                                   \
   } while (0)

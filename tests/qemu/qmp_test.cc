@@ -131,10 +131,12 @@ TEST(QemuArgsTcgTest, TestGuestRunsOnTheSharedRamFile) {
   auto status = (*qmp)->Execute("query-status");
   ASSERT_TRUE(status.ok());
   EXPECT_EQ((*status)["status"], "running");
-  ASSERT_TRUE(testing::WaitUntil(20000, [&] {
-    auto lines = testing::ParseCounters(testing::ReadFileOrEmpty(vm.serial_log));
-    return lines.size() >= 2;
-  })) << testing::ReadFileOrEmpty(vm.serial_log) << testing::ReadFileOrEmpty(dir / "qemu.log");
+  ASSERT_TRUE(testing::WaitUntil(20000,
+                                 [&] {
+                                   auto lines = testing::ParseCounters(testing::ReadFileOrEmpty(vm.serial_log));
+                                   return lines.size() >= 2;
+                                 }))
+      << testing::ReadFileOrEmpty(vm.serial_log) << testing::ReadFileOrEmpty(dir / "qemu.log");
   for (const auto& line : testing::ParseCounters(testing::ReadFileOrEmpty(vm.serial_log))) EXPECT_TRUE(line.ok);
   ASSERT_TRUE((*qmp)->Execute("stop").ok());
   UniqueFd fd(::open(vm.ram_path.c_str(), O_RDONLY | O_CLOEXEC));
