@@ -103,10 +103,10 @@ TEST(EpochStreamTest, EveryPageEncodingIsUsedAndDecodes) {
   Replica replica(Options(), SystemClock());
   Seed(primary, replica);
   std::vector<uint8_t> stream = primary.Hello();
-  uint64_t seen[7] = {};
+  uint64_t seen[8] = {};
   for (uint64_t n = 2; n <= 5; ++n) {
     std::vector<uint8_t> e = primary.NextDelta(n);
-    for (int i = 0; i < 7; ++i) seen[i] += primary.encoder().last_epoch_stats().by_encoding[i];
+    for (int i = 0; i < 8; ++i) seen[i] += primary.encoder().last_epoch_stats().by_encoding[i];
     stream.insert(stream.end(), e.begin(), e.end());
   }
   EXPECT_GT(seen[int(PageEncoding::kXorLz4)], 0u);
@@ -414,6 +414,33 @@ TEST(EpochStreamTest, PageOutsideTheRamLayout) {
   BufferSink sink;
   ASSERT_TRUE(primary.encoder().EncodeEpoch(e, 1, nullptr, &sink).ok());
   ExpectRejected(Feed(replica, Concat({primary.Hello(), sink.bytes})), AckStatus::kCorruption, "outside the RAM layout");
+}
+
+TEST(EpochStreamTest, FullEpochCutShortLeavesTheOldResumePointAndReplica) {
+  FakePrimary primary;
+  Replica replica(Options(), SystemClock());
+  Seed(primary, replica, 7);
+  const auto before = Snapshot(*replica.image());
+  // A new primary generation starts a full epoch of different memory and dies half way through it.
+  FakePrimary other(SmallVm(), 1, 0x7777);
+  for (uint32_t b = 0; b < 2; ++b) memset(other.mirror().Block(b).data(), 0x3c, other.mirror().Block(b).size());
+  std::vector<uint8_t> full = other.Full(1);
+  auto records = SplitRecords(full);
+  ASSERT_GE(records.size(), 3u);
+  std::vector<uint8_t> stream = other.Hello();
+  for (size_t i = 0; i + 1 < records.size(); ++i) stream.insert(stream.end(), records[i].begin(), records[i].end());
+  FeedResult r = Feed(replica, stream);  // everything but EPOCH_END
+  EXPECT_TRUE(r.status.ok()) << r.status.ToString();  // the stream just ended
+  EXPECT_TRUE(r.acks.empty());
+  auto point = replica.resume_point();
+  ASSERT_TRUE(point.has_value());
+  EXPECT_EQ(point->epoch, 7u);
+  EXPECT_EQ(point->device_state, primary.device_state());
+  EXPECT_EQ(Snapshot(*replica.image()), before);
+  // The complete full epoch then replaces everything.
+  ASSERT_TRUE(Feed(replica, Concat({other.Hello(), full})).status.ok());
+  EXPECT_EQ(Snapshot(*replica.image()), Snapshot(other.mirror()));
+  EXPECT_EQ(replica.resume_point()->epoch, 1u);
 }
 
 // Property: every single-bit flip anywhere in a valid stream (HELLO + one delta epoch) is refused, and the

@@ -6,6 +6,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <chrono>
 #include <cstdio>
 #include <fstream>
@@ -249,6 +250,30 @@ TEST_P(ShipperReceiverTest, CorruptedEpochIsRejectedNeverAppliedAndReplicationRe
   EXPECT_EQ(s.resyncs, 2u);
   EXPECT_NE(s.last_error.find("rejected epoch 5"), std::string::npos) << s.last_error;
   h.ExpectReplicaMatches();
+}
+
+TEST_P(ShipperReceiverTest, NothingIsAppliedAfterStopReturns) {
+  Harness h(GetParam());
+  EpochReceiver receiver(h.ReceiverOpts(), SystemClock());
+  ASSERT_TRUE(receiver.Start().ok());
+  EpochShipper shipper(h.ShipperOpts(receiver.port()), SystemClock());
+  ASSERT_TRUE(h.StartShipper(shipper).ok());
+  ASSERT_TRUE(WaitUntil([&] { return shipper.stats().standby_connected; }));
+  std::atomic<bool> done{false};
+  std::thread primary([&] {
+    for (uint64_t n = 1; n <= 100000 && !done.load(); ++n) h.SubmitEpoch(shipper, n);
+  });
+  ASSERT_TRUE(WaitUntil([&] { return receiver.stats().last_applied >= 20; }));
+  receiver.Stop();
+  const uint64_t applied = receiver.stats().last_applied;
+  const uint64_t resume = receiver.resume_point()->epoch;
+  EXPECT_EQ(resume, applied);
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  EXPECT_EQ(receiver.stats().last_applied, applied);
+  EXPECT_EQ(receiver.resume_point()->epoch, resume);
+  done = true;
+  primary.join();
+  shipper.Stop();
 }
 
 TEST_P(ShipperReceiverTest, StandbyForAnotherVmRefusesAndThePrimaryStaysUnprotected) {
