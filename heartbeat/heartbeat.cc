@@ -23,6 +23,7 @@
 #include "common/fd.h"
 #include "common/log.h"
 #include "heartbeat/detector.h"
+#include "heartbeat/udp.h"
 
 namespace tandem::heartbeat {
 namespace {
@@ -30,76 +31,6 @@ namespace {
 constexpr const char* kLog = "heartbeat";
 constexpr int64_t kRejectLogPeriodNs = 10'000'000'000;  // at most one rejection line per link per 10 s
 constexpr int kMaxDatagramsPerWake = 64;                  // per link, so a flood on one link cannot starve others
-
-struct SocketAddress {
-  sockaddr_storage storage{};
-  socklen_t len = 0;
-  int family() const { return storage.ss_family; }
-  const sockaddr* get() const { return reinterpret_cast<const sockaddr*>(&storage); }
-};
-
-// "a.b.c.d:port" or "[v6]:port", numeric only: a heartbeat must not depend on DNS.
-Result<SocketAddress> ParseAddress(const std::string& text) {
-  const size_t colon = text.rfind(':');
-  if (colon == std::string::npos || colon == 0 || colon + 1 == text.size()) {
-    return Status::InvalidArgument("heartbeat: address '" + text + "' is not ip:port");
-  }
-  std::string host = text.substr(0, colon);
-  const std::string port_text = text.substr(colon + 1);
-  int port = 0;
-  for (char c : port_text) {
-    if (c < '0' || c > '9' || port > 65535) return Status::InvalidArgument("heartbeat: bad port in '" + text + "'");
-    port = port * 10 + (c - '0');
-  }
-  if (port < 1 || port > 65535) return Status::InvalidArgument("heartbeat: bad port in '" + text + "'");
-  SocketAddress addr;
-  if (host.size() >= 2 && host.front() == '[' && host.back() == ']') {
-    auto* in6 = reinterpret_cast<sockaddr_in6*>(&addr.storage);
-    in6->sin6_family = AF_INET6;
-    in6->sin6_port = htons(uint16_t(port));
-    if (inet_pton(AF_INET6, host.substr(1, host.size() - 2).c_str(), &in6->sin6_addr) != 1) {
-      return Status::InvalidArgument("heartbeat: bad IPv6 address in '" + text + "'");
-    }
-    addr.len = sizeof(sockaddr_in6);
-  } else {
-    auto* in4 = reinterpret_cast<sockaddr_in*>(&addr.storage);
-    in4->sin_family = AF_INET;
-    in4->sin_port = htons(uint16_t(port));
-    if (inet_pton(AF_INET, host.c_str(), &in4->sin_addr) != 1) {
-      return Status::InvalidArgument("heartbeat: bad IPv4 address in '" + text + "' (numeric ip:port expected)");
-    }
-    addr.len = sizeof(sockaddr_in);
-  }
-  return addr;
-}
-
-std::string FormatAddress(const sockaddr_storage& s) {
-  char host[INET6_ADDRSTRLEN] = "?";
-  if (s.ss_family == AF_INET) {
-    const auto* in4 = reinterpret_cast<const sockaddr_in*>(&s);
-    inet_ntop(AF_INET, &in4->sin_addr, host, sizeof(host));
-    return std::string(host) + ":" + std::to_string(ntohs(in4->sin_port));
-  }
-  if (s.ss_family == AF_INET6) {
-    const auto* in6 = reinterpret_cast<const sockaddr_in6*>(&s);
-    inet_ntop(AF_INET6, &in6->sin6_addr, host, sizeof(host));
-    return "[" + std::string(host) + "]:" + std::to_string(ntohs(in6->sin6_port));
-  }
-  return "?";
-}
-
-uint64_t RandomIncarnation(Clock* clock) {
-  uint64_t v = 0;
-  for (int attempt = 0; attempt < 4 && v == 0; ++attempt) {
-    if (getrandom(&v, sizeof(v), 0) != ssize_t(sizeof(v))) v = 0;
-  }
-  if (v == 0) {
-    // No entropy source: still unique enough per start (pid and time), never 0.
-    v = uint64_t(clock->WallNanos()) * 0x9E3779B97F4A7C15ull ^ uint64_t(getpid());
-    if (v == 0) v = 1;
-  }
-  return v;
-}
 
 }  // namespace
 
@@ -166,8 +97,11 @@ Status HeartbeatService::Impl::Validate() const {
 Status HeartbeatService::Impl::Open() {
   for (size_t i = 0; i < options.links.size(); ++i) {
     const LinkConfig& cfg = options.links[i];
-    TANDEM_ASSIGN_OR_RETURN(SocketAddress local_addr, ParseAddress(cfg.local_address));
-    TANDEM_ASSIGN_OR_RETURN(SocketAddress peer_addr, ParseAddress(cfg.peer_address));
+    auto local_parsed = ParseAddress(cfg.local_address);
+    if (!local_parsed.ok()) return local_parsed.status().WithContext("heartbeat");
+    auto peer_parsed = ParseAddress(cfg.peer_address);
+    if (!peer_parsed.ok()) return peer_parsed.status().WithContext("heartbeat");
+    const SocketAddress local_addr = *local_parsed, peer_addr = *peer_parsed;
     if (local_addr.family() != peer_addr.family()) {
       return Status::InvalidArgument("heartbeat: link " + std::to_string(i) + " mixes IPv4 and IPv6");
     }

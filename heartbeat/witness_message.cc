@@ -1,0 +1,202 @@
+#include "heartbeat/witness_message.h"
+
+#include <openssl/crypto.h>
+
+#include <cstring>
+
+namespace tandem::heartbeat {
+namespace {
+
+constexpr size_t kOffVersion = 4;
+constexpr size_t kOffType = 5;
+constexpr size_t kOffReason = 6;
+constexpr size_t kOffFlags = 7;
+constexpr size_t kOffVm = 8;
+constexpr size_t kOffNode = 40;
+constexpr size_t kOffHolder = 72;
+constexpr size_t kOffIncarnation = 104;
+constexpr size_t kOffSequence = 112;
+constexpr size_t kOffSendNs = 120;
+constexpr size_t kOffTerm = 128;
+constexpr size_t kOffLastApplied = 136;
+constexpr size_t kOffPeerIncarnation = 144;
+constexpr size_t kOffEchoSequence = 152;
+constexpr size_t kOffEchoSendNs = 160;
+constexpr size_t kOffLeaseMs = 168;
+constexpr size_t kOffLeaseRemainingMs = 172;
+static_assert(kOffLeaseRemainingMs + 4 == kWitnessMacOffset);
+
+void StoreLe64(uint8_t* p, uint64_t v) {
+  for (int i = 0; i < 8; ++i) p[i] = uint8_t(v >> (8 * i));
+}
+void StoreLe32(uint8_t* p, uint32_t v) {
+  for (int i = 0; i < 4; ++i) p[i] = uint8_t(v >> (8 * i));
+}
+uint64_t LoadLe64(const uint8_t* p) {
+  uint64_t v = 0;
+  for (int i = 7; i >= 0; --i) v = v << 8 | p[i];
+  return v;
+}
+uint32_t LoadLe32(const uint8_t* p) {
+  uint32_t v = 0;
+  for (int i = 3; i >= 0; --i) v = v << 8 | p[i];
+  return v;
+}
+
+void StoreName(uint8_t* p, const NodeName& name) {
+  std::memset(p, 0, kMaxNodeName);
+  std::memcpy(p, name.view().data(), name.view().size());
+}
+
+// 0..32 non-NUL bytes followed only by NUL padding; an empty name is reported as such (the caller decides).
+bool LoadName(const uint8_t* p, NodeName* name) {
+  size_t len = 0;
+  while (len < kMaxNodeName && p[len] != 0) ++len;
+  for (size_t i = len; i < kMaxNodeName; ++i) {
+    if (p[i] != 0) return false;
+  }
+  if (len == 0) {
+    *name = NodeName();
+    return true;
+  }
+  return name->Set(std::string_view(reinterpret_cast<const char*>(p), len));
+}
+
+bool KnownType(uint8_t t) {
+  return (t >= uint8_t(WitnessType::kLeaseRenew) && t <= uint8_t(WitnessType::kStatusQuery)) ||
+         (t >= uint8_t(WitnessType::kGrant) && t <= uint8_t(WitnessType::kStatusReply));
+}
+
+// The per-type rules shared by the encoder and the decoder, so whatever decodes re-encodes to the same bytes.
+const char* Invalid(const WitnessMessage& m) {
+  if (!KnownType(uint8_t(m.type))) return "unknown type";
+  if (m.vm.view().empty()) return "empty vm name";
+  if (m.node.view().empty()) return "empty node name";
+  if (m.incarnation == 0) return "zero incarnation";
+  if (m.sequence == 0) return "zero sequence";
+  if (m.send_ns < 0 || m.echo_send_ns < 0) return "negative time";
+  if (uint8_t(m.reason) > kMaxWitnessReason) return "unknown reason";
+  if ((m.type == WitnessType::kDeny) != (m.reason != WitnessReason::kNone)) return "reason on a non-DENY or none on DENY";
+  if (m.type != WitnessType::kStatusReply ? m.flags != 0 : (m.flags & ~kWitnessFlagStartupHold) != 0) {
+    return "unknown flags";
+  }
+  if (m.type != WitnessType::kPromote && m.last_applied_epoch != 0) return "epoch on a non-PROMOTE";
+  if (IsRequest(m.type)) {
+    if (!m.holder.view().empty()) return "holder in a request";
+    if (m.echo_sequence != 0 || m.echo_send_ns != 0) return "echo in a request";
+    if (m.lease_ms != 0 || m.lease_remaining_ms != 0) return "lease in a request";
+    return nullptr;
+  }
+  if (m.peer_incarnation == 0 || m.echo_sequence == 0) return "reply echoes no request";
+  if (m.type == WitnessType::kGrant) {
+    if (m.term == 0 || m.lease_ms == 0) return "GRANT without term or lease";
+    if (!(m.holder.view() == m.node.view())) return "GRANT to a node that is not the holder";
+  }
+  if (m.type != WitnessType::kGrant && m.type != WitnessType::kStatusReply && m.lease_ms != 0) return "lease on a DENY";
+  if (m.type != WitnessType::kStatusReply && m.lease_remaining_ms != 0) return "remaining lease outside STATUS_REPLY";
+  return nullptr;
+}
+
+}  // namespace
+
+const char* WitnessTypeName(WitnessType type) {
+  switch (type) {
+    case WitnessType::kLeaseRenew: return "LEASE_RENEW";
+    case WitnessType::kPromote: return "PROMOTE";
+    case WitnessType::kStatusQuery: return "STATUS_QUERY";
+    case WitnessType::kGrant: return "GRANT";
+    case WitnessType::kDeny: return "DENY";
+    case WitnessType::kStatusReply: return "STATUS_REPLY";
+  }
+  return "?";
+}
+
+const char* WitnessReasonName(WitnessReason reason) {
+  switch (reason) {
+    case WitnessReason::kNone: return "none";
+    case WitnessReason::kChallenge: return "challenge (resend with the witness incarnation)";
+    case WitnessReason::kStaleTerm: return "stale term (superseded)";
+    case WitnessReason::kFutureTerm: return "term never issued by this witness";
+    case WitnessReason::kNotHolder: return "not the lease holder";
+    case WitnessReason::kHolderLeaseValid: return "holder lease valid";
+    case WitnessReason::kStartupHold: return "witness startup hold (a lease granted before its restart may be held)";
+    case WitnessReason::kUnknownVm: return "unknown VM (not registered)";
+    case WitnessReason::kAlreadyHolder: return "already the holder";
+    case WitnessReason::kInternal: return "witness could not persist its state";
+    case WitnessReason::kTooManyVms: return "witness VM table full";
+  }
+  return "?";
+}
+
+Status EncodeWitnessMessage(const WitnessMessage& m, const MacKey& key, std::span<uint8_t> out) {
+  if (out.size() < kWitnessMessageSize) return Status::InvalidArgument("witness: encode buffer too small");
+  if (const char* why = Invalid(m)) return Status::InvalidArgument(std::string("witness: ") + why);
+  uint8_t* p = out.data();
+  std::memcpy(p, kWitnessMagic, 4);
+  p[kOffVersion] = kWitnessVersion;
+  p[kOffType] = uint8_t(m.type);
+  p[kOffReason] = uint8_t(m.reason);
+  p[kOffFlags] = m.flags;
+  StoreName(p + kOffVm, m.vm);
+  StoreName(p + kOffNode, m.node);
+  StoreName(p + kOffHolder, m.holder);
+  StoreLe64(p + kOffIncarnation, m.incarnation);
+  StoreLe64(p + kOffSequence, m.sequence);
+  StoreLe64(p + kOffSendNs, uint64_t(m.send_ns));
+  StoreLe64(p + kOffTerm, m.term);
+  StoreLe64(p + kOffLastApplied, m.last_applied_epoch);
+  StoreLe64(p + kOffPeerIncarnation, m.peer_incarnation);
+  StoreLe64(p + kOffEchoSequence, m.echo_sequence);
+  StoreLe64(p + kOffEchoSendNs, uint64_t(m.echo_send_ns));
+  StoreLe32(p + kOffLeaseMs, m.lease_ms);
+  StoreLe32(p + kOffLeaseRemainingMs, m.lease_remaining_ms);
+  return key.Compute(std::span<const uint8_t>(p, kWitnessMacOffset), p + kWitnessMacOffset);
+}
+
+Result<WitnessMessage> DecodeWitnessMessage(std::span<const uint8_t> d) {
+  // Magic and version first, so a future, longer version is reported as Unsupported rather than as bad length.
+  if (d.size() < kOffVersion + 1) return Status::Corruption("witness: truncated datagram");
+  if (std::memcmp(d.data(), kWitnessMagic, 4) != 0) return Status::Corruption("witness: bad magic");
+  if (d[kOffVersion] != kWitnessVersion) return Status::Unsupported("witness: unknown version");
+  if (d.size() != kWitnessMessageSize) return Status::Corruption("witness: bad length");
+  const uint8_t* p = d.data();
+  if (!KnownType(p[kOffType])) return Status::Corruption("witness: unknown type");
+  WitnessMessage m;
+  m.type = WitnessType(p[kOffType]);
+  m.reason = WitnessReason(p[kOffReason]);
+  m.flags = p[kOffFlags];
+  if (!LoadName(p + kOffVm, &m.vm)) return Status::Corruption("witness: bad vm name");
+  if (!LoadName(p + kOffNode, &m.node)) return Status::Corruption("witness: bad node name");
+  if (!LoadName(p + kOffHolder, &m.holder)) return Status::Corruption("witness: bad holder name");
+  m.incarnation = LoadLe64(p + kOffIncarnation);
+  m.sequence = LoadLe64(p + kOffSequence);
+  m.send_ns = int64_t(LoadLe64(p + kOffSendNs));
+  m.term = LoadLe64(p + kOffTerm);
+  m.last_applied_epoch = LoadLe64(p + kOffLastApplied);
+  m.peer_incarnation = LoadLe64(p + kOffPeerIncarnation);
+  m.echo_sequence = LoadLe64(p + kOffEchoSequence);
+  m.echo_send_ns = int64_t(LoadLe64(p + kOffEchoSendNs));
+  m.lease_ms = LoadLe32(p + kOffLeaseMs);
+  m.lease_remaining_ms = LoadLe32(p + kOffLeaseRemainingMs);
+  if (const char* why = Invalid(m)) return Status::Corruption(std::string("witness: ") + why);
+  return m;
+}
+
+Status VerifyWitnessMac(std::span<const uint8_t> d, const MacKey& key) {
+  if (d.size() != kWitnessMessageSize) return Status::Corruption("witness: bad length");
+  uint8_t expected[kMacSize];
+  TANDEM_RETURN_IF_ERROR(key.Compute(d.first(kWitnessMacOffset), expected));
+  if (CRYPTO_memcmp(expected, d.data() + kWitnessMacOffset, kMacSize) != 0) {
+    return Status::Corruption("witness: MAC mismatch");
+  }
+  return Status::Ok();
+}
+
+Result<WitnessMessage> DecodeAuthenticatedWitnessMessage(std::span<const uint8_t> d, const MacKey& key) {
+  auto m = DecodeWitnessMessage(d);
+  if (!m.ok()) return m.status();
+  TANDEM_RETURN_IF_ERROR(VerifyWitnessMac(d, key));
+  return m;
+}
+
+}  // namespace tandem::heartbeat
