@@ -29,10 +29,11 @@ std::string Where(uint32_t block, uint64_t offset) {
 }
 
 bool IsRelative(PageEncoding e) {
-  return e == PageEncoding::kXorLz4 || e == PageEncoding::kXorZstd || e == PageEncoding::kUnchanged;
+  return e == PageEncoding::kXorLz4 || e == PageEncoding::kXorZstd || e == PageEncoding::kUnchanged ||
+         e == PageEncoding::kSparse;
 }
 
-constexpr uint8_t kMaxEncoding = static_cast<uint8_t>(PageEncoding::kUnchanged);
+constexpr uint8_t kMaxEncoding = static_cast<uint8_t>(PageEncoding::kSparse);
 
 }  // namespace
 

@@ -24,7 +24,7 @@ struct EncodeStats {
   uint64_t records = 0;
   uint64_t wire_bytes = 0;  // headers included
   uint64_t page_payload_bytes = 0;
-  uint64_t by_encoding[7] = {};  // pages per PageEncoding
+  uint64_t by_encoding[8] = {};  // pages per PageEncoding
 };
 
 class EpochEncoder {

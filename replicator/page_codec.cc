@@ -24,6 +24,53 @@ void XorPages(const uint8_t* a, const uint8_t* b, uint8_t* out) {
   }
 }
 
+constexpr size_t kWords = kPageSize / sizeof(uint64_t);
+constexpr size_t kRunHeader = 4;  // u16 first word, u16 word count
+
+uint64_t LoadWord(const uint8_t* p, size_t word) {
+  uint64_t v;
+  memcpy(&v, p + word * sizeof(v), sizeof(v));
+  return v;
+}
+
+// The runs of words of `page` that differ from `previous`, or 0 if they need more than `limit` bytes. Returns
+// kPageSize + 1 for an unchanged page (distinguishable from "too big" and from any real size).
+constexpr uint32_t kNoChange = kPageSize + 1;
+uint32_t EncodeSparse(const uint8_t* page, const uint8_t* previous, uint8_t* out, uint32_t limit) {
+  uint32_t size = 0;
+  for (size_t w = 0; w < kWords;) {
+    if (LoadWord(page, w) == LoadWord(previous, w)) {
+      ++w;
+      continue;
+    }
+    size_t end = w + 1;
+    while (end < kWords && LoadWord(page, end) != LoadWord(previous, end)) ++end;
+    const uint32_t bytes = uint32_t((end - w) * sizeof(uint64_t));
+    if (size + kRunHeader + bytes > limit) return 0;
+    out[size] = uint8_t(w), out[size + 1] = uint8_t(w >> 8);
+    out[size + 2] = uint8_t(end - w), out[size + 3] = uint8_t((end - w) >> 8);
+    memcpy(out + size + kRunHeader, page + w * sizeof(uint64_t), bytes);
+    size += kRunHeader + bytes;
+    w = end;
+  }
+  return size == 0 ? kNoChange : size;
+}
+
+Status DecodeSparse(const uint8_t* data, size_t size, uint8_t* page) {
+  if (size == 0) return Status::Corruption("sparse page without runs");
+  for (size_t at = 0; at < size;) {
+    if (size - at < kRunHeader) return Status::Corruption("sparse page: truncated run header");
+    const size_t first = size_t(data[at]) | size_t(data[at + 1]) << 8;
+    const size_t count = size_t(data[at + 2]) | size_t(data[at + 3]) << 8;
+    if (count == 0 || first + count > kWords) return Status::Corruption("sparse page: run outside the page");
+    const size_t bytes = count * sizeof(uint64_t);
+    if (size - at - kRunHeader < bytes) return Status::Corruption("sparse page: truncated run");
+    memcpy(page + first * sizeof(uint64_t), data + at + kRunHeader, bytes);
+    at += kRunHeader + bytes;
+  }
+  return Status::Ok();
+}
+
 }  // namespace
 
 const char* PageEncodingName(PageEncoding encoding) {
@@ -35,6 +82,7 @@ const char* PageEncodingName(PageEncoding encoding) {
     case PageEncoding::kXorLz4: return "xor+lz4";
     case PageEncoding::kXorZstd: return "xor+zstd";
     case PageEncoding::kUnchanged: return "unchanged";
+    case PageEncoding::kSparse: return "sparse";
   }
   return "unknown";
 }
@@ -84,8 +132,12 @@ EncodedPage PageEncoder::Encode(const uint8_t* page, const uint8_t* previous, ui
   };
 
   EncodedPage best;  // size 0 = no candidate yet
+  if (previous != nullptr && options_.xor_delta) {
+    const uint32_t sparse = EncodeSparse(page, previous, out, kGoodEnoughDelta);
+    if (sparse == kNoChange) return {PageEncoding::kUnchanged, 0};
+    if (sparse != 0) return {PageEncoding::kSparse, sparse};
+  }
   if (previous != nullptr && options_.xor_delta && options_.compression != Compression::kNone) {
-    if (memcmp(page, previous, kPageSize) == 0) return {PageEncoding::kUnchanged, 0};
     XorPages(page, previous, scratch_);
     best = compress(scratch_, true);
     if (best.size != 0 && best.size <= kGoodEnoughDelta) return best;
@@ -138,6 +190,8 @@ Status PageDecoder::Decode(PageEncoding encoding, const uint8_t* data, size_t si
     case PageEncoding::kUnchanged:
       if (size != 0) return Status::Corruption("unchanged page with a payload");
       return Status::Ok();
+    case PageEncoding::kSparse:
+      return DecodeSparse(data, size, page);
     case PageEncoding::kLz4:
     case PageEncoding::kZstd:
       return decompress(encoding == PageEncoding::kZstd, page);

@@ -3,7 +3,9 @@
 // The primary knows what the standby holds for every page (its mirror as of the previous epoch, which the
 // standby applies before this one), so a page can be sent as the XOR against that copy: pages that changed a
 // little become mostly zero bytes, which LZ4 or zstd shrink to a few dozen bytes. The encoder keeps whichever
-// candidate is smallest and falls back to raw when compression does not pay.
+// candidate is smallest and falls back to raw when compression does not pay. Cheapest first: a page that changed
+// in a few words is sent as those words (kSparse) after one compare pass; LZ4/zstd run only on pages that changed
+// a lot.
 #pragma once
 
 #include <cstddef>
@@ -24,6 +26,8 @@ enum class PageEncoding : uint8_t {
   kXorLz4 = 4,   // LZ4 block of (page XOR the standby's copy)
   kXorZstd = 5,  // zstd frame of (page XOR the standby's copy)
   kUnchanged = 6,  // 0 bytes: equals the standby's copy (QEMU reported it dirty but it was rewritten as it was)
+  kSparse = 7,     // the 64-bit words that differ from the standby's copy: runs of {u16 first word, u16 count,
+                   // count x 8 bytes}; a page where a few counters or pointers changed costs one scan, no LZ4
 };
 const char* PageEncodingName(PageEncoding encoding);
 

@@ -66,18 +66,57 @@ TEST_P(PageCodecTest, RoundTripsEveryPagePattern) {
 INSTANTIATE_TEST_SUITE_P(AllCompressions, PageCodecTest,
                          ::testing::Values(Compression::kNone, Compression::kLz4, Compression::kZstd));
 
-TEST(PageCodecTest, SmallChangeAgainstKnownCopyIsSentAsDelta) {
+TEST(PageCodecTest, FewChangedWordsAreSentAsSparseRuns) {
   std::mt19937_64 rng(7);
+  for (Compression c : {Compression::kNone, Compression::kLz4, Compression::kZstd}) {
+    PageEncoder enc({c, 1, true});
+    PageDecoder dec;
+    Page previous = RandomPage(rng);
+    Page page = previous;
+    page[100] ^= 1;
+    page[4095] ^= 0x80;
+    uint8_t wire[kMaxEncodedPage];
+    EncodedPage e = enc.Encode(page.data(), previous.data(), wire);
+    EXPECT_EQ(e.encoding, PageEncoding::kSparse);
+    EXPECT_EQ(e.size, 2 * (4u + 8u));  // two runs of one word each
+    Page out = previous;
+    ASSERT_TRUE(dec.Decode(e.encoding, wire, e.size, out.data()).ok());
+    EXPECT_EQ(out, page);
+  }
+}
+
+TEST(PageCodecTest, ManyScatteredSmallChangesAreSentAsCompressedDelta) {
+  std::mt19937_64 rng(8);
   for (Compression c : {Compression::kLz4, Compression::kZstd}) {
     PageEncoder enc({c, 1, true});
     Page previous = RandomPage(rng);
     Page page = previous;
-    page[100] ^= 1;
+    for (size_t i = 0; i < kPageSize; i += 16) page[i] ^= 1;  // every other word: too many runs for kSparse
     uint8_t wire[kMaxEncodedPage];
     EncodedPage e = enc.Encode(page.data(), previous.data(), wire);
     EXPECT_TRUE(e.encoding == PageEncoding::kXorLz4 || e.encoding == PageEncoding::kXorZstd);
-    EXPECT_LT(e.size, 64u);
+    EXPECT_LT(e.size, 512u);
   }
+}
+
+TEST(PageCodecTest, SparseRunOutsideThePageIsCorruption) {
+  PageDecoder dec;
+  Page out(kPageSize);
+  const uint8_t beyond[] = {0xff, 0x01, 1, 0, 1, 2, 3, 4, 5, 6, 7, 8};  // word 511 + 1 word ok; 0x1ff=511
+  EXPECT_TRUE(dec.Decode(PageEncoding::kSparse, beyond, sizeof beyond, out.data()).ok());
+  const uint8_t past_end[] = {0xff, 0x01, 2, 0, 1, 2, 3, 4, 5, 6, 7, 8, 1, 2, 3, 4, 5, 6, 7, 8};
+  EXPECT_TRUE(dec.Decode(PageEncoding::kSparse, past_end, sizeof past_end, out.data()).IsCorruption());
+  const uint8_t empty_run[] = {0, 0, 0, 0};
+  EXPECT_TRUE(dec.Decode(PageEncoding::kSparse, empty_run, sizeof empty_run, out.data()).IsCorruption());
+}
+
+TEST(PageCodecTest, TruncatedSparseRunIsCorruption) {
+  PageDecoder dec;
+  Page out(kPageSize);
+  const uint8_t truncated[] = {4, 0, 2, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9};  // 2 words announced, 9 bytes follow
+  EXPECT_TRUE(dec.Decode(PageEncoding::kSparse, truncated, sizeof truncated, out.data()).IsCorruption());
+  EXPECT_TRUE(dec.Decode(PageEncoding::kSparse, truncated, 3, out.data()).IsCorruption());
+  EXPECT_TRUE(dec.Decode(PageEncoding::kSparse, truncated, 0, out.data()).IsCorruption());
 }
 
 TEST(PageCodecTest, ZeroPageIsOneByte) {
