@@ -12,6 +12,9 @@ namespace {
 constexpr int kCompressedLimit = kPageSize - kPageSize / 16;
 // An XOR delta this small is taken without also trying to compress the page itself.
 constexpr uint32_t kGoodEnoughDelta = kPageSize / 8;
+// LZ4 acceleration: 4 encodes the real-workload page set 11% faster but ships 4% more bytes (wire ratio 0.343 vs
+// 0.332); the wire is the scarcer resource between hosts, so keep LZ4's default.
+constexpr int kLz4Acceleration = 1;
 
 void XorPages(const uint8_t* a, const uint8_t* b, uint8_t* out) {
   // Word-wise so the compiler vectorizes it; memcpy keeps it free of aliasing/alignment UB.
@@ -118,7 +121,7 @@ EncodedPage PageEncoder::Encode(const uint8_t* page, const uint8_t* previous, ui
         return {};
       case Compression::kLz4: {
         int n = LZ4_compress_fast_extState(ctx_->lz4_state.get(), reinterpret_cast<const char*>(src),
-                                           reinterpret_cast<char*>(out), kPageSize, kCompressedLimit, 1);
+                                           reinterpret_cast<char*>(out), kPageSize, kCompressedLimit, kLz4Acceleration);
         if (n <= 0) return {};
         return {is_delta ? PageEncoding::kXorLz4 : PageEncoding::kLz4, uint32_t(n)};
       }
@@ -140,7 +143,9 @@ EncodedPage PageEncoder::Encode(const uint8_t* page, const uint8_t* previous, ui
   if (previous != nullptr && options_.xor_delta && options_.compression != Compression::kNone) {
     XorPages(page, previous, scratch_);
     best = compress(scratch_, true);
-    if (best.size != 0 && best.size <= kGoodEnoughDelta) return best;
+    // A delta that at least halves the page is kept: a second compression of the plain page costs as much
+    // again and rarely wins when the page is that close to its old version.
+    if (best.size != 0 && best.size <= kPageSize / 2) return best;
   }
   if (options_.compression != Compression::kNone) {
     // `out` may hold the delta candidate: keep it in scratch_ while trying the plain page.
