@@ -15,17 +15,24 @@ const char* VerdictName(Verdict v) {
     case Verdict::kReplay: return "replayed or duplicate sequence";
     case Verdict::kRetiredIncarnation: return "replaced peer incarnation";
     case Verdict::kUnconfirmedIncarnation: return "unconfirmed peer incarnation";
+    case Verdict::kStaleTerm: return "stale term (superseded sender)";
   }
   return "?";
 }
 
 PeerDetector::PeerDetector(std::string node_name, std::string peer_name, size_t links, int64_t timeout_ns,
-                           int64_t start_ns)
+                           int64_t start_ns, int64_t promise_ns)
     : node_name_(std::move(node_name)),
       peer_name_(std::move(peer_name)),
       timeout_ns_(timeout_ns),
       start_ns_(start_ns),
+      promise_ns_(promise_ns),
       links_(links) {}
+
+int64_t PeerDetector::promise_until_ns() const {
+  if (promise_ns_ <= 0) return 0;
+  return std::max(start_ns_, last_echoable_rx_ns_) + promise_ns_;
+}
 
 bool PeerDetector::IsRetired(uint64_t incarnation) const {
   return std::find(retired_.begin(), retired_.end(), incarnation) != retired_.end();
@@ -66,12 +73,18 @@ Verdict PeerDetector::OnMessage(size_t link_index, const Message& m, int64_t now
     verdict = Verdict::kWrongLink;
   } else if (IsRetired(m.incarnation)) {
     verdict = Verdict::kRetiredIncarnation;
+  } else if (m.term != 0 && m.term < local_term_) {
+    verdict = Verdict::kStaleTerm;
   } else if (m.incarnation == incarnation_) {
     if (m.sequence <= link.last_seq) verdict = Verdict::kReplay;
   } else {
+    // Authentic, from the peer, not a retired process: a higher term than ours is news even before the
+    // incarnation is confirmed (replays only carry terms already seen).
+    max_term_seen_ = std::max(max_term_seen_, m.term);
     // Echo its timestamps even before confirming it: that is how it confirms us, and then we it.
     link.echo_send_ns = m.send_ns;
     link.echo_rx_ns = now_ns;
+    last_echoable_rx_ns_ = std::max(last_echoable_rx_ns_, now_ns);
     if (!EchoIsFresh(m, now_ns)) {
       link.unconfirmed++;
       return Verdict::kUnconfirmedIncarnation;
@@ -94,8 +107,14 @@ Verdict PeerDetector::OnMessage(size_t link_index, const Message& m, int64_t now
   }
   link.last_seq = m.sequence;
   link.received++;
+  max_term_seen_ = std::max(max_term_seen_, m.term);
   link.echo_send_ns = m.send_ns;
   link.echo_rx_ns = now_ns;
+  last_echoable_rx_ns_ = std::max(last_echoable_rx_ns_, now_ns);
+  // The standby's promise, anchored on OUR send time it echoes (never on its clock).
+  if (m.role == Role::kStandby && m.promise_ms > 0 && m.echo_ns != 0 && m.echo_ns >= start_ns_ && m.echo_ns <= now_ns) {
+    support_until_ns_ = std::max(support_until_ns_, m.echo_ns + int64_t(m.promise_ms) * 1'000'000);
+  }
   // Round trip: our send time echoed back, minus the time the peer sat on it.
   if (m.echo_ns != 0 && m.echo_ns >= start_ns_ && m.echo_ns <= now_ns) {
     const int64_t rtt = now_ns - m.echo_ns - m.hold_ns;
@@ -162,6 +181,9 @@ PeerStatus PeerDetector::Snapshot(int64_t now_ns) const {
   s.remote = remote_;
   s.incarnation = incarnation_;
   s.restarts = restarts_;
+  s.max_term_seen = max_term_seen_;
+  s.support_until_ns = support_until_ns_;
+  s.promise_until_ns = promise_until_ns();
   s.links.reserve(links_.size());
   for (const Link& l : links_) {
     LinkStatus ls;

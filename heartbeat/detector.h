@@ -17,6 +17,17 @@
 //
 // Liveness: a link is up while an accepted message arrived on it within timeout; the peer is alive while any link
 // is up. "Lost" is reported once per alive -> dead transition, and only after the peer was heard at least once.
+//
+// Terms and promises (the inputs of heartbeat/arbiter.h):
+//   - A message whose term is older than our own (SetLocalTerm; 0 = "not known yet" on either side is never
+//     stale) is refused as kStaleTerm: it neither keeps the peer alive nor gets echoed. The highest term carried
+//     by any authentic message of the peer is remembered (max_term_seen): a higher term than ours means we were
+//     superseded.
+//   - Standby side (promise_ns > 0): every message whose send_ns we may echo extends our promise "no promotion
+//     before its receive time + promise_ns"; promise_until_ns is the latest such time, and at least
+//     start + promise_ns (a previous process of ours may have promised just before it died).
+//   - Primary side: an accepted standby message with promise_ms > 0 that echoes one of our send times S makes
+//     the standby's support valid until S + promise_ms (support_until_ns; the arbiter subtracts its margin).
 #pragma once
 
 #include <array>
@@ -39,6 +50,7 @@ enum class Verdict {
   kReplay,                  // sequence not above the last accepted one on this link
   kRetiredIncarnation,      // a peer process that has since been replaced
   kUnconfirmedIncarnation,  // authentic but not (yet) proven fresh; not a rejection
+  kStaleTerm,               // the sender's term is older than ours: a superseded node
 };
 const char* VerdictName(Verdict v);
 
@@ -58,8 +70,13 @@ struct DetectorEvents {
 
 class PeerDetector {
  public:
-  // `start_ns`: when this process started sending (echoes older than that are not ours).
-  PeerDetector(std::string node_name, std::string peer_name, size_t links, int64_t timeout_ns, int64_t start_ns);
+  // `start_ns`: when this process started sending (echoes older than that are not ours). `promise_ns`: what this
+  // node promises as a standby (0: nothing).
+  PeerDetector(std::string node_name, std::string peer_name, size_t links, int64_t timeout_ns, int64_t start_ns,
+               int64_t promise_ns = 0);
+
+  // Our current term: messages carrying an older (non-zero) term are refused from now on.
+  void SetLocalTerm(uint64_t term) { local_term_ = term; }
 
   // An authenticated, structurally valid message arrived on `link` at `now_ns`.
   Verdict OnMessage(size_t link, const Message& m, int64_t now_ns, DetectorEvents* events);
@@ -79,6 +96,9 @@ class PeerDetector {
   // Status with addresses left empty (the service fills them).
   PeerStatus Snapshot(int64_t now_ns) const;
   bool alive() const { return alive_; }
+  uint64_t max_term_seen() const { return max_term_seen_; }
+  int64_t support_until_ns() const { return support_until_ns_; }
+  int64_t promise_until_ns() const;
   uint64_t incarnation() const { return incarnation_; }
 
  private:
@@ -103,7 +123,12 @@ class PeerDetector {
   const std::string node_name_, peer_name_;
   const int64_t timeout_ns_;
   const int64_t start_ns_;
+  const int64_t promise_ns_;
   std::vector<Link> links_;
+  uint64_t local_term_ = 0;
+  uint64_t max_term_seen_ = 0;
+  int64_t last_echoable_rx_ns_ = 0;  // latest receive time of a message whose send_ns we may echo
+  int64_t support_until_ns_ = 0;
   uint64_t incarnation_ = 0;
   std::array<uint64_t, 8> retired_{};
   size_t retired_next_ = 0;

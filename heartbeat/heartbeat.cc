@@ -91,6 +91,7 @@ Status HeartbeatService::Impl::Validate() const {
   if (options.interval_ms < 1 || options.timeout_ms <= options.interval_ms) {
     return Status::InvalidArgument("heartbeat: need interval_ms >= 1 and timeout_ms > interval_ms");
   }
+  if (options.promise_ms < 0) return Status::InvalidArgument("heartbeat: promise_ms must be >= 0");
   return Status::Ok();
 }
 
@@ -134,6 +135,7 @@ void HeartbeatService::Impl::SendAll(int64_t now_ns) {
   outgoing.role = local.role;
   outgoing.term = local.term;
   outgoing.last_epoch = local.last_epoch;
+  outgoing.promise_ms = local.role == Role::kStandby ? uint32_t(options.promise_ms) : 0;
   outgoing.send_ns = now_ns;
   for (size_t i = 0; i < links.size(); ++i) {
     Link& link = links[i];
@@ -322,7 +324,9 @@ Status HeartbeatService::Start() {
   {
     std::lock_guard<std::mutex> lock(s.mu);
     s.detector = std::make_unique<PeerDetector>(s.options.node_name, s.options.peer_name, s.links.size(),
-                                                int64_t(s.options.timeout_ms) * 1'000'000, s.clock->NowNanos());
+                                                int64_t(s.options.timeout_ms) * 1'000'000, s.clock->NowNanos(),
+                                                int64_t(s.options.promise_ms) * 1'000'000);
+    s.detector->SetLocalTerm(s.local.term);
   }
   s.started = true;
   TLOG_INFO(kLog, "%s (incarnation %016" PRIx64 ") watching %s on %zu link(s), interval %d ms, timeout %d ms",
@@ -340,6 +344,7 @@ void HeartbeatService::SetLocalState(LocalState state) {
     std::lock_guard<std::mutex> lock(s.mu);
     urgent = state.role != s.local.role || state.term != s.local.term;
     s.local = state;
+    if (s.detector) s.detector->SetLocalTerm(state.term);
     if (urgent) s.send_now = true;
   }
   if (urgent && s.wake.valid()) {

@@ -37,6 +37,7 @@ class HeartbeatService {
   Status Start();
 
   // Carried by every following datagram. A role or term change is sent at once, not at the next interval.
+  // The term is also the floor below which the peer's datagrams are refused (stale term; 0 = none yet).
   void SetLocalState(LocalState state);
 
   PeerStatus peer() const;

@@ -10,7 +10,7 @@
 namespace tandem::heartbeat {
 namespace {
 
-// Field offsets of the v1 layout (see message.h).
+// Field offsets of the v2 layout (see message.h).
 constexpr size_t kOffVersion = 4;
 constexpr size_t kOffRole = 5;
 constexpr size_t kOffLink = 6;
@@ -24,7 +24,9 @@ constexpr size_t kOffEchoNs = 96;
 constexpr size_t kOffHoldNs = 104;
 constexpr size_t kOffTerm = 112;
 constexpr size_t kOffLastEpoch = 120;
-static_assert(kOffLastEpoch + 8 == kMacOffset);
+constexpr size_t kOffPromiseMs = 128;
+constexpr size_t kOffReserved2 = 132;
+static_assert(kOffReserved2 + 4 == kMacOffset);
 
 void StoreLe64(uint8_t* p, uint64_t v) {
   for (int i = 0; i < 8; ++i) p[i] = uint8_t(v >> (8 * i));
@@ -141,6 +143,8 @@ Status EncodeMessage(const Message& m, const MacKey& key, std::span<uint8_t> out
   StoreLe64(p + kOffHoldNs, uint64_t(m.hold_ns));
   StoreLe64(p + kOffTerm, m.term);
   StoreLe64(p + kOffLastEpoch, m.last_epoch);
+  for (int i = 0; i < 4; ++i) p[kOffPromiseMs + i] = uint8_t(m.promise_ms >> (8 * i));
+  std::memset(p + kOffReserved2, 0, 4);
   return key.Compute(std::span<const uint8_t>(p, kMacOffset), p + kMacOffset);
 }
 
@@ -165,6 +169,8 @@ Result<Message> DecodeMessage(std::span<const uint8_t> d) {
   m.hold_ns = static_cast<int64_t>(LoadLe64(p + kOffHoldNs));
   m.term = LoadLe64(p + kOffTerm);
   m.last_epoch = LoadLe64(p + kOffLastEpoch);
+  m.promise_ms = uint32_t(LoadLe64(p + kOffPromiseMs) & 0xffffffffu);
+  if (LoadLe64(p + kOffPromiseMs) >> 32 != 0) return Status::Corruption("heartbeat: reserved bytes set");
   if (m.incarnation == 0) return Status::Corruption("heartbeat: zero incarnation");
   if (m.sequence == 0) return Status::Corruption("heartbeat: zero sequence");
   if (m.send_ns < 0 || m.echo_ns < 0 || m.hold_ns < 0) return Status::Corruption("heartbeat: negative time");

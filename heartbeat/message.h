@@ -1,10 +1,10 @@
 // The heartbeat datagram: a fixed-size, little-endian, HMAC-authenticated record. Pure functions only (no I/O, no
 // clocks), so the codec can be unit-tested per bad input and fuzzed (DecodeMessage takes any byte span).
 //
-// Wire layout, version 1 (kMessageSize = 144 bytes, all integers little-endian):
+// Wire layout, version 2 (kMessageSize = 152 bytes, all integers little-endian):
 //   off len  field
 //     0   4  magic "TDHB"
-//     4   1  version (1)
+//     4   1  version (2)
 //     5   1  role of the sender (0 none, 1 primary, 2 standby, 3 witness)
 //     6   1  link index of the sender (links pair up by position; a mismatch means miswired addresses)
 //     7   1  reserved, 0
@@ -15,12 +15,16 @@
 //    88   8  send_ns: sender's monotonic clock when sending
 //    96   8  echo_ns: the send_ns of the last datagram the sender received from us on this link (0: none yet)
 //   104   8  hold_ns: how long the sender held that echo before this send (RTT = now - echo_ns - hold_ns)
-//   112   8  term   (reserved for the witness lease: the sender's view of the current term)
+//   112   8  term: the sender's view of the current term (0 = not known yet); older terms are refused
 //   120   8  last_epoch: last epoch the sender shipped (primary) or applied (standby)
-//   128  16  HMAC-SHA256(psk, bytes [0, 128)) truncated to 16 bytes
+//   128   4  promise_ms: standby only (0 otherwise): "I will not ask for promotion before promise_ms after I
+//            received the datagram whose send_ns I echo". The primary counts the standby's support valid until
+//            echo_ns + promise_ms - margin on its own clock (heartbeat/arbiter.h).
+//   132   4  reserved, 0
+//   136  16  HMAC-SHA256(psk, bytes [0, 136)) truncated to 16 bytes
 //
-// A later version (witness lease, fencing) bumps `version`; v1 receivers reject it as Unsupported rather than
-// misreading it.
+// Version 1 (144 bytes, no promise) is refused as Unsupported: a v1 standby makes no promise, and mixing versions
+// in one pair is a deployment error, not something to guess around.
 #pragma once
 
 #include <array>
@@ -38,10 +42,10 @@ enum class Role : uint8_t { kNone = 0, kPrimary = 1, kStandby = 2, kWitness = 3 
 const char* RoleName(Role role);
 
 inline constexpr uint8_t kMessageMagic[4] = {'T', 'D', 'H', 'B'};
-inline constexpr uint8_t kMessageVersion = 1;
+inline constexpr uint8_t kMessageVersion = 2;
 inline constexpr size_t kMaxNodeName = 32;
 inline constexpr size_t kMacSize = 16;
-inline constexpr size_t kMacOffset = 128;
+inline constexpr size_t kMacOffset = 136;
 inline constexpr size_t kMessageSize = kMacOffset + kMacSize;
 
 // A node name as it travels: fixed storage so decoding never allocates.
@@ -73,6 +77,7 @@ struct Message {
   int64_t hold_ns = 0;
   uint64_t term = 0;
   uint64_t last_epoch = 0;
+  uint32_t promise_ms = 0;
 };
 
 // The HMAC key with its OpenSSL MAC context fetched and keyed once (no per-datagram algorithm fetch or key

@@ -24,6 +24,10 @@ struct HeartbeatOptions {
   std::vector<LinkConfig> links;
   int interval_ms = 10;  // one datagram per link per interval
   int timeout_ms = 60;   // a link (the peer) is down (dead) after this long without an accepted datagram
+  // Standby only (0 elsewhere): the promise carried by every datagram sent while our role is kStandby, "no
+  // promotion request before promise_ms after hearing you" (see message.h and arbiter.h). 0: no promise, and
+  // the primary then gets no support from this standby (it runs on the witness lease alone).
+  int promise_ms = 0;
   // Required: every datagram is authenticated with HMAC-SHA256 under this key. There is deliberately no
   // unauthenticated mode: a forged heartbeat can keep a dead primary "alive" (no failover) and a heartbeat
   // network is exactly where spoofing is cheap. Start() returns InvalidArgument for an empty key.
@@ -57,6 +61,11 @@ struct PeerStatus {
   LocalState remote;               // as carried by the last accepted datagram
   uint64_t incarnation = 0;        // the peer process we currently accept (0: none yet)
   uint64_t restarts = 0;           // times a new peer incarnation replaced a known one
+  // For the role arbiter (heartbeat/arbiter.h); absolute times on this host's monotonic clock (the service's
+  // Clock), 0 = none.
+  uint64_t max_term_seen = 0;    // the highest term any authentic datagram of the peer carried
+  int64_t support_until_ns = 0;  // primary: latest (our echoed send time + the standby's promise), no margin
+  int64_t promise_until_ns = 0;  // standby: we promised not to request promotion before this
   std::vector<LinkStatus> links;
 };
 

@@ -203,5 +203,84 @@ TEST_F(DetectorTest, RttFromEchoMinusHold) {
   EXPECT_NEAR(d.Snapshot(kStart + 30 * kMs).links[0].rtt_ms, 3.0, 1e-9);
 }
 
+// --- Terms and the standby promise (inputs of the role arbiter).
+
+TEST_F(DetectorTest, StandbyPromiseAnchoredOnOurEchoedSendTime) {
+  Message m = FromPeer(0, 1, kStart + 10 * kMs);  // echoes our send at kStart+10ms
+  m.promise_ms = 60;
+  d.OnMessage(0, m, kStart + 25 * kMs, &ev);
+  // Support until our send time + the promise (not the receive time: the standby heard us earlier than now).
+  EXPECT_EQ(d.support_until_ns(), kStart + 70 * kMs);
+  EXPECT_EQ(d.Snapshot(kStart + 25 * kMs).support_until_ns, kStart + 70 * kMs);
+  // An older echo never moves it back.
+  Message older = FromPeer(0, 2, kStart + 5 * kMs);
+  older.promise_ms = 60;
+  d.OnMessage(0, older, kStart + 26 * kMs, &ev);
+  EXPECT_EQ(d.support_until_ns(), kStart + 70 * kMs);
+}
+
+TEST_F(DetectorTest, NoSupportFromAMessageWithoutPromiseOrNotFromAStandby) {
+  Message no_promise = FromPeer(0, 1, kStart + 10 * kMs);
+  d.OnMessage(0, no_promise, kStart + 12 * kMs, &ev);
+  Message promoted = FromPeer(0, 2, kStart + 11 * kMs);
+  promoted.role = Role::kPrimary;
+  promoted.promise_ms = 60;
+  d.OnMessage(0, promoted, kStart + 13 * kMs, &ev);
+  Message foreign_echo = FromPeer(0, 3, kStart - 5 * kMs);  // not a send time of this process
+  foreign_echo.promise_ms = 60;
+  d.OnMessage(0, foreign_echo, kStart + 14 * kMs, &ev);
+  EXPECT_EQ(d.support_until_ns(), 0);
+}
+
+TEST(DetectorPromiseTest, StandbyPromiseRunsFromEveryEchoableMessageAndFromStart) {
+  // The standby's own side: it promised (by echoing) not to request promotion before rx + promise.
+  PeerDetector standby("standby", "primary", 1, kTimeout, kStart, 60 * kMs);
+  EXPECT_EQ(standby.promise_until_ns(), kStart + 60 * kMs);  // a previous process may have promised just before
+  Message m;
+  m.role = Role::kPrimary;
+  m.sender.Set("primary");
+  m.receiver.Set("standby");
+  m.incarnation = 9;
+  m.sequence = 1;
+  m.send_ns = 777 * kMs;
+  m.term = 3;
+  DetectorEvents ev;
+  // Unconfirmed (no echo of ours yet), but echoed back: it counts for the promise.
+  EXPECT_EQ(standby.OnMessage(0, m, kStart + 100 * kMs, &ev), Verdict::kUnconfirmedIncarnation);
+  EXPECT_EQ(standby.promise_until_ns(), kStart + 160 * kMs);
+  EXPECT_EQ(standby.max_term_seen(), 3u);
+  // A replay is not echoed, so it promises nothing.
+  m.sequence = 2;
+  m.echo_ns = kStart + 90 * kMs;
+  EXPECT_EQ(standby.OnMessage(0, m, kStart + 110 * kMs, &ev), Verdict::kAccepted);
+  EXPECT_EQ(standby.promise_until_ns(), kStart + 170 * kMs);
+  EXPECT_EQ(standby.OnMessage(0, m, kStart + 150 * kMs, &ev), Verdict::kReplay);
+  EXPECT_EQ(standby.promise_until_ns(), kStart + 170 * kMs);
+  // No promise configured: no constraint.
+  PeerDetector none("standby", "primary", 1, kTimeout, kStart);
+  EXPECT_EQ(none.promise_until_ns(), 0);
+}
+
+TEST_F(DetectorTest, OlderTermIsRefusedAndNeitherKeepsAliveNorEchoes) {
+  d.SetLocalTerm(5);
+  Message stale = FromPeer(0, 1, kStart + 9 * kMs);
+  stale.term = 4;
+  EXPECT_EQ(d.OnMessage(0, stale, kStart + 10 * kMs, &ev), Verdict::kStaleTerm);
+  EXPECT_FALSE(d.alive());
+  Message reply;
+  d.FillEcho(0, kStart + 11 * kMs, &reply);
+  EXPECT_EQ(reply.echo_ns, 0);
+  EXPECT_EQ(d.Snapshot(kStart + 11 * kMs).links[0].rejected, 1u);
+  // Term 0 ("not known yet") is not stale; the same or a newer term is accepted and remembered.
+  Message unknown = FromPeer(0, 2, kStart + 9 * kMs);
+  unknown.term = 0;
+  EXPECT_EQ(d.OnMessage(0, unknown, kStart + 12 * kMs, &ev), Verdict::kAccepted);
+  Message newer = FromPeer(0, 3, 0);
+  newer.term = 6;
+  EXPECT_EQ(d.OnMessage(0, newer, kStart + 13 * kMs, &ev), Verdict::kAccepted);
+  EXPECT_EQ(d.max_term_seen(), 6u);
+  EXPECT_EQ(d.Snapshot(kStart + 13 * kMs).max_term_seen, 6u);
+}
+
 }  // namespace
 }  // namespace tandem::heartbeat

@@ -30,6 +30,7 @@ Message Sample() {
   m.hold_ns = 3'000'000;
   m.term = 7;
   m.last_epoch = 0xfedcba9876543210ull;
+  m.promise_ms = 60;
   return m;
 }
 
@@ -62,13 +63,14 @@ TEST(HeartbeatMessageTest, RoundTripKeepsEveryField) {
   EXPECT_EQ(out->hold_ns, in.hold_ns);
   EXPECT_EQ(out->term, in.term);
   EXPECT_EQ(out->last_epoch, in.last_epoch);
+  EXPECT_EQ(out->promise_ms, in.promise_ms);
 }
 
 TEST(HeartbeatMessageTest, LayoutIsLittleEndianAtDocumentedOffsets) {
   const MacKey key = Key();
   const auto buf = Encoded(Sample(), key);
   EXPECT_EQ(0, std::memcmp(buf.data(), "TDHB", 4));
-  EXPECT_EQ(buf[4], 1);   // version
+  EXPECT_EQ(buf[4], 2);   // version
   EXPECT_EQ(buf[5], 2);   // role standby
   EXPECT_EQ(buf[6], 3);   // link index
   EXPECT_EQ(0, std::memcmp(buf.data() + 8, "standby\0", 8));
@@ -77,7 +79,9 @@ TEST(HeartbeatMessageTest, LayoutIsLittleEndianAtDocumentedOffsets) {
   EXPECT_EQ(buf[80], 42);    // sequence
   EXPECT_EQ(buf[112], 7);    // term
   EXPECT_EQ(buf[127], 0xfe); // last_epoch MSB
-  EXPECT_EQ(buf.size(), 144u);
+  EXPECT_EQ(buf[128], 60);   // promise_ms
+  EXPECT_EQ(buf[132], 0);    // reserved
+  EXPECT_EQ(buf.size(), 152u);
 }
 
 TEST(HeartbeatMessageTest, MacIsTruncatedHmacSha256OfTheHeader) {
@@ -155,11 +159,29 @@ TEST(HeartbeatMessageTest, BadMagic) {
 TEST(HeartbeatMessageTest, UnknownVersion) {
   const MacKey key = Key();
   auto buf = Encoded(Sample(), key);
-  buf[4] = 2;
+  buf[4] = 3;
   buf.resize(200);  // a future version may be longer: still "unsupported", not "bad length"
   auto out = DecodeMessage(buf);
   ASSERT_FALSE(out.ok());
   EXPECT_TRUE(out.status().IsUnsupported()) << out.status().ToString();
+}
+
+TEST(HeartbeatMessageTest, VersionOneWithoutPromiseIsUnsupported) {
+  const MacKey key = Key();
+  auto buf = Encoded(Sample(), key);
+  buf[4] = 1;
+  buf.resize(144);
+  auto out = DecodeMessage(buf);
+  ASSERT_FALSE(out.ok());
+  EXPECT_TRUE(out.status().IsUnsupported()) << out.status().ToString();
+}
+
+TEST(HeartbeatMessageTest, SecondReservedFieldSet) {
+  const MacKey key = Key();
+  auto buf = Encoded(Sample(), key);
+  buf[135] = 1;
+  Remac(buf, key);
+  EXPECT_FALSE(DecodeAuthenticatedMessage(buf, key).ok());
 }
 
 TEST(HeartbeatMessageTest, UnknownRole) {
@@ -263,7 +285,7 @@ TEST(HeartbeatMessageTest, RandomGarbageIsRefusedWithoutCrashing) {
     for (auto& b : buf) b = uint8_t(rng());
     // Half of the inputs start like a real header so the decoder gets past its first checks.
     if (i % 2 == 0 && buf.size() >= 5) {
-      std::memcpy(buf.data(), "TDHB\x01", 5);
+      std::memcpy(buf.data(), "TDHB\x02", 5);
       if (i % 4 == 0) buf.resize(kMessageSize);
     }
     EXPECT_FALSE(DecodeAuthenticatedMessage(buf, key).ok());

@@ -498,5 +498,45 @@ TEST(HeartbeatServiceTest, PortInUseIsAnIoErrorNamingTheAddress) {
   EXPECT_EQ(a.Start().code(), Status::Code::kInvalidArgument);  // once only
 }
 
+TEST(HeartbeatServiceTest, StandbyPromiseReachesThePrimaryAsSupportAnchoredOnItsOwnClock) {
+  Pair p = MakePair(2, 10, 200);
+  p.standby.promise_ms = 60;
+  HeartbeatService a(p.primary, SystemClock()), b(p.standby, SystemClock());
+  a.SetLocalState({Role::kPrimary, 4, 0});
+  b.SetLocalState({Role::kStandby, 4, 0});
+  ASSERT_TRUE(a.Start().ok());
+  ASSERT_TRUE(b.Start().ok());
+  ASSERT_TRUE(WaitFor([&] { return a.peer().support_until_ns > 0 && b.peer().alive; }));
+  // Support ends at most promise_ms after now (it is anchored on one of our past send times)...
+  const int64_t now = SystemClock()->NowNanos();
+  const PeerStatus pa = a.peer(), pb = b.peer();
+  EXPECT_LE(pa.support_until_ns, now + 60'000'000);
+  EXPECT_GT(pa.support_until_ns, now);  // ...and is fresh while the standby hears us every 10 ms
+  // The standby's promise ends after the primary's view of it: that gap is what keeps them apart.
+  EXPECT_GE(pb.promise_until_ns, pa.support_until_ns);
+  EXPECT_EQ(pa.max_term_seen, 4u);
+  EXPECT_EQ(pb.max_term_seen, 4u);
+  // A standby that becomes primary stops promising: support stops growing.
+  b.SetLocalState({Role::kPrimary, 5, 0});
+  ASSERT_TRUE(WaitFor([&] { return a.peer().max_term_seen == 5; }));
+  const int64_t frozen = a.peer().support_until_ns;
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  EXPECT_EQ(a.peer().support_until_ns, frozen);
+}
+
+TEST(HeartbeatServiceTest, PeerWithAnOlderTermLooksDead) {
+  Pair p = MakePair(1, 10, 60);
+  HeartbeatService a(p.primary, SystemClock()), b(p.standby, SystemClock());
+  a.SetLocalState({Role::kPrimary, 2, 0});
+  b.SetLocalState({Role::kStandby, 2, 0});
+  ASSERT_TRUE(a.Start().ok());
+  ASSERT_TRUE(b.Start().ok());
+  ASSERT_TRUE(WaitFor([&] { return a.peer().alive && b.peer().alive; }));
+  a.SetLocalState({Role::kPrimary, 3, 0});  // a moved on: b's term-2 datagrams are refused from now on
+  ASSERT_TRUE(WaitFor([&] { return !a.peer().alive; }));
+  EXPECT_GT(Rejected(a), 0u);
+  EXPECT_TRUE(WaitFor([&] { return b.peer().max_term_seen == 3; }));
+}
+
 }  // namespace
 }  // namespace tandem::heartbeat
