@@ -1,0 +1,267 @@
+#include "tests/faults/fault_cluster.h"
+
+#include <fcntl.h>
+#include <signal.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <thread>
+
+#include <gtest/gtest.h>
+
+namespace tandem::faults {
+namespace {
+
+constexpr int kHeartbeatPort = 7101;
+constexpr int kReplicationPort = 7400;
+constexpr int kWitnessPort = 7200;
+constexpr const char* kRoles[] = {"witness", "standby", "primary"};
+
+std::string ReadWholeFile(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::stringstream s;
+  s << in.rdbuf();
+  return s.str();
+}
+
+std::string Tail(const std::string& text, size_t lines) {
+  size_t pos = text.size();
+  for (size_t n = 0; n <= lines && pos != std::string::npos && pos > 0; ++n) pos = text.rfind('\n', pos - 1);
+  return pos == std::string::npos ? text : text.substr(pos + 1);
+}
+
+int RoleIndex(const std::string& role) {
+  for (int i = 0; i < 3; ++i) {
+    if (role == kRoles[i]) return i;
+  }
+  return -1;
+}
+
+Host RoleHost(const std::string& role) {
+  return role == "primary" ? Host::kPrimary : role == "standby" ? Host::kStandby : Host::kWitness;
+}
+
+std::string Endpoint(Host host, Link link, int port) { return NetLab::Address(host, link) + ":" + std::to_string(port); }
+
+}  // namespace
+
+std::string KvmUnusableReason() {
+  static const std::string reason = [] {
+    const char* env = std::getenv("TANDEM_KVM");
+    if (env && std::string(env) == "usable") return std::string();
+    if (env && std::string(env) == "unusable") return std::string("KVM NOT USABLE (TANDEM_KVM=unusable)");
+    std::string cmd = std::string("TANDEM_TEST_GUEST=") + TANDEM_TEST_GUEST + " " + TANDEM_SOURCE_DIR +
+                      "/scripts/probe-kvm 2>&1";
+    FILE* p = popen(cmd.c_str(), "r");
+    if (!p) return std::string("cannot run scripts/probe-kvm");
+    char buf[512];
+    std::string out;
+    while (fgets(buf, sizeof(buf), p)) out += buf;
+    int rc = pclose(p);
+    return rc == 0 ? std::string() : "KVM NOT USABLE, the COLO checkpoint path cannot run here: " + out;
+  }();
+  return reason;
+}
+
+FaultCluster::FaultCluster(ClusterOptions options) : options_(std::move(options)) {
+  // Debug knob: exercise the harness against a tandem without a witness.
+  if (const char* w = std::getenv("TANDEM_FAULT_WITNESS"); w && std::string(w) == "0") options_.witness = false;
+  auto lab = NetLab::Create(TANDEM_FAULT_RELAY);
+  if (!lab.ok()) {
+    init_ = lab.status();
+    return;
+  }
+  lab_ = std::move(lab).value();
+  dir_ = lab_->dir();
+  vm_name_ = "flt" + std::to_string(getpid()) + "-" + dir_.substr(dir_.size() - 6);
+  for (const char* role : kRoles) std::filesystem::create_directories(StateDir(role));
+  if (options_.relay) {
+    // Both directions of every heartbeat link, the replication stream and the witness.
+    for (Link l : {Link::kData0, Link::kData1}) {
+      for (Host h : {Host::kPrimary, Host::kStandby}) {
+        if (auto r = lab_->AddRelayRoute(Proto::kUdp, h, l, kHeartbeatPort); !r.ok()) init_ = r.status();
+      }
+    }
+    if (auto r = lab_->AddRelayRoute(Proto::kTcp, Host::kStandby, Link::kData0, kReplicationPort); !r.ok()) {
+      init_ = r.status();
+    }
+    if (options_.witness) {
+      if (auto r = lab_->AddRelayRoute(Proto::kUdp, Host::kWitness, Link::kMgmt, kWitnessPort); !r.ok()) {
+        init_ = r.status();
+      }
+    }
+    if (init_.ok()) init_ = lab_->StartRelay();
+  }
+  WriteConfig();
+  monitor_ = std::make_unique<InvariantMonitor>(std::vector<MonitoredRole>{
+      {"primary", StateDir("primary") + "/observer.qmp", StateDir("primary") + "/status.json"},
+      {"standby", StateDir("standby") + "/observer.qmp", StateDir("standby") + "/status.json"},
+      {"witness", "", StateDir("witness") + "/status.json"}});
+  monitor_->Start();
+}
+
+void FaultCluster::WriteConfig() {
+  std::ofstream conf(config_path());
+  // The observer QMP socket is relative: each role's QEMU runs in its state dir (the cwd we give tandem), so the
+  // same qemu_extra yields one socket per role.
+  conf << "[vm]\nname = " << vm_name_ << "\nmemory_mb = 32\naccel = kvm\nkernel = " << TANDEM_TEST_GUEST
+       << "\nappend = pages=64 rate=2000\nepoch_ms = " << options_.epoch_ms
+       << "\nqemu_extra = -qmp unix:observer.qmp,server=on,wait=off\n\n"
+       << "[primary]\nstate_dir = " << StateDir("primary") << "\nheartbeat = "
+       << Endpoint(Host::kPrimary, Link::kData0, kHeartbeatPort) << ", "
+       << Endpoint(Host::kPrimary, Link::kData1, kHeartbeatPort) << "\n\n"
+       << "[standby]\nstate_dir = " << StateDir("standby")
+       << "\nreplication = " << Endpoint(Host::kStandby, Link::kData0, kReplicationPort)
+       << "\nreplica_dir = /dev/shm\nheartbeat = " << Endpoint(Host::kStandby, Link::kData0, kHeartbeatPort) << ", "
+       << Endpoint(Host::kStandby, Link::kData1, kHeartbeatPort) << "\n\n"
+       << "[heartbeat]\ninterval_ms = " << options_.interval_ms << "\ntimeout_ms = " << options_.timeout_ms
+       << "\npsk = fault-key-" << vm_name_ << "\n\n";
+  if (options_.witness) {
+    conf << "[witness]\naddress = " << Endpoint(Host::kWitness, Link::kMgmt, kWitnessPort)
+         << "\nstate_dir = " << StateDir("witness") << "\nlease_ms = " << options_.lease_ms
+         << "\npromise_ms = " << options_.promise_ms << "\n\n";
+  }
+  conf << options_.extra_config << "\n";
+}
+
+FaultCluster::~FaultCluster() {
+  if (monitor_) monitor_->Stop();
+  if (lab_) {
+    for (const char* role : {"primary", "standby"}) {
+      nlohmann::json s = StatusOf(role);
+      if (s.is_object() && s.contains("qemu_pid") && s["qemu_pid"].is_number()) lab_->Adopt(s["qemu_pid"].get<int>());
+    }
+  }
+  lab_.reset();  // kills every process in the lab, deletes the namespaces and (unless kept) the directory
+  std::filesystem::remove("/dev/shm/tandem-" + vm_name_ + "-primary.ram");
+  std::filesystem::remove("/dev/shm/tandem-" + vm_name_ + ".replica");
+}
+
+pid_t FaultCluster::Start(const std::string& role) {
+  const int index = RoleIndex(role);
+  if (index < 0) return -1;
+  // A restarted role must not be judged by the status its previous incarnation left behind.
+  std::filesystem::remove(StateDir(role) + "/status.json");
+  auto pid = lab_->Spawn(RoleHost(role), {TANDEM_BINARY, role, "--config", config_path()}, dir_ + "/" + role + ".log",
+                         StateDir(role));
+  if (!pid.ok()) {
+    std::ofstream(dir_ + "/" + role + ".log", std::ios::app) << "[fault test] " << pid.status().ToString() << "\n";
+    return -1;
+  }
+  pids_[index] = *pid;
+  return *pid;
+}
+
+bool FaultCluster::StartProtected(uint64_t epochs, std::string* why) {
+  if (options_.witness) {
+    if (Start("witness") < 0) return *why = "cannot start the witness", false;
+    // The witness has nothing to wait for; give it a moment to bind before the hosts talk to it.
+    for (int i = 0; i < 50 && Log("witness").empty() && StatusOf("witness").is_null(); ++i) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+  }
+  if (Start("standby") < 0) return *why = "cannot start the standby", false;
+  if (!WaitFor("standby", 20000, [](const nlohmann::json& s) { return s.value("state", "") == "standby"; })) {
+    return *why = "the standby did not reach state standby", false;
+  }
+  if (Start("primary") < 0) return *why = "cannot start the primary", false;
+  if (!WaitFor("standby", 40000, [&](const nlohmann::json& s) { return s.value("last_applied", uint64_t(0)) >= epochs; })) {
+    return *why = "epochs did not reach the standby", false;
+  }
+  for (int i = 0; i < 200; ++i) {
+    const MonitorReport r = monitor_->Report();
+    if (r.role("primary")->running_samples > 0) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  return *why = "the monitor never saw the primary's VM running (observer QMP socket?)", false;
+}
+
+pid_t FaultCluster::pid(const std::string& role) const {
+  const int index = RoleIndex(role);
+  return index < 0 ? -1 : pids_[index];
+}
+
+void FaultCluster::Kill9(const std::string& role) {
+  const int index = RoleIndex(role);
+  if (index < 0) return;
+  nlohmann::json s = StatusOf(role);
+  pid_t qemu = s.is_object() && s.contains("qemu_pid") && s["qemu_pid"].is_number() ? s["qemu_pid"].get<int>() : -1;
+  // Both at once, as when a host dies: QEMU first so that tandem cannot notice and react in between.
+  if (qemu > 0) {
+    lab_->Adopt(qemu);
+    kill(qemu, SIGKILL);
+  }
+  if (pids_[index] > 0) lab_->Kill(pids_[index]);  // SIGKILL and reap
+  if (qemu > 0) lab_->Kill(qemu);                  // already dead: waits until it is gone
+  pids_[index] = -1;
+}
+
+nlohmann::json FaultCluster::StatusOf(const std::string& role) const {
+  auto parsed = nlohmann::json::parse(ReadWholeFile(StateDir(role) + "/status.json"), nullptr, false);
+  return parsed.is_discarded() ? nlohmann::json() : parsed;
+}
+
+std::string FaultCluster::State(const std::string& role) const {
+  nlohmann::json s = StatusOf(role);
+  return s.is_object() ? s.value("state", std::string()) : std::string();
+}
+
+bool FaultCluster::WaitFor(const std::string& role, int timeout_ms,
+                           const std::function<bool(const nlohmann::json&)>& pred) const {
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
+  while (std::chrono::steady_clock::now() < deadline) {
+    nlohmann::json s = StatusOf(role);
+    if (s.is_object() && pred(s)) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  return false;
+}
+
+std::string FaultCluster::Log(const std::string& role) const { return ReadWholeFile(dir_ + "/" + role + ".log"); }
+std::string FaultCluster::Serial(const std::string& role) const {
+  return ReadWholeFile(StateDir(role) + "/serial.log");
+}
+
+std::string FaultCluster::Diagnostics() const {
+  if (!lab_) return "\n(no lab)";
+  std::string out = "\n--- lab dir " + dir_ + " (TANDEM_KEEP_TEST_DIRS=1 keeps it) ---\n";
+  if (monitor_) out += monitor_->Report().Summary();
+  for (const char* role : kRoles) {
+    out += std::string("--- ") + role + " log (tail) ---\n" + Tail(Log(role), 30);
+    out += std::string("--- ") + role + " status ---\n" + ReadWholeFile(StateDir(role) + "/status.json") + "\n";
+  }
+  for (const char* role : {"primary", "standby"}) {
+    out += std::string("--- ") + role + " qemu.log (tail) ---\n" + Tail(ReadWholeFile(StateDir(role) + "/qemu.log"), 5);
+    out += std::string("--- ") + role + " serial (tail) ---\n" + Tail(Serial(role), 3);
+  }
+  return out;
+}
+
+ScenarioRecord::~ScenarioRecord() {
+  const char* path = std::getenv("TANDEM_FAULT_RESULTS");
+  const bool skipped = ::testing::Test::IsSkipped();
+  nlohmann::json line = {{"scenario", name},
+                         {"passed", !::testing::Test::HasFailure() && !skipped},
+                         {"skipped", skipped},
+                         {"split_brain", split_brain},
+                         {"false_failover", false_failover ? 1 : 0},
+                         {"term_regressions", term_regressions},
+                         {"detect_ms", detect_ms >= 0 ? nlohmann::json(detect_ms) : nlohmann::json()},
+                         {"failover_ms", failover_ms >= 0 ? nlohmann::json(failover_ms) : nlohmann::json()}};
+  for (auto& [k, v] : extra.items()) line[k] = v;
+  const std::string text = line.dump() + "\n";
+  fprintf(stderr, "[fault result] %s", text.c_str());
+  if (!path || !*path) return;
+  const int fd = ::open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+  if (fd < 0) return;
+  ssize_t w = ::write(fd, text.data(), text.size());
+  (void)w;
+  ::close(fd);
+}
+
+}  // namespace tandem::faults
