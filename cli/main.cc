@@ -9,6 +9,7 @@
 #include "cli/roles.h"
 #include "cli/status_file.h"
 #include "common/log.h"
+#include "heartbeat/witness.h"
 
 namespace tandem::cli {
 namespace {
@@ -18,6 +19,7 @@ constexpr const char* kUsage = R"(usage: tandem <command> --config FILE [options
 commands:
   primary     run the protected VM here and replicate it to the standby
   standby     keep a replica of the VM and resume it when the primary is lost
+  witness     run the witness (the third vote: grants the primary role as a lease with a term)
   qemu-args   print the QEMU command line tandem uses (--role primary|standby)
   status      show the state of the roles on this host (--json for machine output)
 
@@ -84,6 +86,28 @@ int QemuArgs(const Config& config, const std::string& role) {
   return 0;
 }
 
+int RunWitness(const Config& config) {
+  SetLogTag("witness");
+  if (!config.HasWitness() && config.witness_listen.empty()) {
+    fprintf(stderr, "tandem: witness.address (or witness.listen) is not set: this configuration has no witness\n");
+    return 1;
+  }
+  if (Status st = MakeDirs(config.witness_state_dir); !st.ok()) {
+    fprintf(stderr, "tandem: %s\n", st.ToString().c_str());
+    return 1;
+  }
+  heartbeat::WitnessOptions options;
+  options.listen_address = config.witness_listen.empty() ? config.witness_address : config.witness_listen;
+  options.psk = config.psk;
+  options.state_path = config.witness_state_dir + "/witness.json";
+  options.lease_ms = config.lease_ms;
+  if (Status st = heartbeat::RunWitnessDaemon(options); !st.ok()) {
+    TLOG_ERROR("witness", "%s", st.ToString().c_str());
+    return 1;
+  }
+  return 0;
+}
+
 int ShowStatus(const Config& config, bool json) {
   nlohmann::json all = nlohmann::json::object();
   for (const auto& [role, dir] : {std::pair{"primary", config.primary_state_dir}, {"standby", config.standby_state_dir}}) {
@@ -127,6 +151,7 @@ int Main(int argc, char** argv) {
     ShutdownSignal::Install();
     return args.command == "primary" ? RunPrimary(*config) : RunStandby(*config);
   }
+  if (args.command == "witness") return RunWitness(*config);
   if (args.command == "qemu-args") return QemuArgs(*config, args.role);
   if (args.command == "status") return ShowStatus(*config, args.json);
   fputs(kUsage, stderr);
