@@ -114,8 +114,10 @@ Status Validate(const Config& c) {
   if (c.heartbeat_timeout_ms <= c.heartbeat_interval_ms) {
     return Status::InvalidArgument("heartbeat.timeout_ms must be larger than heartbeat.interval_ms");
   }
-  if (c.two_host_policy != "never-promote" && c.two_host_policy != "standby-promotes") {
-    return Status::InvalidArgument("witness.two_host_policy must be never-promote or standby-promotes");
+  if (c.two_host_policy != "never-promote" && c.two_host_policy != "standby-promotes" &&
+      c.two_host_policy != "standby-promotes-fenced") {
+    return Status::InvalidArgument(
+        "witness.two_host_policy must be never-promote, standby-promotes or standby-promotes-fenced");
   }
   if (c.lease_ms <= c.heartbeat_interval_ms * 2) {
     return Status::InvalidArgument("witness.lease_ms must be more than twice heartbeat.interval_ms (renewals)");

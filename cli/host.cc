@@ -67,6 +67,9 @@ heartbeat::HeartbeatOptions MakeHeartbeatOptions(const Config& config, bool prim
   options.interval_ms = config.heartbeat_interval_ms;
   options.timeout_ms = config.heartbeat_timeout_ms;
   options.psk = config.psk;
+  // The standby promises in every heartbeat not to seek promotion before promise_ms after hearing the
+  // primary: that promise is what lets a primary cut off from the witness keep running (heartbeat/arbiter.h).
+  if (!primary_side) options.promise_ms = config.promise_ms;
   return options;
 }
 

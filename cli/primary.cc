@@ -8,6 +8,7 @@
 #include <cinttypes>
 #include <cstdio>
 
+#include "cli/guard.h"
 #include "cli/host.h"
 #include "cli/roles.h"
 #include "cli/status_file.h"
@@ -29,9 +30,12 @@ struct PauseWindow {
   }
 };
 
-nlohmann::json PrimaryStatus(const Config& config, const char* state, pid_t qemu_pid,
+nlohmann::json PrimaryStatus(const Config& config, const PrimaryGuard& guard, pid_t qemu_pid,
                              const replicator::ShipperStats& ship, const heartbeat::PeerStatus& peer,
                              uint64_t epoch, double last_pause_ms) {
+  const nlohmann::json guard_status = guard.StatusJson();
+  const std::string action = guard_status["guard"].get<std::string>();
+  const char* state = action == "run" ? "running" : action == "fence" ? "fenced" : action.c_str();
   nlohmann::json links = nlohmann::json::array();
   for (const auto& link : peer.links) {
     links.push_back({{"local", link.local_address}, {"peer", link.peer_address}, {"up", link.up},
@@ -42,6 +46,8 @@ nlohmann::json PrimaryStatus(const Config& config, const char* state, pid_t qemu
           {"vm", config.vm_name},
           {"pid", int(getpid())},
           {"qemu_pid", int(qemu_pid)},
+          {"term", guard_status["term"]},
+          {"guard", guard_status},
           {"epoch", epoch},
           {"last_pause_ms", last_pause_ms},
           {"protected", ship.standby_connected},
@@ -71,12 +77,30 @@ int RunPrimary(const Config& config) {
   ::unlink(ram_path.c_str());
 
   heartbeat::HeartbeatService heartbeats(MakeHeartbeatOptions(config, /*primary_side=*/true), clock);
-  heartbeats.SetLocalState({heartbeat::Role::kPrimary, /*term=*/1, /*last_epoch=*/0});
+  heartbeats.SetLocalState({heartbeat::Role::kPrimary, /*term=*/0, /*last_epoch=*/0});
   heartbeats.OnPeerLost([] { TLOG_WARN("heartbeat", "standby lost on every link: the VM runs UNPROTECTED"); });
   if (Status st = heartbeats.Start(); !st.ok()) {
     TLOG_ERROR("heartbeat", "%s", st.ToString().c_str());
     return 1;
   }
+  auto authority = MakeLeaseAuthority(config, "primary", clock);
+  if (!authority.ok()) {
+    TLOG_ERROR("guard", "%s", authority.status().ToString().c_str());
+    return 1;
+  }
+  // The VM must not run anywhere before this host holds the primary role (a lease and a term from the
+  // witness, or the two-host policy): QEMU is started only once the guard says so.
+  PrimaryGuard guard(config, std::move(authority).value(), &heartbeats, clock);
+  guard.Start();
+  if (!guard.WaitRunnable(30000)) {
+    const nlohmann::json why = guard.StatusJson();
+    TLOG_ERROR("guard", "not allowed to run VM %s: %s", config.vm_name.c_str(), why.dump().c_str());
+    WriteStatusFile(dir, {{"role", "primary"}, {"state", "failed"}, {"guard", why},
+                          {"error", "no right to run the VM: " + why.value("reason", std::string())}}).ok();
+    return 1;
+  }
+  const uint64_t term = guard.term();
+  heartbeats.SetLocalState({heartbeat::Role::kPrimary, term, 0});
 
   auto endpoint = qemu::ColoEndpoint::Listen(colo_socket);
   if (!endpoint.ok()) {
@@ -93,6 +117,7 @@ int RunPrimary(const Config& config) {
   auto fail = [&](const char* what, const Status& st) {
     TLOG_ERROR("main", "%s: %s", what, st.ToString().c_str());
     WriteStatusFile(dir, {{"role", "primary"}, {"state", "failed"}, {"error", st.ToString()}}).ok();
+    guard.Stop();  // it may hold the QMP client that dies with `qemu`
     process.Kill(SIGKILL);
     return 1;
   };
@@ -102,6 +127,7 @@ int RunPrimary(const Config& config) {
   if (Status st = qemu::StartColoMigration(*qemu->qmp, colo_socket, config.epoch_ms); !st.ok()) {
     return fail("start COLO", st);
   }
+  guard.AttachVm(qemu->qmp.get());
   if (Status st = (*endpoint)->Accept(10000); !st.ok()) return fail("QEMU did not connect", st);
   replicator::VmDescriptor descriptor;
   std::vector<uint8_t> device_state;
@@ -126,7 +152,7 @@ int RunPrimary(const Config& config) {
   ship_options.standby_address = config.standby_replication;
   ship_options.max_in_flight = config.max_in_flight;
   ship_options.io_timeout_ms = config.io_timeout_ms;
-  ship_options.term = 1;
+  ship_options.term = term;
   ship_options.debug_die_mid_epoch = config.debug_die_mid_epoch;
   ship_options.debug_corrupt_epoch = config.debug_corrupt_epoch;
   replicator::EpochShipper shipper(ship_options, clock);
@@ -158,12 +184,27 @@ int RunPrimary(const Config& config) {
     // Submit blocks only when the standby is max_in_flight epochs behind: the VM then stays paused, which is
     // the backpressure that keeps a slow standby from falling further behind.
     shipper.Submit(std::move(epoch));
+    // A fenced primary keeps the VM inside COLO's own pause: QEMU resumes it only after VMSTATE_LOADED.
+    while (!guard.WaitRunnable(200)) {
+      if (guard.superseded() || ShutdownSignal::Requested()) break;
+      WriteStatusFile(dir, PrimaryStatus(config, guard, process.pid(), shipper.stats(), heartbeats.peer(), number,
+                                         0)).ok();
+    }
+    if (guard.superseded()) {
+      WriteStatusFile(dir, PrimaryStatus(config, guard, process.pid(), shipper.stats(), heartbeats.peer(), number,
+                                         0)).ok();
+      TLOG_ERROR("main", "superseded: killing this host's copy of VM %s (it must never run again here)",
+                 config.vm_name.c_str());
+      exit_code = 3;
+      break;
+    }
+    if (ShutdownSignal::Requested()) break;
     if (Status resumed = (*endpoint)->ResumeVm(); !resumed.ok()) {
       exit_code = fail("VMSTATE_LOADED", resumed);
       break;
     }
     const int64_t pause_ns = clock->NowNanos() - timing.request_ns;
-    heartbeats.SetLocalState({heartbeat::Role::kPrimary, 1, number});
+    heartbeats.SetLocalState({heartbeat::Role::kPrimary, term, number});
     window.Add(pages, page_bytes + device_bytes, pause_ns);
     TLOG_DEBUG("epoch", "epoch %" PRIu64 " pages=%" PRIu64 " bytes=%" PRIu64 " device=%zu pause_ms=%.2f", number,
                pages, page_bytes, device_bytes, pause_ns / 1e6);
@@ -177,7 +218,7 @@ int RunPrimary(const Config& config) {
                 number - window.epochs + 1, number, window.total_ns / 1e6 / double(window.epochs),
                 window.max_ns / 1e6, window.bytes / 1024.0 / double(window.epochs), ship.last_acked,
                 ship.standby_connected ? "" : " [UNPROTECTED: no standby]");
-      WriteStatusFile(dir, PrimaryStatus(config, "running", process.pid(), ship, heartbeats.peer(), number,
+      WriteStatusFile(dir, PrimaryStatus(config, guard, process.pid(), ship, heartbeats.peer(), number,
                                          pause_ns / 1e6))
           .ok();
       if (csv) fflush(csv);
@@ -186,9 +227,10 @@ int RunPrimary(const Config& config) {
     }
   }
   if (csv) fclose(csv);
-  shipper.Stop();
-  heartbeats.Stop();
   process.Kill(SIGKILL);
+  shipper.Stop();
+  guard.Stop();
+  heartbeats.Stop();
   return exit_code;
 }
 

@@ -3,13 +3,16 @@
 // on every link, the receiver is stopped (no apply in progress, none to come), and the standby QEMU loads the
 // last applied epoch's device state and runs.
 #include <signal.h>
+#include <poll.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cinttypes>
 #include <condition_variable>
 #include <fcntl.h>
 #include <mutex>
 
+#include "cli/guard.h"
 #include "cli/host.h"
 #include "cli/roles.h"
 #include "cli/status_file.h"
@@ -97,7 +100,7 @@ int RunStandby(const Config& config) {
 
   FailoverTrigger trigger;
   heartbeat::HeartbeatService heartbeats(MakeHeartbeatOptions(config, /*primary_side=*/false), clock);
-  heartbeats.SetLocalState({heartbeat::Role::kStandby, 1, 0});
+  heartbeats.SetLocalState({heartbeat::Role::kStandby, 0, 0});
   heartbeats.OnPeerLost([&trigger, clock] {
     std::lock_guard<std::mutex> lock(trigger.mu);
     trigger.peer_lost = true;
@@ -108,39 +111,68 @@ int RunStandby(const Config& config) {
     process.Kill(SIGKILL);
     return fail("heartbeat", st);
   }
+  auto authority = MakeLeaseAuthority(config, "standby", clock);
+  if (!authority.ok()) {
+    process.Kill(SIGKILL);
+    return fail("witness", authority.status());
+  }
   ShutdownSignal::OnSignal(WakeOnSignal, &trigger);
-  TLOG_INFO("main", "standby for VM %s ready: replication on %s, replica %s, warm standby QEMU pid %d",
-            config.vm_name.c_str(), config.standby_replication.c_str(), replica.c_str(), int(process.pid()));
+  TLOG_INFO("main", "standby for VM %s ready: replication on %s, replica %s, warm standby QEMU pid %d, %s",
+            config.vm_name.c_str(), config.standby_replication.c_str(), replica.c_str(), int(process.pid()),
+            config.HasWitness() ? ("witness " + config.witness_address).c_str()
+                                : ("NO witness: two-host policy " + config.two_host_policy).c_str());
 
-  // Wait for the primary to be lost, publishing status meanwhile.
-  int64_t detected_ns = 0;
+  // Replicate until the arbiter promotes this host: the primary lost on every link, our promise to it run
+  // out, and the witness granted a new term (or the two-host policy allows it).
+  heartbeat::StandbyArbiter arbiter(MakeArbiterOptions(config));
+  heartbeat::LeaseReply grant;
+  heartbeat::StandbyDecision decision;
+  const int64_t interval_ns = int64_t(config.heartbeat_interval_ms) * 1'000'000;
+  int64_t next_status_ns = 0;
   uint64_t reported_applied = 0;
   while (!ShutdownSignal::Requested()) {
-    {
-      std::unique_lock<std::mutex> lock(trigger.mu);
-      trigger.cv.wait_for(lock, std::chrono::milliseconds(200), [&] { return trigger.peer_lost; });
-      if (trigger.peer_lost) {
-        trigger.peer_lost = false;
-        if (receiver.resume_point().has_value()) {
-          detected_ns = trigger.detected_ns;
-          break;
-        }
-        TLOG_ERROR("main", "primary lost before its first complete epoch arrived: nothing consistent to resume");
-      }
-    }
-    if (!process.Running()) {
-      receiver.Stop();
-      heartbeats.Stop();
-      return fail("standby QEMU", Status::Aborted("the warm standby QEMU exited: no failover possible"));
-    }
     const replicator::ReceiverStats stats = receiver.stats();
-    heartbeats.SetLocalState({heartbeat::Role::kStandby, 1, stats.last_applied});
-    if (stats.last_applied != reported_applied && stats.last_applied % 20 == 0) {
-      TLOG_INFO("epoch", "applied up to epoch %" PRIu64 " (last apply %.2f ms, %" PRIu64 " rejected)",
-                stats.last_applied, stats.last_apply_ms, stats.epochs_rejected);
-      reported_applied = stats.last_applied;
+    const heartbeat::PeerStatus peer = heartbeats.peer();
+    arbiter.OnPeer(peer.alive, peer.ever_heard, peer.max_term_seen, peer.promise_until_ns);
+    arbiter.OnResumePoint(stats.epochs_applied > 0);
+    heartbeat::LeaseReply reply;
+    while (*authority && (*authority)->PollReply(&reply)) {
+      arbiter.OnLeaseReply(reply);
+      if (reply.granted && reply.op == heartbeat::LeaseOp::kPromote) grant = reply;
     }
-    WriteStatusFile(dir, StandbyStatus(config, "standby", process.pid(), stats, heartbeats.peer())).ok();
+    int64_t now = clock->NowNanos();
+    decision = arbiter.Tick(now);
+    if (decision.send_promote && *authority) {
+      (*authority)->RequestPromote(decision.term, stats.last_applied).ok();
+    }
+    if (decision.changed) {
+      const bool alarm = decision.action == heartbeat::StandbyAction::kAlarm;
+      Log(alarm ? LogLevel::kWarn : LogLevel::kInfo, "arbiter", "%s%s: %s", alarm ? "ALARM " : "",
+          heartbeat::StandbyActionName(decision.action), decision.reason);
+    }
+    if (decision.action == heartbeat::StandbyAction::kPromote) break;
+    heartbeats.SetLocalState({heartbeat::Role::kStandby, arbiter.term(), stats.last_applied});
+    if (now >= next_status_ns) {
+      next_status_ns = now + 200'000'000;
+      if (!process.Running()) {
+        receiver.Stop();
+        heartbeats.Stop();
+        return fail("standby QEMU", Status::Aborted("the warm standby QEMU exited: no failover possible"));
+      }
+      if (stats.last_applied != reported_applied && stats.last_applied % 20 == 0) {
+        TLOG_INFO("epoch", "applied up to epoch %" PRIu64 " (last apply %.2f ms, %" PRIu64 " rejected)",
+                  stats.last_applied, stats.last_apply_ms, stats.epochs_rejected);
+        reported_applied = stats.last_applied;
+      }
+      nlohmann::json status = StandbyStatus(config, "standby", process.pid(), stats, peer);
+      status["term"] = arbiter.term();
+      status["arbiter"] = {{"action", heartbeat::StandbyActionName(decision.action)}, {"reason", decision.reason}};
+      WriteStatusFile(dir, status).ok();
+    }
+    const int64_t wait_ns = std::clamp<int64_t>(arbiter.NextDeadline(now) - clock->NowNanos(), 0, interval_ns);
+    pollfd pfd{*authority ? (*authority)->wait_fd() : -1, POLLIN, 0};
+    const timespec timeout{0, long(wait_ns)};
+    ppoll(&pfd, pfd.fd >= 0 ? 1 : 0, &timeout, nullptr);
   }
   if (ShutdownSignal::Requested()) {
     receiver.Stop();
@@ -151,9 +183,16 @@ int RunStandby(const Config& config) {
 
   // Failover. After Stop() the replica and its device state are final: nothing is half applied.
   receiver.Stop();
+  const int64_t detected_ns = [&] {
+    std::lock_guard<std::mutex> lock(trigger.mu);
+    return trigger.detected_ns;
+  }();
+  const uint64_t term = decision.term;
+  // Carry the new term at once: an old primary that can still hear us stands down (superseded).
+  heartbeats.SetLocalState({heartbeat::Role::kPrimary, term, receiver.stats().last_applied});
   const replicator::ResumePoint point = *receiver.resume_point();
-  TLOG_WARN("failover", "primary heartbeats lost on every link: resuming VM %s from epoch %" PRIu64,
-            config.vm_name.c_str(), point.epoch);
+  TLOG_WARN("failover", "primary lost on every link, promoted to term %" PRIu64 " (%s): resuming VM %s from epoch %" PRIu64,
+            term, decision.reason, config.vm_name.c_str(), point.epoch);
   const std::string stream = qemu::BuildResumeStream(point.descriptor, point.device_state);
   if (Status st = qemu::ResumeStandbyQemu(*qemu->qmp, stream, dir + "/incoming.sock", 10000); !st.ok()) {
     process.Kill(SIGKILL);
@@ -161,18 +200,27 @@ int RunStandby(const Config& config) {
     return fail("resume", st);
   }
   const double resume_ms = (clock->NowNanos() - detected_ns) / 1e6;
-  heartbeats.SetLocalState({heartbeat::Role::kPrimary, 2, point.epoch});
   TLOG_WARN("failover", "VM %s RUNNING on this host from epoch %" PRIu64 ": resume_ms=%.1f (heartbeat loss detected -> guest running), now unprotected",
             config.vm_name.c_str(), point.epoch, resume_ms);
-  nlohmann::json status = StandbyStatus(config, "active", process.pid(), receiver.stats(), heartbeats.peer());
-  status["resumed_epoch"] = point.epoch;
-  status["resume_ms"] = resume_ms;
-  WriteStatusFile(dir, status).ok();
 
-  while (!ShutdownSignal::Requested() && process.Running()) {
+  // This host is the primary now: it keeps the lease like any primary and fences if it loses it.
+  PrimaryGuard guard(config, std::move(authority).value(), &heartbeats, clock, term,
+                     grant.granted ? &grant : nullptr);
+  guard.Start();
+  guard.AttachVm(qemu->qmp.get());
+  while (!ShutdownSignal::Requested() && process.Running() && !guard.superseded()) {
+    const nlohmann::json guard_status = guard.StatusJson();
+    nlohmann::json status = StandbyStatus(config, "active", process.pid(), receiver.stats(), heartbeats.peer());
+    status["state"] = guard_status["guard"] == "fence" ? "fenced" : "active";
+    status["term"] = term;
+    status["guard"] = guard_status;
+    status["resumed_epoch"] = point.epoch;
+    status["resume_ms"] = resume_ms;
+    WriteStatusFile(dir, status).ok();
     std::unique_lock<std::mutex> lock(trigger.mu);
     trigger.cv.wait_for(lock, std::chrono::milliseconds(200));
   }
+  guard.Stop();
   heartbeats.Stop();
   if (process.Running()) process.Kill(SIGKILL);
   return 0;

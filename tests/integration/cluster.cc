@@ -84,11 +84,15 @@ Cluster::Cluster(const std::string& extra_config, int epoch_ms) {
        << "\nreplica_dir = " << dir_ << "\nheartbeat = 127.0.0.1:" << FreePort(SOCK_DGRAM)
        << ", 127.0.0.2:" << FreePort(SOCK_DGRAM) << "\n\n"
        << "[heartbeat]\ninterval_ms = 10\ntimeout_ms = 80\npsk = test-key-" << name << "\n\n"
+       << "[witness]\naddress = 127.0.0.1:" << FreePort(SOCK_DGRAM) << "\nstate_dir = " << dir_ << "/witness\n\n"
        << extra_config << "\n";
+  conf.close();
+  // The third vote: without it the standby may not promote (the default two-host policy never does).
+  Spawn("witness");
 }
 
 Cluster::~Cluster() {
-  for (const char* role : {"primary", "standby"}) {
+  for (const char* role : {"primary", "standby"}) {  // their QEMUs: children of tandem, killed by pid too
     nlohmann::json s = Status(role);
     if (s.is_object() && s.contains("qemu_pid")) spawned_.push_back(s["qemu_pid"].get<int>());
   }
@@ -167,6 +171,7 @@ std::string Cluster::Diagnostics() const {
     out += std::string("\n--- ") + role + " log (tail) ---\n" + Tail(Log(role), 25);
     out += std::string("--- ") + role + " serial (tail) ---\n" + Tail(Serial(role), 5);
   }
+  out += "--- witness log (tail) ---\n" + Tail(Log("witness"), 10);
   return out;
 }
 
