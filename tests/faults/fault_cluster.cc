@@ -7,6 +7,7 @@
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <exception>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -29,10 +30,15 @@ std::string ReadWholeFile(const std::string& path) {
   return s.str();
 }
 
+// The last `lines` lines of `text`.
 std::string Tail(const std::string& text, size_t lines) {
-  size_t pos = text.size();
-  for (size_t n = 0; n <= lines && pos != std::string::npos && pos > 0; ++n) pos = text.rfind('\n', pos - 1);
-  return pos == std::string::npos ? text : text.substr(pos + 1);
+  size_t start = text.size();
+  if (start > 0 && text[start - 1] == '\n') --start;  // the final newline ends the last line
+  for (size_t n = 0; n < lines && start > 0; ++n) {
+    const size_t nl = text.rfind('\n', start - 1);
+    start = nl == std::string::npos ? 0 : nl;
+  }
+  return text.substr(start < text.size() && text[start] == '\n' ? start + 1 : start);
 }
 
 int RoleIndex(const std::string& role) {
@@ -101,7 +107,8 @@ FaultCluster::FaultCluster(ClusterOptions options) : options_(std::move(options)
   monitor_ = std::make_unique<InvariantMonitor>(std::vector<MonitoredRole>{
       {"primary", StateDir("primary") + "/observer.qmp", StateDir("primary") + "/status.json"},
       {"standby", StateDir("standby") + "/observer.qmp", StateDir("standby") + "/status.json"},
-      {"witness", "", StateDir("witness") + "/status.json"}});
+      // The witness's persisted term for this VM (its state file).
+      {"witness", "", StateDir("witness") + "/witness.json", "/vms/" + vm_name_ + "/term", "/vms/" + vm_name_ + "/holder"}});
   monitor_->Start();
 }
 
@@ -245,8 +252,10 @@ std::string FaultCluster::Diagnostics() const {
 ScenarioRecord::~ScenarioRecord() {
   const char* path = std::getenv("TANDEM_FAULT_RESULTS");
   const bool skipped = ::testing::Test::IsSkipped();
+  // Destroyed by an exception escaping the test body: gtest records that failure only after we are gone.
+  const bool failed = ::testing::Test::HasFailure() || std::uncaught_exceptions() > 0;
   nlohmann::json line = {{"scenario", name},
-                         {"passed", !::testing::Test::HasFailure() && !skipped},
+                         {"passed", !failed && !skipped},
                          {"skipped", skipped},
                          {"split_brain", split_brain},
                          {"false_failover", false_failover ? 1 : 0},

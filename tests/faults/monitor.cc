@@ -205,8 +205,9 @@ void InvariantMonitor::PollStatus() {
       std::lock_guard<std::mutex> lock(mu_);
       RoleState& r = roles_[i];
       r.report.last_status = text.str();
-      if (s.contains("term") && s["term"].is_number_unsigned()) {
-        const uint64_t term = s["term"].get<uint64_t>();
+      const nlohmann::json::json_pointer term_at(r.spec.term_pointer), state_at(r.spec.state_pointer);
+      if (s.contains(term_at) && s[term_at].is_number_unsigned()) {
+        const uint64_t term = s[term_at].get<uint64_t>();
         if (term < r.report.max_term) {
           ++r.report.term_regressions;
           if (first_violation_.empty()) {
@@ -217,7 +218,7 @@ void InvariantMonitor::PollStatus() {
         }
         r.report.max_term = std::max(r.report.max_term, term);
       }
-      const std::string state = s.value("state", std::string("?"));
+      const std::string state = s.contains(state_at) && s[state_at].is_string() ? s[state_at].get<std::string>() : "?";
       if (state != r.last_state) {
         r.last_state = state;
         r.report.states.push_back({now, state});

@@ -29,6 +29,9 @@ struct MonitoredRole {
   std::string name;         // "primary", "standby", "witness"
   std::string qmp_socket;   // observer QMP socket of its QEMU ("" for a role without a VM, e.g. the witness)
   std::string status_file;  // its status.json ("" when none)
+  // Where the term and the state are in that file (JSON pointers).
+  std::string term_pointer = "/term";
+  std::string state_pointer = "/state";
 };
 
 struct RoleReport {
