@@ -356,10 +356,13 @@ TEST(FaultTest, OldPrimaryReturnsAfterFailoverStaysFenced) {
   const MonitorReport r = c->monitor().Report();
   EXPECT_LT(r.role("primary")->last_running_ms, healed) << "the old primary's VM ran again" << c->Diagnostics();
   EXPECT_TRUE(Fenced(c->StatusOf("primary"))) << c->Diagnostics();
-  // Never back to running or active once the failover happened.
-  const RoleReport* p_states = r.role("primary");
-  for (const auto& [ms, state] : p_states->states) {
-    if (ms > t0) EXPECT_TRUE(state != "running" && state != "active") << state << " at " << ms << c->Diagnostics();
+  // Never back to running or active once the standby took over.
+  const double took_over = FirstResumeAfter(r, "standby", t0);
+  EXPECT_GT(took_over, 0) << c->Diagnostics();
+  for (const auto& [ms, state] : r.role("primary")->states) {
+    if (ms > took_over) {
+      EXPECT_TRUE(state != "running" && state != "active") << state << " at " << ms << c->Diagnostics();
+    }
   }
   EXPECT_EQ(c->State("standby"), "active") << c->Diagnostics();
   EXPECT_GT(r.role("standby")->last_running_ms, WallMs() - 500) << "the new active's VM stopped" << c->Diagnostics();
