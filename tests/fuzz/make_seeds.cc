@@ -6,6 +6,7 @@
 #include <zstd.h>
 
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <iterator>
@@ -13,6 +14,8 @@
 #include <vector>
 
 #include "heartbeat/message.h"
+#include "replicator/epoch_codec.h"
+#include "replicator/transport.h"
 
 namespace {
 
@@ -69,6 +72,50 @@ int ColoSeeds(const fs::path& dir, const fs::path& recordings) {
   return 0;
 }
 
+// A real replication conversation from the primary's encoder: HELLO, a full epoch, then delta epochs whose pages
+// use every encoding (sparse, XOR+LZ4, filled, unchanged, raw) and a device state.
+int EpochStreamSeeds(const fs::path& dir) {
+  using namespace tandem::replicator;
+  fs::create_directories(dir);
+  VmDescriptor vm;
+  vm.vm_name = "fuzz";
+  vm.ram_blocks = {{"mem", 16 * kPageSize}, {"rom", 2 * kPageSize}};
+  vm.qemu_configuration = "pc-q35-7.2";
+  vm.qemu_vmdesc_json = R"({"devices":[]})";
+  auto mirror = RamImage::Create(vm, {});
+  if (!mirror.ok()) return 1;
+  for (uint32_t b = 0; b < 2; ++b) {
+    auto block = (*mirror)->Block(b);
+    for (size_t i = 0; i < block.size(); ++i) block[i] = uint8_t((i / 7) ^ b);
+  }
+  EpochEncoder encoder(PageCodecOptions{});
+  BufferSink sink;
+  HelloMessage hello;
+  hello.term = 1;
+  hello.generation = 0x5eed;
+  hello.descriptor = vm;
+  std::vector<uint8_t> device(300, 0xd5);
+  if (!encoder.EncodeHello(hello, &sink).ok() || !encoder.EncodeFull(0, 1, **mirror, device, &sink).ok()) return 1;
+  if (!WriteFile(dir / "hello-full", sink.bytes.data(), sink.bytes.size())) return 1;
+  Epoch epoch;
+  for (uint64_t n = 1; n <= 3; ++n) {
+    epoch.Reset(n, false);
+    auto block0 = (*mirror)->Block(0);
+    uint8_t* sparse = epoch.PageBuffer(0, n * kPageSize);
+    memcpy(sparse, block0.data() + n * kPageSize, kPageSize);
+    sparse[n * 8] ^= 0x5a;
+    uint8_t* rewritten = epoch.PageBuffer(0, (n + 5) * kPageSize);
+    for (size_t i = 0; i < kPageSize; ++i) rewritten[i] = uint8_t((i / 5) ^ n);
+    epoch.FilledPage(0, (n + 9) * kPageSize, 0);
+    uint8_t* noise = epoch.PageBuffer(1, kPageSize);
+    for (size_t i = 0; i < kPageSize; ++i) noise[i] = uint8_t(i * 2654435761u >> (n + 3));
+    epoch.device_state().assign(200 + n, uint8_t(n));
+    if (!encoder.EncodeEpoch(epoch, 1, mirror->get(), &sink).ok() || !(*mirror)->Apply(epoch).ok()) return 1;
+  }
+  if (!WriteFile(dir / "hello-full-3-deltas", sink.bytes.data(), sink.bytes.size())) return 1;
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -79,5 +126,6 @@ int main(int argc, char** argv) {
   const fs::path out = argv[1], source = argv[2];
   if (HeartbeatSeeds(out / "heartbeat_message") != 0) return 1;
   if (ColoSeeds(out / "colo_stream", source / "tests/qemu/data") != 0) return 1;
+  if (EpochStreamSeeds(out / "epoch_stream") != 0) return 1;
   return 0;
 }
