@@ -1,9 +1,14 @@
 #include "replicator/epoch_codec.h"
 
+#include <sched.h>
 #include <xxhash.h>
 
+#include <algorithm>
 #include <cinttypes>
+#include <condition_variable>
 #include <cstdio>
+#include <mutex>
+#include <thread>
 
 #include "common/log.h"
 
@@ -35,7 +40,42 @@ bool IsRelative(PageEncoding e) {
 
 constexpr uint8_t kMaxEncoding = static_cast<uint8_t>(PageEncoding::kSparse);
 
+// One PAGES entry at `entry`: header, then the page encoded against `previous`. The single- and multi-threaded
+// encoders both write entries here, which is what keeps their output identical.
+EncodedPage WriteEntry(PageEncoder& encoder, uint8_t* entry, uint32_t block, uint64_t offset, const uint8_t* page,
+                       const uint8_t* previous) {
+  uint8_t* data = entry + kPageEntryHeaderSize;
+  const EncodedPage e = encoder.Encode(page, previous, data);
+  const uint64_t hash = e.encoding == PageEncoding::kFilled ? FilledPageHash(data[0]) : PageHash(page);
+  StoreLe64(entry, offset);
+  StoreLe32(entry + 8, block);
+  StoreLe32(entry + 12, e.size);
+  StoreLe64(entry + 16, hash);
+  entry[24] = static_cast<uint8_t>(e.encoding);
+  entry[25] = entry[26] = entry[27] = 0;
+  return e;
+}
+
+// A page the epoch already knows is filled with one byte (QEMU's zero pages).
+EncodedPage WriteFilledEntry(uint8_t* entry, uint32_t block, uint64_t offset, uint8_t fill) {
+  StoreLe64(entry, offset);
+  StoreLe32(entry + 8, block);
+  StoreLe32(entry + 12, 1);
+  StoreLe64(entry + 16, FilledPageHash(fill));
+  entry[24] = static_cast<uint8_t>(PageEncoding::kFilled);
+  entry[25] = entry[26] = entry[27] = 0;
+  entry[kPageEntryHeaderSize] = fill;
+  return {PageEncoding::kFilled, 1};
+}
+
 }  // namespace
+
+int UsableCpus() {
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  if (sched_getaffinity(0, sizeof(set), &set) != 0) return std::max(1u, std::thread::hardware_concurrency());
+  return std::max(1, CPU_COUNT(&set));
+}
 
 // ---------------------------------------------------------------------------------------------------------------
 // Encoder
@@ -52,9 +92,192 @@ struct EpochEncoder::EpochTotals {
   }
 };
 
-EpochEncoder::EpochEncoder(const PageCodecOptions& options)
-    : page_encoder_(options), record_(kRecordHeaderSize + kMaxRecordPayload), totals_(new EpochTotals) {}
-EpochEncoder::~EpochEncoder() = default;
+// ---------------------------------------------------------------------------------------------------------------
+// Multi-threaded pages. Record i of an epoch holds pages [i * kMaxPagesPerRecord, (i + 1) * kMaxPagesPerRecord)
+// whatever their encodings, so records are independent units of work. Threads claim the next record, encode it
+// into a slot of a ring of 2 x threads record buffers, and mark it ready; the calling thread also encodes, and
+// hands ready records to the sink strictly in order. A record is claimed only when its slot is free (at most the
+// ring's size ahead of the next record to emit), so memory stays bounded and nothing is allocated per epoch.
+
+struct EpochEncoder::PageSource {
+  const Epoch* epoch = nullptr;     // a delta epoch's pages, in order...
+  const RamImage* base = nullptr;   // ...against the standby's copies (nullptr: unknown)
+  const RamImage* image = nullptr;  // or a full epoch: every page of every block
+  uint64_t pages = 0;
+};
+
+struct EpochEncoder::Slot {
+  std::vector<uint8_t> record;  // header + largest PAGES payload
+  uint32_t payload_length = 0;
+  uint64_t checksum = 0;
+  uint64_t pages = 0;
+  uint64_t page_payload_bytes = 0;
+  uint64_t by_encoding[8] = {};
+  bool ready = false;  // guarded by Parallel::mu
+};
+
+struct EpochEncoder::Parallel {
+  std::mutex mu;
+  std::condition_variable work_cv;  // helpers: a record can be claimed, or stop
+  std::condition_variable done_cv;  // the emitting thread: a record is ready, or a helper went idle
+  std::vector<Slot> slots;
+  std::vector<std::thread> helpers;
+  // The epoch being encoded (guarded by mu).
+  const PageSource* source = nullptr;
+  uint64_t records = 0;     // PAGES records of the epoch
+  uint64_t next_claim = 0;  // next record to encode
+  uint64_t next_emit = 0;   // next record to hand to the sink
+  int busy = 0;             // helpers encoding a record
+  bool stop = false;
+
+  bool Claimable() const {
+    return source != nullptr && next_claim < records && next_claim < next_emit + slots.size();
+  }
+};
+
+void EpochEncoder::EncodeRecord(PageEncoder& encoder, const PageSource& source, uint64_t index, Slot* slot) {
+  const uint64_t first = index * kMaxPagesPerRecord;
+  const uint32_t count = uint32_t(std::min<uint64_t>(kMaxPagesPerRecord, source.pages - first));
+  slot->pages = count;
+  slot->page_payload_bytes = 0;
+  std::fill(std::begin(slot->by_encoding), std::end(slot->by_encoding), 0);
+  size_t cursor = kRecordHeaderSize + kPagesHeaderSize;
+  auto account = [&](const EncodedPage& e) {
+    cursor += kPageEntryHeaderSize + e.size;
+    slot->page_payload_bytes += e.size;
+    slot->by_encoding[static_cast<uint8_t>(e.encoding)]++;
+  };
+  uint8_t* out = slot->record.data();
+  if (source.epoch != nullptr) {
+    std::span<const PageRecord> pages = source.epoch->pages().subspan(first, count);
+    for (const PageRecord& p : pages) {
+      if (p.filled) {
+        account(WriteFilledEntry(out + cursor, p.block, p.offset, p.fill));
+      } else {
+        const uint8_t* previous = source.base != nullptr ? source.base->Page(p.block, p.offset) : nullptr;
+        account(WriteEntry(encoder, out + cursor, p.block, p.offset, source.epoch->PageData(p), previous));
+      }
+    }
+  } else {
+    // Find the block holding page `first` of the image, then walk on from there.
+    uint32_t block = 0;
+    uint64_t skip = first;
+    while (skip >= source.image->blocks()[block].size_bytes / kPageSize) {
+      skip -= source.image->blocks()[block].size_bytes / kPageSize;
+      ++block;
+    }
+    uint64_t offset = skip * kPageSize;
+    for (uint32_t i = 0; i < count; ++i) {
+      while (offset >= source.image->blocks()[block].size_bytes) ++block, offset = 0;
+      const uint8_t* page = source.image->Block(block).data() + offset;
+      account(WriteEntry(encoder, out + cursor, block, offset, page, nullptr));
+      offset += kPageSize;
+    }
+  }
+  StoreLe32(out + kRecordHeaderSize, count);
+  StoreLe32(out + kRecordHeaderSize + 4, 0);
+  slot->payload_length = uint32_t(cursor - kRecordHeaderSize);
+  slot->checksum = FinishRecord(RecordType::kPages, out, slot->payload_length);
+}
+
+void EpochEncoder::HelperLoop(Parallel* par, PageCodecOptions options) {
+  PageEncoder encoder(options);
+  std::unique_lock<std::mutex> lock(par->mu);
+  for (;;) {
+    par->work_cv.wait(lock, [&] { return par->stop || par->Claimable(); });
+    if (par->stop) return;
+    const uint64_t index = par->next_claim++;
+    Slot& slot = par->slots[index % par->slots.size()];
+    const PageSource& source = *par->source;
+    par->busy++;
+    lock.unlock();
+    EncodeRecord(encoder, source, index, &slot);
+    lock.lock();
+    slot.ready = true;
+    par->busy--;
+    par->done_cv.notify_one();  // only the emitting thread waits on it
+  }
+}
+
+bool EpochEncoder::UseParallel(uint64_t pages, bool full) const {
+  // The fault injection flips a bit between a page's hash and its record's checksum: single-threaded only.
+  return threads_ > 1 && !corrupting_ && pages > kMaxPagesPerRecord && (full || pages >= kParallelMinPages);
+}
+
+Status EpochEncoder::EmitSlot(const Slot& slot, EpochSink* sink) {
+  ChainChecksum(totals_->records.get(), slot.checksum);
+  totals_->payload_bytes += slot.payload_length;
+  totals_->record_count++;
+  totals_->page_count += slot.pages;
+  stats_.records++;
+  stats_.wire_bytes += kRecordHeaderSize + slot.payload_length;
+  stats_.pages += slot.pages;
+  stats_.page_payload_bytes += slot.page_payload_bytes;
+  for (size_t i = 0; i < std::size(slot.by_encoding); ++i) stats_.by_encoding[i] += slot.by_encoding[i];
+  return sink->WriteRecord({slot.record.data(), kRecordHeaderSize + slot.payload_length});
+}
+
+Status EpochEncoder::EncodePagesParallel(const PageSource& source, EpochSink* sink) {
+  if (parallel_ == nullptr) {
+    parallel_ = std::make_unique<Parallel>();
+    parallel_->slots.resize(size_t(threads_) * 2);
+    for (Slot& slot : parallel_->slots) slot.record.resize(kRecordHeaderSize + kMaxPagesPayload);
+    for (int i = 1; i < threads_; ++i) parallel_->helpers.emplace_back(HelperLoop, parallel_.get(), options_);
+  }
+  Parallel& par = *parallel_;
+  stats_.threads = uint32_t(threads_);
+  std::unique_lock<std::mutex> lock(par.mu);
+  par.source = &source;
+  par.records = (source.pages + kMaxPagesPerRecord - 1) / kMaxPagesPerRecord;
+  par.next_claim = par.next_emit = 0;
+  par.work_cv.notify_all();
+  Status st;
+  while (par.next_emit < par.records) {
+    Slot& next = par.slots[par.next_emit % par.slots.size()];
+    if (next.ready) {
+      // Sending may block on the network: the helpers keep encoding meanwhile.
+      lock.unlock();
+      st = EmitSlot(next, sink);
+      lock.lock();
+      next.ready = false;
+      if (!st.ok()) break;
+      par.next_emit++;
+      par.work_cv.notify_all();
+    } else if (par.Claimable()) {
+      const uint64_t index = par.next_claim++;
+      Slot& slot = par.slots[index % par.slots.size()];
+      lock.unlock();
+      EncodeRecord(page_encoder_, source, index, &slot);
+      lock.lock();
+      slot.ready = true;
+    } else {
+      par.done_cv.wait(lock);
+    }
+  }
+  // No more claims; records being encoded still read the epoch and write their slots: wait for them.
+  par.records = par.next_claim;
+  par.done_cv.wait(lock, [&] { return par.busy == 0; });
+  par.source = nullptr;
+  for (Slot& slot : par.slots) slot.ready = false;
+  return st;
+}
+
+EpochEncoder::EpochEncoder(const PageCodecOptions& options, int threads)
+    : options_(options),
+      threads_(std::max(1, threads)),
+      page_encoder_(options),
+      record_(kRecordHeaderSize + kMaxRecordPayload),
+      totals_(new EpochTotals) {}
+
+EpochEncoder::~EpochEncoder() {
+  if (parallel_ == nullptr) return;
+  {
+    std::lock_guard<std::mutex> lock(parallel_->mu);
+    parallel_->stop = true;
+  }
+  parallel_->work_cv.notify_all();
+  for (std::thread& t : parallel_->helpers) t.join();
+}
 
 uint64_t EpochEncoder::RecordCount(uint64_t pages, uint64_t device_state_bytes) {
   return 2 + (pages + kMaxPagesPerRecord - 1) / kMaxPagesPerRecord +
@@ -101,17 +324,9 @@ Status EpochEncoder::AddPage(uint32_t block, uint64_t offset, const uint8_t* pag
                              EpochSink* sink) {
   TANDEM_RETURN_IF_ERROR(MakeRoom(sink));
   uint8_t* entry = record_.data() + pages_cursor_;
-  uint8_t* data = entry + kPageEntryHeaderSize;
-  const EncodedPage e = page_encoder_.Encode(page, previous, data);
-  const uint64_t hash = e.encoding == PageEncoding::kFilled ? FilledPageHash(data[0]) : PageHash(page);
-  StoreLe64(entry, offset);
-  StoreLe32(entry + 8, block);
-  StoreLe32(entry + 12, e.size);
-  StoreLe64(entry + 16, hash);
-  entry[24] = static_cast<uint8_t>(e.encoding);
-  entry[25] = entry[26] = entry[27] = 0;
+  const EncodedPage e = WriteEntry(page_encoder_, entry, block, offset, page, previous);
   if (corrupting_ && e.size > 0) {
-    data[e.size / 2] ^= 0x10;
+    entry[kPageEntryHeaderSize + e.size / 2] ^= 0x10;
     corrupting_ = false;
   }
   pages_cursor_ += kPageEntryHeaderSize + e.size;
@@ -126,23 +341,17 @@ Status EpochEncoder::AddPage(uint32_t block, uint64_t offset, const uint8_t* pag
 Status EpochEncoder::AddFilledPage(uint32_t block, uint64_t offset, uint8_t fill, EpochSink* sink) {
   TANDEM_RETURN_IF_ERROR(MakeRoom(sink));
   uint8_t* entry = record_.data() + pages_cursor_;
-  StoreLe64(entry, offset);
-  StoreLe32(entry + 8, block);
-  StoreLe32(entry + 12, 1);
-  StoreLe64(entry + 16, FilledPageHash(fill));
-  entry[24] = static_cast<uint8_t>(PageEncoding::kFilled);
-  entry[25] = entry[26] = entry[27] = 0;
-  entry[kPageEntryHeaderSize] = fill;
+  const EncodedPage e = WriteFilledEntry(entry, block, offset, fill);
   if (corrupting_) {
     entry[kPageEntryHeaderSize] ^= 0x10;
     corrupting_ = false;
   }
-  pages_cursor_ += kPageEntryHeaderSize + 1;
+  pages_cursor_ += kPageEntryHeaderSize + e.size;
   pages_in_record_++;
   totals_->page_count++;
   stats_.pages++;
-  stats_.page_payload_bytes += 1;
-  stats_.by_encoding[static_cast<uint8_t>(PageEncoding::kFilled)]++;
+  stats_.page_payload_bytes += e.size;
+  stats_.by_encoding[static_cast<uint8_t>(e.encoding)]++;
   return Status::Ok();
 }
 
@@ -204,6 +413,13 @@ Status EpochEncoder::EncodeEpoch(const Epoch& epoch, uint64_t term, const RamIma
     }
   }
   return EncodeCommon(epoch.number(), term, false, epoch.device_state(), sink, [&]() -> Status {
+    if (UseParallel(epoch.pages().size(), false)) {
+      PageSource source;
+      source.epoch = &epoch;
+      source.base = base;
+      source.pages = epoch.pages().size();
+      return EncodePagesParallel(source, sink);
+    }
     for (const PageRecord& p : epoch.pages()) {
       if (p.filled) {
         TANDEM_RETURN_IF_ERROR(AddFilledPage(p.block, p.offset, p.fill, sink));
@@ -219,6 +435,14 @@ Status EpochEncoder::EncodeEpoch(const Epoch& epoch, uint64_t term, const RamIma
 Status EpochEncoder::EncodeFull(uint64_t number, uint64_t term, const RamImage& image,
                                 std::span<const uint8_t> device_state, EpochSink* sink) {
   return EncodeCommon(number, term, true, device_state, sink, [&]() -> Status {
+    uint64_t pages = 0;
+    for (const RamBlockInfo& b : image.blocks()) pages += b.size_bytes / kPageSize;
+    if (UseParallel(pages, true)) {
+      PageSource source;
+      source.image = &image;
+      source.pages = pages;
+      return EncodePagesParallel(source, sink);
+    }
     for (uint32_t b = 0; b < image.blocks().size(); ++b) {
       std::span<const uint8_t> block = image.Block(b);
       for (uint64_t off = 0; off < block.size(); off += kPageSize) {

@@ -4,6 +4,12 @@
 // the standby holds), with the page's hash as the standby must end up with it. The decoder rebuilds every page
 // into a staging Epoch, never into the replica, and checks every hash and the epoch's totals; only then may the
 // caller apply the staged epoch. Both reuse their buffers: steady-state epochs allocate nothing.
+//
+// Large epochs (kParallelMinPages pages or more, and every full epoch) are encoded on several threads: PAGES
+// records hold kMaxPagesPerRecord pages each whatever their encoding, so record i covers the same pages however
+// it is encoded, and every thread encodes whole records (pages, page hashes, record checksum) with its own
+// PageEncoder while the calling thread hands the finished ones to the sink in order. The bytes are identical to
+// the single-threaded encoder's; only the wall time changes.
 #pragma once
 
 #include <cstdint>
@@ -25,11 +31,20 @@ struct EncodeStats {
   uint64_t wire_bytes = 0;  // headers included
   uint64_t page_payload_bytes = 0;
   uint64_t by_encoding[8] = {};  // pages per PageEncoding
+  uint32_t threads = 1;          // threads that encoded the pages
 };
+
+// CPUs this process may run on (its affinity mask): the useful ceiling for encoder threads.
+int UsableCpus();
 
 class EpochEncoder {
  public:
-  explicit EpochEncoder(const PageCodecOptions& options);
+  // Epochs of at least this many pages are split across the encoder's threads (full epochs always are).
+  static constexpr uint64_t kParallelMinPages = 2048;
+
+  // `threads` (>= 1) encode large epochs, the calling thread being one of them; the helper threads start with
+  // the first large epoch and live as long as the encoder. Callers cap it, e.g. at UsableCpus().
+  explicit EpochEncoder(const PageCodecOptions& options, int threads = 1);
   ~EpochEncoder();
   EpochEncoder(const EpochEncoder&) = delete;
   EpochEncoder& operator=(const EpochEncoder&) = delete;
@@ -48,6 +63,7 @@ class EpochEncoder {
   void CorruptNextEpoch() { corrupt_next_ = true; }
 
   const EncodeStats& last_epoch_stats() const { return stats_; }
+  int threads() const { return threads_; }
   // Records an epoch of `pages` pages and `device_state_bytes` of device state is encoded into.
   static uint64_t RecordCount(uint64_t pages, uint64_t device_state_bytes);
 
@@ -62,6 +78,19 @@ class EpochEncoder {
   Status FlushPages(EpochSink* sink);
   Status Emit(RecordType type, uint32_t payload_length, EpochSink* sink);
 
+  // Multi-threaded pages (see the top of this file). `source` lists the epoch's pages in wire order.
+  struct PageSource;
+  struct Slot;
+  struct Parallel;
+  bool UseParallel(uint64_t pages, bool full) const;
+  Status EncodePagesParallel(const PageSource& source, EpochSink* sink);
+  Status EmitSlot(const Slot& slot, EpochSink* sink);
+  static void EncodeRecord(PageEncoder& encoder, const PageSource& source, uint64_t index, Slot* slot);
+  static void HelperLoop(Parallel* parallel, PageCodecOptions options);
+
+  const PageCodecOptions options_;
+  const int threads_;
+  std::unique_ptr<Parallel> parallel_;  // created with the first large epoch
   PageEncoder page_encoder_;
   std::vector<uint8_t> record_;  // header + largest payload, allocated once
   std::vector<uint8_t> hello_;

@@ -3,6 +3,7 @@
 #include <signal.h>
 #include <sys/random.h>
 
+#include <algorithm>
 #include <cinttypes>
 
 #include "common/log.h"
@@ -66,7 +67,9 @@ struct EpochShipper::Connection {
 };
 
 EpochShipper::EpochShipper(ShipperOptions options, Clock* clock)
-    : options_(std::move(options)), clock_(clock), encoder_(new EpochEncoder(options_.codec)) {}
+    : options_(std::move(options)),
+      clock_(clock),
+      encoder_(new EpochEncoder(options_.codec, std::clamp(UsableCpus(), 1, std::max(1, options_.encode_threads)))) {}
 
 EpochShipper::~EpochShipper() { Stop(); }
 
@@ -91,9 +94,11 @@ Status EpochShipper::Start(const VmDescriptor& descriptor, std::unique_ptr<RamIm
   pool_.reserve(kPoolCapacity);
   stats_.last_submitted = first_epoch;
   started_ = true;
-  TLOG_INFO("shipper", "replicating VM %s to %s: term %" PRIu64 ", generation %016" PRIx64 ", max %d epochs in flight",
+  TLOG_INFO("shipper",
+            "replicating VM %s to %s: term %" PRIu64 ", generation %016" PRIx64
+            ", max %d epochs in flight, %d encoder thread%s for large epochs",
             descriptor_.vm_name.c_str(), options_.standby_address.c_str(), options_.term, generation_,
-            options_.max_in_flight);
+            options_.max_in_flight, encoder_->threads(), encoder_->threads() == 1 ? "" : "s");
   sender_ = std::thread([this] { SenderLoop(); });
   return Status::Ok();
 }

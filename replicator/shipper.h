@@ -35,6 +35,9 @@ struct ShipperOptions {
   uint64_t debug_die_mid_epoch = 0;  // raise(SIGKILL) after sending half of that epoch's records
   uint64_t debug_corrupt_epoch = 0;  // flip one bit of a page payload of that epoch (caught by its page hash)
   PageCodecOptions codec;
+  // Threads that encode large epochs (EpochEncoder::kParallelMinPages pages or more, and full resyncs), capped
+  // at the CPUs the process may run on. 1: the sender thread alone.
+  int encode_threads = 4;
   IoEngine io_engine = IoEngine::kAuto;
 };
 
