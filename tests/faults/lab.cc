@@ -207,6 +207,13 @@ Status NetLab::Build() {
       TANDEM_RETURN_IF_ERROR(Run({"ip", "-n", Namespace(h), "route", "add", net16, "via", gw, "dev", host_if}));
     }
   }
+  // A cut link drops carrier, which flushes ARP entries; packets sent meanwhile leave an unresolved entry that
+  // the kernel re-probes only every retrans_time (1 s by default), so an 80 ms cut could last up to a second
+  // after the link is back. Re-probing every 10 ms keeps outages as long as the test makes them.
+  for (const auto& ns : namespaces_) {
+    TANDEM_RETURN_IF_ERROR(Run({"ip", "netns", "exec", ns, "sh", "-c",
+                                "for d in /proc/sys/net/ipv4/neigh/*/; do echo 10 > \"$d/retrans_time_ms\"; done"}));
+  }
   TANDEM_RETURN_IF_ERROR(Run({"ip", "-n", router, "addr", "add", std::string(kRelayIp) + "/32", "dev", "lo"}));
   TANDEM_RETURN_IF_ERROR(
       Run({"ip", "netns", "exec", router, "sh", "-c", "echo 1 > /proc/sys/net/ipv4/ip_forward"}));
