@@ -178,7 +178,10 @@ void StandbyArbiter::OnLeaseReply(const LeaseReply& r) {
   awaiting_since_ns_ = -1;  // the witness answers
   if (r.granted) {
     // The only way to a new term. Promotion itself still waits for our promise to the old primary to run out.
-    if (r.term > term_ && r.term > granted_term_) granted_term_ = r.term;
+    if (r.term > term_ && r.term >= granted_term_) {
+      granted_term_ = r.term;
+      grant_ = r;  // the latest (a re-grant after a lost reply carries a later lease)
+    }
     last_deny_ = WitnessReason::kNone;
     return;
   }

@@ -16,6 +16,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string_view>
 
 #include "common/status.h"
@@ -159,6 +160,9 @@ class StandbyArbiter {
   uint64_t term() const { return granted_term_ != 0 ? granted_term_ : term_; }
   bool promoted() const { return promoted_; }
   WitnessReason last_deny() const { return last_deny_; }
+  // The witness's GRANT of our PROMOTE (witness mode): after kPromote, feed it to the new PrimaryArbiter so the
+  // lease it carries counts from the start.
+  const std::optional<LeaseReply>& grant() const { return grant_; }
 
  private:
   StandbyDecision Decide(int64_t now_ns);
@@ -174,6 +178,7 @@ class StandbyArbiter {
   int64_t awaiting_since_ns_ = -1;   // first PROMOTE sent since the last witness reply
   WitnessReason last_deny_ = WitnessReason::kNone;
   uint64_t witness_term_ = 0;        // the highest term the witness named in a DENY
+  std::optional<LeaseReply> grant_;
   StandbyAction last_action_ = StandbyAction::kWait;
   const char* last_reason_ = "";
   const char* promote_reason_ = "";

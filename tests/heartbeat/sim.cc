@@ -20,7 +20,6 @@ struct World::Node {
   std::unique_ptr<WitnessClientCore> client;
   std::unique_ptr<PrimaryArbiter> parb;  // the primary, or the standby once promoted
   std::unique_ptr<StandbyArbiter> sarb;  // the standby until promoted
-  std::optional<LeaseReply> promote_grant;
   bool promoted = false;
   bool vm_running = false;
   bool stop_pending = false;
@@ -188,7 +187,6 @@ void World::Deliver(size_t ch, int to, const Payload& p) {
       n.parb->OnLeaseReply(r);
     } else {
       n.sarb->OnLeaseReply(r);
-      if (r.granted && r.op == LeaseOp::kPromote) n.promote_grant = r;
     }
   }
   Evaluate(to);
@@ -327,7 +325,7 @@ void World::Evaluate(int who) {
       trace_.standby_promoted_at = now_;
       trace_.standby_promoted_term = d.term;
       n.parb = std::make_unique<PrimaryArbiter>(options_, d.term);
-      if (n.promote_grant) n.parb->OnLeaseReply(*n.promote_grant);
+      if (n.sarb->grant()) n.parb->OnLeaseReply(*n.sarb->grant());
     } else {
       ScheduleDeadline(who, n.sarb->NextDeadline(local));
     }
