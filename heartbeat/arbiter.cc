@@ -220,6 +220,7 @@ StandbyDecision StandbyArbiter::Decide(int64_t now_ns) {
   if (alive_) {
     last_request_ns_ = -1;
     awaiting_since_ns_ = -1;
+    requesting_since_ns_ = -1;
     last_deny_ = WitnessReason::kNone;  // a new loss asks afresh
     d.reason = "primary alive";
     return d;
@@ -252,6 +253,7 @@ StandbyDecision StandbyArbiter::Decide(int64_t now_ns) {
     d.send_promote = true;
     last_request_ns_ = now_ns;
     if (awaiting_since_ns_ < 0) awaiting_since_ns_ = now_ns;
+    if (requesting_since_ns_ < 0) requesting_since_ns_ = now_ns;
   }
   if (witness_term_ > term_) {
     d.action = StandbyAction::kAlarm;
@@ -260,6 +262,11 @@ StandbyDecision StandbyArbiter::Decide(int64_t now_ns) {
   } else if (awaiting_since_ns_ >= 0 && now_ns - awaiting_since_ns_ >= options_.witness_timeout_ns) {
     d.action = StandbyAction::kAlarm;
     d.reason = "primary lost, witness unreachable: failover impossible";
+  } else if (last_deny_ == WitnessReason::kHolderLeaseValid &&
+             now_ns - requesting_since_ns_ < options_.witness_timeout_ns) {
+    // Expected right after a loss: the primary's last renewal is still running out on the witness.
+    d.action = StandbyAction::kRequestPromotion;
+    d.reason = "primary lost: waiting for its witness lease to run out";
   } else if (last_deny_ == WitnessReason::kHolderLeaseValid) {
     d.action = StandbyAction::kAlarm;
     d.reason = "primary lost here, but it still holds the witness lease (host links cut?): no failover";

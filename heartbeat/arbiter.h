@@ -52,7 +52,9 @@ struct ArbiterOptions {
   int64_t lease_margin_ns = 15'000'000;    // lease_ms / 10 for 150 ms
   int64_t promise_margin_ns = 6'000'000;   // promise_ms / 10 for 60 ms
   int64_t promote_retry_ns = 10'000'000;   // standby: re-send PROMOTE this often until granted
-  int64_t witness_timeout_ns = 150'000'000;  // standby: no witness reply for this long -> "witness unreachable"
+  // Standby: no witness reply for this long -> "witness unreachable"; DENY(holder lease valid) for this long
+  // after the first request -> "the primary still holds the lease" (before that it is just running out).
+  int64_t witness_timeout_ns = 150'000'000;
 };
 
 // The defaults derived from the configuration: margins of 10% (at least 2 ms), retry every interval, the witness
@@ -176,6 +178,7 @@ class StandbyArbiter {
   int64_t promise_until_ = 0;
   int64_t last_request_ns_ = -1;     // last PROMOTE sent
   int64_t awaiting_since_ns_ = -1;   // first PROMOTE sent since the last witness reply
+  int64_t requesting_since_ns_ = -1; // first PROMOTE sent since the primary was lost
   WitnessReason last_deny_ = WitnessReason::kNone;
   uint64_t witness_term_ = 0;        // the highest term the witness named in a DENY
   std::optional<LeaseReply> grant_;

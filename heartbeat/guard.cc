@@ -1,0 +1,300 @@
+#include "heartbeat/guard.h"
+
+#include <poll.h>
+#include <pthread.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cinttypes>
+#include <limits>
+#include <mutex>
+#include <thread>
+
+#include "common/fd.h"
+#include "common/log.h"
+
+namespace tandem::heartbeat {
+namespace {
+
+constexpr const char* kLog = "role";
+
+// Shared by both guards: a thread, a stop flag, an eventfd to wake it, and a wait on the authority's fd.
+struct Loop {
+  UniqueFd wake;
+  std::thread thread;
+  std::atomic<bool> stop{false};
+
+  Status Open() {
+    wake = UniqueFd(eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC));
+    return wake.valid() ? Status::Ok() : Status::FromErrno("guard: eventfd", errno);
+  }
+  void Wake() {
+    if (!wake.valid()) return;
+    const uint64_t one = 1;
+    ssize_t ignored = write(wake.get(), &one, sizeof(one));
+    (void)ignored;
+  }
+  // Sleeps until `deadline_ns` on `clock` (bounded by `max_ns` of real time, so a FakeClock moved by a test is
+  // noticed), an authority reply, or a wake-up.
+  void Wait(Clock* clock, int64_t deadline_ns, int64_t max_ns, int authority_fd) {
+    const int64_t wait_ns = std::clamp<int64_t>(deadline_ns - clock->NowNanos(), 0, max_ns);
+    pollfd fds[2] = {{wake.get(), POLLIN, 0}, {authority_fd, POLLIN, 0}};
+    timespec ts{time_t(wait_ns / 1'000'000'000), long(wait_ns % 1'000'000'000)};
+    ppoll(fds, authority_fd >= 0 ? 2 : 1, &ts, nullptr);
+    if (fds[0].revents & POLLIN) {
+      uint64_t drained;
+      while (read(wake.get(), &drained, sizeof(drained)) > 0) {
+      }
+    }
+  }
+  void Join() {
+    stop.store(true);
+    Wake();
+    if (thread.joinable() && thread.get_id() != std::this_thread::get_id()) thread.join();
+  }
+};
+
+int64_t RemainingMs(int64_t until, int64_t now) { return until > now ? (until - now) / 1'000'000 : -1; }
+
+}  // namespace
+
+// ---------------------------------------------------------------------------------------------------------------
+// PrimaryGuard.
+
+struct PrimaryGuard::Impl {
+  Impl(ArbiterOptions o, int interval, HeartbeatService* h, LeaseAuthority* a, Clock* c, uint64_t term,
+       std::optional<LeaseReply> g)
+      : options(o), interval_ns(int64_t(std::max(1, interval)) * 1'000'000), hb(h), authority(a), clock(c),
+        arbiter(o, term) {
+    if (g) arbiter.OnLeaseReply(*g);
+  }
+
+  void Run();
+
+  const ArbiterOptions options;
+  const int64_t interval_ns;
+  HeartbeatService* const hb;
+  LeaseAuthority* const authority;
+  Clock* const clock;
+  Loop loop;
+  std::function<void(const PrimaryDecision&)> callback;
+  std::atomic<uint64_t> last_epoch{0};
+
+  mutable std::mutex mu;
+  PrimaryArbiter arbiter;  // guarded by mu (the thread holds it only to decide, never during the callback)
+  PrimaryDecision latest;  // guarded by mu
+  const char* last_alarm = nullptr;
+};
+
+void PrimaryGuard::Impl::Run() {
+  int64_t next_renew = clock->NowNanos();
+  const int fd = authority ? authority->wait_fd() : -1;
+  while (!loop.stop.load()) {
+    const int64_t now = clock->NowNanos();
+    PrimaryDecision d;
+    int64_t deadline;
+    {
+      std::lock_guard<std::mutex> lock(mu);
+      if (authority) {
+        if (arbiter.should_renew() && now >= next_renew) {
+          (void)authority->RequestRenew(arbiter.renew_term());  // errors: counted; the lease simply runs out
+          next_renew += interval_ns;
+          if (next_renew <= now) next_renew = now + interval_ns;
+        }
+        LeaseReply r;
+        while (authority->PollReply(&r)) arbiter.OnLeaseReply(r);
+      }
+      const PeerStatus peer = hb->peer();
+      arbiter.OnPeer(peer.max_term_seen, peer.support_until_ns);
+      d = arbiter.Tick(now);
+      latest = d;
+      deadline = std::min(arbiter.NextDeadline(now), arbiter.should_renew() ? next_renew : now + interval_ns);
+    }
+    hb->SetLocalState({Role::kPrimary, d.term, last_epoch.load()});
+    if (d.changed) {
+      if (d.action == PrimaryAction::kRun || d.action == PrimaryAction::kAcquire) {
+        TLOG_INFO(kLog, "primary %s, term %" PRIu64 ": %s", PrimaryActionName(d.action), d.term, d.reason);
+      } else {
+        TLOG_WARN(kLog, "primary %s, term %" PRIu64 ": %s", PrimaryActionName(d.action), d.term, d.reason);
+      }
+      if (callback) callback(d);
+    }
+    if (d.alarm != last_alarm) {
+      if (d.alarm) TLOG_ERROR(kLog, "ALARM: %s", d.alarm);
+      if (!d.alarm && last_alarm) TLOG_INFO(kLog, "alarm cleared: %s", last_alarm);
+      last_alarm = d.alarm;
+    }
+    loop.Wait(clock, deadline, interval_ns, fd);
+  }
+}
+
+PrimaryGuard::PrimaryGuard(ArbiterOptions options, int interval_ms, HeartbeatService* heartbeats,
+                           LeaseAuthority* authority, Clock* clock, uint64_t term, std::optional<LeaseReply> grant)
+    : impl_(std::make_unique<Impl>(options, interval_ms, heartbeats, authority, clock, term, std::move(grant))) {}
+
+PrimaryGuard::~PrimaryGuard() { Stop(); }
+
+void PrimaryGuard::OnDecision(std::function<void(const PrimaryDecision&)> callback) {
+  impl_->callback = std::move(callback);
+}
+
+Status PrimaryGuard::Start() {
+  Impl& s = *impl_;
+  if (s.loop.thread.joinable()) return Status::InvalidArgument("guard: already started");
+  if (s.options.witness && s.authority == nullptr) return Status::InvalidArgument("guard: witness mode needs an authority");
+  TANDEM_RETURN_IF_ERROR(s.loop.Open());
+  s.loop.thread = std::thread([&s] { s.Run(); });
+  pthread_setname_np(s.loop.thread.native_handle(), "tandem-primary");
+  return Status::Ok();
+}
+
+void PrimaryGuard::Stop() { impl_->loop.Join(); }
+
+void PrimaryGuard::SetLastEpoch(uint64_t epoch) { impl_->last_epoch.store(epoch); }
+
+PrimaryDecision PrimaryGuard::decision() const {
+  std::lock_guard<std::mutex> lock(impl_->mu);
+  return impl_->latest;
+}
+
+GuardStatus PrimaryGuard::status() const {
+  const Impl& s = *impl_;
+  GuardStatus st;
+  const int64_t now = s.clock->NowNanos();
+  std::lock_guard<std::mutex> lock(s.mu);
+  st.state = PrimaryActionName(s.latest.action);
+  st.reason = s.latest.reason;
+  st.alarm = s.latest.alarm ? s.latest.alarm : "";
+  st.term = s.latest.term;
+  st.lease_valid_ms = RemainingMs(s.arbiter.lease_valid_until_ns(), now);
+  st.support_valid_ms = RemainingMs(s.arbiter.support_valid_until_ns(), now);
+  st.witness_configured = s.authority != nullptr;
+  if (s.authority) st.witness_reachable = s.authority->status().reachable;
+  if (s.arbiter.last_deny() != WitnessReason::kNone) st.last_deny = WitnessReasonName(s.arbiter.last_deny());
+  return st;
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// StandbyGuard.
+
+struct StandbyGuard::Impl {
+  Impl(ArbiterOptions o, int interval, HeartbeatService* h, LeaseAuthority* a, Clock* c)
+      : options(o), interval_ns(int64_t(std::max(1, interval)) * 1'000'000), hb(h), authority(a), clock(c),
+        arbiter(o) {}
+
+  void Run();
+
+  const ArbiterOptions options;
+  const int64_t interval_ns;
+  HeartbeatService* const hb;
+  LeaseAuthority* const authority;
+  Clock* const clock;
+  Loop loop;
+  std::function<void(const StandbyDecision&)> callback;
+  std::atomic<bool> ready{false}, manual{false};
+  std::atomic<uint64_t> last_applied{0};
+
+  mutable std::mutex mu;
+  StandbyArbiter arbiter;   // guarded by mu
+  StandbyDecision latest;   // guarded by mu
+};
+
+void StandbyGuard::Impl::Run() {
+  const int fd = authority ? authority->wait_fd() : -1;
+  while (!loop.stop.load()) {
+    const int64_t now = clock->NowNanos();
+    StandbyDecision d;
+    uint64_t term;
+    int64_t deadline;
+    {
+      std::lock_guard<std::mutex> lock(mu);
+      if (authority) {
+        LeaseReply r;
+        while (authority->PollReply(&r)) arbiter.OnLeaseReply(r);
+      }
+      const PeerStatus peer = hb->peer();
+      arbiter.OnPeer(peer.alive, peer.ever_heard, peer.max_term_seen, peer.promise_until_ns);
+      arbiter.OnResumePoint(ready.load());
+      if (manual.load()) arbiter.AllowManualPromotion();
+      d = arbiter.Tick(now);
+      latest = d;
+      term = arbiter.term();
+      if (d.send_promote && authority) (void)authority->RequestPromote(d.term, last_applied.load());
+      deadline = std::min(arbiter.NextDeadline(now), now + interval_ns);
+    }
+    // The granted term travels at once (the old primary stands down on it), still as a standby until promoted.
+    if (d.action != StandbyAction::kPromote) hb->SetLocalState({Role::kStandby, term, last_applied.load()});
+    if (d.changed) {
+      if (d.action == StandbyAction::kWait) {
+        TLOG_INFO(kLog, "standby %s, term %" PRIu64 ": %s", StandbyActionName(d.action), d.term, d.reason);
+      } else if (d.action == StandbyAction::kAlarm) {
+        TLOG_ERROR(kLog, "ALARM: standby, term %" PRIu64 ": %s", d.term, d.reason);
+      } else {
+        TLOG_WARN(kLog, "standby %s, term %" PRIu64 ": %s", StandbyActionName(d.action), d.term, d.reason);
+      }
+      if (callback) callback(d);
+    }
+    if (d.action == StandbyAction::kPromote) return;
+    loop.Wait(clock, deadline, interval_ns, fd);
+  }
+}
+
+StandbyGuard::StandbyGuard(ArbiterOptions options, int interval_ms, HeartbeatService* heartbeats,
+                           LeaseAuthority* authority, Clock* clock)
+    : impl_(std::make_unique<Impl>(options, interval_ms, heartbeats, authority, clock)) {}
+
+StandbyGuard::~StandbyGuard() { Stop(); }
+
+void StandbyGuard::OnDecision(std::function<void(const StandbyDecision&)> callback) {
+  impl_->callback = std::move(callback);
+}
+
+Status StandbyGuard::Start() {
+  Impl& s = *impl_;
+  if (s.loop.thread.joinable()) return Status::InvalidArgument("guard: already started");
+  if (s.options.witness && s.authority == nullptr) return Status::InvalidArgument("guard: witness mode needs an authority");
+  TANDEM_RETURN_IF_ERROR(s.loop.Open());
+  s.loop.thread = std::thread([&s] { s.Run(); });
+  pthread_setname_np(s.loop.thread.native_handle(), "tandem-standby");
+  return Status::Ok();
+}
+
+void StandbyGuard::Stop() { impl_->loop.Join(); }
+
+void StandbyGuard::SetResumePoint(bool ready, uint64_t last_applied_epoch) {
+  impl_->last_applied.store(last_applied_epoch);
+  impl_->ready.store(ready);
+}
+
+void StandbyGuard::AllowManualPromotion() {
+  impl_->manual.store(true);
+  impl_->loop.Wake();
+}
+
+StandbyDecision StandbyGuard::decision() const {
+  std::lock_guard<std::mutex> lock(impl_->mu);
+  return impl_->latest;
+}
+
+std::optional<LeaseReply> StandbyGuard::grant() const {
+  std::lock_guard<std::mutex> lock(impl_->mu);
+  return impl_->arbiter.grant();
+}
+
+GuardStatus StandbyGuard::status() const {
+  const Impl& s = *impl_;
+  GuardStatus st;
+  std::lock_guard<std::mutex> lock(s.mu);
+  st.state = StandbyActionName(s.latest.action);
+  st.reason = s.latest.reason;
+  if (s.latest.action == StandbyAction::kAlarm) st.alarm = s.latest.reason;
+  st.term = s.arbiter.term();
+  st.witness_configured = s.authority != nullptr;
+  if (s.authority) st.witness_reachable = s.authority->status().reachable;
+  if (s.arbiter.last_deny() != WitnessReason::kNone) st.last_deny = WitnessReasonName(s.arbiter.last_deny());
+  return st;
+}
+
+}  // namespace tandem::heartbeat
