@@ -30,12 +30,11 @@ struct PauseWindow {
   }
 };
 
-nlohmann::json PrimaryStatus(const Config& config, const PrimaryGuard& guard, pid_t qemu_pid,
+nlohmann::json PrimaryStatus(const Config& config, const VmGuard& guard, pid_t qemu_pid,
                              const replicator::ShipperStats& ship, const heartbeat::PeerStatus& peer,
                              uint64_t epoch, double last_pause_ms) {
   const nlohmann::json guard_status = guard.StatusJson();
-  const std::string action = guard_status["guard"].get<std::string>();
-  const char* state = action == "run" ? "running" : action == "fence" ? "fenced" : action.c_str();
+  const std::string state = guard_status["state"].get<std::string>();
   nlohmann::json links = nlohmann::json::array();
   for (const auto& link : peer.links) {
     links.push_back({{"local", link.local_address}, {"peer", link.peer_address}, {"up", link.up},
@@ -77,7 +76,6 @@ int RunPrimary(const Config& config) {
   ::unlink(ram_path.c_str());
 
   heartbeat::HeartbeatService heartbeats(MakeHeartbeatOptions(config, /*primary_side=*/true), clock);
-  heartbeats.SetLocalState({heartbeat::Role::kPrimary, /*term=*/0, /*last_epoch=*/0});
   heartbeats.OnPeerLost([] { TLOG_WARN("heartbeat", "standby lost on every link: the VM runs UNPROTECTED"); });
   if (Status st = heartbeats.Start(); !st.ok()) {
     TLOG_ERROR("heartbeat", "%s", st.ToString().c_str());
@@ -90,8 +88,11 @@ int RunPrimary(const Config& config) {
   }
   // The VM must not run anywhere before this host holds the primary role (a lease and a term from the
   // witness, or the two-host policy): QEMU is started only once the guard says so.
-  PrimaryGuard guard(config, std::move(authority).value(), &heartbeats, clock);
-  guard.Start();
+  VmGuard guard(config, std::move(authority).value(), &heartbeats, clock);
+  if (Status st = guard.Start(); !st.ok()) {
+    TLOG_ERROR("guard", "%s", st.ToString().c_str());
+    return 1;
+  }
   if (!guard.WaitRunnable(30000)) {
     const nlohmann::json why = guard.StatusJson();
     TLOG_ERROR("guard", "not allowed to run VM %s: %s", config.vm_name.c_str(), why.dump().c_str());
@@ -100,7 +101,6 @@ int RunPrimary(const Config& config) {
     return 1;
   }
   const uint64_t term = guard.term();
-  heartbeats.SetLocalState({heartbeat::Role::kPrimary, term, 0});
 
   auto endpoint = qemu::ColoEndpoint::Listen(colo_socket);
   if (!endpoint.ok()) {
@@ -204,7 +204,7 @@ int RunPrimary(const Config& config) {
       break;
     }
     const int64_t pause_ns = clock->NowNanos() - timing.request_ns;
-    heartbeats.SetLocalState({heartbeat::Role::kPrimary, term, number});
+    guard.SetLastEpoch(number);
     window.Add(pages, page_bytes + device_bytes, pause_ns);
     TLOG_DEBUG("epoch", "epoch %" PRIu64 " pages=%" PRIu64 " bytes=%" PRIu64 " device=%zu pause_ms=%.2f", number,
                pages, page_bytes, device_bytes, pause_ns / 1e6);

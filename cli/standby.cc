@@ -3,7 +3,6 @@
 // on every link, the receiver is stopped (no apply in progress, none to come), and the standby QEMU loads the
 // last applied epoch's device state and runs.
 #include <signal.h>
-#include <poll.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -29,6 +28,7 @@ struct FailoverTrigger {
   std::mutex mu;
   std::condition_variable cv;
   bool peer_lost = false;
+  bool promoted = false;
   int64_t detected_ns = 0;
 };
 
@@ -100,7 +100,6 @@ int RunStandby(const Config& config) {
 
   FailoverTrigger trigger;
   heartbeat::HeartbeatService heartbeats(MakeHeartbeatOptions(config, /*primary_side=*/false), clock);
-  heartbeats.SetLocalState({heartbeat::Role::kStandby, 0, 0});
   heartbeats.OnPeerLost([&trigger, clock] {
     std::lock_guard<std::mutex> lock(trigger.mu);
     trigger.peer_lost = true;
@@ -124,62 +123,53 @@ int RunStandby(const Config& config) {
 
   // Replicate until the arbiter promotes this host: the primary lost on every link, our promise to it run
   // out, and the witness granted a new term (or the two-host policy allows it).
-  heartbeat::StandbyArbiter arbiter(MakeArbiterOptions(config));
-  heartbeat::LeaseReply grant;
-  heartbeat::StandbyDecision decision;
-  const int64_t interval_ns = int64_t(config.heartbeat_interval_ms) * 1'000'000;
-  int64_t next_status_ns = 0;
+  heartbeat::StandbyGuard standby_guard(MakeArbiterOptions(config), config.heartbeat_interval_ms, &heartbeats,
+                                        authority->get(), clock);
+  standby_guard.OnDecision([&trigger](const heartbeat::StandbyDecision& d) {
+    if (d.action != heartbeat::StandbyAction::kPromote) return;
+    std::lock_guard<std::mutex> lock(trigger.mu);
+    trigger.promoted = true;
+    trigger.cv.notify_all();
+  });
+  if (Status st = standby_guard.Start(); !st.ok()) {
+    process.Kill(SIGKILL);
+    return fail("standby guard", st);
+  }
   uint64_t reported_applied = 0;
   while (!ShutdownSignal::Requested()) {
+    {
+      std::unique_lock<std::mutex> lock(trigger.mu);
+      if (trigger.cv.wait_for(lock, std::chrono::milliseconds(50), [&] { return trigger.promoted; })) break;
+    }
     const replicator::ReceiverStats stats = receiver.stats();
-    const heartbeat::PeerStatus peer = heartbeats.peer();
-    arbiter.OnPeer(peer.alive, peer.ever_heard, peer.max_term_seen, peer.promise_until_ns);
-    arbiter.OnResumePoint(stats.epochs_applied > 0);
-    heartbeat::LeaseReply reply;
-    while (*authority && (*authority)->PollReply(&reply)) {
-      arbiter.OnLeaseReply(reply);
-      if (reply.granted && reply.op == heartbeat::LeaseOp::kPromote) grant = reply;
+    standby_guard.SetResumePoint(stats.epochs_applied > 0, stats.last_applied);
+    if (!process.Running()) {
+      standby_guard.Stop();
+      receiver.Stop();
+      heartbeats.Stop();
+      return fail("standby QEMU", Status::Aborted("the warm standby QEMU exited: no failover possible"));
     }
-    int64_t now = clock->NowNanos();
-    decision = arbiter.Tick(now);
-    if (decision.send_promote && *authority) {
-      (*authority)->RequestPromote(decision.term, stats.last_applied).ok();
+    if (stats.last_applied != reported_applied && stats.last_applied % 20 == 0) {
+      TLOG_INFO("epoch", "applied up to epoch %" PRIu64 " (last apply %.2f ms, %" PRIu64 " rejected)",
+                stats.last_applied, stats.last_apply_ms, stats.epochs_rejected);
+      reported_applied = stats.last_applied;
     }
-    if (decision.changed) {
-      const bool alarm = decision.action == heartbeat::StandbyAction::kAlarm;
-      Log(alarm ? LogLevel::kWarn : LogLevel::kInfo, "arbiter", "%s%s: %s", alarm ? "ALARM " : "",
-          heartbeat::StandbyActionName(decision.action), decision.reason);
-    }
-    if (decision.action == heartbeat::StandbyAction::kPromote) break;
-    heartbeats.SetLocalState({heartbeat::Role::kStandby, arbiter.term(), stats.last_applied});
-    if (now >= next_status_ns) {
-      next_status_ns = now + 200'000'000;
-      if (!process.Running()) {
-        receiver.Stop();
-        heartbeats.Stop();
-        return fail("standby QEMU", Status::Aborted("the warm standby QEMU exited: no failover possible"));
-      }
-      if (stats.last_applied != reported_applied && stats.last_applied % 20 == 0) {
-        TLOG_INFO("epoch", "applied up to epoch %" PRIu64 " (last apply %.2f ms, %" PRIu64 " rejected)",
-                  stats.last_applied, stats.last_apply_ms, stats.epochs_rejected);
-        reported_applied = stats.last_applied;
-      }
-      nlohmann::json status = StandbyStatus(config, "standby", process.pid(), stats, peer);
-      status["term"] = arbiter.term();
-      status["arbiter"] = {{"action", heartbeat::StandbyActionName(decision.action)}, {"reason", decision.reason}};
-      WriteStatusFile(dir, status).ok();
-    }
-    const int64_t wait_ns = std::clamp<int64_t>(arbiter.NextDeadline(now) - clock->NowNanos(), 0, interval_ns);
-    pollfd pfd{*authority ? (*authority)->wait_fd() : -1, POLLIN, 0};
-    const timespec timeout{0, long(wait_ns)};
-    ppoll(&pfd, pfd.fd >= 0 ? 1 : 0, &timeout, nullptr);
+    const heartbeat::GuardStatus guard_status = standby_guard.status();
+    nlohmann::json status = StandbyStatus(config, "standby", process.pid(), stats, heartbeats.peer());
+    status["term"] = guard_status.term;
+    status["guard"] = GuardStatusJson(guard_status);
+    WriteStatusFile(dir, status).ok();
   }
   if (ShutdownSignal::Requested()) {
+    standby_guard.Stop();
     receiver.Stop();
     heartbeats.Stop();
     process.Kill(SIGKILL);
     return 0;
   }
+  const heartbeat::StandbyDecision decision = standby_guard.decision();
+  const std::optional<heartbeat::LeaseReply> grant = standby_guard.grant();
+  standby_guard.Stop();
 
   // Failover. After Stop() the replica and its device state are final: nothing is half applied.
   receiver.Stop();
@@ -188,8 +178,6 @@ int RunStandby(const Config& config) {
     return trigger.detected_ns;
   }();
   const uint64_t term = decision.term;
-  // Carry the new term at once: an old primary that can still hear us stands down (superseded).
-  heartbeats.SetLocalState({heartbeat::Role::kPrimary, term, receiver.stats().last_applied});
   const replicator::ResumePoint point = *receiver.resume_point();
   TLOG_WARN("failover", "primary lost on every link, promoted to term %" PRIu64 " (%s): resuming VM %s from epoch %" PRIu64,
             term, decision.reason, config.vm_name.c_str(), point.epoch);
@@ -203,15 +191,20 @@ int RunStandby(const Config& config) {
   TLOG_WARN("failover", "VM %s RUNNING on this host from epoch %" PRIu64 ": resume_ms=%.1f (heartbeat loss detected -> guest running), now unprotected",
             config.vm_name.c_str(), point.epoch, resume_ms);
 
-  // This host is the primary now: it keeps the lease like any primary and fences if it loses it.
-  PrimaryGuard guard(config, std::move(authority).value(), &heartbeats, clock, term,
-                     grant.granted ? &grant : nullptr);
-  guard.Start();
+  // This host is the primary now: it keeps the lease like any primary (the new term travels in its heartbeats
+  // at once, so an old primary that can still hear us stands down) and fences if it loses it.
+  VmGuard guard(config, std::move(authority).value(), &heartbeats, clock, term, grant);
+  if (Status st = guard.Start(); !st.ok()) {
+    process.Kill(SIGKILL);
+    heartbeats.Stop();
+    return fail("primary guard", st);
+  }
+  guard.SetLastEpoch(point.epoch);
   guard.AttachVm(qemu->qmp.get());
   while (!ShutdownSignal::Requested() && process.Running() && !guard.superseded()) {
     const nlohmann::json guard_status = guard.StatusJson();
     nlohmann::json status = StandbyStatus(config, "active", process.pid(), receiver.stats(), heartbeats.peer());
-    status["state"] = guard_status["guard"] == "fence" ? "fenced" : "active";
+    status["state"] = guard_status["state"] == "running" ? "active" : guard_status["state"];
     status["term"] = term;
     status["guard"] = guard_status;
     status["resumed_epoch"] = point.epoch;
