@@ -208,7 +208,8 @@ void InvariantMonitor::PollStatus() {
       const nlohmann::json::json_pointer term_at(r.spec.term_pointer), state_at(r.spec.state_pointer);
       if (s.contains(term_at) && s[term_at].is_number_unsigned()) {
         const uint64_t term = s[term_at].get<uint64_t>();
-        if (term < r.report.max_term) {
+        // Counted once per drop (a file that stays at a lower term is one regression, not one per read).
+        if (term < r.report.max_term && term < r.last_term) {
           ++r.report.term_regressions;
           if (first_violation_.empty()) {
             first_violation_ = "TERM WENT BACKWARDS: " + r.spec.name + " from " + std::to_string(r.report.max_term) +
@@ -217,6 +218,7 @@ void InvariantMonitor::PollStatus() {
           }
         }
         r.report.max_term = std::max(r.report.max_term, term);
+        r.last_term = term;
       }
       const std::string state = s.contains(state_at) && s[state_at].is_string() ? s[state_at].get<std::string>() : "?";
       if (state != r.last_state) {

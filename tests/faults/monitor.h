@@ -82,6 +82,7 @@ class InvariantMonitor {
     bool last_running = false;  // latest sample
     std::deque<Sample> recent_running;  // running samples of the last few seconds
     std::string last_state;
+    uint64_t last_term = 0;
   };
   void PollQmp(size_t index);
   void PollStatus();
