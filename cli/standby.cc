@@ -27,7 +27,6 @@ namespace {
 struct FailoverTrigger {
   std::mutex mu;
   std::condition_variable cv;
-  bool peer_lost = false;
   bool promoted = false;
   int64_t detected_ns = 0;
 };
@@ -102,7 +101,6 @@ int RunStandby(const Config& config) {
   heartbeat::HeartbeatService heartbeats(MakeHeartbeatOptions(config, /*primary_side=*/false), clock);
   heartbeats.OnPeerLost([&trigger, clock] {
     std::lock_guard<std::mutex> lock(trigger.mu);
-    trigger.peer_lost = true;
     trigger.detected_ns = clock->NowNanos();
     trigger.cv.notify_all();
   });
