@@ -13,7 +13,9 @@ int64_t ReadClock(clockid_t id) {
 
 class RealClock final : public Clock {
  public:
-  int64_t NowNanos() override { return ReadClock(CLOCK_MONOTONIC); }
+  // BOOTTIME keeps counting while the host is suspended: a primary that wakes from suspend must see that its
+  // lease ran out meanwhile (MONOTONIC would stop and let it believe the lease is still valid).
+  int64_t NowNanos() override { return ReadClock(CLOCK_BOOTTIME); }
   int64_t WallNanos() override { return ReadClock(CLOCK_REALTIME); }
   void SleepNanos(int64_t ns) override {
     if (ns <= 0) return;

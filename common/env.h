@@ -18,7 +18,7 @@ class Clock {
   int64_t NowMillis() { return NowNanos() / 1'000'000; }
 };
 
-// The process-wide real clock (CLOCK_MONOTONIC / CLOCK_REALTIME).
+// The process-wide real clock (CLOCK_BOOTTIME: monotonic, and counts suspend / CLOCK_REALTIME).
 Clock* SystemClock();
 
 // A clock that only moves when told to; SleepNanos advances it. Thread-safe.
