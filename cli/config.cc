@@ -71,6 +71,7 @@ const std::map<std::string, Setter>& Setters() {
       {"vm.append", Str(&Config::append)},
       {"vm.epoch_ms", Num<int>(&Config::epoch_ms, 1, 60000)},
       {"vm.qemu_extra", List(&Config::qemu_extra, ' ')},
+      {"vm.on_guest_crash", Str(&Config::on_guest_crash)},
       {"primary.state_dir", Str(&Config::primary_state_dir)},
       {"primary.heartbeat", List(&Config::primary_heartbeat, ',')},
       {"standby.state_dir", Str(&Config::standby_state_dir)},
@@ -106,6 +107,9 @@ Status Validate(const Config& c) {
   }
   if (c.accel != "kvm" && c.accel != "tcg") return Status::InvalidArgument("vm.accel must be kvm or tcg");
   if (c.kernel.empty()) return Status::InvalidArgument("vm.kernel is required");
+  if (c.on_guest_crash != "report" && c.on_guest_crash != "reset") {
+    return Status::InvalidArgument("vm.on_guest_crash must be report or reset");
+  }
   if (c.primary_heartbeat.empty() || c.primary_heartbeat.size() != c.standby_heartbeat.size()) {
     return Status::InvalidArgument(
         "primary.heartbeat and standby.heartbeat must list the same number (>= 1) of link addresses");

@@ -1,6 +1,7 @@
 // tandem's configuration file: one INI-style file shared by both hosts (each host runs the role it is given).
 //
-//   [vm]          name, memory_mb, vcpus, accel (kvm|tcg), machine, kernel, initrd, append, epoch_ms, qemu_extra
+//   [vm]          name, memory_mb, vcpus, accel (kvm|tcg), machine, kernel, initrd, append, epoch_ms, qemu_extra,
+//                 on_guest_crash (report|reset)
 //   [primary]     state_dir, heartbeat (comma-separated local UDP addresses, one per link)
 //   [standby]     state_dir, replication (listen host:port), replica_dir, heartbeat (one address per link)
 //   [heartbeat]   interval_ms, timeout_ms, psk | psk_file
@@ -31,6 +32,9 @@ struct Config {
   std::string kernel, initrd, append;
   int epoch_ms = 50;
   std::vector<std::string> qemu_extra;
+  // What to do when the guest crashes (QMP GUEST_PANICKED): report (leave the guest to its own panic handling)
+  // or reset it.
+  std::string on_guest_crash = "report";
   // [primary]
   std::string primary_state_dir = "/run/tandem/primary";
   std::vector<std::string> primary_heartbeat;

@@ -12,6 +12,7 @@
 #include "cli/host.h"
 #include "cli/roles.h"
 #include "cli/status_file.h"
+#include "cli/vm_monitor.h"
 #include "common/env.h"
 #include "common/log.h"
 #include "qemu-integration/colo_endpoint.h"
@@ -30,7 +31,7 @@ struct PauseWindow {
   }
 };
 
-nlohmann::json PrimaryStatus(const Config& config, const VmGuard& guard, pid_t qemu_pid,
+nlohmann::json PrimaryStatus(const Config& config, const VmGuard& guard, const VmMonitor& vm, pid_t qemu_pid,
                              const replicator::ShipperStats& ship, const heartbeat::PeerStatus& peer,
                              uint64_t epoch, double last_pause_ms) {
   const nlohmann::json guard_status = guard.StatusJson();
@@ -47,6 +48,7 @@ nlohmann::json PrimaryStatus(const Config& config, const VmGuard& guard, pid_t q
           {"qemu_pid", int(qemu_pid)},
           {"term", guard_status["term"]},
           {"guard", guard_status},
+          {"vm_liveness", vm.StatusJson()},
           {"epoch", epoch},
           {"last_pause_ms", last_pause_ms},
           {"protected", ship.standby_connected},
@@ -128,6 +130,7 @@ int RunPrimary(const Config& config) {
     return fail("start COLO", st);
   }
   guard.AttachVm(qemu->qmp.get());
+  VmMonitor monitor(config, qemu->qmp.get());
   if (Status st = (*endpoint)->Accept(10000); !st.ok()) return fail("QEMU did not connect", st);
   replicator::VmDescriptor descriptor;
   std::vector<uint8_t> device_state;
@@ -167,6 +170,7 @@ int RunPrimary(const Config& config) {
   if (csv) fprintf(csv, "epoch,pages,page_bytes,device_bytes,pause_us\n");
   PauseWindow window;
   int64_t window_start = clock->NowNanos();
+  int64_t next_monitor_ns = 0;
   const int checkpoint_timeout_ms = std::max(5000, config.epoch_ms * 10);
   int exit_code = 0;
   for (uint64_t number = 1;; ++number) {
@@ -187,11 +191,12 @@ int RunPrimary(const Config& config) {
     // A fenced primary keeps the VM inside COLO's own pause: QEMU resumes it only after VMSTATE_LOADED.
     while (!guard.WaitRunnable(200)) {
       if (guard.superseded() || ShutdownSignal::Requested()) break;
-      WriteStatusFile(dir, PrimaryStatus(config, guard, process.pid(), shipper.stats(), heartbeats.peer(), number,
+      monitor.Poll();
+      WriteStatusFile(dir, PrimaryStatus(config, guard, monitor, process.pid(), shipper.stats(), heartbeats.peer(), number,
                                          0)).ok();
     }
     if (guard.superseded()) {
-      WriteStatusFile(dir, PrimaryStatus(config, guard, process.pid(), shipper.stats(), heartbeats.peer(), number,
+      WriteStatusFile(dir, PrimaryStatus(config, guard, monitor, process.pid(), shipper.stats(), heartbeats.peer(), number,
                                          0)).ok();
       TLOG_ERROR("main", "superseded: killing this host's copy of VM %s (it must never run again here)",
                  config.vm_name.c_str());
@@ -211,6 +216,10 @@ int RunPrimary(const Config& config) {
     if (csv) fprintf(csv, "%" PRIu64 ",%" PRIu64 ",%" PRIu64 ",%zu,%" PRId64 "\n", number, pages, page_bytes,
                      device_bytes, pause_ns / 1000);
     const int64_t now = clock->NowNanos();
+    if (now >= next_monitor_ns) {
+      monitor.Poll();
+      next_monitor_ns = now + 250'000'000;
+    }
     if (now - window_start >= 1'000'000'000) {
       const replicator::ShipperStats ship = shipper.stats();
       TLOG_INFO("epoch",
@@ -218,7 +227,7 @@ int RunPrimary(const Config& config) {
                 number - window.epochs + 1, number, window.total_ns / 1e6 / double(window.epochs),
                 window.max_ns / 1e6, window.bytes / 1024.0 / double(window.epochs), ship.last_acked,
                 ship.standby_connected ? "" : " [UNPROTECTED: no standby]");
-      WriteStatusFile(dir, PrimaryStatus(config, guard, process.pid(), ship, heartbeats.peer(), number,
+      WriteStatusFile(dir, PrimaryStatus(config, guard, monitor, process.pid(), ship, heartbeats.peer(), number,
                                          pause_ns / 1e6))
           .ok();
       if (csv) fflush(csv);

@@ -15,6 +15,7 @@
 #include "cli/host.h"
 #include "cli/roles.h"
 #include "cli/status_file.h"
+#include "cli/vm_monitor.h"
 #include "common/env.h"
 #include "common/fd.h"
 #include "common/log.h"
@@ -199,12 +200,15 @@ int RunStandby(const Config& config) {
   }
   guard.SetLastEpoch(point.epoch);
   guard.AttachVm(qemu->qmp.get());
+  VmMonitor monitor(config, qemu->qmp.get());
   while (!ShutdownSignal::Requested() && process.Running() && !guard.superseded()) {
+    monitor.Poll();
     const nlohmann::json guard_status = guard.StatusJson();
     nlohmann::json status = StandbyStatus(config, "active", process.pid(), receiver.stats(), heartbeats.peer());
     status["state"] = guard_status["state"] == "running" ? "active" : guard_status["state"];
     status["term"] = term;
     status["guard"] = guard_status;
+    status["vm_liveness"] = monitor.StatusJson();
     status["resumed_epoch"] = point.epoch;
     status["resume_ms"] = resume_ms;
     WriteStatusFile(dir, status).ok();

@@ -69,6 +69,12 @@ std::vector<std::string> BuildQemuArgs(const VmConfig& vm, QemuRole role) {
       "-serial", "file:" + vm.serial_log,
       "-qmp", "unix:" + vm.qmp_socket + ",server=on,wait=off",
       "-kernel", vm.kernel,
+      // A guest crash is not a reason to fail over (the replica holds the same crash): the pvpanic device makes
+      // QEMU report it (GUEST_PANICKED) and panic=none leaves the run state alone. Pausing instead would kill
+      // QEMU 7.2 at the next COLO checkpoint ("invalid runstate transition: 'guest-panicked' -> 'colo'"), and
+      // a dead QEMU looks like a dead host.
+      "-device", "pvpanic",
+      "-action", "panic=none",
   };
   // clang-format on
   if (!vm.initrd.empty()) args.insert(args.end(), {"-initrd", vm.initrd});

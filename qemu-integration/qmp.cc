@@ -169,4 +169,19 @@ Result<nlohmann::json> QmpClient::WaitForEvent(const std::string& name, int time
   }
 }
 
+Result<std::vector<nlohmann::json>> QmpClient::TakeEvents() {
+  std::lock_guard<std::mutex> lock(mu_);
+  for (size_t read = 0; read < kMaxQueuedEvents; ++read) {  // bounded even if QEMU never stops talking
+    auto message = ReadMessage(DeadlineAfter(1));  // at most 1 ms when QEMU has nothing to say
+    if (!message.ok()) {
+      if (message.status().IsTimeout()) break;
+      return message.status().WithContext("reading QMP events");
+    }
+    if (message->is_object() && message->contains("event")) QueueEvent(std::move(*message));
+  }
+  std::vector<nlohmann::json> events(std::make_move_iterator(events_.begin()), std::make_move_iterator(events_.end()));
+  events_.clear();
+  return events;
+}
+
 }  // namespace tandem::qemu

@@ -8,6 +8,7 @@
 #include <mutex>
 #include <nlohmann/json.hpp>
 #include <string>
+#include <vector>
 
 #include "common/fd.h"
 #include "common/status.h"
@@ -28,6 +29,9 @@ class QmpClient {
   // Returns the first event named `name` (the whole event object: event, data, timestamp) received since the
   // connection was made and not yet returned by an earlier call, waiting up to timeout_ms for it.
   Result<nlohmann::json> WaitForEvent(const std::string& name, int timeout_ms);
+  // Every event QEMU has sent so far, oldest first, without waiting. A long-lived client must call this now and
+  // then: COLO stops and resumes the VM every epoch, and unread STOP/RESUME events would pile up in QEMU.
+  Result<std::vector<nlohmann::json>> TakeEvents();
 
   // The greeting's "QMP" object ({"version": ..., "capabilities": ...}).
   const nlohmann::json& greeting() const { return greeting_; }

@@ -1,7 +1,8 @@
 /* tandem test guest: a freestanding multiboot kernel that dirties RAM pages in a checkable pattern and reports
  * on COM1. Command line (multiboot, from QEMU -append): pages=N (default 4096), rate=R pages/s (default 0 =
  * as fast as possible), fill=sparse|full (default sparse: see guest_layout.h), selftest=break (corrupt one page
- * on purpose, to prove the checker fires). */
+ * on purpose, to prove the checker fires), panic_after=S (crash on purpose S seconds after boot, reported on
+ * the pvpanic port). */
 #include <stdint.h>
 
 #include "guest_layout.h"
@@ -77,6 +78,7 @@ void guest_main(uint32_t magic, const struct multiboot_info* mbi) {
   cfg.rate = arg_u32("rate=", 0);
   cfg.fill_full = arg_is("fill=", "full");
   cfg.selftest_break = arg_is("selftest=", "break");
+  cfg.panic_after_s = arg_u32("panic_after=", 0);
   if (cfg.pages == 0) cfg.pages = 1;
   if (ram_end == 0) ram_end = 32ull << 20; /* no memory info: assume a small VM */
   /* The multiboot info and command line sit right after the image; we have copied what we need, but make

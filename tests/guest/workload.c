@@ -174,6 +174,11 @@ void workload_run(const struct workload_config* cfg) {
       fill_mode == TANDEM_GUEST_FILL_FULL ? do_round(c, 1, 1) : do_round(c, 1, 0);
     else
       fill_mode == TANDEM_GUEST_FILL_FULL ? do_round(c, 0, 1) : do_round(c, 0, 0);
+    if (cfg->panic_after_s && timer_now_us() >= (uint64_t)cfg->panic_after_s * 1000000u) {
+      serial_printf("tandem-guest: PANIC on purpose (panic_after=%u) at counter=%u\n", cfg->panic_after_s, c);
+      outb(0x505, 1); /* pvpanic: "guest panicked" */
+      for (;;) __asm__ volatile("cli; hlt");
+    }
     if (selftest_pending && timer_now_us() >= SELFTEST_BREAK_AFTER_US) {
       /* Simulate a replica that missed one dirty page: a page goes back one round. */
       selftest_pending = 0;

@@ -9,6 +9,8 @@ struct workload_config {
   uint32_t rate;           /* pages dirtied per second; 0 = as fast as possible */
   int fill_full;           /* 1: fill whole pages with the counter; 0: header and tail words only */
   int selftest_break;      /* deliberately corrupt one page ~1.5 s after boot to prove the checker fires */
+  uint32_t panic_after_s;  /* 0: never; else crash on purpose this many seconds after boot: report it to the
+                              hypervisor on the pvpanic port (0x505), like Linux's pvpanic driver, and halt */
 };
 
 /* Never returns: rounds forever, printing a status line about every 250 ms of wall time. */

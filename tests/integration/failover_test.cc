@@ -142,5 +142,22 @@ TEST(FailoverTest, StandbyKilledPrimaryKeepsRunningUnprotectedThenReprotects) {
       << c.Diagnostics();
 }
 
+TEST(FailoverTest, GuestCrashIsReportedAndIsNoReasonToFailOver) {
+  REQUIRE_KVM();
+  // The guest reports a panic on the pvpanic port 4 s after its boot.
+  Cluster c("[vm]\nappend = pages=64 rate=2000 panic_after=4\n");
+  StartProtected(c, 5);
+  ASSERT_TRUE(c.WaitFor("primary", 30000, [](const json& s) {
+    return s.contains("vm_liveness") && s["vm_liveness"].value("guest", "") == "panicked";
+  })) << c.Diagnostics();
+  EXPECT_NE(c.Serial("primary").find("PANIC on purpose"), std::string::npos) << c.Diagnostics();
+  EXPECT_NE(c.Log("primary").find("GUEST_PANICKED"), std::string::npos) << c.Diagnostics();
+  // The primary tandem and its QEMU stay up, so the standby never takes over the crashed guest.
+  std::this_thread::sleep_for(std::chrono::seconds(2));
+  EXPECT_EQ(c.Status("standby").value("state", ""), "standby") << c.Diagnostics();
+  EXPECT_EQ(c.Status("primary").value("state", ""), "running") << c.Diagnostics();
+  EXPECT_EQ(c.Log("standby").find("RUNNING on this host"), std::string::npos) << c.Diagnostics();
+}
+
 }  // namespace
 }  // namespace tandem::testing

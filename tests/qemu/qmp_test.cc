@@ -3,6 +3,9 @@
 
 #include <fcntl.h>
 #include <gtest/gtest.h>
+
+#include <chrono>
+#include <thread>
 #include <signal.h>
 #include <sys/mman.h>
 #include <unistd.h>
@@ -82,6 +85,28 @@ TEST(QmpTest, EventsArrivingBetweenRepliesAreQueued) {
   EXPECT_TRUE(resume->contains("timestamp"));
   // Each event is returned once.
   EXPECT_TRUE(q.qmp->WaitForEvent("RESUME", 100).status().IsTimeout());
+}
+
+TEST(QmpTest, TakeEventsReturnsEverythingSentSoFarOnceWithoutWaiting) {
+  TempDir dir;
+  Qemu q = StartBareQemu(dir);
+  ASSERT_TRUE(q.qmp);
+  auto none = q.qmp->TakeEvents();
+  ASSERT_TRUE(none.ok()) << none.status().ToString();
+  EXPECT_TRUE(none->empty());
+  ASSERT_TRUE(q.qmp->Execute("cont").ok());
+  ASSERT_TRUE(q.qmp->Execute("stop").ok());
+  std::vector<std::string> names;
+  for (int i = 0; i < 50 && names.size() < 2; ++i) {  // events may trail the replies by a moment
+    auto events = q.qmp->TakeEvents();
+    ASSERT_TRUE(events.ok()) << events.status().ToString();
+    for (const auto& e : *events) names.push_back(e["event"]);
+    if (names.size() < 2) std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  EXPECT_EQ(names, (std::vector<std::string>{"RESUME", "STOP"}));
+  auto again = q.qmp->TakeEvents();
+  ASSERT_TRUE(again.ok());
+  EXPECT_TRUE(again->empty());
 }
 
 TEST(QmpTest, ConnectTimesOutWithoutQemu) {
