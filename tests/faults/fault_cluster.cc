@@ -164,7 +164,25 @@ pid_t FaultCluster::Start(const std::string& role) {
   return *pid;
 }
 
+std::string FaultCluster::Exited(const std::string& role) {
+  const pid_t p = pid(role);
+  return p > 0 ? lab_->ExitDescription(p) : std::string();
+}
+
 bool FaultCluster::StartProtected(uint64_t epochs, std::string* why) {
+  // Waits for `pred` on `role`'s status, giving up early when one of the started roles' tandem exited.
+  auto wait = [&](const std::string& role, int timeout_ms, const std::function<bool(const nlohmann::json&)>& pred) {
+    for (int waited = 0; waited < timeout_ms; waited += 100) {
+      if (WaitFor(role, 100, pred)) return true;
+      for (const char* r : kRoles) {
+        if (std::string how = Exited(r); !how.empty()) {
+          *why = std::string("tandem ") + r + " " + how + " (see its log)";
+          return false;
+        }
+      }
+    }
+    return false;
+  };
   if (options_.witness) {
     if (Start("witness") < 0) return *why = "cannot start the witness", false;
     // The witness has nothing to wait for; give it a moment to bind before the hosts talk to it.
@@ -173,12 +191,14 @@ bool FaultCluster::StartProtected(uint64_t epochs, std::string* why) {
     }
   }
   if (Start("standby") < 0) return *why = "cannot start the standby", false;
-  if (!WaitFor("standby", 20000, [](const nlohmann::json& s) { return s.value("state", "") == "standby"; })) {
-    return *why = "the standby did not reach state standby", false;
+  if (!wait("standby", 20000, [](const nlohmann::json& s) { return s.value("state", "") == "standby"; })) {
+    if (why->empty()) *why = "the standby did not reach state standby";
+    return false;
   }
   if (Start("primary") < 0) return *why = "cannot start the primary", false;
-  if (!WaitFor("standby", 40000, [&](const nlohmann::json& s) { return s.value("last_applied", uint64_t(0)) >= epochs; })) {
-    return *why = "epochs did not reach the standby", false;
+  if (!wait("standby", 40000, [&](const nlohmann::json& s) { return s.value("last_applied", uint64_t(0)) >= epochs; })) {
+    if (why->empty()) *why = "epochs did not reach the standby";
+    return false;
   }
   for (int i = 0; i < 200; ++i) {
     const MonitorReport r = monitor_->Report();

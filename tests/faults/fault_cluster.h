@@ -59,6 +59,8 @@ class FaultCluster {
   nlohmann::json StatusOf(const std::string& role) const;
   std::string State(const std::string& role) const;  // status "state", "" when none
   bool WaitFor(const std::string& role, int timeout_ms, const std::function<bool(const nlohmann::json&)>& pred) const;
+  // "" while the role's tandem runs (or was never started), else how it ended.
+  std::string Exited(const std::string& role);
   std::string Log(const std::string& role) const;
   std::string Serial(const std::string& role) const;
   // Tails of every log and serial console plus the monitor summary, for assertion messages.

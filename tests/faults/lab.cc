@@ -365,6 +365,22 @@ void NetLab::Kill(pid_t pid) {
   }
 }
 
+std::string NetLab::ExitDescription(pid_t pid) {
+  std::lock_guard<std::mutex> lock(mu_);
+  for (const auto& [p, how] : exited_) {
+    if (p == pid) return how;
+  }
+  if (std::find(spawned_.begin(), spawned_.end(), pid) == spawned_.end()) return "not started by this lab";
+  int status = 0;
+  if (waitpid(pid, &status, WNOHANG) != pid) return "";
+  std::string how = WIFEXITED(status)     ? "exit status " + std::to_string(WEXITSTATUS(status))
+                    : WIFSIGNALED(status) ? "killed by signal " + std::to_string(WTERMSIG(status))
+                                          : "ended (status " + std::to_string(status) + ")";
+  spawned_.erase(std::remove(spawned_.begin(), spawned_.end(), pid), spawned_.end());
+  exited_.push_back({pid, how});
+  return how;
+}
+
 void NetLab::Adopt(pid_t pid) {
   if (pid <= 0) return;
   std::lock_guard<std::mutex> lock(mu_);

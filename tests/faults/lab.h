@@ -83,6 +83,9 @@ class NetLab {
   void Adopt(pid_t pid);
   // Whether `pid` exists and is not a zombie.
   static bool Alive(pid_t pid);
+  // For a process this lab spawned: "" while it runs, else how it ended ("exit status 1", "killed by signal 11";
+  // the child is reaped then, and remembered).
+  std::string ExitDescription(pid_t pid);
   // A socket created inside `host`'s namespace (usable from any thread afterwards).
   Result<UniqueFd> Socket(Host host, int domain, int type);
 
@@ -136,6 +139,7 @@ class NetLab {
   std::mutex mu_;
   std::vector<pid_t> spawned_;  // our children: killed and reaped
   std::vector<pid_t> adopted_;  // started by our children: killed
+  std::vector<std::pair<pid_t, std::string>> exited_;  // reaped by ExitDescription
   UniqueFd router_ctl_;         // AF_INET socket in the router ns: interface flag ioctls without fork/exec
 
   struct RelayRoute {
