@@ -177,14 +177,19 @@ Result<Message> DecodeMessage(std::span<const uint8_t> d) {
   return m;
 }
 
-Status VerifyMessageMac(std::span<const uint8_t> d, const MacKey& key) {
-  if (d.size() != kMessageSize) return Status::Corruption("heartbeat: bad length");
+Status VerifyTrailingMac(std::span<const uint8_t> d, size_t size, size_t mac_offset, const MacKey& key,
+                         const char* what) {
+  if (d.size() != size) return Status::Corruption(std::string(what) + ": bad length");
   uint8_t expected[kMacSize];
-  TANDEM_RETURN_IF_ERROR(key.Compute(d.first(kMacOffset), expected));
-  if (CRYPTO_memcmp(expected, d.data() + kMacOffset, kMacSize) != 0) {
-    return Status::Corruption("heartbeat: MAC mismatch");
+  TANDEM_RETURN_IF_ERROR(key.Compute(d.first(mac_offset), expected));
+  if (CRYPTO_memcmp(expected, d.data() + mac_offset, kMacSize) != 0) {
+    return Status::Corruption(std::string(what) + ": MAC mismatch");
   }
   return Status::Ok();
+}
+
+Status VerifyMessageMac(std::span<const uint8_t> d, const MacKey& key) {
+  return VerifyTrailingMac(d, kMessageSize, kMacOffset, key, "heartbeat");
 }
 
 Result<Message> DecodeAuthenticatedMessage(std::span<const uint8_t> d, const MacKey& key) {

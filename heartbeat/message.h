@@ -107,6 +107,11 @@ Status EncodeMessage(const Message& message, const MacKey& key, std::span<uint8_
 // bytes, Unsupported for another version. Safe on any input (the fuzz entry point).
 Result<Message> DecodeMessage(std::span<const uint8_t> datagram);
 
+// Corruption unless `datagram` is `size` bytes ending in the MAC of its first `mac_offset` bytes under `key`
+// (constant-time comparison). `what` names the message kind in the error. Shared by every datagram type.
+Status VerifyTrailingMac(std::span<const uint8_t> datagram, size_t size, size_t mac_offset, const MacKey& key,
+                         const char* what);
+
 // Corruption unless the datagram carries a valid MAC under `key` (constant-time comparison).
 Status VerifyMessageMac(std::span<const uint8_t> datagram, const MacKey& key);
 

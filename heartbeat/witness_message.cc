@@ -1,6 +1,5 @@
 #include "heartbeat/witness_message.h"
 
-#include <openssl/crypto.h>
 
 #include <cstring>
 
@@ -183,13 +182,7 @@ Result<WitnessMessage> DecodeWitnessMessage(std::span<const uint8_t> d) {
 }
 
 Status VerifyWitnessMac(std::span<const uint8_t> d, const MacKey& key) {
-  if (d.size() != kWitnessMessageSize) return Status::Corruption("witness: bad length");
-  uint8_t expected[kMacSize];
-  TANDEM_RETURN_IF_ERROR(key.Compute(d.first(kWitnessMacOffset), expected));
-  if (CRYPTO_memcmp(expected, d.data() + kWitnessMacOffset, kMacSize) != 0) {
-    return Status::Corruption("witness: MAC mismatch");
-  }
-  return Status::Ok();
+  return VerifyTrailingMac(d, kWitnessMessageSize, kWitnessMacOffset, key, "witness");
 }
 
 Result<WitnessMessage> DecodeAuthenticatedWitnessMessage(std::span<const uint8_t> d, const MacKey& key) {
