@@ -56,23 +56,6 @@ std::string Endpoint(Host host, Link link, int port) { return NetLab::Address(ho
 
 }  // namespace
 
-std::string KvmUnusableReason() {
-  static const std::string reason = [] {
-    const char* env = std::getenv("TANDEM_KVM");
-    if (env && std::string(env) == "usable") return std::string();
-    if (env && std::string(env) == "unusable") return std::string("KVM NOT USABLE (TANDEM_KVM=unusable)");
-    std::string cmd = std::string("TANDEM_TEST_GUEST=") + TANDEM_TEST_GUEST + " " + TANDEM_SOURCE_DIR +
-                      "/scripts/probe-kvm 2>&1";
-    FILE* p = popen(cmd.c_str(), "r");
-    if (!p) return std::string("cannot run scripts/probe-kvm");
-    char buf[512];
-    std::string out;
-    while (fgets(buf, sizeof(buf), p)) out += buf;
-    int rc = pclose(p);
-    return rc == 0 ? std::string() : "KVM NOT USABLE, the COLO checkpoint path cannot run here: " + out;
-  }();
-  return reason;
-}
 
 FaultCluster::FaultCluster(ClusterOptions options) : options_(std::move(options)) {
   // Debug knob: exercise the harness against a tandem without a witness.

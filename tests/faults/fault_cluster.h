@@ -12,12 +12,13 @@
 #include <nlohmann/json.hpp>
 
 #include "tests/faults/lab.h"
+#include "tests/support/kvm.h"
 #include "tests/faults/monitor.h"
 
 namespace tandem::faults {
 
 // Why KVM cannot run the checkpoint path here ("" when it can): TANDEM_KVM=usable|unusable, else scripts/probe-kvm.
-std::string KvmUnusableReason();
+using ::tandem::testing::KvmUnusableReason;
 
 struct ClusterOptions {
   bool witness = true;  // run `tandem witness` on the witness host and configure [witness]

@@ -54,23 +54,6 @@ std::string Tail(const std::string& text, size_t lines) {
 
 }  // namespace
 
-std::string KvmUnusableReason() {
-  static const std::string reason = [] {
-    const char* env = std::getenv("TANDEM_KVM");
-    if (env && std::string(env) == "usable") return std::string();
-    std::string cmd = std::string("TANDEM_TEST_GUEST=") + TANDEM_TEST_GUEST + " " + TANDEM_SOURCE_DIR +
-                      "/scripts/probe-kvm 2>&1";
-    FILE* p = popen(cmd.c_str(), "r");
-    if (!p) return std::string("cannot run scripts/probe-kvm");
-    char buf[512];
-    std::string out;
-    while (fgets(buf, sizeof(buf), p)) out += buf;
-    int rc = pclose(p);
-    return rc == 0 ? std::string() : "KVM NOT USABLE, the COLO checkpoint path cannot run here: " + out;
-  }();
-  return reason;
-}
-
 Cluster::Cluster(const std::string& extra_config, int epoch_ms) {
   char tmpl[] = "/tmp/tandem-it.XXXXXX";
   dir_ = mkdtemp(tmpl);

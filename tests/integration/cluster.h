@@ -9,11 +9,10 @@
 #include <string>
 #include <vector>
 
+#include "tests/support/kvm.h"
+
 namespace tandem::testing {
 
-// Why KVM cannot run the checkpoint path here, or "" when it can (asks scripts/probe-kvm once per process,
-// or reads TANDEM_KVM=usable|unusable set by scripts/test).
-std::string KvmUnusableReason();
 
 struct CounterLine {
   uint64_t counter = 0;

@@ -13,13 +13,7 @@ namespace {
 
 using nlohmann::json;
 
-#define REQUIRE_KVM()                                          \
-  do {                                                         \
-    if (std::string why = KvmUnusableReason(); !why.empty()) { \
-      fprintf(stderr, "\n!!! SKIPPED: %s\n", why.c_str());     \
-      GTEST_SKIP() << why;                                     \
-    }                                                          \
-  } while (0)
+#define REQUIRE_KVM() TANDEM_REQUIRE_KVM()
 
 // The bare-metal guest's firmware boot takes seconds under this machine's nested KVM: wait until it prints.
 void WaitForGuestCounters(const Cluster& c, const char* role, size_t lines) {

@@ -2,6 +2,8 @@
 // output and RAM layout.
 #pragma once
 
+#include "tests/support/kvm.h"
+
 #include <cstdint>
 #include <functional>
 #include <span>
@@ -30,7 +32,7 @@ std::vector<uint8_t> ReadFixture(const std::string& name);
 
 // Empty if KVM can run the test guest here; otherwise why not. TANDEM_KVM=usable|1 or unusable|0 decides;
 // otherwise scripts/probe-kvm (when present) or a /dev/kvm check.
-std::string KvmUnusableReason();
+using ::tandem::testing::KvmUnusableReason;
 
 // Path of the project's bare-metal test guest (built by the tandem_test_guest target).
 std::string TestGuestPath();
@@ -58,10 +60,4 @@ std::string CheckGuestPages(std::span<const uint8_t> ram, uint32_t pages, uint32
 
 }  // namespace tandem::qemu::testing
 
-#define REQUIRE_KVM()                                                                   \
-  do {                                                                                  \
-    if (std::string why = ::tandem::qemu::testing::KvmUnusableReason(); !why.empty()) { \
-      fprintf(stderr, "\n!!! SKIPPED: %s\n", why.c_str());                              \
-      GTEST_SKIP() << why;                                                              \
-    }                                                                                   \
-  } while (0)
+#define REQUIRE_KVM() TANDEM_REQUIRE_KVM()
