@@ -245,7 +245,11 @@ TEST(FailoverTest, HostLinksCutNoPromotionPrimaryKeepsRunning) {
   StandbyHost standby(s);
   ASSERT_TRUE(primary.Start().ok());
   ASSERT_TRUE(standby.Start().ok());
-  ASSERT_TRUE(WaitFor([&] { return primary.running && standby.hb.peer().alive; }));
+  // The standby must have heard the primary's term before the cut (else its PROMOTE carries term 0 and is
+  // refused as stale, a different reason than the one this test is about).
+  ASSERT_TRUE(WaitFor([&] {
+    return primary.running && standby.hb.peer().alive && standby.hb.peer().max_term_seen >= 1;
+  }));
   const int fences_before = primary.fences;
   for (size_t i = 0; i < 2; ++i) {
     primary.hb.SetLinkBlockedForTesting(i, true);

@@ -312,14 +312,18 @@ TEST_P(ShipperReceiverTest, NoStandbyListeningSubmitNeverBlocks) {
 
 TEST_P(ShipperReceiverTest, PrimaryKilledMidEpochLeavesTheStandbyOnThePreviousEpoch) {
   Harness h(GetParam());
-  EpochReceiver receiver(h.ReceiverOpts(), SystemClock());
-  ASSERT_TRUE(receiver.Start().ok());
-  const int port = receiver.port();
   // The primary runs in a child process that SIGKILLs itself half way through sending epoch 6. Epoch 6 is made
-  // large so that half its records is a real torn epoch.
+  // large so that half its records is a real torn epoch. The child is forked before this process starts any
+  // thread (a fork while other threads hold allocator locks, ASan's included, can hang the child); it learns
+  // the receiver's port through a pipe.
+  int port_pipe[2];
+  ASSERT_EQ(pipe(port_pipe), 0);
   pid_t child = fork();
   ASSERT_GE(child, 0);
   if (child == 0) {
+    close(port_pipe[1]);
+    int port = 0;
+    if (read(port_pipe[0], &port, sizeof port) != sizeof port) _exit(5);
     ShipperOptions so = h.ShipperOpts(port);
     so.debug_die_mid_epoch = 6;
     EpochShipper shipper(so, SystemClock());
@@ -333,6 +337,12 @@ TEST_P(ShipperReceiverTest, PrimaryKilledMidEpochLeavesTheStandbyOnThePreviousEp
     sleep(20);  // killed long before this
     _exit(4);
   }
+  close(port_pipe[0]);
+  EpochReceiver receiver(h.ReceiverOpts(), SystemClock());
+  ASSERT_TRUE(receiver.Start().ok());
+  const int port = receiver.port();
+  ASSERT_EQ(write(port_pipe[1], &port, sizeof port), ssize_t(sizeof port));
+  close(port_pipe[1]);
   int status = 0;
   pid_t done = 0;
   for (int i = 0; i < 2000 && done == 0; ++i) {
