@@ -25,9 +25,9 @@
 
 namespace tandem::heartbeat {
 
-// What happens without a witness (`[witness] mode = none`). There is no free choice here: with two hosts, a
-// partition of every host<->host link is indistinguishable from a dead peer, so a policy picks which failure it
-// survives.
+// What happens without a witness (no `[witness] address` in the configuration). There is no free choice here:
+// with two hosts, a partition of every host<->host link is indistinguishable from a dead peer, so a policy picks
+// which failure it survives.
 enum class TwoHostPolicy : uint8_t {
   // Default. The standby never promotes by itself and the primary never fences: no split brain, ever, but a dead
   // primary means downtime until an operator who checked that it is really dead runs `tandem promote`.
