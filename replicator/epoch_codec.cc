@@ -106,7 +106,8 @@ struct EpochEncoder::PageSource {
   uint64_t pages = 0;
 };
 
-struct EpochEncoder::Slot {
+// Cache-line aligned: two threads fill neighbouring slots at the same time.
+struct alignas(64) EpochEncoder::Slot {
   std::vector<uint8_t> record;  // header + largest PAGES payload
   uint32_t payload_length = 0;
   uint64_t checksum = 0;
@@ -138,14 +139,15 @@ struct EpochEncoder::Parallel {
 void EpochEncoder::EncodeRecord(PageEncoder& encoder, const PageSource& source, uint64_t index, Slot* slot) {
   const uint64_t first = index * kMaxPagesPerRecord;
   const uint32_t count = uint32_t(std::min<uint64_t>(kMaxPagesPerRecord, source.pages - first));
-  slot->pages = count;
-  slot->page_payload_bytes = 0;
-  std::fill(std::begin(slot->by_encoding), std::end(slot->by_encoding), 0);
+  // Tallied in locals and stored once: per-page stores into the slot would be needless shared-memory traffic.
+  uint64_t payload_bytes = 0;
+  uint64_t by_encoding[8] = {};
+  static_assert(sizeof(by_encoding) == sizeof(slot->by_encoding));
   size_t cursor = kRecordHeaderSize + kPagesHeaderSize;
   auto account = [&](const EncodedPage& e) {
     cursor += kPageEntryHeaderSize + e.size;
-    slot->page_payload_bytes += e.size;
-    slot->by_encoding[static_cast<uint8_t>(e.encoding)]++;
+    payload_bytes += e.size;
+    by_encoding[static_cast<uint8_t>(e.encoding)]++;
   };
   uint8_t* out = slot->record.data();
   if (source.epoch != nullptr) {
@@ -176,6 +178,9 @@ void EpochEncoder::EncodeRecord(PageEncoder& encoder, const PageSource& source, 
   }
   StoreLe32(out + kRecordHeaderSize, count);
   StoreLe32(out + kRecordHeaderSize + 4, 0);
+  slot->pages = count;
+  slot->page_payload_bytes = payload_bytes;
+  std::copy(std::begin(by_encoding), std::end(by_encoding), std::begin(slot->by_encoding));
   slot->payload_length = uint32_t(cursor - kRecordHeaderSize);
   slot->checksum = FinishRecord(RecordType::kPages, out, slot->payload_length);
 }
