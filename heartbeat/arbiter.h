@@ -172,7 +172,6 @@ class StandbyArbiter {
   const ArbiterOptions options_;
   uint64_t term_ = 0;          // the primary's term, as learned
   uint64_t granted_term_ = 0;  // the witness granted us this term
-  bool stale_ = false;         // a newer term than ours belongs to someone else: never promote
   bool promoted_ = false;
   bool alive_ = false, ever_heard_ = false, ready_ = false, manual_ = false;
   int64_t promise_until_ = 0;
