@@ -89,6 +89,10 @@ const std::map<std::string, Setter>& Setters() {
        }},
       {"replication.max_in_flight", Num<int>(&Config::max_in_flight, 1, 64)},
       {"replication.io_timeout_ms", Num<int>(&Config::io_timeout_ms, 10, 600000)},
+      {"replication.io_engine", Str(&Config::io_engine)},
+      {"replication.encode_threads", Num<int>(&Config::encode_threads, 1, 64)},
+      {"replication.compression", Str(&Config::compression)},
+      {"replication.zstd_level", Num<int>(&Config::zstd_level, 1, 19)},
       {"witness.address", Str(&Config::witness_address)},
       {"witness.listen", Str(&Config::witness_listen)},
       {"witness.state_dir", Str(&Config::witness_state_dir)},
@@ -122,6 +126,12 @@ Status Validate(const Config& c) {
       c.two_host_policy != "standby-promotes-fenced") {
     return Status::InvalidArgument(
         "witness.two_host_policy must be never-promote, standby-promotes or standby-promotes-fenced");
+  }
+  if (c.io_engine != "auto" && c.io_engine != "io_uring" && c.io_engine != "epoll" && c.io_engine != "poll") {
+    return Status::InvalidArgument("replication.io_engine must be auto, io_uring or epoll");
+  }
+  if (c.compression != "lz4" && c.compression != "zstd" && c.compression != "none") {
+    return Status::InvalidArgument("replication.compression must be lz4, zstd or none");
   }
   if (c.lease_ms <= c.heartbeat_interval_ms * 2) {
     return Status::InvalidArgument("witness.lease_ms must be more than twice heartbeat.interval_ms (renewals)");

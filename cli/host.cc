@@ -57,6 +57,11 @@ Result<RunningQemu> LaunchQemu(const qemu::VmConfig& vm, qemu::QemuRole role, co
   return running;
 }
 
+replicator::IoEngine ParseIoEngine(const std::string& name) {
+  auto engine = replicator::ParseIoEngine(name);
+  return engine.ok() ? engine.value() : replicator::IoEngine::kAuto;
+}
+
 heartbeat::HeartbeatOptions MakeHeartbeatOptions(const Config& config, bool primary_side) {
   heartbeat::HeartbeatOptions options;
   options.node_name = primary_side ? "primary" : "standby";

@@ -10,6 +10,7 @@
 #include "qemu-integration/qemu_args.h"
 #include "qemu-integration/qemu_process.h"
 #include "qemu-integration/qmp.h"
+#include "replicator/transport.h"
 
 namespace tandem::cli {
 
@@ -26,6 +27,9 @@ struct RunningQemu {
 Result<RunningQemu> LaunchQemu(const qemu::VmConfig& vm, qemu::QemuRole role, const std::string& state_dir);
 
 // Heartbeat options for this host: links pair up by position between [primary] and [standby].
+// The configured replication engine (validated with the config: auto, io_uring, epoll/poll).
+replicator::IoEngine ParseIoEngine(const std::string& name);
+
 heartbeat::HeartbeatOptions MakeHeartbeatOptions(const Config& config, bool primary_side);
 
 // SIGINT/SIGTERM handling without async-signal hazards: the signals are blocked in every thread and one thread

@@ -156,6 +156,12 @@ int RunPrimary(const Config& config) {
   ship_options.max_in_flight = config.max_in_flight;
   ship_options.io_timeout_ms = config.io_timeout_ms;
   ship_options.term = term;
+  ship_options.io_engine = ParseIoEngine(config.io_engine);
+  ship_options.encode_threads = config.encode_threads;
+  ship_options.codec.compression = config.compression == "zstd" ? replicator::Compression::kZstd
+                                   : config.compression == "none" ? replicator::Compression::kNone
+                                                                  : replicator::Compression::kLz4;
+  ship_options.codec.zstd_level = config.zstd_level;
   ship_options.debug_die_mid_epoch = config.debug_die_mid_epoch;
   ship_options.debug_corrupt_epoch = config.debug_corrupt_epoch;
   replicator::EpochShipper shipper(ship_options, clock);

@@ -92,6 +92,8 @@ int RunStandby(const Config& config) {
   recv_options.listen_address = config.standby_replication;
   recv_options.file_backed_blocks = {{qemu::kMainRamBlock, replica}};
   recv_options.expected_vm_name = config.vm_name;
+  recv_options.io_engine = ParseIoEngine(config.io_engine);
+  recv_options.io_timeout_ms = config.io_timeout_ms;
   replicator::EpochReceiver receiver(recv_options, clock);
   if (Status st = receiver.Start(); !st.ok()) {
     process.Kill(SIGKILL);

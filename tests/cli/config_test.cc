@@ -74,5 +74,17 @@ TEST(ConfigTest, TimeoutNotAboveIntervalIsRejected) {
   ASSERT_FALSE(config.ok());
 }
 
+TEST(ConfigTest, UnknownEnumValuesAreRejectedNotGuessed) {
+  for (const char* extra : {"[replication]\nio_engine = uring\n", "[replication]\ncompression = gzip\n",
+                            "[witness]\ntwo_host_policy = maybe\n", "[vm]\non_guest_crash = failover\n"}) {
+    auto c = ParseConfig(std::string(kValid) + extra);
+    EXPECT_FALSE(c.ok()) << extra;
+  }
+  auto ok = ParseConfig(std::string(kValid) + "[replication]\nio_engine = epoll\ncompression = zstd\nzstd_level = 3\n");
+  ASSERT_TRUE(ok.ok()) << ok.status().ToString();
+  EXPECT_EQ(ok->compression, "zstd");
+  EXPECT_EQ(ok->zstd_level, 3);
+}
+
 }  // namespace
 }  // namespace tandem::cli
