@@ -20,19 +20,7 @@ using replicator::EncodedPage;
 using replicator::PageEncoding;
 using replicator::kPageSize;
 
-const PageSet& Set() {
-  static const PageSet set = [] {
-    const char* path = std::getenv("TANDEM_PAGESET");
-    auto loaded = LoadPageSet(path ? path : TANDEM_DEFAULT_PAGESET);
-    if (!loaded.ok()) {
-      fprintf(stderr, "cannot load page set: %s (make one with scripts/capture-pageset)\n",
-              loaded.status().ToString().c_str());
-      std::exit(1);
-    }
-    return std::move(loaded).value();
-  }();
-  return set;
-}
+const PageSet& Set() { return BenchPageSet(TANDEM_DEFAULT_PAGESET); }
 
 struct Encoded {
   std::vector<uint8_t> wire;

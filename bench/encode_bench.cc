@@ -32,19 +32,7 @@ using replicator::EpochEncoder;
 using replicator::kPageSize;
 using replicator::RamImage;
 
-const PageSet& Set() {
-  static const PageSet set = [] {
-    const char* path = std::getenv("TANDEM_PAGESET");
-    auto loaded = LoadPageSet(path ? path : TANDEM_DEFAULT_PAGESET);
-    if (!loaded.ok()) {
-      fprintf(stderr, "cannot load page set: %s (make one with scripts/capture-pageset)\n",
-              loaded.status().ToString().c_str());
-      std::exit(1);
-    }
-    return std::move(loaded).value();
-  }();
-  return set;
-}
+const PageSet& Set() { return BenchPageSet(TANDEM_DEFAULT_PAGESET); }
 
 constexpr size_t kColdBytes = size_t(256) << 20;  // per version (old, new)
 

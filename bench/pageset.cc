@@ -2,6 +2,8 @@
 
 #include <zstd.h>
 
+#include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <fstream>
 #include <sstream>
@@ -80,6 +82,20 @@ Result<PageSet> LoadPageSet(const std::string& path) {
     memcpy(&set.old_pages[size_t(i) * kPage], p + 8, kPage);
     memcpy(&set.new_pages[size_t(i) * kPage], p + 8 + kPage, kPage);
   }
+  return set;
+}
+
+const PageSet& BenchPageSet(const char* default_path) {
+  static const PageSet set = [default_path] {
+    const char* path = std::getenv("TANDEM_PAGESET");
+    auto loaded = LoadPageSet(path ? path : default_path);
+    if (!loaded.ok()) {
+      fprintf(stderr, "cannot load page set: %s (make one with scripts/capture-pageset)\n",
+              loaded.status().ToString().c_str());
+      std::exit(1);
+    }
+    return std::move(loaded).value();
+  }();
   return set;
 }
 
