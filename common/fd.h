@@ -3,8 +3,10 @@
 
 #include <unistd.h>
 
+#include <bit>
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 #include <span>
 #include <utility>
 
@@ -51,5 +53,33 @@ inline void StoreBe32(uint8_t* p, uint32_t v) {
   p[0] = uint8_t(v >> 24), p[1] = uint8_t(v >> 16), p[2] = uint8_t(v >> 8), p[3] = uint8_t(v);
 }
 inline void StoreBe64(uint8_t* p, uint64_t v) { StoreBe32(p, uint32_t(v >> 32)), StoreBe32(p + 4, uint32_t(v)); }
+
+// Little-endian: memcpy (no alignment or aliasing assumptions), swapped only on a big-endian host.
+template <typename T>
+inline T LittleEndian(T v) {
+  if constexpr (std::endian::native == std::endian::big) {
+    if constexpr (sizeof(T) == 8) return T(__builtin_bswap64(v));
+    if constexpr (sizeof(T) == 4) return T(__builtin_bswap32(v));
+  }
+  return v;
+}
+inline uint32_t LoadLe32(const uint8_t* p) {
+  uint32_t v;
+  memcpy(&v, p, sizeof(v));
+  return LittleEndian(v);
+}
+inline uint64_t LoadLe64(const uint8_t* p) {
+  uint64_t v;
+  memcpy(&v, p, sizeof(v));
+  return LittleEndian(v);
+}
+inline void StoreLe32(uint8_t* p, uint32_t v) {
+  v = LittleEndian(v);
+  memcpy(p, &v, sizeof(v));
+}
+inline void StoreLe64(uint8_t* p, uint64_t v) {
+  v = LittleEndian(v);
+  memcpy(p, &v, sizeof(v));
+}
 
 }  // namespace tandem

@@ -7,6 +7,8 @@
 
 #include <cstring>
 
+#include "common/fd.h"
+
 namespace tandem::heartbeat {
 namespace {
 
@@ -27,15 +29,6 @@ constexpr size_t kOffLastEpoch = 120;
 constexpr size_t kOffPromiseMs = 128;
 constexpr size_t kOffReserved2 = 132;
 static_assert(kOffReserved2 + 4 == kMacOffset);
-
-void StoreLe64(uint8_t* p, uint64_t v) {
-  for (int i = 0; i < 8; ++i) p[i] = uint8_t(v >> (8 * i));
-}
-uint64_t LoadLe64(const uint8_t* p) {
-  uint64_t v = 0;
-  for (int i = 7; i >= 0; --i) v = v << 8 | p[i];
-  return v;
-}
 
 void StoreName(uint8_t* p, const NodeName& name) {
   std::memset(p, 0, kMaxNodeName);

@@ -3,6 +3,8 @@
 
 #include <cstring>
 
+#include "common/fd.h"
+
 namespace tandem::heartbeat {
 namespace {
 
@@ -24,23 +26,6 @@ constexpr size_t kOffEchoSendNs = 160;
 constexpr size_t kOffLeaseMs = 168;
 constexpr size_t kOffLeaseRemainingMs = 172;
 static_assert(kOffLeaseRemainingMs + 4 == kWitnessMacOffset);
-
-void StoreLe64(uint8_t* p, uint64_t v) {
-  for (int i = 0; i < 8; ++i) p[i] = uint8_t(v >> (8 * i));
-}
-void StoreLe32(uint8_t* p, uint32_t v) {
-  for (int i = 0; i < 4; ++i) p[i] = uint8_t(v >> (8 * i));
-}
-uint64_t LoadLe64(const uint8_t* p) {
-  uint64_t v = 0;
-  for (int i = 7; i >= 0; --i) v = v << 8 | p[i];
-  return v;
-}
-uint32_t LoadLe32(const uint8_t* p) {
-  uint32_t v = 0;
-  for (int i = 3; i >= 0; --i) v = v << 8 | p[i];
-  return v;
-}
 
 void StoreName(uint8_t* p, const NodeName& name) {
   std::memset(p, 0, kMaxNodeName);

@@ -10,6 +10,8 @@
 //   checksum = XXH3-64(type || length || payload), i.e. every byte of the record but the checksum itself.
 #pragma once
 
+#include "common/fd.h"  // LoadLe32/64, StoreLe32/64: the wire is little-endian
+
 #include <bit>
 #include <cstddef>
 #include <cstdint>
@@ -84,18 +86,5 @@ enum class AckStatus : uint32_t {
 };
 const char* AckStatusName(uint32_t status);
 
-// Little-endian loads and stores (memcpy: no alignment or aliasing assumptions).
-inline uint32_t LoadLe32(const uint8_t* p) {
-  uint32_t v;
-  memcpy(&v, p, sizeof(v));
-  return v;
-}
-inline uint64_t LoadLe64(const uint8_t* p) {
-  uint64_t v;
-  memcpy(&v, p, sizeof(v));
-  return v;
-}
-inline void StoreLe32(uint8_t* p, uint32_t v) { memcpy(p, &v, sizeof(v)); }
-inline void StoreLe64(uint8_t* p, uint64_t v) { memcpy(p, &v, sizeof(v)); }
 
 }  // namespace tandem::replicator
