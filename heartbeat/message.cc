@@ -30,20 +30,6 @@ constexpr size_t kOffPromiseMs = 128;
 constexpr size_t kOffReserved2 = 132;
 static_assert(kOffReserved2 + 4 == kMacOffset);
 
-void StoreName(uint8_t* p, const NodeName& name) {
-  std::memset(p, 0, kMaxNodeName);
-  std::memcpy(p, name.view().data(), name.view().size());
-}
-
-// A name field is 1..32 non-NUL bytes followed only by NUL padding.
-bool LoadName(const uint8_t* p, NodeName* name) {
-  size_t len = 0;
-  while (len < kMaxNodeName && p[len] != 0) ++len;
-  for (size_t i = len; i < kMaxNodeName; ++i) {
-    if (p[i] != 0) return false;
-  }
-  return name->Set(std::string_view(reinterpret_cast<const char*>(p), len));
-}
 
 }  // namespace
 
@@ -67,6 +53,21 @@ bool NodeName::Set(std::string_view name) {
   std::memcpy(bytes_.data(), name.data(), name.size());
   size_ = uint8_t(name.size());
   return true;
+}
+
+void NodeName::Store(uint8_t* field) const { std::memcpy(field, bytes_.data(), kMaxNodeName); }
+
+bool NodeName::Load(const uint8_t* field, bool allow_empty, NodeName* name) {
+  size_t len = 0;
+  while (len < kMaxNodeName && field[len] != 0) ++len;
+  for (size_t i = len; i < kMaxNodeName; ++i) {
+    if (field[i] != 0) return false;
+  }
+  if (len == 0 && allow_empty) {
+    *name = NodeName();
+    return true;
+  }
+  return name->Set(std::string_view(reinterpret_cast<const char*>(field), len));
 }
 
 struct MacKey::Impl {
@@ -127,8 +128,8 @@ Status EncodeMessage(const Message& m, const MacKey& key, std::span<uint8_t> out
   p[kOffRole] = static_cast<uint8_t>(m.role);
   p[kOffLink] = m.link_index;
   p[kOffReserved] = 0;
-  StoreName(p + kOffSender, m.sender);
-  StoreName(p + kOffReceiver, m.receiver);
+  m.sender.Store(p + kOffSender);
+  m.receiver.Store(p + kOffReceiver);
   StoreLe64(p + kOffIncarnation, m.incarnation);
   StoreLe64(p + kOffSequence, m.sequence);
   StoreLe64(p + kOffSendNs, uint64_t(m.send_ns));
@@ -153,8 +154,12 @@ Result<Message> DecodeMessage(std::span<const uint8_t> d) {
   Message m;
   m.role = static_cast<Role>(p[kOffRole]);
   m.link_index = p[kOffLink];
-  if (!LoadName(p + kOffSender, &m.sender)) return Status::Corruption("heartbeat: bad sender name");
-  if (!LoadName(p + kOffReceiver, &m.receiver)) return Status::Corruption("heartbeat: bad receiver name");
+  if (!NodeName::Load(p + kOffSender, /*allow_empty=*/false, &m.sender)) {
+    return Status::Corruption("heartbeat: bad sender name");
+  }
+  if (!NodeName::Load(p + kOffReceiver, /*allow_empty=*/false, &m.receiver)) {
+    return Status::Corruption("heartbeat: bad receiver name");
+  }
   m.incarnation = LoadLe64(p + kOffIncarnation);
   m.sequence = LoadLe64(p + kOffSequence);
   m.send_ns = static_cast<int64_t>(LoadLe64(p + kOffSendNs));

@@ -57,6 +57,12 @@ class NodeName {
   std::string_view view() const { return std::string_view(bytes_.data(), size_); }
   bool operator==(std::string_view other) const { return view() == other; }
 
+  // The wire field: kMaxNodeName bytes, the name then NUL padding (heartbeat and witness datagrams alike).
+  void Store(uint8_t* field) const;
+  // False unless the field is a valid name followed only by NUL padding. An all-NUL field is an empty name when
+  // `allow_empty` (the witness's "no holder"), else invalid.
+  static bool Load(const uint8_t* field, bool allow_empty, NodeName* name);
+
  private:
   std::array<char, kMaxNodeName> bytes_{};
   uint8_t size_ = 0;

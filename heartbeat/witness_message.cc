@@ -27,25 +27,6 @@ constexpr size_t kOffLeaseMs = 168;
 constexpr size_t kOffLeaseRemainingMs = 172;
 static_assert(kOffLeaseRemainingMs + 4 == kWitnessMacOffset);
 
-void StoreName(uint8_t* p, const NodeName& name) {
-  std::memset(p, 0, kMaxNodeName);
-  std::memcpy(p, name.view().data(), name.view().size());
-}
-
-// 0..32 non-NUL bytes followed only by NUL padding; an empty name is reported as such (the caller decides).
-bool LoadName(const uint8_t* p, NodeName* name) {
-  size_t len = 0;
-  while (len < kMaxNodeName && p[len] != 0) ++len;
-  for (size_t i = len; i < kMaxNodeName; ++i) {
-    if (p[i] != 0) return false;
-  }
-  if (len == 0) {
-    *name = NodeName();
-    return true;
-  }
-  return name->Set(std::string_view(reinterpret_cast<const char*>(p), len));
-}
-
 bool KnownType(uint8_t t) {
   return (t >= uint8_t(WitnessType::kLeaseRenew) && t <= uint8_t(WitnessType::kStatusQuery)) ||
          (t >= uint8_t(WitnessType::kGrant) && t <= uint8_t(WitnessType::kStatusReply));
@@ -121,9 +102,9 @@ Status EncodeWitnessMessage(const WitnessMessage& m, const MacKey& key, std::spa
   p[kOffType] = uint8_t(m.type);
   p[kOffReason] = uint8_t(m.reason);
   p[kOffFlags] = m.flags;
-  StoreName(p + kOffVm, m.vm);
-  StoreName(p + kOffNode, m.node);
-  StoreName(p + kOffHolder, m.holder);
+  m.vm.Store(p + kOffVm);
+  m.node.Store(p + kOffNode);
+  m.holder.Store(p + kOffHolder);
   StoreLe64(p + kOffIncarnation, m.incarnation);
   StoreLe64(p + kOffSequence, m.sequence);
   StoreLe64(p + kOffSendNs, uint64_t(m.send_ns));
@@ -149,9 +130,15 @@ Result<WitnessMessage> DecodeWitnessMessage(std::span<const uint8_t> d) {
   m.type = WitnessType(p[kOffType]);
   m.reason = WitnessReason(p[kOffReason]);
   m.flags = p[kOffFlags];
-  if (!LoadName(p + kOffVm, &m.vm)) return Status::Corruption("witness: bad vm name");
-  if (!LoadName(p + kOffNode, &m.node)) return Status::Corruption("witness: bad node name");
-  if (!LoadName(p + kOffHolder, &m.holder)) return Status::Corruption("witness: bad holder name");
+  if (!NodeName::Load(p + kOffVm, /*allow_empty=*/true, &m.vm)) {
+    return Status::Corruption("witness: bad vm name");
+  }
+  if (!NodeName::Load(p + kOffNode, /*allow_empty=*/true, &m.node)) {
+    return Status::Corruption("witness: bad node name");
+  }
+  if (!NodeName::Load(p + kOffHolder, /*allow_empty=*/true, &m.holder)) {
+    return Status::Corruption("witness: bad holder name");
+  }
   m.incarnation = LoadLe64(p + kOffIncarnation);
   m.sequence = LoadLe64(p + kOffSequence);
   m.send_ns = int64_t(LoadLe64(p + kOffSendNs));
