@@ -30,6 +30,17 @@ struct Loop {
     wake = UniqueFd(eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC));
     return wake.valid() ? Status::Ok() : Status::FromErrno("guard: eventfd", errno);
   }
+
+  // Both guards start the same way: once, with an authority in witness mode, on a named thread.
+  Status Start(bool witness_mode, const LeaseAuthority* authority, const char* thread_name,
+               std::function<void()> run) {
+    if (thread.joinable()) return Status::InvalidArgument("guard: already started");
+    if (witness_mode && authority == nullptr) return Status::InvalidArgument("guard: witness mode needs an authority");
+    TANDEM_RETURN_IF_ERROR(Open());
+    thread = std::thread(std::move(run));
+    pthread_setname_np(thread.native_handle(), thread_name);
+    return Status::Ok();
+  }
   void Wake() {
     if (!wake.valid()) return;
     const uint64_t one = 1;
@@ -142,12 +153,7 @@ void PrimaryGuard::OnDecision(std::function<void(const PrimaryDecision&)> callba
 
 Status PrimaryGuard::Start() {
   Impl& s = *impl_;
-  if (s.loop.thread.joinable()) return Status::InvalidArgument("guard: already started");
-  if (s.options.witness && s.authority == nullptr) return Status::InvalidArgument("guard: witness mode needs an authority");
-  TANDEM_RETURN_IF_ERROR(s.loop.Open());
-  s.loop.thread = std::thread([&s] { s.Run(); });
-  pthread_setname_np(s.loop.thread.native_handle(), "tandem-primary");
-  return Status::Ok();
+  return s.loop.Start(s.options.witness, s.authority, "tandem-primary", [&s] { s.Run(); });
 }
 
 void PrimaryGuard::Stop() { impl_->loop.Join(); }
@@ -253,12 +259,7 @@ void StandbyGuard::OnDecision(std::function<void(const StandbyDecision&)> callba
 
 Status StandbyGuard::Start() {
   Impl& s = *impl_;
-  if (s.loop.thread.joinable()) return Status::InvalidArgument("guard: already started");
-  if (s.options.witness && s.authority == nullptr) return Status::InvalidArgument("guard: witness mode needs an authority");
-  TANDEM_RETURN_IF_ERROR(s.loop.Open());
-  s.loop.thread = std::thread([&s] { s.Run(); });
-  pthread_setname_np(s.loop.thread.native_handle(), "tandem-standby");
-  return Status::Ok();
+  return s.loop.Start(s.options.witness, s.authority, "tandem-standby", [&s] { s.Run(); });
 }
 
 void StandbyGuard::Stop() { impl_->loop.Join(); }
