@@ -93,15 +93,7 @@ class PollTransport final : public Transport {
     return PollFor(fd_.get(), POLLIN, timeout_ms, "wait for data");
   }
 
-  Status WaitSent(int timeout_ms) override {
-    for (int waited = 0; waited <= timeout_ms; ++waited) {
-      int queued = 0;
-      if (ioctl(fd_.get(), SIOCOUTQ, &queued) != 0) return Status::FromErrno("SIOCOUTQ", errno);
-      if (queued == 0) return Status::Ok();
-      usleep(1000);
-    }
-    return Status::Timeout("send queue did not drain");
-  }
+  Status WaitSent(int timeout_ms) override { return WaitSendQueueEmpty(fd_.get(), timeout_ms); }
 
   void Shutdown() override {
     // shutdown(2) wakes a poll blocked in another thread (the fd itself stays open until destruction, so it
@@ -202,6 +194,16 @@ void AdvanceIov(iovec* iov, size_t count, size_t* first, size_t n) {
     }
   }
   while (*first < count && iov[*first].iov_len == 0) ++*first;
+}
+
+Status WaitSendQueueEmpty(int fd, int timeout_ms) {
+  for (int waited = 0; waited <= timeout_ms; ++waited) {
+    int queued = 0;
+    if (ioctl(fd, SIOCOUTQ, &queued) != 0) return Status::FromErrno("SIOCOUTQ", errno);
+    if (queued == 0) return Status::Ok();
+    usleep(1000);
+  }
+  return Status::Timeout("send queue did not drain");
 }
 
 std::unique_ptr<Transport> MakePollTransport(UniqueFd fd) { return std::make_unique<PollTransport>(std::move(fd)); }

@@ -15,6 +15,10 @@ void AdvanceIov(iovec* iov, size_t count, size_t* first, size_t n);
 
 // `fd` is non-blocking already.
 std::unique_ptr<Transport> MakePollTransport(UniqueFd fd);
+
+// Waits (polling SIOCOUTQ every millisecond) until the socket's send queue is empty: what both engines'
+// WaitSent() means by "the bytes have left".
+Status WaitSendQueueEmpty(int fd, int timeout_ms);
 // io_uring engine; when it cannot be set up (old kernel, RLIMIT_MEMLOCK) logs why and returns the poll engine,
 // unless `required`, in which case the error is returned.
 Result<std::unique_ptr<Transport>> MakeUringTransportOrFallback(UniqueFd fd, bool required);

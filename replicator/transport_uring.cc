@@ -4,9 +4,7 @@
 // blocking: with O_NONBLOCK io_uring would hand EAGAIN back instead of waiting for readiness itself.
 #include <fcntl.h>
 #include <liburing.h>
-#include <linux/sockios.h>
 #include <poll.h>
-#include <sys/ioctl.h>
 #include <sys/socket.h>
 
 #include <algorithm>
@@ -164,15 +162,7 @@ class UringTransport final : public Transport {
     return Status::FromErrno("poll (io_uring)", -n);
   }
 
-  Status WaitSent(int timeout_ms) override {
-    for (int waited = 0; waited <= timeout_ms; ++waited) {
-      int queued = 0;
-      if (ioctl(fd_.get(), SIOCOUTQ, &queued) != 0) return Status::FromErrno("SIOCOUTQ", errno);
-      if (queued == 0) return Status::Ok();
-      usleep(1000);
-    }
-    return Status::Timeout("send queue did not drain");
-  }
+  Status WaitSent(int timeout_ms) override { return WaitSendQueueEmpty(fd_.get(), timeout_ms); }
 
   void Shutdown() override {
     // Completes a pending recv with 0 and a pending send with EPIPE; the fd stays open until destruction.
