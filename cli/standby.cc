@@ -140,7 +140,8 @@ int RunStandby(const Config& config) {
   while (!ShutdownSignal::Requested()) {
     {
       std::unique_lock<std::mutex> lock(trigger.mu);
-      if (trigger.cv.wait_for(lock, std::chrono::milliseconds(50), [&] { return trigger.promoted; })) break;
+      // A promotion wakes this at once; otherwise status is published five times a second.
+      if (trigger.cv.wait_for(lock, std::chrono::milliseconds(200), [&] { return trigger.promoted; })) break;
     }
     const replicator::ReceiverStats stats = receiver.stats();
     standby_guard.SetResumePoint(stats.epochs_applied > 0, stats.last_applied);
@@ -150,7 +151,7 @@ int RunStandby(const Config& config) {
       heartbeats.Stop();
       return fail("standby QEMU", Status::Aborted("the warm standby QEMU exited: no failover possible"));
     }
-    if (stats.last_applied != reported_applied && stats.last_applied % 20 == 0) {
+    if (stats.last_applied >= reported_applied + 100) {  // a progress line every 100 epochs
       TLOG_INFO("epoch", "applied up to epoch %" PRIu64 " (last apply %.2f ms, %" PRIu64 " rejected)",
                 stats.last_applied, stats.last_apply_ms, stats.epochs_rejected);
       reported_applied = stats.last_applied;
