@@ -84,15 +84,18 @@ Result<nlohmann::json> QmpClient::ReadMessage(int64_t deadline_ns) {
       return message;
     }
     if (buffer_.size() > kMaxMessageBytes) return Status::Corruption("QMP message larger than 64 MiB");
+    // Past the deadline, still look once without waiting: a deadline of "now" means "what is there already".
     const int64_t left_ns = deadline_ns - SystemClock()->NowNanos();
-    if (left_ns <= 0) return Status::Timeout("no QMP message in time");
     pollfd pfd{fd_.get(), POLLIN, 0};
-    int r = ::poll(&pfd, 1, int(std::min<int64_t>((left_ns + 999'999) / 1'000'000, 60'000)));
+    int r = ::poll(&pfd, 1, left_ns <= 0 ? 0 : int(std::min<int64_t>((left_ns + 999'999) / 1'000'000, 60'000)));
     if (r < 0) {
       if (errno == EINTR) continue;
       return Status::FromErrno("QMP poll", errno);
     }
-    if (r == 0) continue;
+    if (r == 0) {
+      if (left_ns <= 0) return Status::Timeout("no QMP message in time");
+      continue;
+    }
     char chunk[65536];
     ssize_t n = ::recv(fd_.get(), chunk, sizeof(chunk), 0);
     if (n < 0) {
@@ -172,7 +175,7 @@ Result<nlohmann::json> QmpClient::WaitForEvent(const std::string& name, int time
 Result<std::vector<nlohmann::json>> QmpClient::TakeEvents() {
   std::lock_guard<std::mutex> lock(mu_);
   for (size_t read = 0; read < kMaxQueuedEvents; ++read) {  // bounded even if QEMU never stops talking
-    auto message = ReadMessage(DeadlineAfter(1));  // at most 1 ms when QEMU has nothing to say
+    auto message = ReadMessage(DeadlineAfter(0));
     if (!message.ok()) {
       if (message.status().IsTimeout()) break;
       return message.status().WithContext("reading QMP events");
