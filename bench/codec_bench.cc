@@ -160,14 +160,8 @@ void BM_DecodeVerifyApply(benchmark::State& state) {
     size_t at = 0;
     for (size_t i = 0; i < s.count(); ++i) {
       uint8_t* slot = &replica[tile * t.tile_bytes + i * kPageSize];
-      // Decode into staging, never into the replica; like EpochDecoder, only encodings relative to the
-      // standby's copy start from it.
-      const PageEncoding enc = e.pages[i].encoding;
-      if (enc == PageEncoding::kXorLz4 || enc == PageEncoding::kXorZstd || enc == PageEncoding::kUnchanged ||
-          enc == PageEncoding::kSparse) {
-        memcpy(staged, slot, kPageSize);
-      }
-      if (!dec.Decode(e.pages[i].encoding, e.wire.data() + at, e.pages[i].size, staged).ok() ||
+      // Decode into staging, never into the replica, as EpochDecoder does.
+      if (!dec.Decode(e.pages[i].encoding, e.wire.data() + at, e.pages[i].size, slot, staged).ok() ||
           XXH3_64bits(staged, kPageSize) != e.hashes[i]) {
         state.SkipWithError("decode failed");
         return;

@@ -33,10 +33,6 @@ std::string Where(uint32_t block, uint64_t offset) {
   return buf;
 }
 
-bool IsRelative(PageEncoding e) {
-  return e == PageEncoding::kXorLz4 || e == PageEncoding::kXorZstd || e == PageEncoding::kUnchanged ||
-         e == PageEncoding::kSparse;
-}
 
 constexpr uint8_t kMaxEncoding = static_cast<uint8_t>(PageEncoding::kSparse);
 
@@ -553,7 +549,7 @@ Status EpochDecoder::AddPages(std::span<const uint8_t> payload) {
       }
       next_offset_ += kPageSize;
       if (next_offset_ >= replica_->blocks()[block].size_bytes) next_block_++, next_offset_ = 0;
-      if (IsRelative(encoding)) {
+      if (IsRelativeEncoding(encoding)) {
         return Fail(Status::Corruption(Where(block, offset) + " of a full epoch is relative to the standby's copy"));
       }
     }
@@ -565,8 +561,7 @@ Status EpochDecoder::AddPages(std::span<const uint8_t> payload) {
       staged_.FilledPage(block, offset, data[0]);
     } else {
       uint8_t* dst = staged_.PageBuffer(block, offset);
-      if (IsRelative(encoding)) memcpy(dst, base, kPageSize);
-      Status st = page_decoder_.Decode(encoding, data, size, dst);
+      Status st = page_decoder_.Decode(encoding, data, size, base, dst);
       if (!st.ok()) return Fail(st.WithContext(Where(block, offset)));
       if (PageHash(dst) != hash) {
         return Fail(Status::Corruption(Where(block, offset) + " hash mismatch after decode (" +

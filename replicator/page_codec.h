@@ -2,10 +2,11 @@
 //
 // The primary knows what the standby holds for every page (its mirror as of the previous epoch, which the
 // standby applies before this one), so a page can be sent as the XOR against that copy: pages that changed a
-// little become mostly zero bytes, which LZ4 or zstd shrink to a few dozen bytes. The encoder keeps whichever
-// candidate is smallest and falls back to raw when compression does not pay. Cheapest first: a page that changed
-// in a few words is sent as those words (kSparse) after one compare pass; LZ4/zstd run only on pages that changed
-// a lot.
+// little become mostly zero bytes, which LZ4 or zstd shrink to a few dozen bytes. One pass over the page and its
+// old copy counts the changed bytes and picks what is worth trying, cheapest first: a page that changed in a
+// few words is sent as those words (kSparse, no compressor); a page that changed in most bytes is compressed
+// alone (its delta is as dense as the page); in between the delta is compressed. A page whose bytes look
+// random skips the compressor and goes raw, as does any page compression would not shrink by 1/16.
 #pragma once
 
 #include <cstddef>
@@ -30,6 +31,8 @@ enum class PageEncoding : uint8_t {
                    // count x 8 bytes}; a page where a few counters or pointers changed costs one scan, no LZ4
 };
 const char* PageEncodingName(PageEncoding encoding);
+// Encodings that rebuild the page from the standby's copy of it (and so cannot appear in a full epoch).
+bool IsRelativeEncoding(PageEncoding encoding);
 
 enum class Compression : uint8_t { kNone, kLz4, kZstd };
 
@@ -65,9 +68,9 @@ class PageEncoder {
   alignas(64) uint8_t scratch_[kPageSize];
 };
 
-// One per decoding thread. Decodes into `page`, which holds the standby's copy on entry (needed by the XOR
-// encodings and kUnchanged) and the new content on success. On error `page` may be clobbered: callers decode
-// into staging memory, never into the replica.
+// One per decoding thread. Decodes into `page`; `base` is the standby's copy of the page, read by the relative
+// encodings (IsRelativeEncoding) and otherwise unused (may be nullptr). `base` may equal `page`. On error `page`
+// may be clobbered: callers decode into staging memory, never into the replica.
 class PageDecoder {
  public:
   PageDecoder();
@@ -75,7 +78,7 @@ class PageDecoder {
   PageDecoder(const PageDecoder&) = delete;
   PageDecoder& operator=(const PageDecoder&) = delete;
 
-  Status Decode(PageEncoding encoding, const uint8_t* data, size_t size, uint8_t* page);
+  Status Decode(PageEncoding encoding, const uint8_t* data, size_t size, const uint8_t* base, uint8_t* page);
 
  private:
   struct Contexts;

@@ -27,15 +27,20 @@ Page TextLikePage(std::mt19937_64& rng) {
   return p;
 }
 
-// Encodes `page` against `previous` and decodes it back onto a copy of `previous`.
+// Encodes `page` against `previous` and decodes it back twice: into a separate page with `previous` as the base
+// (as the standby decodes into staging) and in place over a copy of `previous`; both must agree.
 Page RoundTrip(PageEncoder& enc, PageDecoder& dec, const Page& page, const Page* previous, PageEncoding* used) {
   uint8_t wire[kMaxEncodedPage];
   EncodedPage e = enc.Encode(page.data(), previous ? previous->data() : nullptr, wire);
   EXPECT_LE(e.size, kMaxEncodedPage);
   *used = e.encoding;
-  Page out = previous ? *previous : Page(kPageSize, 0xEE);
-  Status st = dec.Decode(e.encoding, wire, e.size, out.data());
+  Page out(kPageSize, 0xEE);
+  Status st = dec.Decode(e.encoding, wire, e.size, previous ? previous->data() : nullptr, out.data());
   EXPECT_TRUE(st.ok()) << st.ToString() << " encoding " << PageEncodingName(e.encoding);
+  Page in_place = previous ? *previous : Page(kPageSize, 0xEE);
+  st = dec.Decode(e.encoding, wire, e.size, in_place.data(), in_place.data());
+  EXPECT_TRUE(st.ok()) << st.ToString() << " encoding " << PageEncodingName(e.encoding) << " in place";
+  EXPECT_EQ(out, in_place) << PageEncodingName(e.encoding);
   return out;
 }
 
@@ -80,7 +85,7 @@ TEST(PageCodecTest, FewChangedWordsAreSentAsSparseRuns) {
     EXPECT_EQ(e.encoding, PageEncoding::kSparse);
     EXPECT_EQ(e.size, 2 * (4u + 8u));  // two runs of one word each
     Page out = previous;
-    ASSERT_TRUE(dec.Decode(e.encoding, wire, e.size, out.data()).ok());
+    ASSERT_TRUE(dec.Decode(e.encoding, wire, e.size, out.data(), out.data()).ok());
     EXPECT_EQ(out, page);
   }
 }
@@ -99,24 +104,44 @@ TEST(PageCodecTest, ManyScatteredSmallChangesAreSentAsCompressedDelta) {
   }
 }
 
+TEST(PageCodecTest, MostlyRewrittenPageIsCompressedAloneNotAsDelta) {
+  std::mt19937_64 rng(9);
+  Page previous = RandomPage(rng);
+  Page page = TextLikePage(rng);  // nothing in common with what the standby holds
+  PageEncoder enc({Compression::kLz4, 1, true});
+  PageDecoder dec;
+  PageEncoding used;
+  EXPECT_EQ(RoundTrip(enc, dec, page, &previous, &used), page);
+  EXPECT_EQ(used, PageEncoding::kLz4);
+}
+
+TEST(PageCodecTest, RelativePageWithoutTheStandbysCopyIsCorruption) {
+  PageDecoder dec;
+  Page out(kPageSize);
+  const uint8_t run[] = {0, 0, 1, 0, 1, 2, 3, 4, 5, 6, 7, 8};
+  EXPECT_TRUE(dec.Decode(PageEncoding::kSparse, run, sizeof run, nullptr, out.data()).IsCorruption());
+  EXPECT_TRUE(dec.Decode(PageEncoding::kUnchanged, run, 0, nullptr, out.data()).IsCorruption());
+  EXPECT_TRUE(dec.Decode(PageEncoding::kXorLz4, run, sizeof run, nullptr, out.data()).IsCorruption());
+}
+
 TEST(PageCodecTest, SparseRunOutsideThePageIsCorruption) {
   PageDecoder dec;
   Page out(kPageSize);
   const uint8_t beyond[] = {0xff, 0x01, 1, 0, 1, 2, 3, 4, 5, 6, 7, 8};  // word 511 + 1 word ok; 0x1ff=511
-  EXPECT_TRUE(dec.Decode(PageEncoding::kSparse, beyond, sizeof beyond, out.data()).ok());
+  EXPECT_TRUE(dec.Decode(PageEncoding::kSparse, beyond, sizeof beyond, out.data(), out.data()).ok());
   const uint8_t past_end[] = {0xff, 0x01, 2, 0, 1, 2, 3, 4, 5, 6, 7, 8, 1, 2, 3, 4, 5, 6, 7, 8};
-  EXPECT_TRUE(dec.Decode(PageEncoding::kSparse, past_end, sizeof past_end, out.data()).IsCorruption());
+  EXPECT_TRUE(dec.Decode(PageEncoding::kSparse, past_end, sizeof past_end, out.data(), out.data()).IsCorruption());
   const uint8_t empty_run[] = {0, 0, 0, 0};
-  EXPECT_TRUE(dec.Decode(PageEncoding::kSparse, empty_run, sizeof empty_run, out.data()).IsCorruption());
+  EXPECT_TRUE(dec.Decode(PageEncoding::kSparse, empty_run, sizeof empty_run, out.data(), out.data()).IsCorruption());
 }
 
 TEST(PageCodecTest, TruncatedSparseRunIsCorruption) {
   PageDecoder dec;
   Page out(kPageSize);
   const uint8_t truncated[] = {4, 0, 2, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9};  // 2 words announced, 9 bytes follow
-  EXPECT_TRUE(dec.Decode(PageEncoding::kSparse, truncated, sizeof truncated, out.data()).IsCorruption());
-  EXPECT_TRUE(dec.Decode(PageEncoding::kSparse, truncated, 3, out.data()).IsCorruption());
-  EXPECT_TRUE(dec.Decode(PageEncoding::kSparse, truncated, 0, out.data()).IsCorruption());
+  EXPECT_TRUE(dec.Decode(PageEncoding::kSparse, truncated, sizeof truncated, out.data(), out.data()).IsCorruption());
+  EXPECT_TRUE(dec.Decode(PageEncoding::kSparse, truncated, 3, out.data(), out.data()).IsCorruption());
+  EXPECT_TRUE(dec.Decode(PageEncoding::kSparse, truncated, 0, out.data(), out.data()).IsCorruption());
 }
 
 TEST(PageCodecTest, ZeroPageIsOneByte) {
@@ -156,22 +181,22 @@ TEST(PageCodecTest, TruncatedCompressedPageIsCorruption) {
     EncodedPage e = enc.Encode(page.data(), nullptr, wire);
     ASSERT_NE(e.encoding, PageEncoding::kRaw);
     Page out(kPageSize);
-    EXPECT_TRUE(dec.Decode(e.encoding, wire, e.size / 2, out.data()).IsCorruption());
+    EXPECT_TRUE(dec.Decode(e.encoding, wire, e.size / 2, out.data(), out.data()).IsCorruption());
   }
 }
 
 TEST(PageCodecTest, BadLengthForRawFilledAndUnchangedIsCorruption) {
   PageDecoder dec;
   Page buf(kPageSize), out(kPageSize);
-  EXPECT_TRUE(dec.Decode(PageEncoding::kRaw, buf.data(), kPageSize - 1, out.data()).IsCorruption());
-  EXPECT_TRUE(dec.Decode(PageEncoding::kFilled, buf.data(), 2, out.data()).IsCorruption());
-  EXPECT_TRUE(dec.Decode(PageEncoding::kUnchanged, buf.data(), 1, out.data()).IsCorruption());
+  EXPECT_TRUE(dec.Decode(PageEncoding::kRaw, buf.data(), kPageSize - 1, out.data(), out.data()).IsCorruption());
+  EXPECT_TRUE(dec.Decode(PageEncoding::kFilled, buf.data(), 2, out.data(), out.data()).IsCorruption());
+  EXPECT_TRUE(dec.Decode(PageEncoding::kUnchanged, buf.data(), 1, out.data(), out.data()).IsCorruption());
 }
 
 TEST(PageCodecTest, UnknownEncodingIsCorruption) {
   PageDecoder dec;
   Page buf(kPageSize), out(kPageSize);
-  EXPECT_TRUE(dec.Decode(static_cast<PageEncoding>(99), buf.data(), 10, out.data()).IsCorruption());
+  EXPECT_TRUE(dec.Decode(static_cast<PageEncoding>(99), buf.data(), 10, out.data(), out.data()).IsCorruption());
 }
 
 TEST(PageCodecTest, GarbageCompressedInputNeverOverrunsOrSucceedsSilently) {
@@ -182,7 +207,7 @@ TEST(PageCodecTest, GarbageCompressedInputNeverOverrunsOrSucceedsSilently) {
     Page junk = RandomPage(rng);
     size_t len = rng() % kPageSize;
     auto enc = static_cast<PageEncoding>(2 + rng() % 4);
-    Status st = dec.Decode(enc, junk.data(), len, out.data());
+    Status st = dec.Decode(enc, junk.data(), len, out.data(), out.data());
     // Random bytes can, rarely, be a valid LZ4 block of exactly one page; anything else must be refused.
     if (!st.ok()) {
       EXPECT_TRUE(st.IsCorruption());

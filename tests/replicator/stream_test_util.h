@@ -80,10 +80,11 @@ class FakePrimary {
     uint8_t* p = epoch->PageBuffer(0, off);
     memcpy(p, block0.data() + off, kPageSize);
     p[number % kPageSize] ^= 0x5a;
-    // A page rewritten with a new compressible pattern: too many changed words to send sparse, XOR + LZ4/zstd.
+    // A page with a byte changed in every other word: too many runs to send sparse, XOR + LZ4/zstd.
     off = ((number + 9) % 16) * kPageSize;
     uint8_t* q = epoch->PageBuffer(0, off);
-    for (size_t i = 0; i < kPageSize; ++i) q[i] = uint8_t((i / 5) ^ number);
+    memcpy(q, block0.data() + off, kPageSize);
+    for (size_t i = 0; i < kPageSize; i += 16) q[i] ^= uint8_t(number | 1);
     // A zero page.
     epoch->FilledPage(0, ((number + 3) % 16) * kPageSize, 0);
     // A page rewritten as it was.
