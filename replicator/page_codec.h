@@ -5,8 +5,9 @@
 // little become mostly zero bytes, which LZ4 or zstd shrink to a few dozen bytes. One pass over the page and its
 // old copy counts the changed bytes and picks what is worth trying, cheapest first: a page that changed in a
 // few words is sent as those words (kSparse, no compressor); a page that changed in most bytes is compressed
-// alone (its delta is as dense as the page); in between the delta is compressed. A page whose bytes look
-// random skips the compressor and goes raw, as does any page compression would not shrink by 1/16.
+// alone (its delta is as dense as the page); in between, whichever of page and delta has clearly more zero bytes
+// is compressed, both when it is close. A page whose bytes look random skips the compressor and goes raw, as
+// does any page compression would not shrink by 1/16.
 #pragma once
 
 #include <cstddef>
