@@ -1,6 +1,6 @@
 // Epoch data-path throughput on a real guest's page set, each beside memcpy of the same bytes in the same run.
-//   TANDEM_PAGESET=<file.pageset.zst> (default: bench/data/linux-workload.pageset.zst)
-// Counters: bytes_per_second (of raw page bytes), wire_ratio (encoded bytes / raw bytes).
+//   TANDEM_PAGESET=<file.pageset.zst>[:<more>...] (default: bench/data/linux-workload.pageset.zst)
+// Counters: bytes_per_second (of raw page bytes), wire_ratio (encoded bytes / raw bytes), pages (in the set).
 #include <benchmark/benchmark.h>
 #include <xxhash.h>
 
@@ -47,6 +47,7 @@ Encoded EncodeAll(Compression c, bool delta, const std::vector<uint8_t>& pages, 
 
 void SetBytes(benchmark::State& state) {
   state.SetBytesProcessed(int64_t(state.iterations()) * int64_t(Set().count() * kPageSize));
+  state.counters["pages"] = double(Set().count());
 }
 
 // Epoch pages come from guest RAM the CPU has not touched since the guest wrote them, not from a buffer that

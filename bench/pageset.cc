@@ -2,6 +2,7 @@
 
 #include <zstd.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -87,14 +88,26 @@ Result<PageSet> LoadPageSet(const std::string& path) {
 
 const PageSet& BenchPageSet(const char* default_path) {
   static const PageSet set = [default_path] {
-    const char* path = std::getenv("TANDEM_PAGESET");
-    auto loaded = LoadPageSet(path ? path : default_path);
-    if (!loaded.ok()) {
-      fprintf(stderr, "cannot load page set: %s (make one with scripts/capture-pageset)\n",
-              loaded.status().ToString().c_str());
-      std::exit(1);
+    const char* env = std::getenv("TANDEM_PAGESET");
+    const std::string paths = env ? env : default_path;
+    PageSet all;
+    for (size_t at = 0; at <= paths.size();) {
+      const size_t end = std::min(paths.find(':', at), paths.size());
+      auto loaded = LoadPageSet(paths.substr(at, end - at));
+      if (!loaded.ok()) {
+        fprintf(stderr, "cannot load page set: %s (make one with scripts/capture-pageset)\n",
+                loaded.status().ToString().c_str());
+        std::exit(1);
+      }
+      const PageSet& one = loaded.value();
+      if (all.count() == 0) all.guest_ram_bytes = one.guest_ram_bytes, all.interval_ms = one.interval_ms;
+      all.snapshot_pairs += one.snapshot_pairs;
+      all.offsets.insert(all.offsets.end(), one.offsets.begin(), one.offsets.end());
+      all.old_pages.insert(all.old_pages.end(), one.old_pages.begin(), one.old_pages.end());
+      all.new_pages.insert(all.new_pages.end(), one.new_pages.begin(), one.new_pages.end());
+      at = end + 1;
     }
-    return std::move(loaded).value();
+    return all;
   }();
   return set;
 }

@@ -27,8 +27,9 @@ struct PageSet {
 Status SavePageSet(const PageSet& set, const std::string& path);
 Result<PageSet> LoadPageSet(const std::string& path);
 
-// The page set a benchmark runs on: $TANDEM_PAGESET, else `default_path`; loaded once per process. Exits with a
-// message if it cannot be read (a benchmark without its data has nothing to measure).
+// The page set a benchmark runs on: $TANDEM_PAGESET, else `default_path`; loaded once per process. Several files
+// separated by ':' are concatenated (the workloads side by side). Exits with a message if one cannot be read (a
+// benchmark without its data has nothing to measure).
 const PageSet& BenchPageSet(const char* default_path);
 
 }  // namespace tandem::bench
