@@ -88,24 +88,40 @@ uint64_t LoadWord(const uint8_t* p, size_t word) {
 }
 
 // The runs of words of `page` whose `delta` (XOR against the standby's copy) is not zero, or 0 if they need more
-// than `limit` bytes.
+// than `limit` bytes. Sparse pages are mostly zero delta: whole 64-byte blocks are skipped with one test, and only
+// blocks with a change are walked word by word.
 uint32_t EncodeSparse(const uint8_t* page, const uint8_t* delta, uint8_t* out, uint32_t limit) {
+  constexpr size_t kBlockWords = 8;
+  constexpr size_t kNoRun = kWords;
   uint32_t size = 0;
-  for (size_t w = 0; w < kWords;) {
-    if (LoadWord(delta, w) == 0) {
-      ++w;
+  size_t run = kNoRun;  // first word of the run being collected
+  auto close_run = [&](size_t end) {
+    const uint32_t bytes = uint32_t((end - run) * sizeof(uint64_t));
+    if (size + kRunHeader + bytes > limit) return false;
+    out[size] = uint8_t(run), out[size + 1] = uint8_t(run >> 8);
+    out[size + 2] = uint8_t(end - run), out[size + 3] = uint8_t((end - run) >> 8);
+    memcpy(out + size + kRunHeader, page + run * sizeof(uint64_t), bytes);
+    size += kRunHeader + bytes;
+    run = kNoRun;
+    return true;
+  };
+  for (size_t block = 0; block < kWords; block += kBlockWords) {
+    uint64_t any = 0;
+    for (size_t w = block; w < block + kBlockWords; ++w) any |= LoadWord(delta, w);
+    if (any == 0) {
+      if (run != kNoRun && !close_run(block)) return 0;
       continue;
     }
-    size_t end = w + 1;
-    while (end < kWords && LoadWord(delta, end) != 0) ++end;
-    const uint32_t bytes = uint32_t((end - w) * sizeof(uint64_t));
-    if (size + kRunHeader + bytes > limit) return 0;
-    out[size] = uint8_t(w), out[size + 1] = uint8_t(w >> 8);
-    out[size + 2] = uint8_t(end - w), out[size + 3] = uint8_t((end - w) >> 8);
-    memcpy(out + size + kRunHeader, page + w * sizeof(uint64_t), bytes);
-    size += kRunHeader + bytes;
-    w = end;
+    for (size_t w = block; w < block + kBlockWords; ++w) {
+      const bool changed = LoadWord(delta, w) != 0;
+      if (changed && run == kNoRun) {
+        run = w;
+      } else if (!changed && run != kNoRun && !close_run(w)) {
+        return 0;
+      }
+    }
   }
+  if (run != kNoRun && !close_run(kWords)) return 0;
   return size;
 }
 
