@@ -38,6 +38,9 @@ class Transport {
   // Makes every blocked and future Send/Recv/WaitReadable return promptly. Idempotent, thread-safe.
   virtual void Shutdown() = 0;
   virtual const char* engine_name() const = 0;
+  // engine_name() and the options the engine runs with (io_uring: which kernel features it got), for logs and
+  // benchmark labels.
+  virtual std::string engine_detail() const { return engine_name(); }
 };
 
 // Which engine drives a socket Transport. kPoll is readiness based (non-blocking socket + poll(2)), kIoUring
