@@ -1,11 +1,12 @@
 // The primary's whole encode step (replicator::EpochEncoder: page encodings, page hashes, record framing and
 // checksums) on large epochs built from a real guest's page set, on 1 and 2 threads, beside memcpy of the same
 // bytes in the same run. The records go to a sink that only counts them: the transport is transport_bench's.
-//   TANDEM_PAGESET=<file.pageset.zst> (default: bench/data/linux-workload.pageset.zst)
+//   TANDEM_PAGESET=<file.pageset.zst>[:<more>...] (default: bench/data/linux-workload.pageset.zst)
 //
 //   BM_EncodeEpoch/threads:N   delta epochs of kTilesPerEpoch copies of the page set (> kParallelMinPages pages),
 //                              each page against its previous version in a base RamImage, as the shipper does
 //   BM_EncodeFull/threads:N    a full epoch (resync) of a RamImage made of the page set's pages
+//   BM_ApplyFull/threads:N     the standby applying that full epoch to its replica
 //   BM_Memcpy                  the same bytes as one delta epoch, copied
 //
 // As in codec_bench, everything is cold in cache: the page set is tiled over 2 x 256 MiB (old and new versions)
@@ -135,6 +136,34 @@ void BM_EncodeFull(benchmark::State& state) {
   state.counters["threads"] = encoder.last_epoch_stats().threads;
 }
 
+// The standby's side of a full resync: a full epoch of the base image's RAM applied to a replica, on 1 and 2
+// threads (RamImage::Apply splits epochs of kParallelApplyMinBytes or more).
+void BM_ApplyFull(benchmark::State& state) {
+  const int threads = int(state.range(0));
+  if (!EnoughCpus(state, threads)) return;
+  const World& w = TheWorld();
+  static const std::unique_ptr<Epoch> full = [&w] {
+    auto e = std::make_unique<Epoch>();
+    e->Reset(1, true);
+    const auto ram = w.base->Block(0);
+    for (uint64_t at = 0; at < ram.size(); at += kPageSize) memcpy(e->PageBuffer(0, at), ram.data() + at, kPageSize);
+    return e;
+  }();
+  static const std::unique_ptr<RamImage> replica = [&w] {
+    replicator::VmDescriptor d;
+    d.vm_name = "bench-replica";
+    d.ram_blocks = w.base->blocks();
+    return std::move(RamImage::Create(d, {})).value();
+  }();
+  for (auto _ : state) {
+    if (Status st = replica->Apply(*full, threads); !st.ok()) {
+      state.SkipWithError(st.ToString().c_str());
+      return;
+    }
+  }
+  state.SetBytesProcessed(int64_t(state.iterations() * full->page_bytes()));
+}
+
 // memcpy of one delta epoch's page bytes per iteration, walking the epochs like BM_EncodeEpoch.
 void BM_Memcpy(benchmark::State& state) {
   const World& w = TheWorld();
@@ -151,6 +180,7 @@ void BM_Memcpy(benchmark::State& state) {
 BENCHMARK(BM_Memcpy)->UseRealTime();
 BENCHMARK(BM_EncodeEpoch)->ArgName("threads")->Arg(1)->Arg(2)->UseRealTime();
 BENCHMARK(BM_EncodeFull)->ArgName("threads")->Arg(1)->Arg(2)->UseRealTime();
+BENCHMARK(BM_ApplyFull)->ArgName("threads")->Arg(1)->Arg(2)->UseRealTime();
 
 }  // namespace
 }  // namespace tandem::bench

@@ -91,6 +91,7 @@ const std::map<std::string, Setter>& Setters() {
       {"replication.io_timeout_ms", Num<int>(&Config::io_timeout_ms, 10, 600000)},
       {"replication.io_engine", Str(&Config::io_engine)},
       {"replication.encode_threads", Num<int>(&Config::encode_threads, 1, 64)},
+      {"replication.apply_threads", Num<int>(&Config::apply_threads, 1, 64)},
       {"replication.compression", Str(&Config::compression)},
       {"replication.zstd_level", Num<int>(&Config::zstd_level, 1, 19)},
       {"witness.address", Str(&Config::witness_address)},

@@ -94,6 +94,7 @@ int RunStandby(const Config& config) {
   recv_options.expected_vm_name = config.vm_name;
   recv_options.io_engine = ParseIoEngine(config.io_engine);
   recv_options.io_timeout_ms = config.io_timeout_ms;
+  recv_options.apply_threads = config.apply_threads;
   replicator::EpochReceiver receiver(recv_options, clock);
   if (Status st = receiver.Start(); !st.ok()) {
     process.Kill(SIGKILL);

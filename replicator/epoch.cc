@@ -5,8 +5,13 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <system_error>
+#include <thread>
+#include <utility>
+#include <vector>
 
 #include "common/fd.h"
 
@@ -86,22 +91,46 @@ bool RamImage::FilledPage(uint32_t block, uint64_t offset, uint8_t fill) {
   return true;
 }
 
-Status RamImage::Apply(const Epoch& epoch) {
-  for (const PageRecord& page : epoch.pages()) {
+Status RamImage::Apply(const Epoch& epoch, int threads) {
+  const std::span<const PageRecord> pages = epoch.pages();
+  for (const PageRecord& page : pages) {
     if (page.block >= blocks_.size() || page.offset % kPageSize != 0 ||
         page.offset >= blocks_[page.block].size_bytes) {
       return Status::Corruption("epoch " + std::to_string(epoch.number()) + ": page outside RAM block " +
                                 std::to_string(page.block));
     }
   }
-  for (const PageRecord& page : epoch.pages()) {
-    uint8_t* dst = bases_[page.block] + page.offset;
-    if (page.filled) {
-      memset(dst, page.fill, kPageSize);
-    } else {
-      memcpy(dst, epoch.PageData(page), kPageSize);
+  auto apply_range = [&](size_t first, size_t end) {
+    for (size_t i = first; i < end; ++i) {
+      const PageRecord& page = pages[i];
+      uint8_t* dst = bases_[page.block] + page.offset;
+      if (page.filled) {
+        memset(dst, page.fill, kPageSize);
+      } else {
+        memcpy(dst, epoch.PageData(page), kPageSize);
+      }
+    }
+  };
+  if (threads <= 1 || epoch.page_bytes() < kParallelApplyMinBytes) {
+    apply_range(0, pages.size());
+    return Status::Ok();
+  }
+  // Pages are independent: contiguous shares, the calling thread taking the first. A thread that cannot be
+  // started leaves its share to the calling thread.
+  std::vector<std::thread> helpers;
+  std::vector<std::pair<size_t, size_t>> unstarted;
+  const size_t share = (pages.size() + size_t(threads) - 1) / size_t(threads);
+  for (size_t first = share; first < pages.size(); first += share) {
+    const size_t end = std::min(pages.size(), first + share);
+    try {
+      helpers.emplace_back(apply_range, first, end);
+    } catch (const std::system_error&) {
+      unstarted.emplace_back(first, end);
     }
   }
+  apply_range(0, std::min(share, pages.size()));
+  for (auto [first, end] : unstarted) apply_range(first, end);
+  for (std::thread& t : helpers) t.join();
   return Status::Ok();
 }
 

@@ -19,6 +19,7 @@ ReplicaOptions ToReplicaOptions(const ReceiverOptions& o) {
   ReplicaOptions r;
   r.file_backed_blocks = o.file_backed_blocks;
   r.expected_vm_name = o.expected_vm_name;
+  r.apply_threads = o.apply_threads;
   r.debug_apply_delay_ms = o.debug_apply_delay_ms;
   return r;
 }

@@ -28,6 +28,7 @@ struct ReceiverOptions {
   std::string expected_vm_name;
   int io_timeout_ms = 2000;  // a record that stalls this long mid-way drops the connection
   IoEngine io_engine = IoEngine::kAuto;
+  int apply_threads = 4;         // large epochs (a full resync) are applied on this many; capped at usable CPUs
   int debug_apply_delay_ms = 0;  // tests: a slow standby
 };
 

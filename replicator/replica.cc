@@ -1,5 +1,6 @@
 #include "replicator/replica.h"
 
+#include <algorithm>
 #include <cinttypes>
 #include <thread>
 
@@ -215,7 +216,7 @@ Status Replica::HandleEpochEnd(const RecordView& record, std::vector<uint8_t>* r
   {
     // Under the lock: resume_point() sees the replica before or after this epoch, never half of it.
     std::lock_guard<std::mutex> lock(mu_);
-    Status st = image_->Apply(staged);
+    Status st = image_->Apply(staged, std::clamp(UsableCpus(), 1, std::max(1, options_.apply_threads)));
     if (!st.ok()) return st.WithContext("apply");  // Apply checked every page before writing any
     if (decoder_.has_device_state()) resume_.device_state.swap(staged.device_state());
     if (!has_resume_ || resume_generation_ != session_generation_) {

@@ -37,6 +37,7 @@ struct ReplicaOptions {
   // RAM block name -> file the block is mapped from (MAP_SHARED), so the standby QEMU sees what was applied.
   std::map<std::string, std::string> file_backed_blocks;
   std::string expected_vm_name;  // empty: accept any
+  int apply_threads = 4;         // large epochs (a full resync) are applied on this many; capped at usable CPUs
   int debug_apply_delay_ms = 0;  // tests: a slow standby
 };
 

@@ -80,10 +80,12 @@ TEST(ConfigTest, UnknownEnumValuesAreRejectedNotGuessed) {
     auto c = ParseConfig(std::string(kValid) + extra);
     EXPECT_FALSE(c.ok()) << extra;
   }
-  auto ok = ParseConfig(std::string(kValid) + "[replication]\nio_engine = epoll\ncompression = zstd\nzstd_level = 3\n");
+  auto ok = ParseConfig(std::string(kValid) +
+                        "[replication]\nio_engine = epoll\ncompression = zstd\nzstd_level = 3\napply_threads = 2\n");
   ASSERT_TRUE(ok.ok()) << ok.status().ToString();
   EXPECT_EQ(ok->compression, "zstd");
   EXPECT_EQ(ok->zstd_level, 3);
+  EXPECT_EQ(ok->apply_threads, 2);
 }
 
 }  // namespace
