@@ -8,6 +8,10 @@
 //       gathered send (TransportSink: buffered small records + the large one), EPOCH_END, Flush; the receiver
 //       ACKs every epoch and at most two epochs are unacknowledged (the shipper's default max_in_flight).
 //   BM_AckRoundTrip/<tcp|unix>/<uring|poll>   one small EPOCH_END-sized record there, one ACK back: latency.
+// Connections are made with ListenStream/ConnectStream: 127.0.0.1 for tcp, "unix:/tmp/..." for unix. The label of
+// each row names the engine and the options it runs with (io_uring: which kernel features it got);
+// TANDEM_URING_OFF=defer_taskrun,fixed_file,fixed_buffer,waitall,readahead switches io_uring features off to see
+// what each is worth.
 //
 // Threads are pinned, sender and receiver on different CPUs, when the process may run on two or more
 // (TANDEM_BENCH_PIN=0 turns that off). Under `taskset -c 0` both share one CPU and the figures measure context
@@ -16,6 +20,7 @@
 #include <pthread.h>
 #include <sched.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
 #include <atomic>
 #include <cstdio>
@@ -90,17 +95,20 @@ struct Pair {
 };
 
 Result<std::pair<UniqueFd, UniqueFd>> ConnectedSockets(Family family) {
-  if (family == Family::kUnix) {
-    int fds[2];
-    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds) != 0) return Status::FromErrno("socketpair", errno);
-    return std::make_pair(UniqueFd(fds[0]), UniqueFd(fds[1]));
-  }
+  // The same listen/connect path as the shipper and the receiver ("unix:/path" or "host:port").
+  const std::string unix_address = "unix:/tmp/tandem-transport-bench." + std::to_string(getpid()) + ".sock";
   int port = 0;
-  TANDEM_ASSIGN_OR_RETURN(UniqueFd listener, replicator::ListenTcp("127.0.0.1:0", &port));
-  TANDEM_ASSIGN_OR_RETURN(UniqueFd client, replicator::ConnectTcp("127.0.0.1:" + std::to_string(port), 2000));
-  UniqueFd server(::accept4(listener.get(), nullptr, nullptr, SOCK_CLOEXEC));
-  if (!server.valid()) return Status::FromErrno("accept", errno);
-  return std::make_pair(std::move(client), std::move(server));
+  TANDEM_ASSIGN_OR_RETURN(UniqueFd listener,
+                          replicator::ListenStream(family == Family::kUnix ? unix_address : "127.0.0.1:0", &port));
+  Result<UniqueFd> client = replicator::ConnectStream(
+      family == Family::kUnix ? unix_address : "127.0.0.1:" + std::to_string(port), 2000);
+  UniqueFd server;
+  if (client.ok()) server.reset(::accept4(listener.get(), nullptr, nullptr, SOCK_CLOEXEC));
+  const int accept_errno = errno;
+  replicator::RemoveUnixSocket(unix_address);
+  if (!client.ok()) return client.status();
+  if (!server.valid()) return Status::FromErrno("accept", accept_errno);
+  return std::make_pair(std::move(client).value(), std::move(server));
 }
 
 // Both ends on `engine`. A missing io_uring is an error here, never a silent fallback: the comparison would lie.
@@ -127,6 +135,15 @@ bool SetUp(benchmark::State& state, Family family, IoEngine engine, Pair* pair) 
     return false;
   }
   *pair = std::move(p).value();
+  // Which engine and options were measured, in the output and once on stderr per engine.
+  const std::string detail = pair->sender->engine_detail();
+  state.SetLabel(detail);
+  static std::string printed[2];
+  std::string& seen = printed[engine == IoEngine::kIoUring ? 1 : 0];
+  if (seen != detail) {
+    fprintf(stderr, "transport_bench: engine %s\n", detail.c_str());
+    seen = detail;
+  }
   return true;
 }
 

@@ -33,7 +33,7 @@ EpochReceiver::~EpochReceiver() { Stop(); }
 
 Status EpochReceiver::Start() {
   if (thread_.joinable() || stopped_) return Status::InvalidArgument("receiver already started");
-  TANDEM_ASSIGN_OR_RETURN(listen_fd_, ListenTcp(options_.listen_address, &port_));
+  TANDEM_ASSIGN_OR_RETURN(listen_fd_, ListenStream(options_.listen_address, &port_));
   wake_fd_.reset(eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
   if (!wake_fd_.valid()) return Status::FromErrno("eventfd", errno);
   TLOG_INFO("receiver", "listening for the primary on %s (port %d)", options_.listen_address.c_str(), port_);

@@ -256,7 +256,7 @@ void EpochShipper::SenderLoop() {
 }
 
 Status EpochShipper::Connect(std::unique_ptr<Connection>* out) {
-  TANDEM_ASSIGN_OR_RETURN(UniqueFd fd, ConnectTcp(options_.standby_address, options_.io_timeout_ms));
+  TANDEM_ASSIGN_OR_RETURN(UniqueFd fd, ConnectStream(options_.standby_address, options_.io_timeout_ms));
   TANDEM_ASSIGN_OR_RETURN(std::unique_ptr<Transport> transport, MakeSocketTransport(std::move(fd), options_.io_engine));
   auto conn = std::make_unique<Connection>();
   conn->transport = std::move(transport);

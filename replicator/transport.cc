@@ -9,6 +9,8 @@
 #include <poll.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
 
 #include <algorithm>
 #include <cerrno>
@@ -197,6 +199,11 @@ void AdvanceIov(iovec* iov, size_t count, size_t* first, size_t n) {
 }
 
 Status WaitSendQueueEmpty(int fd, int timeout_ms) {
+  // A unix socket's bytes are in the peer's receive queue as soon as send returns (and stay readable when the
+  // sender dies); its SIOCOUTQ counts what the peer has not read yet, which is not this question.
+  int domain = 0;
+  socklen_t len = sizeof(domain);
+  if (getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &domain, &len) == 0 && domain == AF_UNIX) return Status::Ok();
   for (int waited = 0; waited <= timeout_ms; ++waited) {
     int queued = 0;
     if (ioctl(fd, SIOCOUTQ, &queued) != 0) return Status::FromErrno("SIOCOUTQ", errno);
@@ -229,8 +236,12 @@ Result<std::unique_ptr<Transport>> MakeSocketTransport(UniqueFd socket, IoEngine
   if (flags < 0 || fcntl(socket.get(), F_SETFL, flags | O_NONBLOCK) != 0) {
     return Status::FromErrno("make socket non-blocking", errno);
   }
-  int one = 1;
-  setsockopt(socket.get(), IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+  int domain = 0;
+  socklen_t len = sizeof(domain);
+  if (getsockopt(socket.get(), SOL_SOCKET, SO_DOMAIN, &domain, &len) == 0 && (domain == AF_INET || domain == AF_INET6)) {
+    int one = 1;
+    setsockopt(socket.get(), IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+  }
   if (engine == IoEngine::kPoll) return MakePollTransport(std::move(socket));
   return MakeUringTransportOrFallback(std::move(socket), engine == IoEngine::kIoUring);
 }
@@ -256,7 +267,101 @@ Status ParseHostPort(const std::string& address, std::string* host, uint16_t* po
   return Status::Ok();
 }
 
-Result<UniqueFd> ListenTcp(const std::string& address, int* port) {
+namespace {
+
+constexpr std::string_view kUnixPrefix = "unix:";
+
+// The sockaddr_un of a "unix:" address; InvalidArgument named after what is wrong with it.
+Status UnixSockaddr(const std::string& address, sockaddr_un* out) {
+  const std::string path = address.substr(kUnixPrefix.size());
+  if (path.empty()) return Status::InvalidArgument("address '" + address + "' has an empty socket path");
+  *out = {};
+  out->sun_family = AF_UNIX;
+  if (path.size() >= sizeof(out->sun_path)) {
+    return Status::InvalidArgument("socket path of '" + address + "' is " + std::to_string(path.size()) +
+                                   " bytes, longer than the " + std::to_string(sizeof(out->sun_path) - 1) +
+                                   " a unix socket address holds");
+  }
+  if (path.find('\0') != std::string::npos) return Status::InvalidArgument("socket path of '" + address + "' has a NUL");
+  memcpy(out->sun_path, path.data(), path.size());
+  return Status::Ok();
+}
+
+Result<UniqueFd> ListenUnix(const std::string& address) {
+  sockaddr_un addr;
+  TANDEM_RETURN_IF_ERROR(UnixSockaddr(address, &addr));
+  UniqueFd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  if (!fd.valid()) return Status::FromErrno("socket", errno);
+  if (::bind(fd.get(), reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) {
+    if (errno != EADDRINUSE) return Status::FromErrno("bind " + address, errno);
+    // A file is there. Replace it only if it is a socket nobody listens on any more (a listener that died).
+    struct stat st;
+    if (lstat(addr.sun_path, &st) != 0 || !S_ISSOCK(st.st_mode)) return Status::FromErrno("bind " + address, EADDRINUSE);
+    UniqueFd probe(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
+    if (!probe.valid()) return Status::FromErrno("socket", errno);
+    if (::connect(probe.get(), reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0 || errno != ECONNREFUSED) {
+      return Status::FromErrno("bind " + address + " (another listener has it)", EADDRINUSE);
+    }
+    ::unlink(addr.sun_path);
+    if (::bind(fd.get(), reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) {
+      return Status::FromErrno("bind " + address, errno);
+    }
+  }
+  if (::listen(fd.get(), 8) != 0) return Status::FromErrno("listen " + address, errno);
+  return fd;
+}
+
+Result<UniqueFd> ConnectUnix(const std::string& address, int timeout_ms) {
+  sockaddr_un addr;
+  TANDEM_RETURN_IF_ERROR(UnixSockaddr(address, &addr));
+  UniqueFd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  if (!fd.valid()) return Status::FromErrno("socket", errno);
+  // A unix connect completes at once or waits only for room in the listener's backlog, and that wait honours
+  // SO_SNDTIMEO (a non-blocking connect would say EAGAIN and leave nothing to poll for).
+  if (timeout_ms >= 0) {
+    timeval tv{timeout_ms / 1000, (timeout_ms % 1000) * 1000};
+    setsockopt(fd.get(), SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+  }
+  int rc;
+  do {
+    rc = ::connect(fd.get(), reinterpret_cast<sockaddr*>(&addr), sizeof(addr));
+  } while (rc != 0 && errno == EINTR);
+  if (rc != 0) {
+    if (errno == EAGAIN || errno == EINPROGRESS) {
+      return Status::Timeout("connect " + address + ": no room in the listener's backlog for " +
+                             std::to_string(timeout_ms) + " ms");
+    }
+    return Status::FromErrno("connect " + address, errno);
+  }
+  timeval none{};
+  setsockopt(fd.get(), SOL_SOCKET, SO_SNDTIMEO, &none, sizeof(none));
+  return fd;
+}
+
+}  // namespace
+
+bool IsUnixAddress(std::string_view address) { return address.substr(0, kUnixPrefix.size()) == kUnixPrefix; }
+
+Status CheckStreamAddress(const std::string& address) {
+  if (IsUnixAddress(address)) {
+    sockaddr_un addr;
+    return UnixSockaddr(address, &addr);
+  }
+  std::string host;
+  uint16_t port = 0;
+  return ParseHostPort(address, &host, &port);
+}
+
+void RemoveUnixSocket(const std::string& address) {
+  sockaddr_un addr;
+  struct stat st;
+  if (!IsUnixAddress(address) || !UnixSockaddr(address, &addr).ok()) return;
+  if (lstat(addr.sun_path, &st) == 0 && S_ISSOCK(st.st_mode)) ::unlink(addr.sun_path);
+}
+
+Result<UniqueFd> ListenStream(const std::string& address, int* port) {
+  *port = 0;
+  if (IsUnixAddress(address)) return ListenUnix(address);
   std::string host;
   uint16_t want = 0;
   TANDEM_RETURN_IF_ERROR(ParseHostPort(address, &host, &want));
@@ -280,7 +385,8 @@ Result<UniqueFd> ListenTcp(const std::string& address, int* port) {
   return fd;
 }
 
-Result<UniqueFd> ConnectTcp(const std::string& address, int timeout_ms) {
+Result<UniqueFd> ConnectStream(const std::string& address, int timeout_ms) {
+  if (IsUnixAddress(address)) return ConnectUnix(address, timeout_ms);
   std::string host;
   uint16_t port = 0;
   TANDEM_RETURN_IF_ERROR(ParseHostPort(address, &host, &port));

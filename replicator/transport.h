@@ -51,7 +51,7 @@ enum class IoEngine { kAuto, kIoUring, kPoll };
 Result<IoEngine> ParseIoEngine(std::string_view name);
 const char* IoEngineName(IoEngine engine);
 
-// Wraps a connected socket. Sets it non-blocking and TCP_NODELAY.
+// Wraps a connected stream socket (TCP or unix). Sets it non-blocking, and TCP_NODELAY on TCP.
 Result<std::unique_ptr<Transport>> MakeSocketTransport(UniqueFd socket, IoEngine engine);
 
 // A file as a transport: Send appends to it, Recv reads it from the start. Never times out (files do not
@@ -60,12 +60,22 @@ std::unique_ptr<Transport> MakeFileTransport(UniqueFd file);
 // Bytes in memory as a read-only transport (Send fails): replaying a captured stream in tests.
 std::unique_ptr<Transport> MakeMemoryTransport(std::span<const uint8_t> bytes);
 
-// "host:port" (host may be empty or "*" for any, an IPv4 literal or a name). Port 0 means any free port.
+// Stream addresses, accepted by ListenStream and ConnectStream:
+//   "host:port"        TCP; host may be empty or "*" for any, an IPv4 literal or a name. Port 0: any free port.
+//   "unix:/path.sock"  a unix stream socket, for both ends on one host (the path is at most 107 bytes).
 Status ParseHostPort(const std::string& address, std::string* host, uint16_t* port);
-// A listening TCP socket (SO_REUSEADDR, close-on-exec); `*port` receives the bound port.
-Result<UniqueFd> ListenTcp(const std::string& address, int* port);
-// A connected TCP socket; Timeout when the connect does not complete within timeout_ms.
-Result<UniqueFd> ConnectTcp(const std::string& address, int timeout_ms);
+bool IsUnixAddress(std::string_view address);
+// Ok when `address` is one of the forms above (for checking configuration before anything connects).
+Status CheckStreamAddress(const std::string& address);
+// A listening socket (close-on-exec; TCP: SO_REUSEADDR). `*port` receives the bound TCP port (0 for unix).
+// Unix: a socket file left behind by a listener that is gone (nobody accepts on it) is replaced, a live one is
+// EADDRINUSE. The file is not removed when the listener closes: the owner removes it (RemoveUnixSocket), or the
+// next ListenStream on the path replaces it.
+Result<UniqueFd> ListenStream(const std::string& address, int* port);
+// A connected socket; Timeout when the connect does not complete within timeout_ms.
+Result<UniqueFd> ConnectStream(const std::string& address, int timeout_ms);
+// Removes the socket file of a "unix:" address (if it is a socket); nothing for TCP addresses.
+void RemoveUnixSocket(const std::string& address);
 
 // Where framed records go. The encoder hands over complete records in stream order.
 class EpochSink {

@@ -208,6 +208,9 @@ class Ring {
   }
 
   void Close() {
+    // The registered socket goes first and synchronously: left to the ring's deferred teardown, its reference
+    // would keep the connection open (no FIN for the peer) for tens of milliseconds after the transport is gone.
+    if (ready_ && fixed_file_) io_uring_unregister_files(&ring_);
     if (ready_) io_uring_queue_exit(&ring_);
     ready_ = false;
   }

@@ -296,7 +296,7 @@ TEST_P(ShipperReceiverTest, NoStandbyListeningSubmitNeverBlocks) {
   Harness h(GetParam());
   int port = 0;
   {
-    auto fd = ListenTcp("127.0.0.1:0", &port);  // a port nobody listens on once closed
+    auto fd = ListenStream("127.0.0.1:0", &port);  // a port nobody listens on once closed
     ASSERT_TRUE(fd.ok());
   }
   EpochShipper shipper(h.ShipperOpts(port), SystemClock());
