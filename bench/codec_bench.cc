@@ -167,7 +167,7 @@ void BM_DecodeVerifyApply(benchmark::State& state) {
         state.SkipWithError("decode failed");
         return;
       }
-      memcpy(slot, staged, kPageSize);
+      replicator::CopyPage(slot, staged);  // as RamImage::Apply does
       at += e.pages[i].size;
     }
     holds_new[tile] = !holds_new[tile];

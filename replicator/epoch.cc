@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "common/fd.h"
+#include "replicator/page_codec.h"
 
 namespace tandem::replicator {
 
@@ -107,7 +108,7 @@ Status RamImage::Apply(const Epoch& epoch, int threads) {
       if (page.filled) {
         memset(dst, page.fill, kPageSize);
       } else {
-        memcpy(dst, epoch.PageData(page), kPageSize);
+        CopyPage(dst, epoch.PageData(page));
       }
     }
   };
