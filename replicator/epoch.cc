@@ -26,19 +26,25 @@ void Epoch::Reset(uint64_t number, bool full) {
   device_state_.clear();
 }
 
-uint8_t* Epoch::PageBuffer(uint32_t block, uint64_t offset) {
-  if (arena_.size() < arena_used_ + kPageSize) {
+uint8_t* Epoch::Append(uint32_t block, uint64_t offset, uint32_t bytes, uint32_t patch_size) {
+  if (arena_.size() < arena_used_ + bytes) {
     // Grows geometrically once; steady-state epochs reuse the capacity.
-    arena_.resize(std::max<size_t>(arena_.size() * 2, arena_used_ + kPageSize));
+    arena_.resize(std::max<size_t>(arena_.size() * 2, arena_used_ + bytes));
   }
-  pages_.push_back(PageRecord{block, offset, arena_used_, false, 0});
+  pages_.push_back(PageRecord{block, offset, arena_used_, false, 0, patch_size});
   uint8_t* out = arena_.data() + arena_used_;
-  arena_used_ += kPageSize;
+  arena_used_ += bytes;
   return out;
 }
 
+uint8_t* Epoch::PageBuffer(uint32_t block, uint64_t offset) { return Append(block, offset, kPageSize, 0); }
+
+uint8_t* Epoch::PatchBuffer(uint32_t block, uint64_t offset, uint32_t size) {
+  return Append(block, offset, size, size);
+}
+
 bool Epoch::FilledPage(uint32_t block, uint64_t offset, uint8_t fill) {
-  pages_.push_back(PageRecord{block, offset, 0, true, fill});
+  pages_.push_back(PageRecord{block, offset, 0, true, fill, 0});
   return true;
 }
 
@@ -100,6 +106,10 @@ Status RamImage::Apply(const Epoch& epoch, int threads) {
       return Status::Corruption("epoch " + std::to_string(epoch.number()) + ": page outside RAM block " +
                                 std::to_string(page.block));
     }
+    if (page.patch_size > 0) {
+      TANDEM_RETURN_IF_ERROR(CheckSparsePatch(epoch.PageData(page), page.patch_size)
+                                 .WithContext("epoch " + std::to_string(epoch.number())));
+    }
   }
   auto apply_range = [&](size_t first, size_t end) {
     for (size_t i = first; i < end; ++i) {
@@ -107,6 +117,8 @@ Status RamImage::Apply(const Epoch& epoch, int threads) {
       uint8_t* dst = bases_[page.block] + page.offset;
       if (page.filled) {
         memset(dst, page.fill, kPageSize);
+      } else if (page.patch_size > 0) {
+        ApplySparsePatch(epoch.PageData(page), page.patch_size, dst);
       } else {
         CopyPage(dst, epoch.PageData(page));
       }

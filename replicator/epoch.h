@@ -46,6 +46,10 @@ struct PageRecord {
   uint64_t data_offset = 0;  // into Epoch's page arena; unused for filled pages
   bool filled = false;       // every byte equals `fill` (no data in the arena)
   uint8_t fill = 0;
+  // > 0: the arena holds this many bytes of kSparse runs (page_codec.h) to write over the page as the image holds
+  // it, not the page itself. Only the standby's decoder stages these (sparse pages are most pages of most
+  // workloads: staging and applying their few changed words instead of 4 KiB saves two page copies).
+  uint32_t patch_size = 0;
 };
 
 // Pages and device state of one epoch. Reset() keeps capacity so steady-state epochs allocate nothing.
@@ -62,15 +66,18 @@ class Epoch final : public PageSink {
   uint8_t* MutablePageData(const PageRecord& page) { return arena_.data() + page.data_offset; }
   std::vector<uint8_t>& device_state() { return device_state_; }
   const std::vector<uint8_t>& device_state() const { return device_state_; }
-  // Bytes of page payload held (filled pages count zero).
+  // Bytes of page payload held (filled pages count zero, patches their size).
   uint64_t page_bytes() const { return arena_used_; }
 
   // PageSink: blocks and offsets are not range-checked here (the epoch does not know the layout);
   // RamImage::Apply checks every record before writing anything.
   uint8_t* PageBuffer(uint32_t block, uint64_t offset) override;
   bool FilledPage(uint32_t block, uint64_t offset, uint8_t fill) override;
+  // Room for `size` (1..kPageSize) bytes of kSparse runs for the page (see PageRecord::patch_size).
+  uint8_t* PatchBuffer(uint32_t block, uint64_t offset, uint32_t size);
 
  private:
+  uint8_t* Append(uint32_t block, uint64_t offset, uint32_t bytes, uint32_t patch_size);
   uint64_t number_ = 0;
   bool full_ = false;
   std::vector<PageRecord> pages_;

@@ -462,10 +462,30 @@ struct EpochDecoder::Hashes {
   Xxh3State device = NewState();
 };
 
-EpochDecoder::EpochDecoder() : hashes_(new Hashes) {}
+EpochDecoder::EpochDecoder() : check_page_(new uint8_t[kPageSize]), hashes_(new Hashes) {}
 EpochDecoder::~EpochDecoder() = default;
 
+bool EpochDecoder::SeenBefore(uint32_t block, uint64_t offset) {
+  uint64_t& word = seen_[block][offset / kPageSize / 64];
+  const uint64_t bit = uint64_t{1} << (offset / kPageSize % 64);
+  if (word & bit) return true;
+  word |= bit;
+  seen_pages_.emplace_back(block, offset);
+  return false;
+}
+
+void EpochDecoder::ForgetSeen() {
+  for (auto [block, offset] : seen_pages_) seen_[block][offset / kPageSize / 64] = 0;
+  seen_pages_.clear();
+}
+
 void EpochDecoder::Begin(const EpochBeginMessage& begin, const RecordView& begin_record, const RamImage* replica) {
+  ForgetSeen();
+  if (replica != nullptr) {
+    const auto& blocks = replica->blocks();
+    seen_.resize(blocks.size());
+    for (size_t b = 0; b < blocks.size(); ++b) seen_[b].resize((blocks[b].size_bytes / kPageSize + 63) / 64);
+  }
   staged_.Reset(begin.epoch, begin.full);
   replica_ = replica;
   in_epoch_ = true;
@@ -553,20 +573,28 @@ Status EpochDecoder::AddPages(std::span<const uint8_t> payload) {
         return Fail(Status::Corruption(Where(block, offset) + " of a full epoch is relative to the standby's copy"));
       }
     }
+    auto hash_mismatch = [&] {
+      return Fail(Status::Corruption(Where(block, offset) + " hash mismatch after decode (" +
+                                     PageEncodingName(encoding) + ")"));
+    };
+    const bool first_entry = full_ || !SeenBefore(block, offset);
     if (encoding == PageEncoding::kFilled) {
       if (size != 1) return Fail(Status::Corruption(Where(block, offset) + ": filled page of " + std::to_string(size) + " bytes"));
-      if (FilledPageHash(data[0]) != hash) {
-        return Fail(Status::Corruption(Where(block, offset) + " hash mismatch after decode (filled)"));
-      }
+      if (FilledPageHash(data[0]) != hash) return hash_mismatch();
       staged_.FilledPage(block, offset, data[0]);
+    } else if (encoding == PageEncoding::kUnchanged && first_entry) {
+      if (size != 0) return Fail(Status::Corruption(Where(block, offset) + ": unchanged page with a payload"));
+      if (PageHash(base) != hash) return hash_mismatch();  // nothing to stage: the replica holds it
+    } else if (encoding == PageEncoding::kSparse && first_entry) {
+      Status st = page_decoder_.Decode(encoding, data, size, base, check_page_.get());
+      if (!st.ok()) return Fail(st.WithContext(Where(block, offset)));
+      if (PageHash(check_page_.get()) != hash) return hash_mismatch();
+      memcpy(staged_.PatchBuffer(block, offset, size), data, size);
     } else {
       uint8_t* dst = staged_.PageBuffer(block, offset);
       Status st = page_decoder_.Decode(encoding, data, size, base, dst);
       if (!st.ok()) return Fail(st.WithContext(Where(block, offset)));
-      if (PageHash(dst) != hash) {
-        return Fail(Status::Corruption(Where(block, offset) + " hash mismatch after decode (" +
-                                       PageEncodingName(encoding) + ")"));
-      }
+      if (PageHash(dst) != hash) return hash_mismatch();
     }
     page_count_++;
   }
@@ -626,6 +654,7 @@ Status EpochDecoder::End(const RecordView& end_record) {
 }
 
 void EpochDecoder::Discard() {
+  ForgetSeen();
   in_epoch_ = false;
   // A full epoch staged a copy of all RAM: give it back rather than keep it as capacity.
   if (full_ || staged_.page_bytes() > (64u << 20)) {

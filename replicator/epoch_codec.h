@@ -133,8 +133,17 @@ class EpochDecoder {
   Status AddPages(std::span<const uint8_t> payload);
   Status AddDeviceState(std::span<const uint8_t> payload);
   Status Fail(const Status& st);
+  // True if (block, offset) was already listed in this epoch; marks it.
+  bool SeenBefore(uint32_t block, uint64_t offset);
+  void ForgetSeen();
 
   PageDecoder page_decoder_;
+  // Sparse and unchanged pages are staged as their runs / not at all, to be applied over the replica's page. That
+  // is only right for a page's first entry in an epoch: a later one must replace what the earlier one staged,
+  // so it is staged whole. One bit per page (sized once per RAM layout), cleared through the list of pages set.
+  std::vector<std::vector<uint64_t>> seen_;
+  std::vector<std::pair<uint32_t, uint64_t>> seen_pages_;
+  std::unique_ptr<uint8_t[]> check_page_;  // a sparse page rebuilt to verify its hash
   Epoch staged_;
   const RamImage* replica_ = nullptr;
   bool in_epoch_ = false;

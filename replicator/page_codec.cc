@@ -142,21 +142,6 @@ bool LooksIncompressible(const uint8_t* page) {
   return distinct >= kIncompressibleDistinct;
 }
 
-Status DecodeSparse(const uint8_t* data, size_t size, uint8_t* page) {
-  if (size == 0) return Status::Corruption("sparse page without runs");
-  for (size_t at = 0; at < size;) {
-    if (size - at < kRunHeader) return Status::Corruption("sparse page: truncated run header");
-    const size_t first = size_t(data[at]) | size_t(data[at + 1]) << 8;
-    const size_t count = size_t(data[at + 2]) | size_t(data[at + 3]) << 8;
-    if (count == 0 || first + count > kWords) return Status::Corruption("sparse page: run outside the page");
-    const size_t bytes = count * sizeof(uint64_t);
-    if (size - at - kRunHeader < bytes) return Status::Corruption("sparse page: truncated run");
-    memcpy(page + first * sizeof(uint64_t), data + at + kRunHeader, bytes);
-    at += kRunHeader + bytes;
-  }
-  return Status::Ok();
-}
-
 }  // namespace
 
 const char* PageEncodingName(PageEncoding encoding) {
@@ -185,6 +170,29 @@ void CopyPage(uint8_t* dst, const uint8_t* src) {
 #else
   memcpy(dst, src, kPageSize);
 #endif
+}
+
+Status CheckSparsePatch(const uint8_t* data, size_t size) {
+  if (size == 0) return Status::Corruption("sparse page without runs");
+  for (size_t at = 0; at < size;) {
+    if (size - at < kRunHeader) return Status::Corruption("sparse page: truncated run header");
+    const size_t first = size_t(data[at]) | size_t(data[at + 1]) << 8;
+    const size_t count = size_t(data[at + 2]) | size_t(data[at + 3]) << 8;
+    if (count == 0 || first + count > kWords) return Status::Corruption("sparse page: run outside the page");
+    const size_t bytes = count * sizeof(uint64_t);
+    if (size - at - kRunHeader < bytes) return Status::Corruption("sparse page: truncated run");
+    at += kRunHeader + bytes;
+  }
+  return Status::Ok();
+}
+
+void ApplySparsePatch(const uint8_t* data, size_t size, uint8_t* page) {
+  for (size_t at = 0; at < size;) {
+    const size_t first = size_t(data[at]) | size_t(data[at + 1]) << 8;
+    const size_t bytes = (size_t(data[at + 2]) | size_t(data[at + 3]) << 8) * sizeof(uint64_t);
+    memcpy(page + first * sizeof(uint64_t), data + at + kRunHeader, bytes);
+    at += kRunHeader + bytes;
+  }
 }
 
 bool IsRelativeEncoding(PageEncoding e) {
@@ -314,8 +322,10 @@ Status PageDecoder::Decode(PageEncoding encoding, const uint8_t* data, size_t si
       if (page != base) CopyPage(page, base);
       return Status::Ok();
     case PageEncoding::kSparse:
+      TANDEM_RETURN_IF_ERROR(CheckSparsePatch(data, size));
       if (page != base) CopyPage(page, base);
-      return DecodeSparse(data, size, page);
+      ApplySparsePatch(data, size, page);
+      return Status::Ok();
     case PageEncoding::kLz4:
     case PageEncoding::kZstd:
       return decompress(encoding == PageEncoding::kZstd, page);

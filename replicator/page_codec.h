@@ -92,6 +92,12 @@ class PageDecoder {
 // 13 vs 23 GB/s from a cached page into cold memory, bench/codec_bench).
 void CopyPage(uint8_t* dst, const uint8_t* src);
 
+// A kSparse payload: CheckSparsePatch refuses runs that are truncated, empty or outside the page;
+// ApplySparsePatch writes the runs of a checked payload onto a page (the standby stages sparse pages as their
+// runs and applies only those).
+Status CheckSparsePatch(const uint8_t* data, size_t size);
+void ApplySparsePatch(const uint8_t* data, size_t size, uint8_t* page);
+
 // True when all kPageSize bytes equal page[0]; `*fill` receives it.
 bool IsFilledPage(const uint8_t* page, uint8_t* fill);
 

@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <cstdlib>
+#include <random>
 #include <fcntl.h>
 
 #include "replicator/format.h"
@@ -113,6 +114,42 @@ TEST(EpochStreamTest, EveryPageEncodingIsUsedAndDecodes) {
   EXPECT_GT(seen[int(PageEncoding::kFilled)], 0u);
   EXPECT_GT(seen[int(PageEncoding::kUnchanged)], 0u);
   EXPECT_GT(seen[int(PageEncoding::kRaw)], 0u);
+  ASSERT_TRUE(Feed(replica, stream).status.ok());
+  EXPECT_EQ(Snapshot(*replica.image()), Snapshot(primary.mirror()));
+}
+
+// Sparse and unchanged pages are staged relative to the replica as it was before the epoch; a page listed again
+// later in the same epoch must still end up as its last entry says.
+TEST(EpochStreamTest, PageListedTwiceInOneEpochEndsAsItsLastEntry) {
+  FakePrimary primary;
+  Replica replica(Options(), SystemClock());
+  Seed(primary, replica);
+  std::vector<uint8_t> stream = primary.Hello();
+  const auto block0 = primary.mirror().Block(0);
+  std::mt19937_64 rng(5);
+  Epoch e;
+  e.Reset(2, false);
+  // Page 1: rewritten (raw), then listed again with one word changed from the old copy (sparse).
+  uint8_t* p = e.PageBuffer(0, kPageSize);
+  for (size_t i = 0; i < kPageSize; ++i) p[i] = uint8_t(rng());
+  p = e.PageBuffer(0, kPageSize);
+  memcpy(p, block0.data() + kPageSize, kPageSize);
+  p[80] ^= 0x11;
+  // Page 2: two different sparse edits; only the second one's word may change.
+  for (size_t word : {3, 9}) {
+    p = e.PageBuffer(0, 2 * kPageSize);
+    memcpy(p, block0.data() + 2 * kPageSize, kPageSize);
+    p[word * 8] ^= 0x22;
+  }
+  // Page 3: rewritten, then listed as it was before the epoch (unchanged).
+  p = e.PageBuffer(0, 3 * kPageSize);
+  for (size_t i = 0; i < kPageSize; ++i) p[i] = uint8_t(rng());
+  memcpy(e.PageBuffer(0, 3 * kPageSize), block0.data() + 3 * kPageSize, kPageSize);
+  const std::vector<uint8_t> delta = primary.Delta(e);
+  const auto& by = primary.encoder().last_epoch_stats().by_encoding;
+  EXPECT_EQ(by[int(PageEncoding::kSparse)], 3u);
+  EXPECT_EQ(by[int(PageEncoding::kUnchanged)], 1u);
+  stream.insert(stream.end(), delta.begin(), delta.end());
   ASSERT_TRUE(Feed(replica, stream).status.ok());
   EXPECT_EQ(Snapshot(*replica.image()), Snapshot(primary.mirror()));
 }
