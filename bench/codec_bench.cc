@@ -1,49 +1,30 @@
 // Epoch data-path throughput on a real guest's page set, each beside memcpy of the same bytes in the same run.
 //   TANDEM_PAGESET=<file.pageset.zst>[:<more>...] (default: bench/data/linux-workload.pageset.zst)
-// Counters: bytes_per_second (of raw page bytes), wire_ratio (encoded bytes / raw bytes), pages (in the set).
+// Counters: bytes_per_second (of raw page bytes), pages (in the set), wire_ratio (the epoch as sent: records, page
+// entries, checksums / raw bytes).
 #include <benchmark/benchmark.h>
 #include <xxhash.h>
 
 #include <algorithm>
 #include <cstdlib>
 #include <cstring>
+#include <memory>
+#include <span>
 #include <vector>
 
 #include "bench/pageset.h"
+#include "replicator/epoch_codec.h"
+#include "replicator/messages.h"
 #include "replicator/page_codec.h"
+#include "replicator/transport.h"
 
 namespace tandem::bench {
 namespace {
 
 using replicator::Compression;
-using replicator::EncodedPage;
-using replicator::PageEncoding;
 using replicator::kPageSize;
 
 const PageSet& Set() { return BenchPageSet(TANDEM_DEFAULT_PAGESET); }
-
-struct Encoded {
-  std::vector<uint8_t> wire;
-  std::vector<EncodedPage> pages;
-  std::vector<uint64_t> hashes;  // XXH3 of each page's final content, as the wire carries
-};
-
-// Encodes every page of `pages` against `previous` (the standby's copy).
-Encoded EncodeAll(Compression c, bool delta, const std::vector<uint8_t>& pages, const std::vector<uint8_t>& previous) {
-  const size_t count = pages.size() / kPageSize;
-  replicator::PageEncoder enc({c, 1, delta});
-  Encoded e;
-  e.wire.resize(count * replicator::kMaxEncodedPage);
-  size_t at = 0;
-  for (size_t i = 0; i < count; ++i) {
-    EncodedPage p = enc.Encode(&pages[i * kPageSize], delta ? &previous[i * kPageSize] : nullptr, e.wire.data() + at);
-    e.pages.push_back(p);
-    e.hashes.push_back(XXH3_64bits(&pages[i * kPageSize], kPageSize));
-    at += p.size;
-  }
-  e.wire.resize(at);
-  return e;
-}
 
 void SetBytes(benchmark::State& state) {
   state.SetBytesProcessed(int64_t(state.iterations()) * int64_t(Set().count() * kPageSize));
@@ -115,65 +96,139 @@ void BM_Checksum(benchmark::State& state) {
   SetBytes(state);
 }
 
-// Encode = what the primary does per page: choose the encoding, compress, and checksum the final content.
-void BM_Encode(benchmark::State& state) {
-  const Tiles& t = Cold();
-  const size_t pages = Set().count();
-  const auto c = static_cast<Compression>(state.range(0));
-  const bool delta = state.range(1) != 0;
-  replicator::PageEncoder enc({c, 1, delta});
-  std::vector<uint8_t> wire(pages * replicator::kMaxEncodedPage);
-  size_t wire_bytes = 0;
-  size_t tile = size_t(state.thread_index()) % t.count;
-  for (auto _ : state) {
-    size_t at = 0;
-    for (size_t i = 0; i < pages; ++i) {
-      EncodedPage p = enc.Encode(t.New(tile, i), delta ? t.Old(tile, i) : nullptr, wire.data() + at);
-      benchmark::DoNotOptimize(XXH3_64bits(t.New(tile, i), kPageSize));
-      at += p.size;
-    }
-    wire_bytes = at;
-    tile = (tile + size_t(state.threads())) % t.count;
-  }
-  SetBytes(state);
-  if (state.thread_index() == 0) {
-    state.counters["wire_ratio"] = double(wire_bytes) / double(pages * kPageSize);
-  }
+std::unique_ptr<replicator::RamImage> ImageOf(const uint8_t* pages, size_t bytes) {
+  replicator::VmDescriptor d;
+  d.vm_name = "bench";
+  d.ram_blocks = {{"mem", bytes}};
+  auto image = std::move(replicator::RamImage::Create(d, {})).value();
+  memcpy(image->Block(0).data(), pages, bytes);
+  return image;
 }
 
-// Decode + verify + apply = what the standby does: decode onto its copy (in staging), check the final XXH3,
-// store the page into the replica. The replica copies alternate between old and new content, so each pass
+// The epoch that rewrites every page of the set with `pages`.
+void FillEpoch(const uint8_t* pages, size_t bytes, replicator::Epoch* epoch) {
+  epoch->Reset(2, false);
+  for (size_t at = 0; at < bytes; at += kPageSize) memcpy(epoch->PageBuffer(0, at), pages + at, kPageSize);
+}
+
+class CountingSink final : public replicator::EpochSink {
+ public:
+  Status WriteRecord(std::span<const uint8_t> record) override {
+    bytes += record.size();
+    return Status::Ok();
+  }
+  Status Flush() override { return Status::Ok(); }
+  uint64_t bytes = 0;
+};
+
+// Encode = what the primary does, through its real code (EpochEncoder on one thread): per page choose the
+// encoding, compress, hash the final content; frame the records and checksum them. Each cold tile is an epoch
+// of new pages and the standby's copy (old pages) of its own.
+void BM_Encode(benchmark::State& state) {
+  const Tiles& t = Cold();
+  const auto c = static_cast<Compression>(state.range(0));
+  const bool delta = state.range(1) != 0;
+  static std::vector<std::unique_ptr<replicator::RamImage>> bases;
+  static std::vector<std::unique_ptr<replicator::Epoch>> epochs;
+  for (size_t i = bases.size(); i < t.count; ++i) {
+    bases.push_back(ImageOf(t.Old(i, 0), t.tile_bytes));
+    epochs.push_back(std::make_unique<replicator::Epoch>());
+    FillEpoch(t.New(i, 0), t.tile_bytes, epochs.back().get());
+  }
+  replicator::EpochEncoder encoder({c, 1, delta});
+  CountingSink sink;
+  size_t tile = 0;
+  for (auto _ : state) {
+    sink.bytes = 0;
+    if (Status st = encoder.EncodeEpoch(*epochs[tile], 1, delta ? bases[tile].get() : nullptr, &sink); !st.ok()) {
+      state.SkipWithError(st.ToString().c_str());
+      return;
+    }
+    tile = (tile + 1) % t.count;
+  }
+  SetBytes(state);
+  state.counters["wire_ratio"] = double(sink.bytes) / double(t.tile_bytes);
+}
+
+// Decode + verify + apply = what the standby does, through its real code: the page set encoded as one epoch
+// (EpochEncoder, against the old pages), read record by record (RecordReader: framing and record checksums),
+// decoded into staging by EpochDecoder (page hashes, totals), then RamImage::Apply onto a replica holding the
+// old pages. Each cold tile is a replica of its own; tiles alternate between old and new content, so every pass
 // applies old->new or new->old without re-priming (and so re-caching) them between iterations.
+class SpanTransport final : public replicator::Transport {
+ public:
+  void Reset(std::span<const uint8_t> bytes) { bytes_ = bytes, at_ = 0; }
+  Status Send(std::span<const iovec>, int) override { return Status::Unsupported("read-only"); }
+  Status Recv(void* buf, size_t len, int) override {
+    if (bytes_.size() - at_ < len) return Status::Closed("end of stream");
+    memcpy(buf, bytes_.data() + at_, len);
+    at_ += len;
+    return Status::Ok();
+  }
+  Status WaitReadable(int) override { return Status::Ok(); }
+  void Shutdown() override {}
+  const char* engine_name() const override { return "memory"; }
+
+ private:
+  std::span<const uint8_t> bytes_;
+  size_t at_ = 0;
+};
+
+// The epoch that turns `from` into `to` (every page of the set), as the primary would send it.
+std::vector<uint8_t> EncodeEpochStream(Compression c, bool delta, const std::vector<uint8_t>& from,
+                                       const std::vector<uint8_t>& to) {
+  replicator::Epoch epoch;
+  FillEpoch(to.data(), to.size(), &epoch);
+  replicator::EpochEncoder encoder({c, 1, delta});
+  replicator::BufferSink sink;
+  const auto base = ImageOf(from.data(), from.size());
+  if (!encoder.EncodeEpoch(epoch, 1, delta ? base.get() : nullptr, &sink).ok()) std::abort();
+  return sink.bytes;
+}
+
+Status DecodeAndApply(replicator::RecordReader& reader, replicator::EpochDecoder& decoder,
+                      replicator::RamImage* replica) {
+  replicator::RecordView record;
+  TANDEM_RETURN_IF_ERROR(reader.Next(-1, -1, &record));
+  replicator::EpochBeginMessage begin;
+  TANDEM_RETURN_IF_ERROR(replicator::ParseEpochBegin(record.payload, &begin));
+  decoder.Begin(begin, record, replica);
+  for (;;) {
+    TANDEM_RETURN_IF_ERROR(reader.Next(-1, -1, &record));
+    if (record.type == uint32_t(replicator::RecordType::kEpochEnd)) break;
+    TANDEM_RETURN_IF_ERROR(decoder.Add(record));
+  }
+  TANDEM_RETURN_IF_ERROR(decoder.End(record));
+  Status st = replica->Apply(decoder.staged(), 1);
+  decoder.Discard();
+  return st;
+}
+
 void BM_DecodeVerifyApply(benchmark::State& state) {
   const PageSet& s = Set();
   const Tiles& t = Cold();
   const auto c = static_cast<Compression>(state.range(0));
   const bool delta = state.range(1) != 0;
-  const Encoded forward = EncodeAll(c, delta, s.new_pages, s.old_pages);
-  const Encoded backward = EncodeAll(c, delta, s.old_pages, s.new_pages);
-  replicator::PageDecoder dec;
-  std::vector<uint8_t> replica = t.old_ram;
+  const std::vector<uint8_t> forward = EncodeEpochStream(c, delta, s.old_pages, s.new_pages);
+  const std::vector<uint8_t> backward = EncodeEpochStream(c, delta, s.new_pages, s.old_pages);
+  std::vector<std::unique_ptr<replicator::RamImage>> replicas;
+  for (size_t i = 0; i < t.count; ++i) replicas.push_back(ImageOf(s.old_pages.data(), s.old_pages.size()));
   std::vector<bool> holds_new(t.count, false);
-  alignas(64) uint8_t staged[kPageSize];
+  SpanTransport transport;
+  replicator::RecordReader reader(&transport);
+  replicator::EpochDecoder decoder;
   size_t tile = 0;
   for (auto _ : state) {
-    const Encoded& e = holds_new[tile] ? backward : forward;
-    size_t at = 0;
-    for (size_t i = 0; i < s.count(); ++i) {
-      uint8_t* slot = &replica[tile * t.tile_bytes + i * kPageSize];
-      // Decode into staging, never into the replica, as EpochDecoder does.
-      if (!dec.Decode(e.pages[i].encoding, e.wire.data() + at, e.pages[i].size, slot, staged).ok() ||
-          XXH3_64bits(staged, kPageSize) != e.hashes[i]) {
-        state.SkipWithError("decode failed");
-        return;
-      }
-      replicator::CopyPage(slot, staged);  // as RamImage::Apply does
-      at += e.pages[i].size;
+    transport.Reset(holds_new[tile] ? backward : forward);
+    if (Status st = DecodeAndApply(reader, decoder, replicas[tile].get()); !st.ok()) {
+      state.SkipWithError(st.ToString().c_str());
+      return;
     }
     holds_new[tile] = !holds_new[tile];
     tile = (tile + 1) % t.count;
   }
   SetBytes(state);
+  state.counters["wire_ratio"] = double(forward.size()) / double(s.new_pages.size());
 }
 
 BENCHMARK(BM_MemcpyHot);
