@@ -10,7 +10,7 @@
 //   BM_AckRoundTrip/<tcp|unix>/<uring|poll>   one small EPOCH_END-sized record there, one ACK back: latency.
 // Connections are made with ListenStream/ConnectStream: 127.0.0.1 for tcp, "unix:/tmp/..." for unix. The label of
 // each row names the engine and the options it runs with (io_uring: which kernel features it got);
-// TANDEM_URING_OFF=defer_taskrun,fixed_file,fixed_buffer,waitall,readahead switches io_uring features off to see
+// TANDEM_URING_OFF=defer_taskrun,fixed_buffer,waitall,readahead switches io_uring features off to see
 // what each is worth.
 //
 // Threads are pinned, sender and receiver on different CPUs, when the process may run on two or more

@@ -24,8 +24,9 @@ namespace tandem::replicator {
 class Transport {
  public:
   virtual ~Transport() = default;
-  // Sends every byte of `iov`, handling short writes. Timeout when no byte moved for timeout_ms, Closed when
-  // the peer went away, Aborted after Shutdown().
+  // Sends every byte of `iov`, handling short writes. Timeout when no byte moved for timeout_ms (the io_uring
+  // engine looks at progress once per timeout_ms, so it notices a stall after timeout_ms to twice that), Closed
+  // when the peer went away, Aborted after Shutdown().
   virtual Status Send(std::span<const iovec> iov, int timeout_ms) = 0;
   // Reads exactly `len` bytes. Closed("end of stream") when the stream ends before the first byte,
   // Closed("... truncated ...") when it ends part way.

@@ -11,9 +11,12 @@
 // - WaitReadable is a receive into a small read-ahead buffer, not a poll: waiting for a record and reading its
 //   header (and the whole of a small record, an ACK) is one io_uring_enter where the poll engine needs poll(2)
 //   and two recv(2). A large remainder is still received straight into the caller's buffer.
-// - Where the kernel allows: the socket as a registered file, the read-ahead buffer registered (READ_FIXED), and
+// - Where the kernel allows: the read-ahead buffer registered (READ_FIXED) and
 //   IORING_SETUP_SINGLE_ISSUER|DEFER_TASKRUN (completions run when the thread waits, no task_work interrupts).
 //   Each is optional and falls back when refused (a registration refused for RLIMIT_MEMLOCK is logged).
+// Not used: the socket as a registered file. It saved nothing measurable, and a SINGLE_ISSUER ring cannot drop
+// the registration from another thread, so a transport destroyed by a thread other than its last user kept the
+// connection open (no FIN for the peer) for ~40 ms, until the kernel's deferred ring teardown.
 // The socket is blocking: with O_NONBLOCK io_uring would hand EAGAIN back instead of waiting for readiness itself.
 #include <fcntl.h>
 #include <liburing.h>
@@ -45,7 +48,6 @@ constexpr size_t kMaxIov = 16;
 // (comma-separated names) to measure what each is worth.
 struct Features {
   bool defer_taskrun = true;  // SINGLE_ISSUER|DEFER_TASKRUN (6.1+); else COOP_TASKRUN (5.19+); else none
-  bool fixed_file = true;     // the socket registered in each ring
   bool fixed_buffer = true;   // the read-ahead buffer registered in the receive ring
   bool waitall = true;        // MSG_WAITALL: one SQE per transfer
   bool readahead = true;      // WaitReadable and small receives go through the read-ahead buffer
@@ -58,7 +60,6 @@ const Features& WantedFeatures() {
     const std::string off = env != nullptr ? env : "";
     auto has = [&](const char* name) { return off.find(name) != std::string::npos; };
     r.defer_taskrun = !has("defer_taskrun");
-    r.fixed_file = !has("fixed_file");
     r.fixed_buffer = !has("fixed_buffer");
     r.readahead = !has("readahead");
     r.waitall = !has("waitall");
@@ -106,11 +107,7 @@ class Ring {
     return 0;
   }
 
-  // The fd to put in an SQE and the flag that goes with it.
-  int sqe_fd() const { return fixed_file_ ? 0 : fd_; }
-  void MarkFile(io_uring_sqe* sqe) const {
-    if (fixed_file_) sqe->flags |= IOSQE_FIXED_FILE;
-  }
+  int sqe_fd() const { return fd_; }
 
   // Runs the operation prepared by `prep` on a fresh SQE, waiting at most timeout_ms (< 0: no limit) before it is
   // cancelled. Returns the operation's result: bytes (also those moved before a cancel), or -errno.
@@ -121,7 +118,6 @@ class Ring {
     io_uring_sqe* sqe = io_uring_get_sqe(&ring_);
     if (sqe == nullptr) return -EBUSY;  // cannot happen: one operation at a time, every CQE reaped
     prep(sqe);
-    MarkFile(sqe);
     io_uring_sqe_set_data64(sqe, kOpTag);
     io_uring_cqe* cqe = nullptr;
     int rc;
@@ -192,7 +188,6 @@ class Ring {
     owner_ = 0;
     flags_ = params.flags;
     single_issuer_ = (flags_ & IORING_SETUP_SINGLE_ISSUER) != 0;
-    fixed_file_ = want.fixed_file && io_uring_register_files(&ring_, &fd_, 1) == 0;
     fixed_buffer_ = false;
     if (buffer_.iov_len > 0 && want.fixed_buffer) {
       const int brc = io_uring_register_buffers(&ring_, &buffer_, 1);
@@ -208,9 +203,6 @@ class Ring {
   }
 
   void Close() {
-    // The registered socket goes first and synchronously: left to the ring's deferred teardown, its reference
-    // would keep the connection open (no FIN for the peer) for tens of milliseconds after the transport is gone.
-    if (ready_ && fixed_file_) io_uring_unregister_files(&ring_);
     if (ready_) io_uring_queue_exit(&ring_);
     ready_ = false;
   }
@@ -248,7 +240,6 @@ class Ring {
 
  public:
   unsigned flags() const { return flags_; }
-  bool fixed_file() const { return fixed_file_; }
   bool fixed_buffer() const { return fixed_buffer_; }
 
  private:
@@ -256,7 +247,6 @@ class Ring {
   int fd_ = -1;
   bool ready_ = false;
   bool single_issuer_ = false;
-  bool fixed_file_ = false;
   bool fixed_buffer_ = false;
   iovec buffer_{};
   unsigned flags_ = 0;
@@ -288,7 +278,7 @@ class UringTransport final : public Transport {
               ((f & IORING_SETUP_DEFER_TASKRUN) ? "defer_taskrun"
                : (f & IORING_SETUP_COOP_TASKRUN) ? "coop_taskrun"
                                                  : "plain_taskrun") +
-              (send_ring_.fixed_file() ? ",fixed_file" : "") + (want.waitall ? ",waitall" : "") +
+              (want.waitall ? ",waitall" : "") +
               (ahead_ ? ",readahead" : "") + (recv_ring_.fixed_buffer() ? ",fixed_buffer" : "") + ")";
   }
 

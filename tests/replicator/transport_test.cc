@@ -220,6 +220,31 @@ TEST_P(TransportTest, ShutdownUnblocksABlockedSender) {
   EXPECT_FALSE(st.ok());
 }
 
+// The transport's last user is often not the thread that used it (the shipper's sender thread ends a connection
+// whose acks another thread read): the peer must still see the end of the stream at once, not when the kernel
+// gets round to tearing down an io_uring that holds the socket.
+TEST_P(TransportTest, PeerSeesTheEndAtOnceWhenAnotherThreadDestroysTheTransport) {
+  Pair p = Connect();
+  std::thread user([&] {
+    uint8_t hello[3] = {1, 2, 3};
+    iovec iov{hello, 3};
+    ASSERT_TRUE(p.client->Send({&iov, 1}, 1000).ok());
+    uint8_t reply[3];
+    ASSERT_TRUE(p.client->Recv(reply, 3, 1000).ok());
+  });
+  uint8_t buf[3];
+  ASSERT_TRUE(p.server->Recv(buf, 3, 1000).ok());
+  iovec iov{buf, 3};
+  ASSERT_TRUE(p.server->Send({&iov, 1}, 1000).ok());
+  user.join();
+  const auto start = std::chrono::steady_clock::now();
+  p.client.reset();
+  Status st = p.server->Recv(buf, 1, 1000);
+  const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - start);
+  EXPECT_TRUE(st.IsClosed()) << st.ToString();
+  EXPECT_LT(ms.count(), 20) << "the peer saw the end of the stream only after " << ms.count() << " ms";
+}
+
 INSTANTIATE_TEST_SUITE_P(Engines, TransportTest,
                          ::testing::Combine(::testing::Values(IoEngine::kPoll, IoEngine::kIoUring),
                                             ::testing::Values(Family::kTcp, Family::kUnix)),
