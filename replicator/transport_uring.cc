@@ -89,13 +89,14 @@ class Ring {
   }
 
   // Before each operation: a SINGLE_ISSUER ring belongs to the first thread that submits; another thread gets
-  // a new ring (once per connection in practice: the connecting thread, then the sending or acking thread).
+  // a new ring (once or twice per connection in practice: the connecting thread, then the sending or acking
+  // thread). A ring that keeps changing hands is recreated without SINGLE_ISSUER, which any thread may use.
   int Bind() {
     const pid_t self = ThisThread();
     if (owner_ == self) return 0;
     if (owner_ != 0 && single_issuer_) {
       Close();
-      if (int rc = Create(); rc != 0) return rc;
+      if (int rc = Create(++handovers_ < kMaxHandovers); rc != 0) return rc;
     }
     if (single_issuer_) {
       // liburing 2.3 declares io_uring_enable_rings but does not export it.
@@ -166,7 +167,7 @@ class Ring {
     return result;
   }
 
-  int Create() {
+  int Create(bool single_issuer = true) {
     const Features& want = WantedFeatures();
     // Newest first; EINVAL means this kernel does not know a flag, anything else is a real failure.
     const unsigned kFlagSets[] = {
@@ -177,7 +178,7 @@ class Ring {
     int rc = -EINVAL;
     io_uring_params params{};
     for (const unsigned flags : kFlagSets) {
-      if (flags != 0 && !want.defer_taskrun) continue;
+      if ((flags & IORING_SETUP_SINGLE_ISSUER) && !(single_issuer && want.defer_taskrun)) continue;
       params = {};
       params.flags = flags;
       rc = io_uring_queue_init_params(kRingEntries, &ring_, &params);
@@ -251,6 +252,8 @@ class Ring {
   iovec buffer_{};
   unsigned flags_ = 0;
   pid_t owner_ = 0;
+  int handovers_ = 0;
+  static constexpr int kMaxHandovers = 4;
 };
 
 // Read-ahead: big enough for an ACK or a run of small records, small enough that copying it out again costs
@@ -289,6 +292,7 @@ class UringTransport final : public Transport {
     std::copy_n(iov_in.begin(), count, iov);
     const int flags = MSG_NOSIGNAL | (WantedFeatures().waitall ? MSG_WAITALL : 0);
     size_t first = 0;
+    AdvanceIov(iov, count, &first, 0);  // empty leading entries (an empty coalescing buffer): a plain send
     while (first < count) {
       if (shut_.load()) return Status::Aborted("transport shut down");
       msghdr msg{};

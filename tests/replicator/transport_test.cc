@@ -245,6 +245,24 @@ TEST_P(TransportTest, PeerSeesTheEndAtOnceWhenAnotherThreadDestroysTheTransport)
   EXPECT_LT(ms.count(), 20) << "the peer saw the end of the stream only after " << ms.count() << " ms";
 }
 
+// A ring may be tied to the thread that first used it (io_uring SINGLE_ISSUER): a transport used from a new
+// thread every time must still work, in both directions.
+TEST_P(TransportTest, EveryCallFromAnotherThreadStillWorks) {
+  Pair p = Connect();
+  for (uint8_t i = 0; i < 10; ++i) {
+    std::thread([&] {
+      uint8_t out[2] = {i, uint8_t(i + 1)};
+      iovec iov{out, 2};
+      ASSERT_TRUE(p.client->Send({&iov, 1}, 1000).ok());
+      uint8_t in[2];
+      ASSERT_TRUE(p.server->WaitReadable(1000).ok());
+      ASSERT_TRUE(p.server->Recv(in, 2, 1000).ok());
+      EXPECT_EQ(in[0], i);
+      EXPECT_EQ(in[1], i + 1);
+    }).join();
+  }
+}
+
 INSTANTIATE_TEST_SUITE_P(Engines, TransportTest,
                          ::testing::Combine(::testing::Values(IoEngine::kPoll, IoEngine::kIoUring),
                                             ::testing::Values(Family::kTcp, Family::kUnix)),
