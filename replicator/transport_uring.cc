@@ -26,8 +26,8 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include <chrono>
 #include <atomic>
+#include <chrono>
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
@@ -126,11 +126,11 @@ class Ring {
       do {
         rc = io_uring_submit_and_wait(&ring_, 1);
       } while (rc == -EINTR);
-      if (rc < 0 && io_uring_sq_ready(&ring_) > 0) return rc;  // not submitted
+      if (rc < 0 && io_uring_sq_ready(&ring_) > 0) return Unsubmitted(sqe, rc);
       for (;;) {
         rc = io_uring_wait_cqe(&ring_, &cqe);
-        if (rc == 0) return Reap(cqe);
-        if (rc != -EINTR) return rc;
+        if (rc == 0 && IsOp(cqe)) return Reap(cqe);
+        if (rc != 0 && rc != -EINTR) return rc;
       }
     }
     const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
@@ -138,10 +138,14 @@ class Ring {
     // One io_uring_enter submits and waits. liburing 2.3 returns the submitted count rather than -ETIME when the
     // wait expires, so a return without a CQE is checked against the deadline.
     rc = io_uring_submit_and_wait_timeout(&ring_, &cqe, 1, &ts, nullptr);
-    if (rc < 0 && io_uring_sq_ready(&ring_) > 0) return rc;  // not submitted
+    if (rc < 0 && io_uring_sq_ready(&ring_) > 0) return Unsubmitted(sqe, rc);
     for (;;) {
       if (cqe == nullptr) io_uring_peek_cqe(&ring_, &cqe);
-      if (cqe != nullptr) return Reap(cqe);
+      if (cqe != nullptr && IsOp(cqe)) return Reap(cqe);
+      if (cqe != nullptr) {  // a leftover (see IsOp): look again
+        cqe = nullptr;
+        continue;
+      }
       if (rc < 0 && rc != -ETIME && rc != -EINTR) break;
       const auto left = deadline - std::chrono::steady_clock::now();
       if (left <= std::chrono::steady_clock::duration::zero()) break;
@@ -159,6 +163,22 @@ class Ring {
     ts.tv_sec = ns / 1'000'000'000;
     ts.tv_nsec = ns % 1'000'000'000;
     return ts;
+  }
+
+  // Completions other than the current operation's (a cancel that found nothing, a NOP left by Unsubmitted) are
+  // consumed here and skipped.
+  bool IsOp(io_uring_cqe* cqe) {
+    if (io_uring_cqe_get_data64(cqe) == kOpTag) return true;
+    io_uring_cqe_seen(&ring_, cqe);
+    return false;
+  }
+
+  // The submit failed before the kernel took the SQE: it stays queued, so it becomes a harmless NOP that the next
+  // submit carries along instead of a second copy of this operation.
+  int Unsubmitted(io_uring_sqe* sqe, int rc) {
+    io_uring_prep_nop(sqe);
+    io_uring_sqe_set_data64(sqe, kCancelTag);
+    return rc;
   }
 
   int Reap(io_uring_cqe* cqe) {
