@@ -12,6 +12,7 @@
 #include <span>
 #include <vector>
 
+#include "bench/counting_sink.h"
 #include "bench/pageset.h"
 #include "replicator/epoch_codec.h"
 #include "replicator/messages.h"
@@ -110,16 +111,6 @@ void FillEpoch(const uint8_t* pages, size_t bytes, replicator::Epoch* epoch) {
   epoch->Reset(2, false);
   for (size_t at = 0; at < bytes; at += kPageSize) memcpy(epoch->PageBuffer(0, at), pages + at, kPageSize);
 }
-
-class CountingSink final : public replicator::EpochSink {
- public:
-  Status WriteRecord(std::span<const uint8_t> record) override {
-    bytes += record.size();
-    return Status::Ok();
-  }
-  Status Flush() override { return Status::Ok(); }
-  uint64_t bytes = 0;
-};
 
 // Encode = what the primary does, through its real code (EpochEncoder on one thread): per page choose the
 // encoding, compress, hash the final content; frame the records and checksum them. Each cold tile is an epoch

@@ -22,6 +22,7 @@
 #include <memory>
 #include <vector>
 
+#include "bench/counting_sink.h"
 #include "bench/pageset.h"
 #include "replicator/epoch_codec.h"
 
@@ -73,17 +74,6 @@ const World& TheWorld() {
   }();
   return world;
 }
-
-// Counts what the encoder hands over, like a sink in front of an infinitely fast network.
-class CountingSink final : public replicator::EpochSink {
- public:
-  Status WriteRecord(std::span<const uint8_t> record) override {
-    bytes += record.size();
-    return Status::Ok();
-  }
-  Status Flush() override { return Status::Ok(); }
-  uint64_t bytes = 0;
-};
 
 bool EnoughCpus(benchmark::State& state, int threads) {
   if (threads <= replicator::UsableCpus()) return true;
