@@ -111,9 +111,11 @@ Status RamImage::Apply(const Epoch& epoch, int threads) {
                                  .WithContext("epoch " + std::to_string(epoch.number())));
     }
   }
-  auto apply_range = [&](size_t first, size_t end) {
-    for (size_t i = first; i < end; ++i) {
-      const PageRecord& page = pages[i];
+  // Thread `share` of `shares` applies the pages in its 2 MiB stripes of guest memory, in epoch order: a page
+  // listed twice is applied twice by the same thread, so the later entry wins on any number of threads.
+  auto apply_share = [&](unsigned share, unsigned shares) {
+    for (const PageRecord& page : pages) {
+      if (shares > 1 && ((page.offset >> 21) + page.block) % shares != share) continue;
       uint8_t* dst = bases_[page.block] + page.offset;
       if (page.filled) {
         memset(dst, page.fill, kPageSize);
@@ -125,24 +127,22 @@ Status RamImage::Apply(const Epoch& epoch, int threads) {
     }
   };
   if (threads <= 1 || epoch.page_bytes() < kParallelApplyMinBytes) {
-    apply_range(0, pages.size());
+    apply_share(0, 1);
     return Status::Ok();
   }
-  // Pages are independent: contiguous shares, the calling thread taking the first. A thread that cannot be
-  // started leaves its share to the calling thread.
+  // A thread that cannot be started leaves its share to the calling thread.
+  const unsigned shares = unsigned(threads);
   std::vector<std::thread> helpers;
-  std::vector<std::pair<size_t, size_t>> unstarted;
-  const size_t share = (pages.size() + size_t(threads) - 1) / size_t(threads);
-  for (size_t first = share; first < pages.size(); first += share) {
-    const size_t end = std::min(pages.size(), first + share);
+  std::vector<unsigned> unstarted;
+  for (unsigned share = 1; share < shares; ++share) {
     try {
-      helpers.emplace_back(apply_range, first, end);
+      helpers.emplace_back(apply_share, share, shares);
     } catch (const std::system_error&) {
-      unstarted.emplace_back(first, end);
+      unstarted.push_back(share);
     }
   }
-  apply_range(0, std::min(share, pages.size()));
-  for (auto [first, end] : unstarted) apply_range(first, end);
+  apply_share(0, shares);
+  for (unsigned share : unstarted) apply_share(share, shares);
   for (std::thread& t : helpers) t.join();
   return Status::Ok();
 }

@@ -1,5 +1,5 @@
-// RamImage::Apply: large epochs are copied on several threads with the same result as on one, and a bad page
-// still applies nothing.
+// RamImage::Apply: large epochs are copied on several threads with the same result as on one (a page listed twice
+// included), and a bad page still applies nothing.
 #include <gtest/gtest.h>
 
 #include <cstring>
@@ -58,6 +58,20 @@ TEST(RamImageTest, LargeEpochAppliedOnSeveralThreadsEqualsOneThread) {
   EXPECT_FALSE(SameContent(*one, *untouched));
   EXPECT_TRUE(SameContent(*one, *three));
   EXPECT_EQ(three->Page(0, 3 * kPageSize)[100], 3);  // a filled page
+}
+
+// The epoch's first page listed again as its last entry (with other content): on any number of threads the page
+// ends as the later entry says, as it would on one.
+TEST(RamImageTest, PageListedTwiceEndsAsItsLastEntryOnSeveralThreads) {
+  for (int threads : {1, 2, 3, 4}) {
+    Epoch epoch;
+    LargeEpoch(&epoch);
+    memset(epoch.PageBuffer(0, 0), 0x5a, kPageSize);
+    auto image = Image();
+    ASSERT_TRUE(image->Apply(epoch, threads).ok());
+    EXPECT_EQ(image->Page(0, 0)[0], 0x5a) << threads << " threads";
+    EXPECT_EQ(image->Page(0, 0)[kPageSize - 1], 0x5a) << threads << " threads";
+  }
 }
 
 TEST(RamImageTest, PageOutsideTheLayoutAppliesNothingEvenOnSeveralThreads) {
