@@ -122,9 +122,10 @@ Status RamImage::Apply(const Epoch& epoch, int threads) {
       } else if (page.patch_size > 0) {
         ApplySparsePatch(epoch.PageData(page), page.patch_size, dst);
       } else {
-        CopyPage(dst, epoch.PageData(page));
+        StreamPage(dst, epoch.PageData(page));
       }
     }
+    StreamFence();
   };
   if (threads <= 1 || epoch.page_bytes() < kParallelApplyMinBytes) {
     apply_share(0, 1);

@@ -172,6 +172,26 @@ void CopyPage(uint8_t* dst, const uint8_t* src) {
 #endif
 }
 
+void StreamPage(uint8_t* dst, const uint8_t* src) {
+#if defined(__SSE2__)
+  for (size_t i = 0; i < kPageSize; i += 64) {
+    const auto* from = reinterpret_cast<const __m128i*>(src + i);
+    auto* to = reinterpret_cast<__m128i*>(dst + i);
+    const __m128i a = _mm_loadu_si128(from), b = _mm_loadu_si128(from + 1);
+    const __m128i c = _mm_loadu_si128(from + 2), d = _mm_loadu_si128(from + 3);
+    _mm_stream_si128(to, a), _mm_stream_si128(to + 1, b), _mm_stream_si128(to + 2, c), _mm_stream_si128(to + 3, d);
+  }
+#else
+  memcpy(dst, src, kPageSize);
+#endif
+}
+
+void StreamFence() {
+#if defined(__SSE2__)
+  _mm_sfence();
+#endif
+}
+
 Status CheckSparsePatch(const uint8_t* data, size_t size) {
   if (size == 0) return Status::Corruption("sparse page without runs");
   for (size_t at = 0; at < size;) {

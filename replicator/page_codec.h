@@ -91,6 +91,10 @@ class PageDecoder {
 // stores into cold memory (the replica, staging) at about half this speed on the machines measured (AMD EPYC:
 // 13 vs 23 GB/s from a cached page into cold memory, bench/codec_bench).
 void CopyPage(uint8_t* dst, const uint8_t* src);
+// The same with non-temporal stores, for a page-aligned `dst` nobody reads soon (the replica): no read of the
+// destination's old lines first, no cache filled with them. Call StreamFence() before the pages are read.
+void StreamPage(uint8_t* dst, const uint8_t* src);
+void StreamFence();
 
 // A kSparse payload: CheckSparsePatch refuses runs that are truncated, empty or outside the page;
 // ApplySparsePatch writes the runs of a checked payload onto a page (the standby stages sparse pages as their
