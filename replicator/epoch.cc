@@ -10,6 +10,7 @@
 #include <cstring>
 #include <system_error>
 #include <thread>
+#include <unordered_set>
 #include <utility>
 #include <vector>
 
@@ -21,6 +22,7 @@ namespace tandem::replicator {
 void Epoch::Reset(uint64_t number, bool full) {
   number_ = number;
   full_ = full;
+  merged_ = 0;
   pages_.clear();
   arena_used_ = 0;
   device_state_.clear();
@@ -46,6 +48,35 @@ uint8_t* Epoch::PatchBuffer(uint32_t block, uint64_t offset, uint32_t size) {
 bool Epoch::FilledPage(uint32_t block, uint64_t offset, uint8_t fill) {
   pages_.push_back(PageRecord{block, offset, 0, true, fill, 0});
   return true;
+}
+
+Status Epoch::MergeFrom(const Epoch& earlier, const Epoch& later) {
+  if (this == &earlier || this == &later) return Status::InvalidArgument("an epoch does not merge into itself");
+  if (earlier.full() || later.full()) return Status::InvalidArgument("a full epoch does not merge");
+  if (later.number() - later.merged() != earlier.number() + 1) {
+    return Status::InvalidArgument("epoch " + std::to_string(later.number()) + " does not follow epoch " +
+                                   std::to_string(earlier.number()));
+  }
+  auto key = [](const PageRecord& p) { return uint64_t{p.block} << 48 | p.offset / kPageSize; };
+  std::unordered_set<uint64_t> rewritten;
+  rewritten.reserve(later.pages().size());
+  for (const PageRecord& p : later.pages()) rewritten.insert(key(p));
+  Reset(later.number(), false);
+  merged_ = earlier.merged() + later.merged() + 1;
+  auto copy = [&](const Epoch& from, const PageRecord& p) {
+    if (p.patch_size > 0) return false;
+    if (p.filled) return FilledPage(p.block, p.offset, p.fill);
+    memcpy(PageBuffer(p.block, p.offset), from.PageData(p), kPageSize);
+    return true;
+  };
+  for (const PageRecord& p : earlier.pages()) {
+    if (!rewritten.contains(key(p)) && !copy(earlier, p)) return Status::InvalidArgument("a staged patch does not merge");
+  }
+  for (const PageRecord& p : later.pages()) {
+    if (!copy(later, p)) return Status::InvalidArgument("a staged patch does not merge");
+  }
+  device_state_ = later.device_state().empty() ? earlier.device_state() : later.device_state();
+  return Status::Ok();
 }
 
 Result<std::unique_ptr<RamImage>> RamImage::Create(const VmDescriptor& descriptor,

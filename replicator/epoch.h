@@ -61,6 +61,15 @@ class Epoch final : public PageSink {
   uint64_t number() const { return number_; }
   // A full epoch carries every page of every block (initial sync, resync after reconnect).
   bool full() const { return full_; }
+  // How many checkpoints before number() this epoch also holds (MergeFrom): it takes the standby from
+  // number() - merged() - 1 to number(). 0 for an epoch of one checkpoint.
+  uint32_t merged() const { return merged_; }
+  // Makes this epoch `earlier` followed by `later` (the checkpoint right after it) as one epoch: applying it
+  // equals applying both in turn, but a page written by both is held once (later's), so a run of merged
+  // epochs never holds more than the pages they dirtied. Device state: later's, else earlier's. Only delta
+  // epochs of whole and filled pages (the primary's) merge; InvalidArgument otherwise. Allocates: it is for
+  // the rare case of a queue that overflows, not for the steady state.
+  Status MergeFrom(const Epoch& earlier, const Epoch& later);
   std::span<const PageRecord> pages() const { return pages_; }
   const uint8_t* PageData(const PageRecord& page) const { return arena_.data() + page.data_offset; }
   uint8_t* MutablePageData(const PageRecord& page) { return arena_.data() + page.data_offset; }
@@ -80,6 +89,7 @@ class Epoch final : public PageSink {
   uint8_t* Append(uint32_t block, uint64_t offset, uint32_t bytes, uint32_t patch_size);
   uint64_t number_ = 0;
   bool full_ = false;
+  uint32_t merged_ = 0;
   std::vector<PageRecord> pages_;
   std::vector<uint8_t> arena_;
   uint64_t arena_used_ = 0;

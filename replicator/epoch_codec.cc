@@ -357,7 +357,7 @@ Status EpochEncoder::AddFilledPage(uint32_t block, uint64_t offset, uint8_t fill
 }
 
 template <typename EmitPages>
-Status EpochEncoder::EncodeCommon(uint64_t number, uint64_t term, bool full, std::span<const uint8_t> device_state,
+Status EpochEncoder::EncodeCommon(const EpochBeginMessage& begin, std::span<const uint8_t> device_state,
                                   EpochSink* sink, EmitPages&& emit_pages) {
   if (device_state.size() > kMaxDeviceState) return Status::InvalidArgument("device state larger than 1 GiB");
   stats_ = EncodeStats();
@@ -367,7 +367,7 @@ Status EpochEncoder::EncodeCommon(uint64_t number, uint64_t term, bool full, std
   pages_in_record_ = 0;
   pages_cursor_ = kRecordHeaderSize + kPagesHeaderSize;
 
-  SerializeEpochBegin({number, term, full}, record_.data() + kRecordHeaderSize);
+  SerializeEpochBegin(begin, record_.data() + kRecordHeaderSize);
   TANDEM_RETURN_IF_ERROR(Emit(RecordType::kEpochBegin, kEpochBeginSize, sink));
   TANDEM_RETURN_IF_ERROR(emit_pages());
   TANDEM_RETURN_IF_ERROR(FlushPages(sink));
@@ -386,12 +386,12 @@ Status EpochEncoder::EncodeCommon(uint64_t number, uint64_t term, bool full, std
     TANDEM_RETURN_IF_ERROR(Emit(RecordType::kDeviceState, uint32_t(kDeviceStateHeaderSize + n), sink));
   }
   if (corrupting_) {
-    TLOG_WARN("encoder", "epoch %" PRIu64 " has no page payload nor device state: nothing to corrupt", number);
+    TLOG_WARN("encoder", "epoch %" PRIu64 " has no page payload nor device state: nothing to corrupt", begin.epoch);
     corrupting_ = false;
   }
 
   EpochEndMessage end;
-  end.epoch = number;
+  end.epoch = begin.epoch;
   end.page_count = totals_->page_count;
   end.payload_bytes = totals_->payload_bytes;
   end.device_state_bytes = device_state.size();
@@ -413,7 +413,8 @@ Status EpochEncoder::EncodeEpoch(const Epoch& epoch, uint64_t term, const RamIma
       }
     }
   }
-  return EncodeCommon(epoch.number(), term, false, epoch.device_state(), sink, [&]() -> Status {
+  const EpochBeginMessage begin{epoch.number(), term, false, epoch.merged()};
+  return EncodeCommon(begin, epoch.device_state(), sink, [&]() -> Status {
     if (UseParallel(epoch.pages().size(), false)) {
       PageSource source;
       source.epoch = &epoch;
@@ -435,7 +436,7 @@ Status EpochEncoder::EncodeEpoch(const Epoch& epoch, uint64_t term, const RamIma
 
 Status EpochEncoder::EncodeFull(uint64_t number, uint64_t term, const RamImage& image,
                                 std::span<const uint8_t> device_state, EpochSink* sink) {
-  return EncodeCommon(number, term, true, device_state, sink, [&]() -> Status {
+  return EncodeCommon({number, term, true, 0}, device_state, sink, [&]() -> Status {
     uint64_t pages = 0;
     for (const RamBlockInfo& b : image.blocks()) pages += b.size_bytes / kPageSize;
     if (UseParallel(pages, true)) {

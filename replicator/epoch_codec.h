@@ -70,8 +70,8 @@ class EpochEncoder {
  private:
   // Writes the epoch's framing around `emit_pages`, which calls AddPage for every page.
   template <typename EmitPages>
-  Status EncodeCommon(uint64_t number, uint64_t term, bool full, std::span<const uint8_t> device_state,
-                      EpochSink* sink, EmitPages&& emit_pages);
+  Status EncodeCommon(const EpochBeginMessage& begin, std::span<const uint8_t> device_state, EpochSink* sink,
+                      EmitPages&& emit_pages);
   Status AddPage(uint32_t block, uint64_t offset, const uint8_t* page, const uint8_t* previous, EpochSink* sink);
   Status AddFilledPage(uint32_t block, uint64_t offset, uint8_t fill, EpochSink* sink);
   Status MakeRoom(EpochSink* sink);

@@ -171,7 +171,7 @@ void SerializeEpochBegin(const EpochBeginMessage& m, uint8_t out[kEpochBeginSize
   StoreLe64(out, m.epoch);
   StoreLe64(out + 8, m.term);
   StoreLe32(out + 16, m.full ? kEpochFull : 0);
-  StoreLe32(out + 20, 0);
+  StoreLe32(out + 20, m.merged);
 }
 
 Status ParseEpochBegin(std::span<const uint8_t> payload, EpochBeginMessage* m) {
@@ -179,12 +179,15 @@ Status ParseEpochBegin(std::span<const uint8_t> payload, EpochBeginMessage* m) {
     return Status::Corruption("EPOCH_BEGIN of " + std::to_string(payload.size()) + " bytes");
   }
   const uint32_t flags = LoadLe32(payload.data() + 16);
-  if ((flags & ~kEpochFull) != 0 || LoadLe32(payload.data() + 20) != 0) {
-    return Status::Corruption("EPOCH_BEGIN with unknown flags or reserved bits set");
-  }
+  if ((flags & ~kEpochFull) != 0) return Status::Corruption("EPOCH_BEGIN with unknown flags");
   m->epoch = LoadLe64(payload.data());
   m->term = LoadLe64(payload.data() + 8);
   m->full = (flags & kEpochFull) != 0;
+  m->merged = LoadLe32(payload.data() + 20);
+  if (m->merged != 0 && (m->full || m->merged >= m->epoch)) {
+    return Status::Corruption("EPOCH_BEGIN of epoch " + std::to_string(m->epoch) + (m->full ? " (full)" : "") +
+                              " claims to merge " + std::to_string(m->merged) + " earlier checkpoints");
+  }
   return Status::Ok();
 }
 

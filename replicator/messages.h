@@ -30,6 +30,7 @@ struct EpochBeginMessage {
   uint64_t epoch = 0;
   uint64_t term = 0;
   bool full = false;
+  uint32_t merged = 0;  // checkpoints before `epoch` this delta epoch also holds (Epoch::merged)
 };
 
 struct EpochEndMessage {

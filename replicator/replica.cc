@@ -192,8 +192,11 @@ Status Replica::HandleEpochBegin(const RecordView& record) {
     if (begin.epoch <= last) {
       return Status::Aborted(name() + " was already applied (last applied " + std::to_string(last) + "): replayed");
     }
-    if (begin.epoch != last + 1) {
-      return Status::Aborted(name() + " is not the next epoch after " + std::to_string(last) + ": epochs missing");
+    // A merged epoch (the primary's queue overflowed while it could not ship) holds checkpoints
+    // epoch - merged .. epoch: the first of them must be the next one.
+    if (begin.epoch - begin.merged != last + 1) {
+      return Status::Aborted(name() + (begin.merged > 0 ? " (merging " + std::to_string(begin.merged) + " before it)" : "") +
+                             " does not continue epoch " + std::to_string(last) + ": epochs missing");
     }
   }
   reject_status_ = AckStatus::kOk;

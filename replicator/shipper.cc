@@ -129,15 +129,55 @@ void EpochShipper::Submit(std::unique_ptr<Epoch> epoch) {
               epoch->number(), stats_.last_submitted);
   }
   const size_t max_in_flight = size_t(options_.max_in_flight);
+  auto may_queue = [&] {
+    return queue_size_ < queue_.size() && !(protected_ && queue_size_ + sending_ + in_flight_size_ >= max_in_flight);
+  };
+  bool merged = false;
   cv_.wait(lock, [&] {
-    return stop_ || (queue_size_ < queue_.size() &&
-                     !(protected_ && queue_size_ + sending_ + in_flight_size_ >= max_in_flight));
+    if (stop_ || may_queue()) return true;
+    merged = !protected_ && MergeIntoNewestQueued(*epoch);
+    return merged;
   });
   if (stop_) return;
   stats_.last_submitted = epoch->number();
+  if (merged) {
+    if (pool_.size() < kPoolCapacity) pool_.push_back(std::move(epoch));
+    return;
+  }
   queue_[(queue_head_ + queue_size_) % queue_.size()] = std::move(epoch);
   queue_size_++;
   cv_.notify_all();
+}
+
+bool EpochShipper::MergeIntoNewestQueued(const Epoch& epoch) {
+  // mu_ held by the caller. Unprotected with a full queue (a full resync held up by a slow link, say): no
+  // acknowledgement is awaited, so the VM must not wait either. The newest queued epoch absorbs this one; it
+  // stays put while the queue is full (the sender takes from the head), and merging keeps memory bounded by
+  // the pages dirtied meanwhile, not by the time the link takes.
+  if (queue_size_ < queue_.size()) return false;
+  std::unique_ptr<Epoch>& newest = queue_[(queue_head_ + queue_size_ - 1) % queue_.size()];
+  std::unique_ptr<Epoch> merged;
+  if (!pool_.empty()) {
+    merged = std::move(pool_.back());
+    pool_.pop_back();
+  } else {
+    merged = std::make_unique<Epoch>();
+  }
+  if (Status st = merged->MergeFrom(*newest, epoch); !st.ok()) {
+    TLOG_ERROR("shipper", "cannot merge epoch %" PRIu64 " into the queue (%s): the VM waits for the queue instead",
+               epoch.number(), st.ToString().c_str());
+    pool_.push_back(std::move(merged));
+    return false;
+  }
+  if (pool_.size() < kPoolCapacity) pool_.push_back(std::move(newest));
+  newest = std::move(merged);
+  stats_.epochs_merged++;
+  if (!merge_logged_) {
+    TLOG_WARN("shipper", "standby %s not taking epochs while the VM is unprotected: queued epochs are merged (%" PRIu64
+              " so far), the VM is not held", options_.standby_address.c_str(), stats_.epochs_merged);
+    merge_logged_ = true;
+  }
+  return true;
 }
 
 std::unique_ptr<Epoch> EpochShipper::PopQueued() {
@@ -426,6 +466,7 @@ void EpochShipper::AckLoop(Connection* conn) {
     }
     if (!protected_ && ack.epoch >= resync_epoch_) {
       protected_ = true;
+      merge_logged_ = false;
       stats_.standby_connected = true;
       unprotected_logged_ = false;
       TLOG_INFO("shipper", "standby %s holds epoch %" PRIu64 ": the VM is PROTECTED", options_.standby_address.c_str(),

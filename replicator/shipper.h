@@ -5,7 +5,8 @@
 // full epoch (the whole mirror and the current device state: initial sync, and resync after any reconnect or
 // rejection), then every submitted epoch in order. Acks come back on the same socket and are read by a second
 // thread. While no standby holds a full copy the VM runs UNPROTECTED (logged once per transition): Submit does
-// not wait, and the epochs are folded into the mirror for the next full resync. Once protected, Submit blocks
+// not wait, and the epochs are folded into the mirror for the next full resync (or, while a resync is being sent
+// and the queue is full, merged into the newest queued epoch). Once protected, Submit blocks
 // while max_in_flight epochs are unacknowledged, which keeps the VM paused: the backpressure that stops a slow
 // standby from falling further behind. A standby that stops acknowledging for io_timeout_ms is dropped.
 #pragma once
@@ -49,6 +50,7 @@ struct ShipperStats {
   uint64_t epochs_sent = 0;
   uint64_t bytes_sent = 0;
   uint64_t resyncs = 0;  // full epochs sent
+  uint64_t epochs_merged = 0;  // submitted while unprotected with a full queue: merged into the newest queued one
   std::string last_error;
 };
 
@@ -84,6 +86,7 @@ class EpochShipper {
   void Recycle(std::unique_ptr<Epoch> epoch);
   void MarkUnprotected(const Status& why);
   std::unique_ptr<Epoch> PopQueued();
+  bool MergeIntoNewestQueued(const Epoch& epoch);
 
   const ShipperOptions options_;
   Clock* clock_;
@@ -113,6 +116,7 @@ class EpochShipper {
   size_t sending_ = 0;  // popped from the queue, being encoded and sent
   bool protected_ = false;
   bool unprotected_logged_ = false;
+  bool merge_logged_ = false;  // once per unprotected spell
   uint64_t resync_epoch_ = 0;  // the full epoch whose ack makes the VM protected
   Connection* current_ = nullptr;
   ShipperStats stats_;

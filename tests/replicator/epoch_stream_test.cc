@@ -292,13 +292,61 @@ TEST(EpochStreamTest, ReplayedEpoch) {
   primary.NextDelta(3);
   std::vector<uint8_t> e4 = primary.NextDelta(4);
   FeedResult r = Feed(replica, Concat({primary.Hello(), e4}));
-  ExpectRejected(r, AckStatus::kReplay, "not the next epoch");
+  ExpectRejected(r, AckStatus::kReplay, "epochs missing");
   EXPECT_EQ(r.acks.back().epoch, 4u);
   // A full epoch older than the last applied one.
   ExpectRejected(Feed(replica, Concat({primary.Hello(), primary.Full(1)})), AckStatus::kReplay, "older");
   EXPECT_EQ(Snapshot(*replica.image()), after2);
   EXPECT_EQ(replica.resume_point()->epoch, 2u);
   EXPECT_EQ(replica.counters().epochs_rejected, 3u);
+}
+
+// Epochs 2, 3 and 4 merged into one (the primary's queue overflowed while it could not ship) take the standby
+// from epoch 1 to epoch 4 in one step.
+TEST(EpochStreamTest, MergedEpochTakesTheStandbyOverEveryCheckpointItHolds) {
+  FakePrimary primary;
+  Replica replica(Options(), SystemClock());
+  Seed(primary, replica);
+  Epoch e2, e3, e4, merged23, merged234;
+  primary.MakeEpoch(2, &e2);
+  primary.MakeEpoch(3, &e3);
+  primary.MakeEpoch(4, &e4);
+  ASSERT_TRUE(merged23.MergeFrom(e2, e3).ok());
+  ASSERT_TRUE(merged234.MergeFrom(merged23, e4).ok());
+  FeedResult r = Feed(replica, Concat({primary.Hello(), primary.Delta(merged234), primary.NextDelta(5)}));
+  ASSERT_TRUE(r.status.ok()) << r.status.ToString();
+  ASSERT_EQ(r.acks.size(), 2u);
+  EXPECT_EQ(r.acks[0].epoch, 4u);
+  EXPECT_EQ(r.acks[1].epoch, 5u);
+  EXPECT_EQ(replica.resume_point()->epoch, 5u);
+  EXPECT_EQ(Snapshot(*replica.image()), Snapshot(primary.mirror()));
+}
+
+TEST(EpochStreamTest, MergedEpochThatDoesNotContinueTheLastApplied) {
+  FakePrimary primary;
+  Replica replica(Options(), SystemClock());
+  Seed(primary, replica);
+  const auto before = Snapshot(*replica.image());
+  Epoch e3, e4, merged34;
+  primary.MakeEpoch(3, &e3);
+  primary.MakeEpoch(4, &e4);
+  ASSERT_TRUE(merged34.MergeFrom(e3, e4).ok());  // holds 3..4, but the standby is at 1
+  FeedResult r = Feed(replica, Concat({primary.Hello(), primary.Delta(merged34)}));
+  ExpectRejected(r, AckStatus::kReplay, "epochs missing");
+  EXPECT_EQ(Snapshot(*replica.image()), before);
+  EXPECT_EQ(replica.resume_point()->epoch, 1u);
+}
+
+TEST(EpochStreamTest, EpochBeginThatMergesMoreThanPrecedeItOrMergesIntoAFullEpoch) {
+  uint8_t payload[kEpochBeginSize];
+  EpochBeginMessage parsed;
+  SerializeEpochBegin({5, 1, false, 4}, payload);  // 1..5: fine
+  ASSERT_TRUE(ParseEpochBegin(payload, &parsed).ok());
+  EXPECT_EQ(parsed.merged, 4u);
+  SerializeEpochBegin({5, 1, false, 5}, payload);  // would start at epoch 0, before any delta
+  EXPECT_TRUE(ParseEpochBegin(payload, &parsed).IsCorruption());
+  SerializeEpochBegin({5, 1, true, 1}, payload);
+  EXPECT_TRUE(ParseEpochBegin(payload, &parsed).IsCorruption());
 }
 
 TEST(EpochStreamTest, FullEpochRepeatingTheAppliedOneIsAccepted) {

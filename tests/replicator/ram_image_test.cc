@@ -1,5 +1,5 @@
 // RamImage::Apply: large epochs are copied on several threads with the same result as on one (a page listed twice
-// included), and a bad page still applies nothing.
+// included), and a bad page still applies nothing. Epoch::MergeFrom: a merged epoch applies like its parts.
 #include <gtest/gtest.h>
 
 #include <cstring>
@@ -72,6 +72,61 @@ TEST(RamImageTest, PageListedTwiceEndsAsItsLastEntryOnSeveralThreads) {
     EXPECT_EQ(image->Page(0, 0)[0], 0x5a) << threads << " threads";
     EXPECT_EQ(image->Page(0, 0)[kPageSize - 1], 0x5a) << threads << " threads";
   }
+}
+
+// Two consecutive small epochs that share pages (a whole page rewritten, a whole page that becomes filled and a
+// filled page that becomes whole), and pages of their own.
+void ConsecutiveEpochs(Epoch* first, Epoch* second) {
+  first->Reset(7, false);
+  memset(first->PageBuffer(0, 1 * kPageSize), 0x11, kPageSize);
+  memset(first->PageBuffer(0, 2 * kPageSize), 0x12, kPageSize);
+  first->FilledPage(0, 3 * kPageSize, 0x13);
+  memset(first->PageBuffer(1, 0), 0x14, kPageSize);
+  first->device_state().assign(10, 1);
+  second->Reset(8, false);
+  memset(second->PageBuffer(0, 1 * kPageSize), 0x21, kPageSize);
+  second->FilledPage(0, 2 * kPageSize, 0);
+  memset(second->PageBuffer(0, 3 * kPageSize), 0x23, kPageSize);
+  memset(second->PageBuffer(0, 4 * kPageSize), 0x24, kPageSize);
+  second->device_state().assign(20, 2);
+}
+
+TEST(EpochMergeTest, MergedEpochAppliesLikeBothInTurnAndHoldsEachPageOnce) {
+  Epoch first, second, merged;
+  ConsecutiveEpochs(&first, &second);
+  ASSERT_TRUE(merged.MergeFrom(first, second).ok());
+  EXPECT_EQ(merged.number(), 8u);
+  EXPECT_EQ(merged.merged(), 1u);
+  EXPECT_FALSE(merged.full());
+  EXPECT_EQ(merged.pages().size(), 5u);  // pages 1..4 of block 0, page 0 of block 1
+  EXPECT_EQ(merged.device_state(), second.device_state());
+  auto in_turn = Image(), at_once = Image();
+  ASSERT_TRUE(in_turn->Apply(first).ok());
+  ASSERT_TRUE(in_turn->Apply(second).ok());
+  ASSERT_TRUE(at_once->Apply(merged).ok());
+  EXPECT_TRUE(SameContent(*in_turn, *at_once));
+
+  // A third checkpoint without device state merges on: the count grows, the last device state stays.
+  Epoch third, merged_again;
+  third.Reset(9, false);
+  memset(third.PageBuffer(0, 1 * kPageSize), 0x31, kPageSize);
+  ASSERT_TRUE(merged_again.MergeFrom(merged, third).ok());
+  EXPECT_EQ(merged_again.number(), 9u);
+  EXPECT_EQ(merged_again.merged(), 2u);
+  EXPECT_EQ(merged_again.device_state(), second.device_state());
+  ASSERT_TRUE(in_turn->Apply(third).ok());
+  ASSERT_TRUE(at_once->Apply(merged_again).ok());
+  EXPECT_TRUE(SameContent(*in_turn, *at_once));
+}
+
+TEST(EpochMergeTest, OnlyConsecutiveDeltaEpochsMerge) {
+  Epoch first, second, merged;
+  ConsecutiveEpochs(&first, &second);
+  second.Reset(9, false);  // epoch 8 missing between them
+  EXPECT_EQ(merged.MergeFrom(first, second).code(), Status::Code::kInvalidArgument);
+  ConsecutiveEpochs(&first, &second);
+  first.Reset(7, true);
+  EXPECT_EQ(merged.MergeFrom(first, second).code(), Status::Code::kInvalidArgument);
 }
 
 TEST(RamImageTest, PageOutsideTheLayoutAppliesNothingEvenOnSeveralThreads) {

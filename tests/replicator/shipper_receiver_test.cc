@@ -2,15 +2,19 @@
 // the primary down to max_in_flight, a restarted standby is resynced in full, a corrupted epoch is rejected and
 // replication recovers, a primary that dies mid epoch leaves the standby on the previous complete epoch.
 #include <gtest/gtest.h>
+#include <fcntl.h>
 #include <signal.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
 #include <cstdio>
 #include <fstream>
 #include <functional>
+#include <mutex>
 #include <random>
 #include <thread>
 
@@ -35,10 +39,10 @@ double MsSince(Clock_::time_point start) {
   return std::chrono::duration<double, std::milli>(Clock_::now() - start).count();
 }
 
-VmDescriptor Vm() {
+VmDescriptor Vm(uint64_t mem_pages = 64) {
   VmDescriptor d;
   d.vm_name = "vm-tcp";
-  d.ram_blocks = {{"mem", 64 * kPageSize}, {"rom", 4 * kPageSize}};
+  d.ram_blocks = {{"mem", mem_pages * kPageSize}, {"rom", 4 * kPageSize}};
   d.qemu_configuration = "config";
   d.qemu_vmdesc_json = "{}";
   return d;
@@ -52,11 +56,21 @@ std::vector<uint8_t> ReadFile(const std::string& path) {
 // The VM as the primary sees it: the truth every replica must converge to.
 class Harness {
  public:
-  explicit Harness(IoEngine engine) : engine_(engine), rng_(7) {
-    truth_ = std::move(RamImage::Create(Vm(), {})).value();
+  // `random_mem_pages` > 0: a RAM block of that many pages of random bytes (a full epoch as large on the wire as
+  // in memory); else 64 pages that compress well.
+  explicit Harness(IoEngine engine, uint64_t random_mem_pages = 0)
+      : engine_(engine), vm_(Vm(random_mem_pages > 0 ? random_mem_pages : 64)), rng_(7) {
+    truth_ = std::move(RamImage::Create(vm_, {})).value();
     for (uint32_t b = 0; b < 2; ++b) {
       auto block = truth_->Block(b);
       for (size_t i = 0; i < block.size(); ++i) block[i] = uint8_t(i * 31 / 4096 + b);
+    }
+    if (random_mem_pages > 0) {
+      auto block = truth_->Block(0);
+      for (size_t i = 0; i < block.size(); i += 8) {
+        const uint64_t v = rng_();
+        memcpy(block.data() + i, &v, 8);
+      }
     }
     device_ = std::vector<uint8_t>(1000, 0x11);
     char dir[] = "/tmp/tandem-repl-XXXXXX";
@@ -87,9 +101,9 @@ class Harness {
   }
 
   Status StartShipper(EpochShipper& shipper) {
-    auto mirror = std::move(RamImage::Create(Vm(), {})).value();
+    auto mirror = std::move(RamImage::Create(vm_, {})).value();
     for (uint32_t b = 0; b < 2; ++b) memcpy(mirror->Block(b).data(), truth_->Block(b).data(), truth_->Block(b).size());
-    return shipper.Start(Vm(), std::move(mirror), device_, 0);
+    return shipper.Start(vm_, std::move(mirror), device_, 0);
   }
 
   // Makes epoch `n` (a few changed pages, sometimes a zero or random page, new device state), applies it to the
@@ -128,10 +142,105 @@ class Harness {
 
  private:
   IoEngine engine_;
+  VmDescriptor vm_;
   std::mt19937_64 rng_;
   std::unique_ptr<RamImage> truth_;
   std::vector<uint8_t> device_;
   std::string dir_;
+};
+
+// A TCP relay on 127.0.0.1 between the shipper and the receiver that holds back what the primary sends: each
+// connection forwards its first `pass_bytes` bytes towards the standby, then nothing more until Release().
+// Acks flow freely.
+class HoldingRelay {
+ public:
+  HoldingRelay(int target_port, size_t pass_bytes) : target_port_(target_port), pass_bytes_(pass_bytes) {
+    auto fd = ListenStream("127.0.0.1:0", &port_);
+    EXPECT_TRUE(fd.ok());
+    if (fd.ok()) listener_ = std::move(fd).value();
+    acceptor_ = std::thread([this] { AcceptLoop(); });
+  }
+  ~HoldingRelay() {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      stop_ = true;
+      for (int fd : sockets_) ::shutdown(fd, SHUT_RDWR);
+    }
+    cv_.notify_all();
+    ::shutdown(listener_.get(), SHUT_RDWR);
+    acceptor_.join();
+    for (std::thread& t : pumps_) t.join();
+    for (int fd : sockets_) ::close(fd);
+  }
+  int port() const { return port_; }
+  // True once a connection has passed its bytes and holds back the rest.
+  bool WaitHolding(int timeout_ms) {
+    std::unique_lock<std::mutex> lock(mu_);
+    return cv_.wait_for(lock, std::chrono::milliseconds(timeout_ms), [&] { return holding_; });
+  }
+  void Release() {
+    std::lock_guard<std::mutex> lock(mu_);
+    released_ = true;
+    cv_.notify_all();
+  }
+
+ private:
+  void AcceptLoop() {
+    for (;;) {
+      const int client = ::accept4(listener_.get(), nullptr, nullptr, SOCK_CLOEXEC);
+      if (client < 0) return;  // shut down
+      auto server = ConnectStream("127.0.0.1:" + std::to_string(target_port_), 2000);
+      std::lock_guard<std::mutex> lock(mu_);
+      if (!server.ok() || stop_) {
+        ::close(client);
+        continue;
+      }
+      const int to = server.value().release();
+      for (int fd : {client, to}) ::fcntl(fd, F_SETFL, ::fcntl(fd, F_GETFL) & ~O_NONBLOCK);
+      sockets_.push_back(client), sockets_.push_back(to);
+      pumps_.emplace_back([this, client, to] { Pump(client, to, true); });
+      pumps_.emplace_back([this, client, to] { Pump(to, client, false); });
+    }
+  }
+  void Pump(int from, int to, bool towards_standby) {
+    std::vector<uint8_t> buf(64 << 10);
+    size_t forwarded = 0;
+    for (;;) {
+      const ssize_t n = ::read(from, buf.data(), buf.size());
+      if (n <= 0) break;
+      for (size_t at = 0; at < size_t(n);) {
+        size_t chunk = size_t(n) - at;
+        if (towards_standby) {
+          std::unique_lock<std::mutex> lock(mu_);
+          if (!released_ && forwarded + chunk > pass_bytes_) {
+            chunk = pass_bytes_ - std::min(pass_bytes_, forwarded);
+            if (chunk == 0) {
+              holding_ = true;
+              cv_.notify_all();
+              cv_.wait(lock, [&] { return released_ || stop_; });
+              if (stop_) return;
+              continue;
+            }
+          }
+        }
+        const ssize_t w = ::write(to, buf.data() + at, chunk);
+        if (w <= 0) return;
+        at += size_t(w), forwarded += size_t(w);
+      }
+    }
+    ::shutdown(to, SHUT_WR);
+  }
+
+  const int target_port_;
+  const size_t pass_bytes_;
+  int port_ = 0;
+  UniqueFd listener_;
+  std::thread acceptor_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool released_ = false, stop_ = false, holding_ = false;
+  std::vector<int> sockets_;
+  std::vector<std::thread> pumps_;
 };
 
 class ShipperReceiverTest : public ::testing::TestWithParam<IoEngine> {};
@@ -307,6 +416,42 @@ TEST_P(ShipperReceiverTest, NoStandbyListeningSubmitNeverBlocks) {
   EXPECT_FALSE(shipper.stats().standby_connected);
   EXPECT_EQ(shipper.stats().last_submitted, 100u);
   EXPECT_FALSE(shipper.stats().last_error.empty());
+  shipper.Stop();
+}
+
+// The full resync cannot get through (the link holds it back) while the VM goes on: no standby holds a copy, so
+// nothing is awaited and Submit must not hold the VM once the queue is full; queued epochs are merged instead.
+// When the link frees up, the standby ends up holding exactly the VM's RAM as of the last epoch.
+TEST_P(ShipperReceiverTest, ResyncHeldUpByTheLinkNeverHoldsTheVmAndMergedEpochsStillArrive) {
+  Harness h(GetParam(), 16384);  // 64 MiB of random RAM: the full epoch outgrows every socket buffer on the way
+  EpochReceiver receiver(h.ReceiverOpts(), SystemClock());
+  ASSERT_TRUE(receiver.Start().ok());
+  HoldingRelay relay(receiver.port(), 64 << 10);  // the HELLO and the start of the full epoch get through
+  ShipperOptions so = h.ShipperOpts(relay.port());
+  so.io_timeout_ms = 60000;  // the connection stays up however long the link holds it
+  EpochShipper shipper(so, SystemClock());
+  ASSERT_TRUE(h.StartShipper(shipper).ok());
+  ASSERT_TRUE(relay.WaitHolding(10000)) << "the shipper never started its full resync";
+  constexpr uint64_t kEpochs = 200;  // more than the shipper's queue holds
+  std::atomic<bool> submitted{false};
+  std::thread vm([&] {
+    for (uint64_t n = 1; n <= kEpochs; ++n) h.SubmitEpoch(shipper, n);
+    submitted = true;
+  });
+  const bool never_held = WaitUntil([&] { return submitted.load(); }, 20000);
+  EXPECT_FALSE(shipper.stats().standby_connected);
+  relay.Release();
+  vm.join();
+  EXPECT_TRUE(never_held) << "Submit held the VM while no standby was protecting it";
+  EXPECT_GT(shipper.stats().epochs_merged, 0u) << "the queue never overflowed: the test proves nothing";
+  ASSERT_TRUE(WaitUntil([&] { return shipper.stats().last_acked == kEpochs; }, 30000))
+      << shipper.stats().last_acked << " " << shipper.stats().last_error;
+  EXPECT_TRUE(shipper.stats().standby_connected);
+  EXPECT_EQ(shipper.stats().resyncs, 1u);
+  EXPECT_LT(receiver.stats().epochs_applied, kEpochs + 1);  // merged epochs arrived as one
+  receiver.Stop();
+  EXPECT_EQ(receiver.resume_point()->device_state, h.device());
+  h.ExpectReplicaMatches();
   shipper.Stop();
 }
 
