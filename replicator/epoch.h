@@ -116,7 +116,7 @@ class RamImage final : public PageSink {
   // Applies every page of `epoch`. All-or-nothing against bad input: every record's block and offset is
   // checked first, and nothing is written unless all are in range. Epochs of kParallelApplyMinBytes or more are
   // copied on up to `threads` threads (one core does not saturate memory bandwidth: a full resync applies about
-  // 1.8x faster on two); smaller ones on the calling thread only, where starting threads would cost more.
+  // 1.6x faster on two); smaller ones on the calling thread only, where starting threads would cost more.
   static constexpr uint64_t kParallelApplyMinBytes = 16u << 20;
   Status Apply(const Epoch& epoch, int threads = 1);
 
