@@ -164,9 +164,12 @@ bool EpochShipper::MergeIntoNewestQueued(const Epoch& epoch) {
     merged = std::make_unique<Epoch>();
   }
   if (Status st = merged->MergeFrom(*newest, epoch); !st.ok()) {
-    TLOG_ERROR("shipper", "cannot merge epoch %" PRIu64 " into the queue (%s): the VM waits for the queue instead",
-               epoch.number(), st.ToString().c_str());
-    pool_.push_back(std::move(merged));
+    if (merge_refused_epoch_ != epoch.number()) {  // once, not on every wake-up of the waiting Submit
+      TLOG_ERROR("shipper", "cannot merge epoch %" PRIu64 " into the queue (%s): the VM waits for the queue instead",
+                 epoch.number(), st.ToString().c_str());
+      merge_refused_epoch_ = epoch.number();
+    }
+    if (pool_.size() < kPoolCapacity) pool_.push_back(std::move(merged));
     return false;
   }
   if (pool_.size() < kPoolCapacity) pool_.push_back(std::move(newest));

@@ -117,6 +117,7 @@ class EpochShipper {
   bool protected_ = false;
   bool unprotected_logged_ = false;
   bool merge_logged_ = false;  // once per unprotected spell
+  uint64_t merge_refused_epoch_ = 0;
   uint64_t resync_epoch_ = 0;  // the full epoch whose ack makes the VM protected
   Connection* current_ = nullptr;
   ShipperStats stats_;
