@@ -57,6 +57,7 @@ nlohmann::json PrimaryStatus(const Config& config, const VmGuard& guard, const V
                        {"epochs_sent", ship.epochs_sent},
                        {"bytes_sent", ship.bytes_sent},
                        {"resyncs", ship.resyncs},
+                       {"epochs_merged", ship.epochs_merged},
                        {"last_error", ship.last_error}}},
           {"peer", {{"alive", peer.alive}, {"links", links}}}};
 }
