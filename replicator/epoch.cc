@@ -10,7 +10,6 @@
 #include <cstring>
 #include <system_error>
 #include <thread>
-#include <unordered_set>
 #include <utility>
 #include <vector>
 
@@ -24,6 +23,7 @@ void Epoch::Reset(uint64_t number, bool full) {
   full_ = full;
   merged_ = 0;
   pages_.clear();
+  index_.clear();
   arena_used_ = 0;
   device_state_.clear();
 }
@@ -50,32 +50,47 @@ bool Epoch::FilledPage(uint32_t block, uint64_t offset, uint8_t fill) {
   return true;
 }
 
-Status Epoch::MergeFrom(const Epoch& earlier, const Epoch& later) {
-  if (this == &earlier || this == &later) return Status::InvalidArgument("an epoch does not merge into itself");
-  if (earlier.full() || later.full()) return Status::InvalidArgument("a full epoch does not merge");
-  if (later.number() - later.merged() != earlier.number() + 1) {
+Status Epoch::Absorb(const Epoch& later) {
+  if (this == &later) return Status::InvalidArgument("an epoch does not absorb itself");
+  if (full() || later.full()) return Status::InvalidArgument("a full epoch does not merge");
+  if (later.number() - later.merged() != number() + 1) {
     return Status::InvalidArgument("epoch " + std::to_string(later.number()) + " does not follow epoch " +
-                                   std::to_string(earlier.number()));
-  }
-  auto key = [](const PageRecord& p) { return uint64_t{p.block} << 48 | p.offset / kPageSize; };
-  std::unordered_set<uint64_t> rewritten;
-  rewritten.reserve(later.pages().size());
-  for (const PageRecord& p : later.pages()) rewritten.insert(key(p));
-  Reset(later.number(), false);
-  merged_ = earlier.merged() + later.merged() + 1;
-  auto copy = [&](const Epoch& from, const PageRecord& p) {
-    if (p.patch_size > 0) return false;
-    if (p.filled) return FilledPage(p.block, p.offset, p.fill);
-    memcpy(PageBuffer(p.block, p.offset), from.PageData(p), kPageSize);
-    return true;
-  };
-  for (const PageRecord& p : earlier.pages()) {
-    if (!rewritten.contains(key(p)) && !copy(earlier, p)) return Status::InvalidArgument("a staged patch does not merge");
+                                   std::to_string(number()));
   }
   for (const PageRecord& p : later.pages()) {
-    if (!copy(later, p)) return Status::InvalidArgument("a staged patch does not merge");
+    if (p.patch_size > 0) return Status::InvalidArgument("a staged patch does not merge");
   }
-  device_state_ = later.device_state().empty() ? earlier.device_state() : later.device_state();
+  auto key = [](const PageRecord& p) { return uint64_t{p.block} << 48 | p.offset / kPageSize; };
+  if (index_.empty()) {
+    for (size_t i = 0; i < pages_.size(); ++i) index_[key(pages_[i])] = i;
+  }
+  for (const PageRecord& p : later.pages()) {
+    auto [it, added] = index_.try_emplace(key(p), pages_.size());
+    if (added) {
+      if (p.filled) {
+        FilledPage(p.block, p.offset, p.fill);
+      } else {
+        memcpy(PageBuffer(p.block, p.offset), later.PageData(p), kPageSize);
+      }
+      continue;
+    }
+    PageRecord& mine = pages_[it->second];
+    if (p.filled) {
+      mine.filled = true;  // a page slot it may have stays unused
+      mine.fill = p.fill;
+      continue;
+    }
+    if (mine.filled) {
+      // It becomes a whole page: a new entry in its place; the filled entry before it is overwritten on apply.
+      it->second = pages_.size();
+      memcpy(PageBuffer(p.block, p.offset), later.PageData(p), kPageSize);
+      continue;
+    }
+    memcpy(MutablePageData(mine), later.PageData(p), kPageSize);
+  }
+  number_ = later.number();
+  merged_ += later.merged() + 1;
+  if (!later.device_state().empty()) device_state_ = later.device_state();
   return Status::Ok();
 }
 

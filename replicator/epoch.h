@@ -7,6 +7,7 @@
 #include <memory>
 #include <span>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 #include "common/status.h"
@@ -61,15 +62,16 @@ class Epoch final : public PageSink {
   uint64_t number() const { return number_; }
   // A full epoch carries every page of every block (initial sync, resync after reconnect).
   bool full() const { return full_; }
-  // How many checkpoints before number() this epoch also holds (MergeFrom): it takes the standby from
+  // How many checkpoints before number() this epoch also holds (Absorb): it takes the standby from
   // number() - merged() - 1 to number(). 0 for an epoch of one checkpoint.
   uint32_t merged() const { return merged_; }
-  // Makes this epoch `earlier` followed by `later` (the checkpoint right after it) as one epoch: applying it
-  // equals applying both in turn, but a page written by both is held once (later's), so a run of merged
-  // epochs never holds more than the pages they dirtied. Device state: later's, else earlier's. Only delta
-  // epochs of whole and filled pages (the primary's) merge; InvalidArgument otherwise. Allocates: it is for
-  // the rare case of a queue that overflows, not for the steady state.
-  Status MergeFrom(const Epoch& earlier, const Epoch& later);
+  // Takes in `later`, the checkpoint right after this one: applying the result equals applying both in turn,
+  // but a page written by both is held once (later's content, overwritten in place), so a run of absorbed
+  // epochs never holds more than the pages they dirtied and each absorb costs only `later`'s pages. Device
+  // state: later's, else this one's. Only delta epochs of whole and filled pages (the primary's) merge;
+  // InvalidArgument otherwise, with this epoch unchanged. Allocates (a page index): it is for the rare case of
+  // a queue that overflows, not for the steady state.
+  Status Absorb(const Epoch& later);
   std::span<const PageRecord> pages() const { return pages_; }
   const uint8_t* PageData(const PageRecord& page) const { return arena_.data() + page.data_offset; }
   uint8_t* MutablePageData(const PageRecord& page) { return arena_.data() + page.data_offset; }
@@ -91,6 +93,7 @@ class Epoch final : public PageSink {
   bool full_ = false;
   uint32_t merged_ = 0;
   std::vector<PageRecord> pages_;
+  std::unordered_map<uint64_t, size_t> index_;  // Absorb only: page -> its last entry in pages_
   std::vector<uint8_t> arena_;
   uint64_t arena_used_ = 0;
   std::vector<uint8_t> device_state_;

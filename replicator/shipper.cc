@@ -155,25 +155,15 @@ bool EpochShipper::MergeIntoNewestQueued(const Epoch& epoch) {
   // stays put while the queue is full (the sender takes from the head), and merging keeps memory bounded by
   // the pages dirtied meanwhile, not by the time the link takes.
   if (queue_size_ < queue_.size()) return false;
-  std::unique_ptr<Epoch>& newest = queue_[(queue_head_ + queue_size_ - 1) % queue_.size()];
-  std::unique_ptr<Epoch> merged;
-  if (!pool_.empty()) {
-    merged = std::move(pool_.back());
-    pool_.pop_back();
-  } else {
-    merged = std::make_unique<Epoch>();
-  }
-  if (Status st = merged->MergeFrom(*newest, epoch); !st.ok()) {
+  Epoch& newest = *queue_[(queue_head_ + queue_size_ - 1) % queue_.size()];
+  if (Status st = newest.Absorb(epoch); !st.ok()) {
     if (merge_refused_epoch_ != epoch.number()) {  // once, not on every wake-up of the waiting Submit
       TLOG_ERROR("shipper", "cannot merge epoch %" PRIu64 " into the queue (%s): the VM waits for the queue instead",
                  epoch.number(), st.ToString().c_str());
       merge_refused_epoch_ = epoch.number();
     }
-    if (pool_.size() < kPoolCapacity) pool_.push_back(std::move(merged));
     return false;
   }
-  if (pool_.size() < kPoolCapacity) pool_.push_back(std::move(newest));
-  newest = std::move(merged);
   stats_.epochs_merged++;
   if (!merge_logged_) {
     TLOG_WARN("shipper", "standby %s not taking epochs while the VM is unprotected: queued epochs are merged (%" PRIu64

@@ -307,13 +307,13 @@ TEST(EpochStreamTest, MergedEpochTakesTheStandbyOverEveryCheckpointItHolds) {
   FakePrimary primary;
   Replica replica(Options(), SystemClock());
   Seed(primary, replica);
-  Epoch e2, e3, e4, merged23, merged234;
+  Epoch e2, e3, e4;
   primary.MakeEpoch(2, &e2);
   primary.MakeEpoch(3, &e3);
   primary.MakeEpoch(4, &e4);
-  ASSERT_TRUE(merged23.MergeFrom(e2, e3).ok());
-  ASSERT_TRUE(merged234.MergeFrom(merged23, e4).ok());
-  FeedResult r = Feed(replica, Concat({primary.Hello(), primary.Delta(merged234), primary.NextDelta(5)}));
+  ASSERT_TRUE(e2.Absorb(e3).ok());
+  ASSERT_TRUE(e2.Absorb(e4).ok());
+  FeedResult r = Feed(replica, Concat({primary.Hello(), primary.Delta(e2), primary.NextDelta(5)}));
   ASSERT_TRUE(r.status.ok()) << r.status.ToString();
   ASSERT_EQ(r.acks.size(), 2u);
   EXPECT_EQ(r.acks[0].epoch, 4u);
@@ -327,11 +327,11 @@ TEST(EpochStreamTest, MergedEpochThatDoesNotContinueTheLastApplied) {
   Replica replica(Options(), SystemClock());
   Seed(primary, replica);
   const auto before = Snapshot(*replica.image());
-  Epoch e3, e4, merged34;
+  Epoch e3, e4;
   primary.MakeEpoch(3, &e3);
   primary.MakeEpoch(4, &e4);
-  ASSERT_TRUE(merged34.MergeFrom(e3, e4).ok());  // holds 3..4, but the standby is at 1
-  FeedResult r = Feed(replica, Concat({primary.Hello(), primary.Delta(merged34)}));
+  ASSERT_TRUE(e3.Absorb(e4).ok());  // holds 3..4, but the standby is at 1
+  FeedResult r = Feed(replica, Concat({primary.Hello(), primary.Delta(e3)}));
   ExpectRejected(r, AckStatus::kReplay, "epochs missing");
   EXPECT_EQ(Snapshot(*replica.image()), before);
   EXPECT_EQ(replica.resume_point()->epoch, 1u);

@@ -1,5 +1,5 @@
 // RamImage::Apply: large epochs are copied on several threads with the same result as on one (a page listed twice
-// included), and a bad page still applies nothing. Epoch::MergeFrom: a merged epoch applies like its parts.
+// included), and a bad page still applies nothing. Epoch::Absorb: a merged epoch applies like its parts.
 #include <gtest/gtest.h>
 
 #include <cstring>
@@ -91,42 +91,50 @@ void ConsecutiveEpochs(Epoch* first, Epoch* second) {
   second->device_state().assign(20, 2);
 }
 
-TEST(EpochMergeTest, MergedEpochAppliesLikeBothInTurnAndHoldsEachPageOnce) {
-  Epoch first, second, merged;
+TEST(EpochMergeTest, AbsorbedEpochAppliesLikeBothInTurnAndRewritesPagesInPlace) {
+  Epoch first, second;
   ConsecutiveEpochs(&first, &second);
-  ASSERT_TRUE(merged.MergeFrom(first, second).ok());
-  EXPECT_EQ(merged.number(), 8u);
-  EXPECT_EQ(merged.merged(), 1u);
-  EXPECT_FALSE(merged.full());
-  EXPECT_EQ(merged.pages().size(), 5u);  // pages 1..4 of block 0, page 0 of block 1
-  EXPECT_EQ(merged.device_state(), second.device_state());
   auto in_turn = Image(), at_once = Image();
   ASSERT_TRUE(in_turn->Apply(first).ok());
   ASSERT_TRUE(in_turn->Apply(second).ok());
-  ASSERT_TRUE(at_once->Apply(merged).ok());
+  ASSERT_TRUE(first.Absorb(second).ok());
+  EXPECT_EQ(first.number(), 8u);
+  EXPECT_EQ(first.merged(), 1u);
+  EXPECT_FALSE(first.full());
+  EXPECT_EQ(first.device_state(), second.device_state());
+  // Pages 1..4 of block 0 and page 0 of block 1; page 3 went from filled to whole, which takes a second entry.
+  EXPECT_EQ(first.pages().size(), 6u);
+  ASSERT_TRUE(at_once->Apply(first).ok());
   EXPECT_TRUE(SameContent(*in_turn, *at_once));
 
-  // A third checkpoint without device state merges on: the count grows, the last device state stays.
-  Epoch third, merged_again;
+  // A third checkpoint without device state merges on: the count grows, the last device state stays; a page
+  // rewritten again is overwritten in place.
+  Epoch third;
   third.Reset(9, false);
   memset(third.PageBuffer(0, 1 * kPageSize), 0x31, kPageSize);
-  ASSERT_TRUE(merged_again.MergeFrom(merged, third).ok());
-  EXPECT_EQ(merged_again.number(), 9u);
-  EXPECT_EQ(merged_again.merged(), 2u);
-  EXPECT_EQ(merged_again.device_state(), second.device_state());
+  third.FilledPage(0, 3 * kPageSize, 0x33);
+  ASSERT_TRUE(first.Absorb(third).ok());
+  EXPECT_EQ(first.number(), 9u);
+  EXPECT_EQ(first.merged(), 2u);
+  EXPECT_EQ(first.pages().size(), 6u);
+  EXPECT_EQ(first.device_state(), second.device_state());
   ASSERT_TRUE(in_turn->Apply(third).ok());
-  ASSERT_TRUE(at_once->Apply(merged_again).ok());
+  ASSERT_TRUE(at_once->Apply(first).ok());
   EXPECT_TRUE(SameContent(*in_turn, *at_once));
 }
 
-TEST(EpochMergeTest, OnlyConsecutiveDeltaEpochsMerge) {
-  Epoch first, second, merged;
+TEST(EpochMergeTest, OnlyTheNextDeltaEpochIsAbsorbedAndARefusalChangesNothing) {
+  Epoch first, second;
   ConsecutiveEpochs(&first, &second);
   second.Reset(9, false);  // epoch 8 missing between them
-  EXPECT_EQ(merged.MergeFrom(first, second).code(), Status::Code::kInvalidArgument);
+  memset(second.PageBuffer(0, 1 * kPageSize), 0x99, kPageSize);
+  EXPECT_EQ(first.Absorb(second).code(), Status::Code::kInvalidArgument);
+  EXPECT_EQ(first.number(), 7u);
+  EXPECT_EQ(first.pages().size(), 4u);
+  EXPECT_EQ(first.PageData(first.pages()[0])[0], 0x11);
   ConsecutiveEpochs(&first, &second);
   first.Reset(7, true);
-  EXPECT_EQ(merged.MergeFrom(first, second).code(), Status::Code::kInvalidArgument);
+  EXPECT_EQ(first.Absorb(second).code(), Status::Code::kInvalidArgument);
 }
 
 TEST(RamImageTest, PageOutsideTheLayoutAppliesNothingEvenOnSeveralThreads) {
