@@ -115,13 +115,17 @@ std::unique_ptr<Epoch> EpochShipper::Borrow() {
 
 void EpochShipper::Recycle(std::unique_ptr<Epoch> epoch) {
   std::lock_guard<std::mutex> lock(mu_);
+  RecycleLocked(std::move(epoch));
+}
+
+void EpochShipper::RecycleLocked(std::unique_ptr<Epoch> epoch) {
   if (pool_.size() < kPoolCapacity) pool_.push_back(std::move(epoch));
 }
 
 void EpochShipper::Submit(std::unique_ptr<Epoch> epoch) {
   std::unique_lock<std::mutex> lock(mu_);
   if (!started_ || stop_) {
-    if (pool_.size() < kPoolCapacity) pool_.push_back(std::move(epoch));
+    RecycleLocked(std::move(epoch));
     return;
   }
   if (epoch->number() != stats_.last_submitted + 1) {
@@ -141,7 +145,7 @@ void EpochShipper::Submit(std::unique_ptr<Epoch> epoch) {
   if (stop_) return;
   stats_.last_submitted = epoch->number();
   if (merged) {
-    if (pool_.size() < kPoolCapacity) pool_.push_back(std::move(epoch));
+    RecycleLocked(std::move(epoch));
     return;
   }
   queue_[(queue_head_ + queue_size_) % queue_.size()] = std::move(epoch);

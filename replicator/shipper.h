@@ -84,6 +84,7 @@ class EpochShipper {
   void FoldQueued();
   void FoldIntoMirror(Epoch& epoch);
   void Recycle(std::unique_ptr<Epoch> epoch);
+  void RecycleLocked(std::unique_ptr<Epoch> epoch);  // mu_ held
   void MarkUnprotected(const Status& why);
   std::unique_ptr<Epoch> PopQueued();
   bool MergeIntoNewestQueued(const Epoch& epoch);
