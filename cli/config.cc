@@ -93,6 +93,7 @@ const std::map<std::string, Setter>& Setters() {
       {"replication.encode_threads", Num<int>(&Config::encode_threads, 1, 64)},
       {"replication.apply_threads", Num<int>(&Config::apply_threads, 1, 64)},
       {"replication.compression", Str(&Config::compression)},
+      {"replication.lz4_acceleration", Num<int>(&Config::lz4_acceleration, 1, 65537)},
       {"replication.zstd_level", Num<int>(&Config::zstd_level, 1, 19)},
       {"witness.address", Str(&Config::witness_address)},
       {"witness.listen", Str(&Config::witness_listen)},
@@ -131,8 +132,8 @@ Status Validate(const Config& c) {
   if (c.io_engine != "auto" && c.io_engine != "io_uring" && c.io_engine != "epoll" && c.io_engine != "poll") {
     return Status::InvalidArgument("replication.io_engine must be auto, io_uring or epoll");
   }
-  if (c.compression != "lz4" && c.compression != "zstd" && c.compression != "none") {
-    return Status::InvalidArgument("replication.compression must be lz4, zstd or none");
+  if (c.compression != "auto" && c.compression != "lz4" && c.compression != "zstd" && c.compression != "none") {
+    return Status::InvalidArgument("replication.compression must be auto, lz4, zstd or none");
   }
   if (c.lease_ms <= c.heartbeat_interval_ms * 2) {
     return Status::InvalidArgument("witness.lease_ms must be more than twice heartbeat.interval_ms (renewals)");

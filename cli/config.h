@@ -6,7 +6,7 @@
 //   [standby]     state_dir, replication (listen host:port), replica_dir, heartbeat (one address per link)
 //   [heartbeat]   interval_ms, timeout_ms, psk | psk_file
 //   [replication] max_in_flight, io_timeout_ms, io_engine (auto|io_uring|epoll), encode_threads, apply_threads,
-//                 compression (lz4|zstd|none), zstd_level
+//                 compression (auto|lz4|zstd|none), lz4_acceleration, zstd_level
 //   [witness]     address (ip:port both hosts reach; empty = two-host mode), listen (the witness daemon's bind
 //                 address, default = address), state_dir (witness daemon), lease_ms, promise_ms,
 //                 two_host_policy (never-promote | standby-promotes; only without a witness)
@@ -54,8 +54,9 @@ struct Config {
   std::string io_engine = "auto";  // auto tries io_uring and says in the log which engine it took and why
   int encode_threads = 4;          // for large epochs; capped at the CPUs the process may use
   int apply_threads = 4;           // standby: for large epochs (a full resync); capped likewise
-  std::string compression = "lz4";
-  int zstd_level = 1;
+  std::string compression = "auto";  // auto: effort follows whichever of encoder and link is the bottleneck
+  int lz4_acceleration = 1;          // compression = lz4
+  int zstd_level = 1;                // compression = zstd, and auto's heaviest rung
   // [witness]
   std::string witness_address;
   std::string witness_listen;

@@ -58,6 +58,8 @@ nlohmann::json PrimaryStatus(const Config& config, const VmGuard& guard, const V
                        {"bytes_sent", ship.bytes_sent},
                        {"resyncs", ship.resyncs},
                        {"epochs_merged", ship.epochs_merged},
+                       {"compression", ship.compression},
+                       {"compression_changes", ship.compression_changes},
                        {"last_error", ship.last_error}}},
           {"peer", {{"alive", peer.alive}, {"links", links}}}};
 }
@@ -163,6 +165,8 @@ int RunPrimary(const Config& config) {
                                    : config.compression == "none" ? replicator::Compression::kNone
                                                                   : replicator::Compression::kLz4;
   ship_options.codec.zstd_level = config.zstd_level;
+  ship_options.codec.lz4_acceleration = config.lz4_acceleration;
+  ship_options.adaptive_compression = config.compression == "auto";
   ship_options.debug_die_mid_epoch = config.debug_die_mid_epoch;
   ship_options.debug_corrupt_epoch = config.debug_corrupt_epoch;
   replicator::EpochShipper shipper(ship_options, clock);

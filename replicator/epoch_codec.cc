@@ -120,6 +120,7 @@ struct EpochEncoder::Parallel {
   std::vector<Slot> slots;
   std::vector<std::thread> helpers;
   // The epoch being encoded (guarded by mu).
+  PageCodecOptions options;
   const PageSource* source = nullptr;
   uint64_t records = 0;     // PAGES records of the epoch
   uint64_t next_claim = 0;  // next record to encode
@@ -181,15 +182,16 @@ void EpochEncoder::EncodeRecord(PageEncoder& encoder, const PageSource& source, 
   slot->checksum = FinishRecord(RecordType::kPages, out, slot->payload_length);
 }
 
-void EpochEncoder::HelperLoop(Parallel* par, PageCodecOptions options) {
-  PageEncoder encoder(options);
+void EpochEncoder::HelperLoop(Parallel* par) {
   std::unique_lock<std::mutex> lock(par->mu);
+  PageEncoder encoder(par->options);
   for (;;) {
     par->work_cv.wait(lock, [&] { return par->stop || par->Claimable(); });
     if (par->stop) return;
     const uint64_t index = par->next_claim++;
     Slot& slot = par->slots[index % par->slots.size()];
     const PageSource& source = *par->source;
+    encoder.set_options(par->options);
     par->busy++;
     lock.unlock();
     EncodeRecord(encoder, source, index, &slot);
@@ -223,11 +225,13 @@ Status EpochEncoder::EncodePagesParallel(const PageSource& source, EpochSink* si
     parallel_ = std::make_unique<Parallel>();
     parallel_->slots.resize(size_t(threads_) * 2);
     for (Slot& slot : parallel_->slots) slot.record.resize(kRecordHeaderSize + kMaxPagesPayload);
-    for (int i = 1; i < threads_; ++i) parallel_->helpers.emplace_back(HelperLoop, parallel_.get(), options_);
+    parallel_->options = options_;
+    for (int i = 1; i < threads_; ++i) parallel_->helpers.emplace_back(HelperLoop, parallel_.get());
   }
   Parallel& par = *parallel_;
   stats_.threads = uint32_t(threads_);
   std::unique_lock<std::mutex> lock(par.mu);
+  par.options = options_;
   par.source = &source;
   par.records = (source.pages + kMaxPagesPerRecord - 1) / kMaxPagesPerRecord;
   par.next_claim = par.next_emit = 0;

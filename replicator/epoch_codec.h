@@ -62,6 +62,13 @@ class EpochEncoder {
   // and must be caught by the page hash (or the device state hash when the epoch has no page payload).
   void CorruptNextEpoch() { corrupt_next_ = true; }
 
+  // Page encodings of the epochs encoded from now on (CompressionGovernor's choice).
+  void set_codec(const PageCodecOptions& options) {
+    options_ = options;
+    page_encoder_.set_options(options);
+  }
+  const PageCodecOptions& codec() const { return options_; }
+
   const EncodeStats& last_epoch_stats() const { return stats_; }
   int threads() const { return threads_; }
   // Records an epoch of `pages` pages and `device_state_bytes` of device state is encoded into.
@@ -86,9 +93,9 @@ class EpochEncoder {
   Status EncodePagesParallel(const PageSource& source, EpochSink* sink);
   Status EmitSlot(const Slot& slot, EpochSink* sink);
   static void EncodeRecord(PageEncoder& encoder, const PageSource& source, uint64_t index, Slot* slot);
-  static void HelperLoop(Parallel* parallel, PageCodecOptions options);
+  static void HelperLoop(Parallel* parallel);
 
-  const PageCodecOptions options_;
+  PageCodecOptions options_;
   const int threads_;
   std::unique_ptr<Parallel> parallel_;  // created with the first large epoch
   PageEncoder page_encoder_;

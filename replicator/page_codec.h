@@ -41,6 +41,9 @@ struct PageCodecOptions {
   Compression compression = Compression::kLz4;
   int zstd_level = 1;
   bool xor_delta = true;  // use the standby's copy when known
+  // LZ4 looks for a match only every `lz4_acceleration` bytes where it finds none: faster, fewer bytes saved
+  // (1 is LZ4's default; CompressionGovernor walks it up when the encoder, not the link, is the bottleneck).
+  int lz4_acceleration = 1;
 };
 
 // Worst case encoded size of one page (raw never loses, so this is the page itself).
@@ -61,6 +64,8 @@ class PageEncoder {
 
   // `previous` is the standby's current copy of this page, or nullptr when unknown. `out` holds kMaxEncodedPage.
   EncodedPage Encode(const uint8_t* page, const uint8_t* previous, uint8_t* out);
+  // Takes effect with the next page (the compression contexts serve every setting).
+  void set_options(const PageCodecOptions& options) { options_ = options; }
 
  private:
   struct Contexts;

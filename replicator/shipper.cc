@@ -64,12 +64,19 @@ struct EpochShipper::Connection {
   std::thread ack_thread;
   bool failed = false;  // guarded by mu_
   Status error;         // guarded by mu_
+  // Sender thread: the send queue when the last epoch was written, to measure what the link drains.
+  int64_t last_epoch_sent_ns = 0;
+  uint64_t queued_after_last_epoch = 0;
 };
 
 EpochShipper::EpochShipper(ShipperOptions options, Clock* clock)
     : options_(std::move(options)),
       clock_(clock),
-      encoder_(new EpochEncoder(options_.codec, std::clamp(UsableCpus(), 1, std::max(1, options_.encode_threads)))) {}
+      encoder_(new EpochEncoder(options_.codec, std::clamp(UsableCpus(), 1, std::max(1, options_.encode_threads)))),
+      governor_(options_.codec, options_.adaptive_compression) {
+  encoder_->set_codec(governor_.current());
+  stats_.compression = (governor_.adaptive() ? "auto: " : "") + CompressionGovernor::Describe(governor_.current());
+}
 
 EpochShipper::~EpochShipper() { Stop(); }
 
@@ -392,7 +399,12 @@ Status EpochShipper::Serve(Connection& conn) {
       sink = die.get();
     }
     sent_before = conn.sink->bytes_sent();
+    const uint64_t send_ns_before = conn.sink->send_ns();
+    const uint64_t queued_before = conn.transport->QueuedBytes();
+    const int64_t encode_start = RealNowNs();
     st = encoder_->EncodeEpoch(*e, options_.term, mirror_.get(), sink);
+    const ShipSample sample = MeasureShipping(conn, e->pages().size() * kPageSize, sent_before, send_ns_before,
+                                              queued_before, encode_start);
     if (st.code() == Status::Code::kInvalidArgument) {
       // Nothing of it was sent, and the mirror cannot take it either: a bug upstream, not the standby's fault.
       TLOG_ERROR("shipper", "dropping epoch %" PRIu64 ": %s", number, st.ToString().c_str());
@@ -412,8 +424,44 @@ Status EpochShipper::Serve(Connection& conn) {
         number, RealNowNs() + int64_t(options_.io_timeout_ms) * 1'000'000};
     stats_.last_sent = number;
     stats_.epochs_sent++;
-    stats_.bytes_sent += conn.sink->bytes_sent() - sent_before;
+    stats_.bytes_sent += sample.wire_bytes;
+    SteerCompression(number, sample);  // mu_ held: the stats it updates are read under it
   }
+}
+
+ShipSample EpochShipper::MeasureShipping(Connection& conn, uint64_t raw_bytes, uint64_t sent_before,
+                                         uint64_t send_ns_before, uint64_t queued_before, int64_t encode_start) {
+  const int64_t now = RealNowNs();
+  const uint64_t queued_after = conn.transport->QueuedBytes();
+  ShipSample sample;
+  sample.raw_bytes = raw_bytes;
+  sample.wire_bytes = conn.sink->bytes_sent() - sent_before;
+  sample.send_ns = conn.sink->send_ns() - send_ns_before;
+  const uint64_t busy_ns = uint64_t(now - encode_start);
+  sample.encode_ns = busy_ns > sample.send_ns ? busy_ns - sample.send_ns : 0;
+  // Only this thread adds to the send queue. Still non-empty when this epoch started, so it never emptied since
+  // the last epoch was written: the link was busy all that time, and what it drained is its rate. An emptied
+  // queue says only that the link is faster than what it was given: no sample.
+  const uint64_t queued_then = conn.queued_after_last_epoch + sample.wire_bytes;
+  if (conn.last_epoch_sent_ns != 0 && queued_before > 0 && queued_after > 0 && queued_then > queued_after &&
+      now > conn.last_epoch_sent_ns) {
+    sample.link_bytes_per_s = (queued_then - queued_after) * 1'000'000'000 / uint64_t(now - conn.last_epoch_sent_ns);
+  }
+  conn.last_epoch_sent_ns = now;
+  conn.queued_after_last_epoch = queued_after;
+  return sample;
+}
+
+void EpochShipper::SteerCompression(uint64_t number, const ShipSample& sample) {
+  if (!governor_.Observe(sample)) return;
+  encoder_->set_codec(governor_.current());
+  stats_.compression = "auto: " + CompressionGovernor::Describe(governor_.current());
+  stats_.compression_changes++;
+  TLOG_INFO("shipper", "compression from epoch %" PRIu64 ": %s (last epoch: encoding %.2f ns and waiting on sends %.2f ns per page byte, link %s)",
+            number + 1, CompressionGovernor::Describe(governor_.current()).c_str(),
+            double(sample.encode_ns) / double(sample.raw_bytes), double(sample.send_ns) / double(sample.raw_bytes),
+            sample.link_bytes_per_s == 0 ? "not saturated"
+                                         : (std::to_string(sample.link_bytes_per_s / 1000000) + " MB/s").c_str());
 }
 
 void EpochShipper::AckLoop(Connection* conn) {

@@ -21,6 +21,7 @@
 
 #include "common/env.h"
 #include "common/status.h"
+#include "replicator/compression_governor.h"
 #include "replicator/epoch.h"
 #include "replicator/page_codec.h"
 #include "replicator/transport.h"
@@ -36,6 +37,9 @@ struct ShipperOptions {
   uint64_t debug_die_mid_epoch = 0;  // raise(SIGKILL) after sending half of that epoch's records
   uint64_t debug_corrupt_epoch = 0;  // flip one bit of a page payload of that epoch (caught by its page hash)
   PageCodecOptions codec;
+  // replication.compression = auto: CompressionGovernor picks the effort per epoch (codec.compression is then
+  // only the starting point); otherwise every epoch is encoded with `codec`.
+  bool adaptive_compression = false;
   // Threads that encode large epochs (EpochEncoder::kParallelMinPages pages or more, and full resyncs), capped
   // at the CPUs the process may run on. 1: the sender thread alone.
   int encode_threads = 4;
@@ -51,6 +55,8 @@ struct ShipperStats {
   uint64_t bytes_sent = 0;
   uint64_t resyncs = 0;  // full epochs sent
   uint64_t epochs_merged = 0;  // submitted while unprotected with a full queue: merged into the newest queued one
+  std::string compression;     // what epochs are encoded with now (CompressionGovernor::Describe)
+  uint64_t compression_changes = 0;
   std::string last_error;
 };
 
@@ -88,6 +94,12 @@ class EpochShipper {
   void MarkUnprotected(const Status& why);
   std::unique_ptr<Epoch> PopQueued();
   bool MergeIntoNewestQueued(const Epoch& epoch);
+  // What shipping the epoch just written took (sample for the governor); updates the connection's send queue
+  // bookkeeping.
+  ShipSample MeasureShipping(Connection& conn, uint64_t raw_bytes, uint64_t sent_before, uint64_t send_ns_before,
+                             uint64_t queued_before, int64_t encode_start);
+  // After epoch `number` was shipped: feeds the governor and applies its choice to the encoder.
+  void SteerCompression(uint64_t number, const ShipSample& sample);
 
   const ShipperOptions options_;
   Clock* clock_;
@@ -99,6 +111,7 @@ class EpochShipper {
   std::vector<uint8_t> device_state_;
   uint64_t mirror_epoch_ = 0;
   std::unique_ptr<class EpochEncoder> encoder_;
+  CompressionGovernor governor_;
 
   mutable std::mutex mu_;
   std::condition_variable cv_;

@@ -13,6 +13,7 @@
 #include <sys/un.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cerrno>
 #include <cstring>
 
@@ -96,6 +97,7 @@ class PollTransport final : public Transport {
   }
 
   Status WaitSent(int timeout_ms) override { return WaitSendQueueEmpty(fd_.get(), timeout_ms); }
+  uint64_t QueuedBytes() const override { return SendQueueBytes(fd_.get()); }
 
   void Shutdown() override {
     // shutdown(2) wakes a poll blocked in another thread (the fd itself stays open until destruction, so it
@@ -196,6 +198,14 @@ void AdvanceIov(iovec* iov, size_t count, size_t* first, size_t n) {
     }
   }
   while (*first < count && iov[*first].iov_len == 0) ++*first;
+}
+
+uint64_t SendQueueBytes(int fd) {
+  // TCP: the bytes not sent yet (SIOCOUTQNSD), not SIOCOUTQ, which also counts bytes in flight and so stays
+  // non-zero for a delayed ACK's 40 ms after the peer has read everything. Unix sockets know only SIOCOUTQ.
+  int queued = 0;
+  if (ioctl(fd, SIOCOUTQNSD, &queued) != 0 && ioctl(fd, SIOCOUTQ, &queued) != 0) return 0;
+  return queued > 0 ? uint64_t(queued) : 0;
 }
 
 Status WaitSendQueueEmpty(int fd, int timeout_ms) {
@@ -420,7 +430,7 @@ Status TransportSink::WriteRecord(std::span<const uint8_t> record) {
   }
   // Too big to coalesce: the buffered records and this one leave in a single gather send.
   iovec iov[2] = {{buffer_.data(), buffer_.size()}, {const_cast<uint8_t*>(record.data()), record.size()}};
-  TANDEM_RETURN_IF_ERROR(transport_->Send({iov, 2}, timeout_ms_));
+  TANDEM_RETURN_IF_ERROR(Send({iov, 2}));
   bytes_sent_ += buffer_.size() + record.size();
   buffer_.clear();
   return Status::Ok();
@@ -429,10 +439,18 @@ Status TransportSink::WriteRecord(std::span<const uint8_t> record) {
 Status TransportSink::Flush() {
   if (buffer_.empty()) return Status::Ok();
   iovec iov{buffer_.data(), buffer_.size()};
-  TANDEM_RETURN_IF_ERROR(transport_->Send({&iov, 1}, timeout_ms_));
+  TANDEM_RETURN_IF_ERROR(Send({&iov, 1}));
   bytes_sent_ += buffer_.size();
   buffer_.clear();
   return Status::Ok();
+}
+
+Status TransportSink::Send(std::span<const iovec> iov) {
+  const auto start = std::chrono::steady_clock::now();
+  Status st = transport_->Send(iov, timeout_ms_);
+  send_ns_ += uint64_t(std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now() - start)
+                           .count());
+  return st;
 }
 
 Status RecordReader::Next(int idle_timeout_ms, int io_timeout_ms, RecordView* record) {

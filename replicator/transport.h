@@ -36,6 +36,9 @@ class Transport {
   // Waits until the peer's kernel has every byte sent so far (TCP: nothing left in the send queue), so that a
   // process about to die on purpose knows what it sent arrived. Best effort; transports without a queue: Ok.
   virtual Status WaitSent(int /*timeout_ms*/) { return Status::Ok(); }
+  // Bytes handed to the kernel that it could not pass on yet: TCP, not yet sent (the window or the link is
+  // full); unix socket, not yet read by the peer. 0 for transports without a queue.
+  virtual uint64_t QueuedBytes() const { return 0; }
   // Makes every blocked and future Send/Recv/WaitReadable return promptly. Idempotent, thread-safe.
   virtual void Shutdown() = 0;
   virtual const char* engine_name() const = 0;
@@ -94,12 +97,16 @@ class TransportSink final : public EpochSink {
   Status WriteRecord(std::span<const uint8_t> record) override;
   Status Flush() override;
   uint64_t bytes_sent() const { return bytes_sent_; }
+  // Time spent in Transport::Send (waiting for the link, or copying into the kernel), since construction.
+  uint64_t send_ns() const { return send_ns_; }
 
  private:
+  Status Send(std::span<const iovec> iov);
   Transport* transport_;
   int timeout_ms_;
   std::vector<uint8_t> buffer_;
   uint64_t bytes_sent_ = 0;
+  uint64_t send_ns_ = 0;
 };
 
 // Keeps the records in memory (tests, and epochs encoded before they are sent).

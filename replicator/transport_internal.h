@@ -19,6 +19,8 @@ std::unique_ptr<Transport> MakePollTransport(UniqueFd fd);
 // Waits (polling SIOCOUTQ every millisecond) until the socket's send queue is empty: what both engines'
 // WaitSent() means by "the bytes have left".
 Status WaitSendQueueEmpty(int fd, int timeout_ms);
+// SIOCOUTQ: what QueuedBytes() returns for a socket (0 when the ioctl fails).
+uint64_t SendQueueBytes(int fd);
 // io_uring engine; when it cannot be set up (old kernel, RLIMIT_MEMLOCK) logs why and returns the poll engine,
 // unless `required`, in which case the error is returned.
 Result<std::unique_ptr<Transport>> MakeUringTransportOrFallback(UniqueFd fd, bool required);

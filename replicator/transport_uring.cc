@@ -387,6 +387,7 @@ class UringTransport final : public Transport {
   }
 
   Status WaitSent(int timeout_ms) override { return WaitSendQueueEmpty(fd_.get(), timeout_ms); }
+  uint64_t QueuedBytes() const override { return SendQueueBytes(fd_.get()); }
 
   void Shutdown() override {
     // Completes a pending recv with 0 and a pending send with EPIPE; the fd stays open until destruction.

@@ -88,5 +88,16 @@ TEST(ConfigTest, UnknownEnumValuesAreRejectedNotGuessed) {
   EXPECT_EQ(ok->apply_threads, 2);
 }
 
+TEST(ConfigTest, CompressionIsAutoUnlessTheOperatorFixesIt) {
+  auto defaults = ParseConfig(kValid);
+  ASSERT_TRUE(defaults.ok()) << defaults.status().ToString();
+  EXPECT_EQ(defaults->compression, "auto");
+  auto fixed = ParseConfig(std::string(kValid) + "[replication]\ncompression = lz4\nlz4_acceleration = 64\n");
+  ASSERT_TRUE(fixed.ok()) << fixed.status().ToString();
+  EXPECT_EQ(fixed->compression, "lz4");
+  EXPECT_EQ(fixed->lz4_acceleration, 64);
+  EXPECT_FALSE(ParseConfig(std::string(kValid) + "[replication]\nlz4_acceleration = 0\n").ok());
+}
+
 }  // namespace
 }  // namespace tandem::cli

@@ -71,6 +71,36 @@ TEST_P(PageCodecTest, RoundTripsEveryPagePattern) {
 INSTANTIATE_TEST_SUITE_P(AllCompressions, PageCodecTest,
                          ::testing::Values(Compression::kNone, Compression::kLz4, Compression::kZstd));
 
+// The compression governor changes an encoder's LZ4 acceleration between epochs; the decoder does not need to
+// know it (an LZ4 block decodes the same whatever effort made it).
+TEST(PageCodecTest, EveryLz4AccelerationRoundTripsOnOneEncoder) {
+  std::mt19937_64 rng(5);
+  PageEncoder enc(PageCodecOptions{});
+  PageDecoder dec;
+  size_t bytes_at_1 = 0, bytes_at_512 = 0;
+  for (int acceleration : {1, 4, 64, 512, 65537}) {
+    PageCodecOptions options;
+    options.lz4_acceleration = acceleration;
+    enc.set_options(options);
+    std::mt19937_64 pages(9);  // the same pages at every acceleration
+    for (int round = 0; round < 40; ++round) {
+      const Page previous = TextLikePage(pages);
+      Page page = previous;
+      for (int i = 0; i < 600; ++i) page[pages() % kPageSize] = uint8_t(rng());  // too many for sparse runs
+      uint8_t wire[kMaxEncodedPage];
+      const EncodedPage e = enc.Encode(page.data(), previous.data(), wire);
+      bytes_at_1 += acceleration == 1 ? e.size : 0;
+      bytes_at_512 += acceleration == 512 ? e.size : 0;
+      PageEncoding used;
+      EXPECT_EQ(RoundTrip(enc, dec, page, &previous, &used), page) << "acceleration " << acceleration;
+      EXPECT_TRUE(used == PageEncoding::kXorLz4 || used == PageEncoding::kLz4 || used == PageEncoding::kRaw)
+          << PageEncodingName(used);
+    }
+  }
+  // The option reaches LZ4: looking for matches less often finds fewer of them.
+  EXPECT_GT(bytes_at_512, bytes_at_1);
+}
+
 TEST(PageCodecTest, FewChangedWordsAreSentAsSparseRuns) {
   std::mt19937_64 rng(7);
   for (Compression c : {Compression::kNone, Compression::kLz4, Compression::kZstd}) {

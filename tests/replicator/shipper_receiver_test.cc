@@ -56,16 +56,16 @@ std::vector<uint8_t> ReadFile(const std::string& path) {
 // The VM as the primary sees it: the truth every replica must converge to.
 class Harness {
  public:
-  // `random_mem_pages` > 0: a RAM block of that many pages of random bytes (a full epoch as large on the wire as
-  // in memory); else 64 pages that compress well.
-  explicit Harness(IoEngine engine, uint64_t random_mem_pages = 0)
-      : engine_(engine), vm_(Vm(random_mem_pages > 0 ? random_mem_pages : 64)), rng_(7) {
+  // A RAM block of `mem_pages` pages that compress well, or of random bytes (a full epoch as large on the wire as
+  // in memory).
+  explicit Harness(IoEngine engine, uint64_t mem_pages = 64, bool random = false)
+      : engine_(engine), vm_(Vm(mem_pages)), rng_(7) {
     truth_ = std::move(RamImage::Create(vm_, {})).value();
     for (uint32_t b = 0; b < 2; ++b) {
       auto block = truth_->Block(b);
       for (size_t i = 0; i < block.size(); ++i) block[i] = uint8_t(i * 31 / 4096 + b);
     }
-    if (random_mem_pages > 0) {
+    if (random) {
       auto block = truth_->Block(0);
       for (size_t i = 0; i < block.size(); i += 8) {
         const uint64_t v = rng_();
@@ -129,6 +129,24 @@ class Harness {
     shipper.Submit(std::move(e));
   }
 
+  // Epoch `n` rewrites `pages` pages (from page `n * pages`, wrapping) in about a third of their bytes: too many
+  // changes for sparse runs, so every page goes through the compressor.
+  void SubmitRewriteEpoch(EpochShipper& shipper, uint64_t n, uint64_t pages) {
+    std::unique_ptr<Epoch> e = shipper.Borrow();
+    e->Reset(n, false);
+    const uint64_t ram_pages = truth_->Block(0).size() / kPageSize;
+    for (uint64_t i = 0; i < pages; ++i) {
+      const uint64_t off = ((n * pages + i) % ram_pages) * kPageSize;
+      uint8_t* p = e->PageBuffer(0, off);
+      memcpy(p, truth_->Block(0).data() + off, kPageSize);
+      for (int k = 0; k < 1400; ++k) p[rng_() % kPageSize] = uint8_t("tandem epoch "[k % 13]);
+    }
+    e->device_state().assign(500, uint8_t(n));
+    ASSERT_TRUE(truth_->Apply(*e).ok());
+    device_ = e->device_state();
+    shipper.Submit(std::move(e));
+  }
+
   // The replica files hold exactly the truth.
   void ExpectReplicaMatches() {
     std::vector<uint8_t> mem = ReadFile(dir_ + "/mem"), rom = ReadFile(dir_ + "/rom");
@@ -149,18 +167,22 @@ class Harness {
   std::string dir_;
 };
 
-// A TCP relay on 127.0.0.1 between the shipper and the receiver that holds back what the primary sends: each
-// connection forwards its first `pass_bytes` bytes towards the standby, then nothing more until Release().
-// Acks flow freely.
-class HoldingRelay {
+// A TCP relay on 127.0.0.1 between the shipper and the receiver that slows down what the primary sends: each
+// connection forwards towards the standby at most `bytes_per_s` (0: as fast as it comes), and only its first
+// `pass_bytes` bytes until Release(). Its small receive buffer makes the primary's TCP see the relay's pace
+// soon. Acks flow freely.
+class ThrottlingRelay {
  public:
-  HoldingRelay(int target_port, size_t pass_bytes) : target_port_(target_port), pass_bytes_(pass_bytes) {
+  ThrottlingRelay(int target_port, size_t pass_bytes, uint64_t bytes_per_s = 0)
+      : target_port_(target_port), pass_bytes_(pass_bytes), bytes_per_s_(bytes_per_s) {
     auto fd = ListenStream("127.0.0.1:0", &port_);
     EXPECT_TRUE(fd.ok());
     if (fd.ok()) listener_ = std::move(fd).value();
+    const int rcvbuf = 64 << 10;  // inherited by accepted sockets
+    ::setsockopt(listener_.get(), SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof(rcvbuf));
     acceptor_ = std::thread([this] { AcceptLoop(); });
   }
-  ~HoldingRelay() {
+  ~ThrottlingRelay() {
     {
       std::lock_guard<std::mutex> lock(mu_);
       stop_ = true;
@@ -203,11 +225,16 @@ class HoldingRelay {
     }
   }
   void Pump(int from, int to, bool towards_standby) {
-    std::vector<uint8_t> buf(64 << 10);
+    std::vector<uint8_t> buf(16 << 10);
     size_t forwarded = 0;
+    const auto start = Clock_::now();
     for (;;) {
       const ssize_t n = ::read(from, buf.data(), buf.size());
       if (n <= 0) break;
+      if (towards_standby && bytes_per_s_ > 0) {
+        std::this_thread::sleep_until(start + std::chrono::microseconds((forwarded + size_t(n)) * 1'000'000 /
+                                                                        bytes_per_s_));
+      }
       for (size_t at = 0; at < size_t(n);) {
         size_t chunk = size_t(n) - at;
         if (towards_standby) {
@@ -233,6 +260,7 @@ class HoldingRelay {
 
   const int target_port_;
   const size_t pass_bytes_;
+  const uint64_t bytes_per_s_;
   int port_ = 0;
   UniqueFd listener_;
   std::thread acceptor_;
@@ -423,10 +451,10 @@ TEST_P(ShipperReceiverTest, NoStandbyListeningSubmitNeverBlocks) {
 // nothing is awaited and Submit must not hold the VM once the queue is full; queued epochs are merged instead.
 // When the link frees up, the standby ends up holding exactly the VM's RAM as of the last epoch.
 TEST_P(ShipperReceiverTest, ResyncHeldUpByTheLinkNeverHoldsTheVmAndMergedEpochsStillArrive) {
-  Harness h(GetParam(), 16384);  // 64 MiB of random RAM: the full epoch outgrows every socket buffer on the way
+  Harness h(GetParam(), 16384, /*random=*/true);  // 64 MiB of random RAM: the full epoch outgrows every socket buffer on the way
   EpochReceiver receiver(h.ReceiverOpts(), SystemClock());
   ASSERT_TRUE(receiver.Start().ok());
-  HoldingRelay relay(receiver.port(), 64 << 10);  // the HELLO and the start of the full epoch get through
+  ThrottlingRelay relay(receiver.port(), 64 << 10);  // the HELLO and the start of the full epoch get through
   ShipperOptions so = h.ShipperOpts(relay.port());
   so.io_timeout_ms = 60000;  // the connection stays up however long the link holds it
   EpochShipper shipper(so, SystemClock());
@@ -451,6 +479,52 @@ TEST_P(ShipperReceiverTest, ResyncHeldUpByTheLinkNeverHoldsTheVmAndMergedEpochsS
   EXPECT_LT(receiver.stats().epochs_applied, kEpochs + 1);  // merged epochs arrived as one
   receiver.Stop();
   EXPECT_EQ(receiver.resume_point()->device_state, h.device());
+  h.ExpectReplicaMatches();
+  shipper.Stop();
+}
+
+// compression = auto on loopback: the link takes bytes faster than LZ4 makes them, so the governor lightens
+// LZ4 step by step; epochs encoded at every step land intact.
+TEST_P(ShipperReceiverTest, AutoCompressionOnAFastLinkLightensLz4AndEveryEpochLands) {
+  Harness h(GetParam(), 1024);
+  EpochReceiver receiver(h.ReceiverOpts(), SystemClock());
+  ASSERT_TRUE(receiver.Start().ok());
+  ShipperOptions so = h.ShipperOpts(receiver.port());
+  so.adaptive_compression = true;
+  EpochShipper shipper(so, SystemClock());
+  EXPECT_EQ(shipper.stats().compression, "auto: lz4 acceleration 1");
+  ASSERT_TRUE(h.StartShipper(shipper).ok());
+  ASSERT_TRUE(WaitUntil([&] { return shipper.stats().standby_connected; })) << shipper.stats().last_error;
+  constexpr uint64_t kEpochs = 60;
+  for (uint64_t n = 1; n <= kEpochs; ++n) h.SubmitRewriteEpoch(shipper, n, 128);  // 512 KiB each
+  ASSERT_TRUE(WaitUntil([&] { return shipper.stats().last_acked == kEpochs; })) << shipper.stats().last_error;
+  const ShipperStats s = shipper.stats();
+  EXPECT_GE(s.compression_changes, 2u);
+  EXPECT_NE(s.compression.find("lz4 acceleration"), std::string::npos) << s.compression;
+  EXPECT_NE(s.compression, "auto: lz4 acceleration 1");
+  receiver.Stop();
+  h.ExpectReplicaMatches();
+  shipper.Stop();
+}
+
+// compression = auto behind a 4 MB/s link: the encoder waits on the link, so the governor spends more effort
+// (zstd ships fewer bytes).
+TEST_P(ShipperReceiverTest, AutoCompressionOnASlowLinkMovesToZstd) {
+  Harness h(GetParam(), 1024);
+  EpochReceiver receiver(h.ReceiverOpts(), SystemClock());
+  ASSERT_TRUE(receiver.Start().ok());
+  ThrottlingRelay relay(receiver.port(), SIZE_MAX, 4'000'000);
+  ShipperOptions so = h.ShipperOpts(relay.port());
+  so.adaptive_compression = true;
+  so.io_timeout_ms = 10000;
+  EpochShipper shipper(so, SystemClock());
+  ASSERT_TRUE(h.StartShipper(shipper).ok());
+  ASSERT_TRUE(WaitUntil([&] { return shipper.stats().standby_connected; })) << shipper.stats().last_error;
+  constexpr uint64_t kEpochs = 30;
+  for (uint64_t n = 1; n <= kEpochs; ++n) h.SubmitRewriteEpoch(shipper, n, 128);
+  ASSERT_TRUE(WaitUntil([&] { return shipper.stats().last_acked == kEpochs; }, 30000)) << shipper.stats().last_error;
+  EXPECT_EQ(shipper.stats().compression, "auto: zstd level 1");
+  receiver.Stop();
   h.ExpectReplicaMatches();
   shipper.Stop();
 }
