@@ -4,6 +4,9 @@
 // entries, checksums / raw bytes).
 #include <benchmark/benchmark.h>
 #include <xxhash.h>
+// XXH3 with the widest vectors the CPU has (AVX2/AVX-512 picked at run time; plain XXH3_64bits is built for SSE2
+// and hashes a page 2.7x slower here): every page is hashed once on each side.
+#include <xxh_x86dispatch.h>
 
 #include <algorithm>
 #include <cstdlib>
@@ -112,13 +115,22 @@ void FillEpoch(const uint8_t* pages, size_t bytes, replicator::Epoch* epoch) {
   for (size_t at = 0; at < bytes; at += kPageSize) memcpy(epoch->PageBuffer(0, at), pages + at, kPageSize);
 }
 
+// Arguments {codec, delta, accel}: the page codec options a row runs with (accel: LZ4 acceleration).
+replicator::PageCodecOptions Codec(const benchmark::State& state) {
+  replicator::PageCodecOptions codec;
+  codec.compression = static_cast<Compression>(state.range(0));
+  codec.xor_delta = state.range(1) != 0;
+  codec.lz4_acceleration = int(state.range(2));
+  return codec;
+}
+
 // Encode = what the primary does, through its real code (EpochEncoder on one thread): per page choose the
 // encoding, compress, hash the final content; frame the records and checksum them. Each cold tile is an epoch
 // of new pages and the standby's copy (old pages) of its own.
 void BM_Encode(benchmark::State& state) {
   const Tiles& t = Cold();
-  const auto c = static_cast<Compression>(state.range(0));
-  const bool delta = state.range(1) != 0;
+  const replicator::PageCodecOptions codec = Codec(state);
+  const bool delta = codec.xor_delta;
   static std::vector<std::unique_ptr<replicator::RamImage>> bases;
   static std::vector<std::unique_ptr<replicator::Epoch>> epochs;
   for (size_t i = bases.size(); i < t.count; ++i) {
@@ -126,7 +138,7 @@ void BM_Encode(benchmark::State& state) {
     epochs.push_back(std::make_unique<replicator::Epoch>());
     FillEpoch(t.New(i, 0), t.tile_bytes, epochs.back().get());
   }
-  replicator::EpochEncoder encoder({c, 1, delta});
+  replicator::EpochEncoder encoder(codec);
   CountingSink sink;
   size_t tile = 0;
   for (auto _ : state) {
@@ -166,14 +178,14 @@ class SpanTransport final : public replicator::Transport {
 };
 
 // The epoch that turns `from` into `to` (every page of the set), as the primary would send it.
-std::vector<uint8_t> EncodeEpochStream(Compression c, bool delta, const std::vector<uint8_t>& from,
+std::vector<uint8_t> EncodeEpochStream(const replicator::PageCodecOptions& codec, const std::vector<uint8_t>& from,
                                        const std::vector<uint8_t>& to) {
   replicator::Epoch epoch;
   FillEpoch(to.data(), to.size(), &epoch);
-  replicator::EpochEncoder encoder({c, 1, delta});
+  replicator::EpochEncoder encoder(codec);
   replicator::BufferSink sink;
   const auto base = ImageOf(from.data(), from.size());
-  if (!encoder.EncodeEpoch(epoch, 1, delta ? base.get() : nullptr, &sink).ok()) std::abort();
+  if (!encoder.EncodeEpoch(epoch, 1, codec.xor_delta ? base.get() : nullptr, &sink).ok()) std::abort();
   return sink.bytes;
 }
 
@@ -198,10 +210,9 @@ Status DecodeAndApply(replicator::RecordReader& reader, replicator::EpochDecoder
 void BM_DecodeVerifyApply(benchmark::State& state) {
   const PageSet& s = Set();
   const Tiles& t = Cold();
-  const auto c = static_cast<Compression>(state.range(0));
-  const bool delta = state.range(1) != 0;
-  const std::vector<uint8_t> forward = EncodeEpochStream(c, delta, s.old_pages, s.new_pages);
-  const std::vector<uint8_t> backward = EncodeEpochStream(c, delta, s.new_pages, s.old_pages);
+  const replicator::PageCodecOptions codec = Codec(state);
+  const std::vector<uint8_t> forward = EncodeEpochStream(codec, s.old_pages, s.new_pages);
+  const std::vector<uint8_t> backward = EncodeEpochStream(codec, s.new_pages, s.old_pages);
   std::vector<std::unique_ptr<replicator::RamImage>> replicas;
   for (size_t i = 0; i < t.count; ++i) replicas.push_back(ImageOf(s.old_pages.data(), s.old_pages.size()));
   std::vector<bool> holds_new(t.count, false);
@@ -225,17 +236,20 @@ void BM_DecodeVerifyApply(benchmark::State& state) {
 BENCHMARK(BM_MemcpyHot);
 BENCHMARK(BM_Memcpy);
 BENCHMARK(BM_Checksum);
+// The rungs of CompressionGovernor's ladder (compression = auto), each with delta: zstd, then LZ4 with each
+// acceleration.
+void Ladder(benchmark::internal::Benchmark* b) {
+  b->Args({int(Compression::kZstd), 1, 1});
+  for (int acceleration : {1, 4, 16, 64, 256, 512}) b->Args({int(Compression::kLz4), 1, acceleration});
+}
+
 BENCHMARK(BM_Encode)
-    ->ArgNames({"codec", "delta"})
-    ->Args({int(Compression::kNone), 0})
-    ->Args({int(Compression::kLz4), 0})
-    ->Args({int(Compression::kLz4), 1})
-    ->Args({int(Compression::kZstd), 1})
+    ->ArgNames({"codec", "delta", "accel"})
+    ->Args({int(Compression::kNone), 0, 1})
+    ->Args({int(Compression::kLz4), 0, 1})
+    ->Apply(Ladder)
     ->UseRealTime();  // one core: scripts/bench pins it; encode_bench shows scaling with threads
-BENCHMARK(BM_DecodeVerifyApply)
-    ->ArgNames({"codec", "delta"})
-    ->Args({int(Compression::kLz4), 1})
-    ->Args({int(Compression::kZstd), 1});
+BENCHMARK(BM_DecodeVerifyApply)->ArgNames({"codec", "delta", "accel"})->Apply(Ladder);
 
 }  // namespace
 }  // namespace tandem::bench

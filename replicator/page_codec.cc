@@ -329,7 +329,7 @@ Status PageDecoder::Decode(PageEncoding encoding, const uint8_t* data, size_t si
   switch (encoding) {
     case PageEncoding::kRaw:
       if (size != kPageSize) return Status::Corruption("raw page of " + std::to_string(size) + " bytes");
-      memcpy(page, data, kPageSize);
+      CopyPage(page, data);
       return Status::Ok();
     case PageEncoding::kFilled:
       if (size != 1) return Status::Corruption("filled page with " + std::to_string(size) + " bytes");
