@@ -4,9 +4,7 @@
 // entries, checksums / raw bytes).
 #include <benchmark/benchmark.h>
 #include <xxhash.h>
-// XXH3 with the widest vectors the CPU has (AVX2/AVX-512 picked at run time; plain XXH3_64bits is built for SSE2
-// and hashes a page 2.7x slower here): every page is hashed once on each side.
-#include <xxh_x86dispatch.h>
+#include <xxh_x86dispatch.h>  // XXH3 on AVX2/AVX-512 when the CPU has them: see messages.cc
 
 #include <algorithm>
 #include <cstdlib>

@@ -416,6 +416,7 @@ Status EpochShipper::Serve(Connection& conn) {
     }
     FoldIntoMirror(*e);  // sent or not, it is the VM's history: the next full resync covers it
     Recycle(std::move(e));
+    const bool steered = st.ok() && SteerCompression(number, sample);
     std::lock_guard<std::mutex> lock(mu_);
     sending_ = 0;
     cv_.notify_all();
@@ -425,7 +426,10 @@ Status EpochShipper::Serve(Connection& conn) {
     stats_.last_sent = number;
     stats_.epochs_sent++;
     stats_.bytes_sent += sample.wire_bytes;
-    SteerCompression(number, sample);  // mu_ held: the stats it updates are read under it
+    if (steered) {
+      stats_.compression = "auto: " + CompressionGovernor::Describe(governor_.current());
+      stats_.compression_changes++;
+    }
   }
 }
 
@@ -452,16 +456,15 @@ ShipSample EpochShipper::MeasureShipping(Connection& conn, uint64_t raw_bytes, u
   return sample;
 }
 
-void EpochShipper::SteerCompression(uint64_t number, const ShipSample& sample) {
-  if (!governor_.Observe(sample)) return;
+bool EpochShipper::SteerCompression(uint64_t number, const ShipSample& sample) {
+  if (!governor_.Observe(sample)) return false;
   encoder_->set_codec(governor_.current());
-  stats_.compression = "auto: " + CompressionGovernor::Describe(governor_.current());
-  stats_.compression_changes++;
   TLOG_INFO("shipper", "compression from epoch %" PRIu64 ": %s (last epoch: encoding %.2f ns and waiting on sends %.2f ns per page byte, link %s)",
             number + 1, CompressionGovernor::Describe(governor_.current()).c_str(),
             double(sample.encode_ns) / double(sample.raw_bytes), double(sample.send_ns) / double(sample.raw_bytes),
             sample.link_bytes_per_s == 0 ? "not saturated"
                                          : (std::to_string(sample.link_bytes_per_s / 1000000) + " MB/s").c_str());
+  return true;
 }
 
 void EpochShipper::AckLoop(Connection* conn) {

@@ -98,8 +98,9 @@ class EpochShipper {
   // bookkeeping.
   ShipSample MeasureShipping(Connection& conn, uint64_t raw_bytes, uint64_t sent_before, uint64_t send_ns_before,
                              uint64_t queued_before, int64_t encode_start);
-  // After epoch `number` was shipped: feeds the governor and applies its choice to the encoder.
-  void SteerCompression(uint64_t number, const ShipSample& sample);
+  // After epoch `number` was shipped: feeds the governor and applies its choice to the encoder. True when the
+  // compression changed.
+  bool SteerCompression(uint64_t number, const ShipSample& sample);
 
   const ShipperOptions options_;
   Clock* clock_;

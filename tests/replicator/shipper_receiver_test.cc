@@ -483,33 +483,11 @@ TEST_P(ShipperReceiverTest, ResyncHeldUpByTheLinkNeverHoldsTheVmAndMergedEpochsS
   shipper.Stop();
 }
 
-// compression = auto on loopback: the link takes bytes faster than LZ4 makes them, so the governor lightens
-// LZ4 step by step; epochs encoded at every step land intact.
-TEST_P(ShipperReceiverTest, AutoCompressionOnAFastLinkLightensLz4AndEveryEpochLands) {
-  Harness h(GetParam(), 1024);
-  EpochReceiver receiver(h.ReceiverOpts(), SystemClock());
-  ASSERT_TRUE(receiver.Start().ok());
-  ShipperOptions so = h.ShipperOpts(receiver.port());
-  so.adaptive_compression = true;
-  EpochShipper shipper(so, SystemClock());
-  EXPECT_EQ(shipper.stats().compression, "auto: lz4 acceleration 1");
-  ASSERT_TRUE(h.StartShipper(shipper).ok());
-  ASSERT_TRUE(WaitUntil([&] { return shipper.stats().standby_connected; })) << shipper.stats().last_error;
-  constexpr uint64_t kEpochs = 60;
-  for (uint64_t n = 1; n <= kEpochs; ++n) h.SubmitRewriteEpoch(shipper, n, 128);  // 512 KiB each
-  ASSERT_TRUE(WaitUntil([&] { return shipper.stats().last_acked == kEpochs; })) << shipper.stats().last_error;
-  const ShipperStats s = shipper.stats();
-  EXPECT_GE(s.compression_changes, 2u);
-  EXPECT_NE(s.compression.find("lz4 acceleration"), std::string::npos) << s.compression;
-  EXPECT_NE(s.compression, "auto: lz4 acceleration 1");
-  receiver.Stop();
-  h.ExpectReplicaMatches();
-  shipper.Stop();
-}
-
-// compression = auto behind a 4 MB/s link: the encoder waits on the link, so the governor spends more effort
-// (zstd ships fewer bytes).
-TEST_P(ShipperReceiverTest, AutoCompressionOnASlowLinkMovesToZstd) {
+// compression = auto behind a 4 MB/s link: the link, not the encoder, limits shipping, so the governor spends
+// more effort (zstd ships fewer bytes), and the epochs encoded before and after the change all land. (Which way
+// it goes on loopback depends on what else the two cores are doing: the direction on a known link is
+// CompressionGovernorTest's.)
+TEST_P(ShipperReceiverTest, AutoCompressionOnASlowLinkMovesToZstdAndEveryEpochLands) {
   Harness h(GetParam(), 1024);
   EpochReceiver receiver(h.ReceiverOpts(), SystemClock());
   ASSERT_TRUE(receiver.Start().ok());
@@ -524,6 +502,7 @@ TEST_P(ShipperReceiverTest, AutoCompressionOnASlowLinkMovesToZstd) {
   for (uint64_t n = 1; n <= kEpochs; ++n) h.SubmitRewriteEpoch(shipper, n, 128);
   ASSERT_TRUE(WaitUntil([&] { return shipper.stats().last_acked == kEpochs; }, 30000)) << shipper.stats().last_error;
   EXPECT_EQ(shipper.stats().compression, "auto: zstd level 1");
+  EXPECT_GE(shipper.stats().compression_changes, 1u);
   receiver.Stop();
   h.ExpectReplicaMatches();
   shipper.Stop();
