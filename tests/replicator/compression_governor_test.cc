@@ -19,33 +19,25 @@ struct Workload {
   uint64_t link = 0;  // 0: unknown (a unix socket)
   bool report_rate = true;
 
-  static double EncodeNsPerByte(const PageCodecOptions& o) {
-    if (o.compression == Compression::kZstd) return 1.60;
+  struct Figures {
+    double encode_ns_per_byte, wire_ratio;
+  };
+  static Figures Of(const PageCodecOptions& o) {
+    if (o.compression == Compression::kZstd) return {1.60, 0.13};
     switch (o.lz4_acceleration) {
-      case 1: return 0.76;
-      case 4: return 0.72;
-      case 16: return 0.65;
-      case 64: return 0.56;
-      case 256: return 0.47;
-      default: return 0.44;
-    }
-  }
-  static double WireRatio(const PageCodecOptions& o) {
-    if (o.compression == Compression::kZstd) return 0.13;
-    switch (o.lz4_acceleration) {
-      case 1: return 0.152;
-      case 4: return 0.156;
-      case 16: return 0.168;
-      case 64: return 0.197;
-      case 256: return 0.248;
-      default: return 0.278;
+      case 1: return {0.76, 0.152};
+      case 4: return {0.72, 0.156};
+      case 16: return {0.65, 0.168};
+      case 64: return {0.56, 0.197};
+      case 256: return {0.47, 0.248};
+      default: return {0.44, 0.278};
     }
   }
   ShipSample Ship(const PageCodecOptions& o) const {
     ShipSample s;
     s.raw_bytes = kEpochBytes;
-    s.wire_bytes = uint64_t(double(kEpochBytes) * WireRatio(o));
-    s.encode_ns = uint64_t(double(kEpochBytes) * EncodeNsPerByte(o));
+    s.wire_bytes = uint64_t(double(kEpochBytes) * Of(o).wire_ratio);
+    s.encode_ns = uint64_t(double(kEpochBytes) * Of(o).encode_ns_per_byte);
     // Sends overlap encoding; the sender waits for what the link has not taken by the time encoding is done.
     const double transmit_ns = link == 0 ? 0 : double(s.wire_bytes) * 1e9 / double(link);
     s.send_ns = transmit_ns > double(s.encode_ns) ? uint64_t(transmit_ns - double(s.encode_ns)) : 1000;
