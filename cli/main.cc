@@ -148,6 +148,9 @@ int ShowStatus(const Config& config, bool json) {
                          : role == "primary" ? "acked " + (s.contains("standby") ? s["standby"]["last_acked"].dump() : "-")
                                              : "rejected " + get("epochs_rejected");
     if (s.contains("resume_ms")) detail += " resume_ms " + get("resume_ms");
+    if (s.contains("standby") && s["standby"].contains("compression")) {
+      detail += ", compression " + s["standby"]["compression"].get<std::string>();
+    }
     if (!guard.value("alarm", std::string()).empty()) detail += " ALARM: " + guard["alarm"].get<std::string>();
     printf("%-8s %-12s %-5s %-9s %-8s %-6s %-22s %s\n", role.c_str(), s.value("state", "?").c_str(), get("term").c_str(),
            role == "primary" ? (s.value("protected", false) ? "yes" : "NO") : "-", epoch.c_str(), peer.c_str(),
