@@ -57,6 +57,7 @@ nlohmann::json PrimaryStatus(const Config& config, const VmGuard& guard, const V
                        {"epochs_sent", ship.epochs_sent},
                        {"bytes_sent", ship.bytes_sent},
                        {"resyncs", ship.resyncs},
+                       {"catch_ups", ship.catch_ups},
                        {"epochs_merged", ship.epochs_merged},
                        {"compression", ship.compression},
                        {"compression_changes", ship.compression_changes},

@@ -53,6 +53,12 @@ struct PageRecord {
   uint32_t patch_size = 0;
 };
 
+// One page of a RamImage.
+struct PageRef {
+  uint32_t block = 0;
+  uint64_t offset = 0;  // page aligned
+};
+
 // Pages and device state of one epoch. Reset() keeps capacity so steady-state epochs allocate nothing.
 // Pages are kept in arrival order; a page that appears twice is applied twice, the later one wins.
 class Epoch final : public PageSink {

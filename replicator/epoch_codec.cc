@@ -99,7 +99,8 @@ struct EpochEncoder::EpochTotals {
 struct EpochEncoder::PageSource {
   const Epoch* epoch = nullptr;     // a delta epoch's pages, in order...
   const RamImage* base = nullptr;   // ...against the standby's copies (nullptr: unknown)
-  const RamImage* image = nullptr;  // or a full epoch: every page of every block
+  const RamImage* image = nullptr;  // or pages of this image: every page of every block (a full epoch)...
+  std::span<const PageRef> listed;  // ...or these (a catch-up epoch)
   uint64_t pages = 0;
 };
 
@@ -157,6 +158,10 @@ void EpochEncoder::EncodeRecord(PageEncoder& encoder, const PageSource& source, 
         const uint8_t* previous = source.base != nullptr ? source.base->Page(p.block, p.offset) : nullptr;
         account(WriteEntry(encoder, out + cursor, p.block, p.offset, source.epoch->PageData(p), previous));
       }
+    }
+  } else if (!source.listed.empty()) {
+    for (const PageRef& p : source.listed.subspan(first, count)) {
+      account(WriteEntry(encoder, out + cursor, p.block, p.offset, source.image->Page(p.block, p.offset), nullptr));
     }
   } else {
     // Find the block holding page `first` of the image, then walk on from there.
@@ -434,6 +439,30 @@ Status EpochEncoder::EncodeEpoch(const Epoch& epoch, uint64_t term, const RamIma
         const uint8_t* previous = base != nullptr ? base->Page(p.block, p.offset) : nullptr;
         TANDEM_RETURN_IF_ERROR(AddPage(p.block, p.offset, epoch.PageData(p), previous, sink));
       }
+    }
+    return Status::Ok();
+  });
+}
+
+Status EpochEncoder::EncodeCatchUp(uint64_t number, uint32_t merged, uint64_t term, const RamImage& image,
+                                   std::span<const PageRef> pages, std::span<const uint8_t> device_state,
+                                   EpochSink* sink) {
+  for (const PageRef& p : pages) {
+    if (image.Page(p.block, p.offset) == nullptr) {
+      return Status::InvalidArgument("catch-up epoch " + std::to_string(number) + ": " + Where(p.block, p.offset) +
+                                     " outside the RAM layout");
+    }
+  }
+  return EncodeCommon({number, term, false, merged}, device_state, sink, [&]() -> Status {
+    if (UseParallel(pages.size(), false)) {
+      PageSource source;
+      source.image = &image;
+      source.listed = pages;
+      source.pages = pages.size();
+      return EncodePagesParallel(source, sink);
+    }
+    for (const PageRef& p : pages) {
+      TANDEM_RETURN_IF_ERROR(AddPage(p.block, p.offset, image.Page(p.block, p.offset), nullptr, sink));
     }
     return Status::Ok();
   });

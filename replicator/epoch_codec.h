@@ -56,6 +56,11 @@ class EpochEncoder {
   // A full epoch: every page of every block of `image`, in order, then `device_state`.
   Status EncodeFull(uint64_t number, uint64_t term, const RamImage& image, std::span<const uint8_t> device_state,
                     EpochSink* sink);
+  // A delta epoch `number` holding checkpoints number - merged .. number, made of the `pages` of `image` as they
+  // are (not relative to the standby's copy, which the caller does not know), then `device_state`: what a
+  // standby that holds epoch number - merged - 1 lacks, when the caller knows which pages changed since.
+  Status EncodeCatchUp(uint64_t number, uint32_t merged, uint64_t term, const RamImage& image,
+                       std::span<const PageRef> pages, std::span<const uint8_t> device_state, EpochSink* sink);
 
   // Fault injection: the next encoded epoch gets one bit of a page payload flipped after that page's hash was
   // taken and before its record checksum is computed, so it reaches the standby's decoder intact as a record

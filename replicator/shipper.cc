@@ -19,6 +19,8 @@ constexpr size_t kPoolCapacity = 16;
 constexpr int kAckPollMs = 100;
 // A full epoch is the whole RAM: the standby stages, verifies and applies all of it before acknowledging.
 constexpr int kFullEpochAckFactor = 10;
+// A standby that missed more than this share of RAM's pages is sent a full epoch instead of a catch-up.
+constexpr uint64_t kCatchUpMaxShare = 4;
 
 // Timeouts and deadlines run on real time even when a test drives clock_ (which only times what is reported).
 int64_t RealNowNs() {
@@ -64,6 +66,9 @@ struct EpochShipper::Connection {
   std::thread ack_thread;
   bool failed = false;  // guarded by mu_
   Status error;         // guarded by mu_
+  // From the standby's HELLO: it holds this epoch of this primary's generation (it missed only what followed).
+  bool standby_holds_our_epoch = false;
+  uint64_t standby_epoch = 0;
   // Sender thread: the send queue when the last epoch was written, to measure what the link drains.
   int64_t last_epoch_sent_ns = 0;
   uint64_t queued_after_last_epoch = 0;
@@ -95,6 +100,8 @@ Status EpochShipper::Start(const VmDescriptor& descriptor, std::unique_ptr<RamIm
   mirror_ = std::move(mirror);
   device_state_ = std::move(device_state);
   mirror_epoch_ = first_epoch;
+  page_epochs_.clear();
+  for (const RamBlockInfo& b : descriptor.ram_blocks) page_epochs_.emplace_back(b.size_bytes / kPageSize, first_epoch);
   generation_ = NewGeneration(clock_);
   queue_.resize(kQueueCapacity);
   in_flight_.resize(kInFlightCapacity);
@@ -211,7 +218,11 @@ void EpochShipper::Stop() {
 
 void EpochShipper::FoldIntoMirror(Epoch& epoch) {
   Status st = mirror_->Apply(epoch);
-  if (!st.ok()) TLOG_ERROR("shipper", "epoch %" PRIu64 " does not fit the mirror: %s", epoch.number(), st.ToString().c_str());
+  if (!st.ok()) {
+    TLOG_ERROR("shipper", "epoch %" PRIu64 " does not fit the mirror: %s", epoch.number(), st.ToString().c_str());
+  } else {
+    for (const PageRecord& p : epoch.pages()) page_epochs_[p.block][p.offset / kPageSize] = epoch.number();
+  }
   if (!epoch.device_state().empty()) device_state_.swap(epoch.device_state());
   mirror_epoch_ = epoch.number();
 }
@@ -326,6 +337,10 @@ Status EpochShipper::Connect(std::unique_ptr<Connection>* out) {
   HelloMessage theirs;
   TANDEM_RETURN_IF_ERROR(ParseHello(rec.payload, &theirs).WithContext("standby HELLO"));
   if (theirs.role != PeerRole::kStandby) return Status::Corruption("peer at the standby address is not a standby");
+  if (theirs.has_resume_point && theirs.generation == generation_) {
+    conn->standby_holds_our_epoch = true;
+    conn->standby_epoch = theirs.last_applied;
+  }
   if (theirs.has_resume_point) {
     TLOG_INFO("shipper", "connected to standby %s (%s engine): it holds epoch %" PRIu64 " of generation %016" PRIx64
               "%s", options_.standby_address.c_str(), conn->transport->engine_name(), theirs.last_applied,
@@ -338,37 +353,95 @@ Status EpochShipper::Connect(std::unique_ptr<Connection>* out) {
   return Status::Ok();
 }
 
-Status EpochShipper::Serve(Connection& conn) {
-  // Everything submitted so far goes into the full epoch.
-  FoldQueued();
+bool EpochShipper::ChangedSince(uint64_t epoch, std::vector<PageRef>* pages) const {
+  if (epoch > mirror_epoch_ || mirror_epoch_ - epoch > UINT32_MAX) return false;
+  uint64_t total = 0;
+  for (const std::vector<uint64_t>& block : page_epochs_) total += block.size();
+  for (uint32_t b = 0; b < page_epochs_.size(); ++b) {
+    for (uint64_t i = 0; i < page_epochs_[b].size(); ++i) {
+      if (page_epochs_[b][i] <= epoch) continue;
+      if (pages->size() >= total / kCatchUpMaxShare) return false;  // as well send it all
+      pages->push_back({b, i * kPageSize});
+    }
+  }
+  return true;
+}
+
+Status EpochShipper::SendFull(Connection& conn) {
   const uint64_t full = mirror_epoch_;
   {
     std::lock_guard<std::mutex> lock(mu_);
-    if (stop_) return Status::Aborted("stopping");
-    current_ = &conn;
     resync_epoch_ = full;
-    in_flight_size_ = 0;
   }
-  conn.ack_thread = std::thread([this, c = &conn] { AckLoop(c); });
   uint64_t ram = 0;
   for (const RamBlockInfo& b : mirror_->blocks()) ram += b.size_bytes;
   TLOG_INFO("shipper", "full resync: sending epoch %" PRIu64 " (%" PRIu64 " MiB of RAM, %zu bytes of device state)", full,
             ram >> 20, device_state_.size());
   const int64_t start = clock_->NowNanos();
-  uint64_t sent_before = conn.sink->bytes_sent();
+  const uint64_t sent_before = conn.sink->bytes_sent();
   Status st = encoder_->EncodeFull(full, options_.term, *mirror_, device_state_, conn.sink.get());
   if (!st.ok()) return st.WithContext("send full epoch " + std::to_string(full));
   TLOG_INFO("shipper", "full epoch %" PRIu64 " sent: %.1f MiB on the wire in %.1f ms", full,
             (conn.sink->bytes_sent() - sent_before) / 1048576.0, (clock_->NowNanos() - start) / 1e6);
+  std::lock_guard<std::mutex> lock(mu_);
+  full_resync_required_ = false;
+  in_flight_[(in_flight_head_ + in_flight_size_++) % in_flight_.size()] = {
+      full, RealNowNs() + int64_t(options_.io_timeout_ms) * kFullEpochAckFactor * 1'000'000};
+  stats_.last_sent = full;
+  stats_.epochs_sent++;
+  stats_.resyncs++;
+  stats_.bytes_sent += conn.sink->bytes_sent() - sent_before;
+  return Status::Ok();
+}
+
+Status EpochShipper::SendCatchUp(Connection& conn, std::span<const PageRef> changed) {
+  const uint64_t held = conn.standby_epoch, now = mirror_epoch_;
+  std::unique_lock<std::mutex> lock(mu_);
+  resync_epoch_ = now;
+  if (held == now) {
+    // It missed nothing (the connection broke between epochs): protected again without sending a byte.
+    protected_ = true;
+    stats_.standby_connected = true;
+    unprotected_logged_ = false;
+    stats_.catch_ups++;
+    TLOG_INFO("shipper", "standby %s still holds epoch %" PRIu64 ", the latest: the VM is PROTECTED",
+              options_.standby_address.c_str(), now);
+    return Status::Ok();
+  }
+  lock.unlock();
+  const int64_t start = clock_->NowNanos();
+  const uint64_t sent_before = conn.sink->bytes_sent();
+  Status st = encoder_->EncodeCatchUp(now, uint32_t(now - held - 1), options_.term, *mirror_, changed, device_state_,
+                                      conn.sink.get());
+  if (!st.ok()) return st.WithContext("send catch-up epoch " + std::to_string(now));
+  TLOG_INFO("shipper", "catch-up resync: standby holds epoch %" PRIu64 ", sent epochs %" PRIu64 "..%" PRIu64
+            " as one: %zu changed pages, %.1f MiB on the wire in %.1f ms (not the whole RAM)", held, held + 1, now,
+            changed.size(), (conn.sink->bytes_sent() - sent_before) / 1048576.0, (clock_->NowNanos() - start) / 1e6);
+  lock.lock();
+  in_flight_[(in_flight_head_ + in_flight_size_++) % in_flight_.size()] = {
+      now, RealNowNs() + int64_t(options_.io_timeout_ms) * kFullEpochAckFactor * 1'000'000};
+  stats_.last_sent = now;
+  stats_.epochs_sent++;
+  stats_.catch_ups++;
+  stats_.bytes_sent += conn.sink->bytes_sent() - sent_before;
+  return Status::Ok();
+}
+
+Status EpochShipper::Serve(Connection& conn) {
+  // Everything submitted so far goes into the resync.
+  FoldQueued();
+  bool full_required;
   {
     std::lock_guard<std::mutex> lock(mu_);
-    in_flight_[(in_flight_head_ + in_flight_size_++) % in_flight_.size()] = {
-        full, RealNowNs() + int64_t(options_.io_timeout_ms) * kFullEpochAckFactor * 1'000'000};
-    stats_.last_sent = full;
-    stats_.epochs_sent++;
-    stats_.resyncs++;
-    stats_.bytes_sent += conn.sink->bytes_sent() - sent_before;
+    if (stop_) return Status::Aborted("stopping");
+    current_ = &conn;
+    in_flight_size_ = 0;
+    full_required = full_resync_required_;
   }
+  conn.ack_thread = std::thread([this, c = &conn] { AckLoop(c); });
+  std::vector<PageRef> changed;
+  const bool catch_up = conn.standby_holds_our_epoch && !full_required && ChangedSince(conn.standby_epoch, &changed);
+  TANDEM_RETURN_IF_ERROR(catch_up ? SendCatchUp(conn, changed) : SendFull(conn));
 
   for (;;) {
     std::unique_ptr<Epoch> e;
@@ -398,11 +471,11 @@ Status EpochShipper::Serve(Connection& conn) {
       die = std::make_unique<DieMidEpochSink>(sink, conn.transport.get(), number, std::max<uint64_t>(1, records / 2));
       sink = die.get();
     }
-    sent_before = conn.sink->bytes_sent();
+    const uint64_t sent_before = conn.sink->bytes_sent();
     const uint64_t send_ns_before = conn.sink->send_ns();
     const uint64_t queued_before = conn.transport->QueuedBytes();
     const int64_t encode_start = RealNowNs();
-    st = encoder_->EncodeEpoch(*e, options_.term, mirror_.get(), sink);
+    Status st = encoder_->EncodeEpoch(*e, options_.term, mirror_.get(), sink);
     const ShipSample sample = MeasureShipping(conn, e->pages().size() * kPageSize, sent_before, send_ns_before,
                                               queued_before, encode_start);
     if (st.code() == Status::Code::kInvalidArgument) {
@@ -503,6 +576,12 @@ void EpochShipper::AckLoop(Connection* conn) {
     if (ack.status != AckStatus::kOk) {
       TLOG_ERROR("shipper", "standby rejected epoch %" PRIu64 " (%s): %s; reconnecting for a full resync", ack.epoch,
                  AckStatusName(uint32_t(ack.status)), ack.reason.c_str());
+      {
+        // Its replica may differ from the mirror beyond what changed since (a page that failed its hash): only a
+        // full epoch is sure to cure that.
+        std::lock_guard<std::mutex> lock(mu_);
+        full_resync_required_ = true;
+      }
       return FailConnection(conn, Status::Aborted("standby rejected epoch " + std::to_string(ack.epoch) + ": " +
                                                   ack.reason));
     }

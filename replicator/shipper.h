@@ -1,11 +1,13 @@
 // The primary's side of replication: takes each checkpoint's epoch, ships it to the standby behind the VM's
 // back, and keeps the mirror (exactly what the standby holds) that every epoch is XOR-encoded against.
 //
-// A sender thread connects to the standby (retrying every reconnect_interval_ms), exchanges HELLOs, sends a
-// full epoch (the whole mirror and the current device state: initial sync, and resync after any reconnect or
-// rejection), then every submitted epoch in order. Acks come back on the same socket and are read by a second
+// A sender thread connects to the standby (retrying every reconnect_interval_ms), exchanges HELLOs, resyncs it,
+// then sends every submitted epoch in order. The resync is a catch-up epoch (the pages changed since the epoch
+// the standby says it holds, when it holds one of ours and missed under a quarter of RAM: a broken connection)
+// or else a full epoch (the whole mirror and the current device state: first sync, a restarted standby, and
+// always after the standby rejected an epoch). Acks come back on the same socket and are read by a second
 // thread. While no standby holds a full copy the VM runs UNPROTECTED (logged once per transition): Submit does
-// not wait, and the epochs are folded into the mirror for the next full resync (or, while a resync is being sent
+// not wait, and the epochs are folded into the mirror for the next resync (or, while a resync is being sent
 // and the queue is full, merged into the newest queued epoch). Once protected, Submit blocks
 // while max_in_flight epochs are unacknowledged, which keeps the VM paused: the backpressure that stops a slow
 // standby from falling further behind. A standby that stops acknowledging for io_timeout_ms is dropped.
@@ -15,6 +17,7 @@
 #include <cstdint>
 #include <memory>
 #include <mutex>
+#include <span>
 #include <string>
 #include <thread>
 #include <vector>
@@ -54,6 +57,7 @@ struct ShipperStats {
   uint64_t epochs_sent = 0;
   uint64_t bytes_sent = 0;
   uint64_t resyncs = 0;  // full epochs sent
+  uint64_t catch_ups = 0;  // reconnected standbys sent only what they missed (EpochEncoder::EncodeCatchUp)
   uint64_t epochs_merged = 0;  // submitted while unprotected with a full queue: merged into the newest queued one
   std::string compression;     // what epochs are encoded with now (CompressionGovernor::Describe)
   uint64_t compression_changes = 0;
@@ -84,6 +88,12 @@ class EpochShipper {
   void SenderLoop();
   Status Connect(std::unique_ptr<Connection>* out);
   Status Serve(Connection& conn);
+  // A standby that (re)connects either holds an epoch of ours and gets what changed since (SendCatchUp), or
+  // gets the whole mirror (SendFull). The catch-up is chosen when ChangedSince finds under 1/kCatchUpMaxShare of
+  // the pages changed and no rejection asked for a full epoch.
+  bool ChangedSince(uint64_t epoch, std::vector<PageRef>* pages) const;
+  Status SendFull(Connection& conn);
+  Status SendCatchUp(Connection& conn, std::span<const PageRef> changed);
   void AckLoop(Connection* conn);
   void FailConnection(Connection* conn, const Status& why);
   // Applies queued epochs to the mirror without sending them (no standby to send them to).
@@ -111,6 +121,7 @@ class EpochShipper {
   std::unique_ptr<RamImage> mirror_;
   std::vector<uint8_t> device_state_;
   uint64_t mirror_epoch_ = 0;
+  std::vector<std::vector<uint64_t>> page_epochs_;  // per block, per page: the last epoch that changed it
   std::unique_ptr<class EpochEncoder> encoder_;
   CompressionGovernor governor_;
 
@@ -133,7 +144,8 @@ class EpochShipper {
   bool unprotected_logged_ = false;
   bool merge_logged_ = false;  // once per unprotected spell
   uint64_t merge_refused_epoch_ = 0;
-  uint64_t resync_epoch_ = 0;  // the full epoch whose ack makes the VM protected
+  uint64_t resync_epoch_ = 0;  // the full or catch-up epoch whose ack makes the VM protected
+  bool full_resync_required_ = false;  // the standby rejected an epoch: its replica cannot be trusted to catch up
   Connection* current_ = nullptr;
   ShipperStats stats_;
   std::thread sender_;

@@ -205,6 +205,11 @@ class ThrottlingRelay {
     released_ = true;
     cv_.notify_all();
   }
+  // Breaks every connection made so far (both ends see it end), as a network fault would; new ones are relayed.
+  void CutConnections() {
+    std::lock_guard<std::mutex> lock(mu_);
+    for (int fd : sockets_) ::shutdown(fd, SHUT_RDWR);
+  }
 
  private:
   void AcceptLoop() {
@@ -385,6 +390,7 @@ TEST_P(ShipperReceiverTest, CorruptedEpochIsRejectedNeverAppliedAndReplicationRe
   EXPECT_NE(r.last_error.find("epoch 5"), std::string::npos) << r.last_error;
   EXPECT_TRUE(s.standby_connected);
   EXPECT_EQ(s.resyncs, 2u);
+  EXPECT_EQ(s.catch_ups, 0u) << "a standby that rejected an epoch must not be trusted to catch up";
   EXPECT_NE(s.last_error.find("rejected epoch 5"), std::string::npos) << s.last_error;
   h.ExpectReplicaMatches();
 }
@@ -503,6 +509,62 @@ TEST_P(ShipperReceiverTest, AutoCompressionOnASlowLinkMovesToZstdAndEveryEpochLa
   ASSERT_TRUE(WaitUntil([&] { return shipper.stats().last_acked == kEpochs; }, 30000)) << shipper.stats().last_error;
   EXPECT_EQ(shipper.stats().compression, "auto: zstd level 1");
   EXPECT_GE(shipper.stats().compression_changes, 1u);
+  receiver.Stop();
+  h.ExpectReplicaMatches();
+  shipper.Stop();
+}
+
+// A connection that breaks (the standby process lives on, holding epoch N) is resumed with one catch-up epoch
+// of the pages changed since N, not the whole RAM again.
+TEST_P(ShipperReceiverTest, BrokenConnectionResyncsOnlyWhatTheStandbyMissed) {
+  Harness h(GetParam(), 1024);  // 4 MiB of RAM
+  EpochReceiver receiver(h.ReceiverOpts(), SystemClock());
+  ASSERT_TRUE(receiver.Start().ok());
+  ThrottlingRelay relay(receiver.port(), SIZE_MAX);
+  EpochShipper shipper(h.ShipperOpts(relay.port()), SystemClock());
+  ASSERT_TRUE(h.StartShipper(shipper).ok());
+  ASSERT_TRUE(WaitUntil([&] { return shipper.stats().standby_connected; })) << shipper.stats().last_error;
+  for (uint64_t n = 1; n <= 10; ++n) h.SubmitEpoch(shipper, n);
+  ASSERT_TRUE(WaitUntil([&] { return shipper.stats().last_acked == 10; })) << shipper.stats().last_error;
+  const uint64_t bytes_before_cut = shipper.stats().bytes_sent;
+
+  relay.CutConnections();
+  ASSERT_TRUE(WaitUntil([&] { return !shipper.stats().standby_connected; })) << "the cut went unnoticed";
+  for (uint64_t n = 11; n <= 20; ++n) h.SubmitEpoch(shipper, n);  // while it reconnects: missed by the standby
+  ASSERT_TRUE(WaitUntil([&] { return shipper.stats().standby_connected && shipper.stats().last_acked == 20; }))
+      << shipper.stats().last_acked << " " << shipper.stats().last_error;
+  for (uint64_t n = 21; n <= 25; ++n) h.SubmitEpoch(shipper, n);  // and replication goes on from there
+  ASSERT_TRUE(WaitUntil([&] { return shipper.stats().last_acked == 25; })) << shipper.stats().last_error;
+
+  const ShipperStats s = shipper.stats();
+  EXPECT_EQ(s.resyncs, 1u) << "only the first connection needed the whole RAM";
+  EXPECT_EQ(s.catch_ups, 1u);
+  EXPECT_LT(s.bytes_sent - bytes_before_cut, (4u << 20) / 4) << "the reconnect shipped about the RAM again";
+  receiver.Stop();
+  EXPECT_EQ(receiver.resume_point()->device_state, h.device());
+  h.ExpectReplicaMatches();
+  shipper.Stop();
+}
+
+// Cut between epochs, when the standby has everything: protected again at once, nothing resent.
+TEST_P(ShipperReceiverTest, BrokenConnectionWithNothingMissedIsProtectedAgainWithoutResending) {
+  Harness h(GetParam());
+  EpochReceiver receiver(h.ReceiverOpts(), SystemClock());
+  ASSERT_TRUE(receiver.Start().ok());
+  ThrottlingRelay relay(receiver.port(), SIZE_MAX);
+  EpochShipper shipper(h.ShipperOpts(relay.port()), SystemClock());
+  ASSERT_TRUE(h.StartShipper(shipper).ok());
+  ASSERT_TRUE(WaitUntil([&] { return shipper.stats().standby_connected; })) << shipper.stats().last_error;
+  for (uint64_t n = 1; n <= 5; ++n) h.SubmitEpoch(shipper, n);
+  ASSERT_TRUE(WaitUntil([&] { return shipper.stats().last_acked == 5; })) << shipper.stats().last_error;
+  const uint64_t sent = shipper.stats().bytes_sent;
+  relay.CutConnections();
+  ASSERT_TRUE(WaitUntil([&] { return !shipper.stats().standby_connected; })) << "the cut went unnoticed";
+  ASSERT_TRUE(WaitUntil([&] { return shipper.stats().standby_connected; })) << shipper.stats().last_error;
+  EXPECT_EQ(shipper.stats().bytes_sent, sent);
+  EXPECT_EQ(shipper.stats().catch_ups, 1u);
+  h.SubmitEpoch(shipper, 6);
+  ASSERT_TRUE(WaitUntil([&] { return shipper.stats().last_acked == 6; })) << shipper.stats().last_error;
   receiver.Stop();
   h.ExpectReplicaMatches();
   shipper.Stop();
