@@ -78,6 +78,8 @@ std::vector<CounterLine> ParseCounters(const std::string& serial) {
   std::istringstream in(serial);
   std::string line;
   while (std::getline(in, line)) {
+    // A last line without its newline is still being written by the guest: "counter=24 o" is not a bad line.
+    if (in.eof()) break;
     if (line.rfind("counter=", 0) != 0) continue;
     char* end = nullptr;
     CounterLine c;

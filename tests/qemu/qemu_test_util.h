@@ -45,7 +45,8 @@ struct CounterLine {
   uint64_t counter = 0;
   bool ok = false;
 };
-// "counter=<n> ok" / "counter=<n> INVARIANT BROKEN" lines of the guest's serial output, in order.
+// "counter=<n> ok" / "counter=<n> INVARIANT BROKEN" lines of the guest's serial output, in order; complete lines
+// only (the last one may still be being written).
 std::vector<CounterLine> ParseCounters(const std::string& serial);
 
 // Polls `done` every 10 ms for up to timeout_ms.
