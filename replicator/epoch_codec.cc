@@ -514,7 +514,8 @@ void EpochDecoder::ForgetSeen() {
   seen_pages_.clear();
 }
 
-void EpochDecoder::Begin(const EpochBeginMessage& begin, const RecordView& begin_record, const RamImage* replica) {
+void EpochDecoder::Begin(const EpochBeginMessage& begin, const RecordView& begin_record, const RamImage* replica,
+                         RamImage* write_through) {
   ForgetSeen();
   if (replica != nullptr) {
     const auto& blocks = replica->blocks();
@@ -523,6 +524,7 @@ void EpochDecoder::Begin(const EpochBeginMessage& begin, const RecordView& begin
   }
   staged_.Reset(begin.epoch, begin.full);
   replica_ = replica;
+  write_through_ = begin.full ? write_through : nullptr;
   in_epoch_ = true;
   full_ = begin.full;
   term_ = begin.term;
@@ -616,7 +618,16 @@ Status EpochDecoder::AddPages(std::span<const uint8_t> payload) {
     if (encoding == PageEncoding::kFilled) {
       if (size != 1) return Fail(Status::Corruption(Where(block, offset) + ": filled page of " + std::to_string(size) + " bytes"));
       if (FilledPageHash(data[0]) != hash) return hash_mismatch();
-      staged_.FilledPage(block, offset, data[0]);
+      if (write_through_ != nullptr) {
+        write_through_->FilledPage(block, offset, data[0]);
+      } else {
+        staged_.FilledPage(block, offset, data[0]);
+      }
+    } else if (write_through_ != nullptr) {
+      Status st = page_decoder_.Decode(encoding, data, size, nullptr, check_page_.get());
+      if (!st.ok()) return Fail(st.WithContext(Where(block, offset)));
+      if (PageHash(check_page_.get()) != hash) return hash_mismatch();
+      StreamPage(write_through_->PageBuffer(block, offset), check_page_.get());
     } else if (encoding == PageEncoding::kUnchanged && first_entry) {
       if (size != 0) return Fail(Status::Corruption(Where(block, offset) + ": unchanged page with a payload"));
       if (PageHash(base) != hash) return hash_mismatch();  // nothing to stage: the replica holds it
@@ -664,6 +675,7 @@ Status EpochDecoder::AddDeviceState(std::span<const uint8_t> payload) {
 Status EpochDecoder::End(const RecordView& end_record) {
   if (!in_epoch_) return Status::Corruption("EPOCH_END outside an epoch");
   in_epoch_ = false;
+  if (write_through_ != nullptr) StreamFence();  // the pages are in the replica before anyone reads it
   EpochEndMessage end;
   if (Status st = ParseEpochEnd(end_record.payload, &end); !st.ok()) return Fail(st);
   auto mismatch = [&](const char* what, uint64_t claimed, uint64_t seen) {

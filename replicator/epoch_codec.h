@@ -128,14 +128,18 @@ class EpochDecoder {
 
   // `replica` is the standby's current RAM: the layout pages are checked against and the base of XOR-delta and
   // unchanged pages. `begin_record` is the EPOCH_BEGIN record itself (its checksum starts the epoch's chain).
-  void Begin(const EpochBeginMessage& begin, const RecordView& begin_record, const RamImage* replica);
+  // `write_through` (a full epoch only; else ignored): each verified page goes straight into it instead of being
+  // staged, for a standby that holds nothing worth keeping if the epoch breaks off: no staging copy of all RAM.
+  void Begin(const EpochBeginMessage& begin, const RecordView& begin_record, const RamImage* replica,
+             RamImage* write_through = nullptr);
   Status Add(const RecordView& record);
   // Verifies EPOCH_END's totals against what was received.
   Status End(const RecordView& end_record);
 
   bool in_epoch() const { return in_epoch_; }
   uint64_t epoch_number() const { return staged_.number(); }
-  // Valid after End() succeeded: the pages (and device state, if the epoch carried one) to apply.
+  // Valid after End() succeeded: the pages (and device state, if the epoch carried one) to apply; no pages when
+  // they were written through.
   Epoch& staged() { return staged_; }
   bool has_device_state() const { return device_total_ > 0; }
   // Drops the staged epoch; a full epoch's staging memory (the size of RAM) is released.
@@ -158,6 +162,7 @@ class EpochDecoder {
   std::unique_ptr<uint8_t[]> check_page_;  // a sparse page rebuilt to verify its hash
   Epoch staged_;
   const RamImage* replica_ = nullptr;
+  RamImage* write_through_ = nullptr;
   bool in_epoch_ = false;
   bool full_ = false;
   uint64_t term_ = 0;

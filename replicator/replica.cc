@@ -172,10 +172,11 @@ Status Replica::HandleEpochBegin(const RecordView& record) {
     return Status::Corruption(name() + " has term " + std::to_string(begin.term) + " but the HELLO said term " +
                               std::to_string(session_term_));
   }
-  bool same_generation;
+  bool same_generation, has_resume;
   uint64_t last;
   {
     std::lock_guard<std::mutex> lock(mu_);
+    has_resume = has_resume_;
     same_generation = has_resume_ && resume_generation_ == session_generation_;
     last = resume_.epoch;
   }
@@ -200,7 +201,10 @@ Status Replica::HandleEpochBegin(const RecordView& record) {
     }
   }
   reject_status_ = AckStatus::kOk;
-  decoder_.Begin(begin, record, image_.get());
+  // A full epoch for a standby that holds no epoch at all (first sync, restarted standby) is written straight
+  // into the replica: if it breaks off there is nothing to keep, and no staging copy of all RAM is needed. With
+  // a resume point it is staged, so that the replica stays that resume point until the new copy is complete.
+  decoder_.Begin(begin, record, image_.get(), begin.full && !has_resume ? image_.get() : nullptr);
   return Status::Ok();
 }
 

@@ -528,6 +528,24 @@ TEST(EpochStreamTest, FullEpochCutShortLeavesTheOldResumePointAndReplica) {
   EXPECT_EQ(replica.resume_point()->epoch, 1u);
 }
 
+TEST(EpochStreamTest, FullEpochCutShortOnAnEmptyStandbyLeavesNoResumePointAndTheNextOneCompletes) {
+  FakePrimary primary;
+  Replica replica(Options(), SystemClock());
+  std::vector<uint8_t> full = primary.Full(1);
+  auto records = SplitRecords(full);
+  ASSERT_GE(records.size(), 3u);
+  std::vector<uint8_t> stream = primary.Hello();
+  for (size_t i = 0; i + 1 < records.size(); ++i) stream.insert(stream.end(), records[i].begin(), records[i].end());
+  FeedResult r = Feed(replica, stream);  // everything but EPOCH_END: its pages are written, nothing is resumable
+  EXPECT_TRUE(r.status.ok()) << r.status.ToString();
+  EXPECT_TRUE(r.acks.empty());
+  EXPECT_FALSE(replica.resume_point().has_value());
+  ASSERT_TRUE(Feed(replica, Concat({primary.Hello(), full})).status.ok());
+  EXPECT_EQ(Snapshot(*replica.image()), Snapshot(primary.mirror()));
+  ASSERT_TRUE(replica.resume_point().has_value());
+  EXPECT_EQ(replica.resume_point()->epoch, 1u);
+}
+
 // Property: every single-bit flip anywhere in a valid stream (HELLO + one delta epoch) is refused, and the
 // replica is byte for byte what it was.
 TEST(EpochStreamTest, EverySingleBitFlipIsRejectedAndNothingApplied) {

@@ -1,5 +1,6 @@
-// Steady-state epochs allocate nothing: encoding on the primary, decoding, verifying and applying on the standby.
-// Counts every operator new in this (single-threaded) test binary.
+// Steady-state epochs allocate nothing: encoding on the primary, decoding, verifying and applying on the standby;
+// and a full epoch into an empty standby is not staged. Counts every operator new in this (single-threaded) test
+// binary, and the bytes asked for.
 #include <gtest/gtest.h>
 
 #include <atomic>
@@ -10,11 +11,13 @@
 
 namespace {
 std::atomic<uint64_t> g_allocations{0};
+std::atomic<uint64_t> g_allocated_bytes{0};
 std::atomic<bool> g_trap{false};  // debugging aid: abort on the first counted allocation
 }  // namespace
 
 void* operator new(size_t n) {
   g_allocations.fetch_add(1, std::memory_order_relaxed);
+  g_allocated_bytes.fetch_add(n, std::memory_order_relaxed);
   if (g_trap.load(std::memory_order_relaxed)) abort();
   if (void* p = std::malloc(n == 0 ? 1 : n)) return p;
   throw std::bad_alloc();
@@ -94,6 +97,35 @@ TEST(SteadyStateTest, EncodeDecodeVerifyAndApplyAllocateNothingAfterWarmUp) {
   EXPECT_EQ(allocations, 0u) << "allocations over " << kEpochs - kWarmUp << " steady-state epochs";
   EXPECT_EQ(replica.counters().last_applied, 1 + kEpochs);
   EXPECT_EQ(Snapshot(*replica.image()), Snapshot(primary.mirror()));
+}
+
+// A standby that holds no epoch takes a full epoch straight into its replica: it has nothing to keep if the
+// epoch breaks off, so it needs no staging copy of all RAM (a 64 GiB VM would need 64 GiB more on the standby).
+// One that holds an epoch stages the next full epoch, so that its replica stays that epoch until the new copy
+// is complete.
+TEST(FullEpochMemoryTest, OnlyAStandbyThatHoldsAnEpochStagesAFullOne) {
+  constexpr uint64_t kRam = 16 << 20;
+  VmDescriptor vm = SmallVm();
+  vm.ram_blocks = {{"mem", kRam}, {"rom", 2 * kPageSize}};
+  FakePrimary primary(vm);
+  Replica replica(ReplicaOptions{{}, "vm1", 0}, SystemClock());
+  const std::vector<uint8_t> first = Concat({primary.Hello(), primary.Full(1)});
+  uint64_t before = g_allocated_bytes.load();
+  FeedResult r = Feed(replica, first);
+  const uint64_t allocated_empty = g_allocated_bytes.load() - before;
+  ASSERT_TRUE(r.status.ok()) << r.status.ToString();
+  EXPECT_EQ(Snapshot(*replica.image()), Snapshot(primary.mirror()));
+  EXPECT_LT(allocated_empty, kRam / 4) << "an empty standby staged the full epoch";
+
+  auto ram = primary.mirror().Block(0);
+  for (size_t i = 0; i < ram.size(); i += 64) ram[i] ^= 0x5a;
+  const std::vector<uint8_t> second = Concat({primary.Hello(), primary.Full(2)});
+  before = g_allocated_bytes.load();
+  r = Feed(replica, second);
+  const uint64_t allocated_holding = g_allocated_bytes.load() - before;
+  ASSERT_TRUE(r.status.ok()) << r.status.ToString();
+  EXPECT_EQ(Snapshot(*replica.image()), Snapshot(primary.mirror()));
+  EXPECT_GE(allocated_holding, kRam) << "a standby holding epoch 1 did not stage the full epoch 2";
 }
 
 }  // namespace
