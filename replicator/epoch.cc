@@ -28,6 +28,10 @@ void Epoch::Reset(uint64_t number, bool full) {
   device_state_.clear();
 }
 
+void Epoch::ReservePageBytes(uint64_t bytes) {
+  if (arena_.size() < bytes) arena_.resize(bytes);
+}
+
 uint8_t* Epoch::Append(uint32_t block, uint64_t offset, uint32_t bytes, uint32_t patch_size) {
   if (arena_.size() < arena_used_ + bytes) {
     // Grows geometrically once; steady-state epochs reuse the capacity.

@@ -64,6 +64,9 @@ struct PageRef {
 class Epoch final : public PageSink {
  public:
   void Reset(uint64_t number, bool full);
+  // Room for `bytes` of page data in one allocation, when the size is known up front (a staged full epoch: the
+  // geometric growth would otherwise ask for twice the RAM and copy it on the way).
+  void ReservePageBytes(uint64_t bytes);
 
   uint64_t number() const { return number_; }
   // A full epoch carries every page of every block (initial sync, resync after reconnect).

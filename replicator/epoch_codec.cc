@@ -525,6 +525,11 @@ void EpochDecoder::Begin(const EpochBeginMessage& begin, const RecordView& begin
   staged_.Reset(begin.epoch, begin.full);
   replica_ = replica;
   write_through_ = begin.full ? write_through : nullptr;
+  if (begin.full && write_through_ == nullptr && replica != nullptr) {
+    uint64_t ram = 0;
+    for (const RamBlockInfo& b : replica->blocks()) ram += b.size_bytes;
+    staged_.ReservePageBytes(ram);
+  }
   in_epoch_ = true;
   full_ = begin.full;
   term_ = begin.term;
