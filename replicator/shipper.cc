@@ -367,6 +367,14 @@ bool EpochShipper::ChangedSince(uint64_t epoch, std::vector<PageRef>* pages) con
   return true;
 }
 
+void EpochShipper::NoteSentLocked(uint64_t epoch, uint64_t wire_bytes, int ack_timeout_factor) {
+  in_flight_[(in_flight_head_ + in_flight_size_++) % in_flight_.size()] = {
+      epoch, RealNowNs() + int64_t(options_.io_timeout_ms) * ack_timeout_factor * 1'000'000};
+  stats_.last_sent = epoch;
+  stats_.epochs_sent++;
+  stats_.bytes_sent += wire_bytes;
+}
+
 Status EpochShipper::SendFull(Connection& conn) {
   const uint64_t full = mirror_epoch_;
   {
@@ -385,12 +393,8 @@ Status EpochShipper::SendFull(Connection& conn) {
             (conn.sink->bytes_sent() - sent_before) / 1048576.0, (clock_->NowNanos() - start) / 1e6);
   std::lock_guard<std::mutex> lock(mu_);
   full_resync_required_ = false;
-  in_flight_[(in_flight_head_ + in_flight_size_++) % in_flight_.size()] = {
-      full, RealNowNs() + int64_t(options_.io_timeout_ms) * kFullEpochAckFactor * 1'000'000};
-  stats_.last_sent = full;
-  stats_.epochs_sent++;
+  NoteSentLocked(full, conn.sink->bytes_sent() - sent_before, kFullEpochAckFactor);
   stats_.resyncs++;
-  stats_.bytes_sent += conn.sink->bytes_sent() - sent_before;
   return Status::Ok();
 }
 
@@ -418,12 +422,8 @@ Status EpochShipper::SendCatchUp(Connection& conn, std::span<const PageRef> chan
             " as one: %zu changed pages, %.1f MiB on the wire in %.1f ms (not the whole RAM)", held, held + 1, now,
             changed.size(), (conn.sink->bytes_sent() - sent_before) / 1048576.0, (clock_->NowNanos() - start) / 1e6);
   lock.lock();
-  in_flight_[(in_flight_head_ + in_flight_size_++) % in_flight_.size()] = {
-      now, RealNowNs() + int64_t(options_.io_timeout_ms) * kFullEpochAckFactor * 1'000'000};
-  stats_.last_sent = now;
-  stats_.epochs_sent++;
+  NoteSentLocked(now, conn.sink->bytes_sent() - sent_before, kFullEpochAckFactor);
   stats_.catch_ups++;
-  stats_.bytes_sent += conn.sink->bytes_sent() - sent_before;
   return Status::Ok();
 }
 
@@ -494,11 +494,7 @@ Status EpochShipper::Serve(Connection& conn) {
     sending_ = 0;
     cv_.notify_all();
     if (!st.ok()) return st.WithContext("send epoch " + std::to_string(number));
-    in_flight_[(in_flight_head_ + in_flight_size_++) % in_flight_.size()] = {
-        number, RealNowNs() + int64_t(options_.io_timeout_ms) * 1'000'000};
-    stats_.last_sent = number;
-    stats_.epochs_sent++;
-    stats_.bytes_sent += sample.wire_bytes;
+    NoteSentLocked(number, sample.wire_bytes, 1);
     if (steered) {
       stats_.compression = "auto: " + CompressionGovernor::Describe(governor_.current());
       stats_.compression_changes++;

@@ -94,6 +94,8 @@ class EpochShipper {
   bool ChangedSince(uint64_t epoch, std::vector<PageRef>* pages) const;
   Status SendFull(Connection& conn);
   Status SendCatchUp(Connection& conn, std::span<const PageRef> changed);
+  // mu_ held: epoch `epoch` is out (wire_bytes of it) and awaits its ack within io_timeout_ms x the factor.
+  void NoteSentLocked(uint64_t epoch, uint64_t wire_bytes, int ack_timeout_factor);
   void AckLoop(Connection* conn);
   void FailConnection(Connection* conn, const Status& why);
   // Applies queued epochs to the mirror without sending them (no standby to send them to).

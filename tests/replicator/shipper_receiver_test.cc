@@ -514,27 +514,47 @@ TEST_P(ShipperReceiverTest, AutoCompressionOnASlowLinkMovesToZstdAndEveryEpochLa
   shipper.Stop();
 }
 
+// Shipper -> relay (passing everything) -> receiver.
+struct Relayed {
+  explicit Relayed(Harness& h)
+      : receiver(h.ReceiverOpts(), SystemClock()),
+        listening(receiver.Start()),
+        relay(receiver.port(), SIZE_MAX),
+        shipper(h.ShipperOpts(relay.port()), SystemClock()) {}
+  // Starts the shipper; true once the standby protects the VM.
+  bool Protect(Harness& h) {
+    return listening.ok() && h.StartShipper(shipper).ok() &&
+           WaitUntil([&] { return shipper.stats().standby_connected; });
+  }
+  EpochReceiver receiver;
+  Status listening;
+  ThrottlingRelay relay;
+  EpochShipper shipper;
+};
+
+// Submits epochs first..last and waits until the last is acknowledged.
+void ShipAndAwait(Harness& h, EpochShipper& shipper, uint64_t first, uint64_t last) {
+  for (uint64_t n = first; n <= last; ++n) h.SubmitEpoch(shipper, n);
+  ASSERT_TRUE(WaitUntil([&] { return shipper.stats().standby_connected && shipper.stats().last_acked == last; }))
+      << shipper.stats().last_acked << " " << shipper.stats().last_error;
+}
+
 // A connection that breaks (the standby process lives on, holding epoch N) is resumed with one catch-up epoch
 // of the pages changed since N, not the whole RAM again.
 TEST_P(ShipperReceiverTest, BrokenConnectionResyncsOnlyWhatTheStandbyMissed) {
   Harness h(GetParam(), 1024);  // 4 MiB of RAM
-  EpochReceiver receiver(h.ReceiverOpts(), SystemClock());
-  ASSERT_TRUE(receiver.Start().ok());
-  ThrottlingRelay relay(receiver.port(), SIZE_MAX);
-  EpochShipper shipper(h.ShipperOpts(relay.port()), SystemClock());
-  ASSERT_TRUE(h.StartShipper(shipper).ok());
-  ASSERT_TRUE(WaitUntil([&] { return shipper.stats().standby_connected; })) << shipper.stats().last_error;
-  for (uint64_t n = 1; n <= 10; ++n) h.SubmitEpoch(shipper, n);
-  ASSERT_TRUE(WaitUntil([&] { return shipper.stats().last_acked == 10; })) << shipper.stats().last_error;
+  Relayed link(h);
+  ASSERT_TRUE(link.Protect(h)) << link.shipper.stats().last_error;
+  EpochReceiver& receiver = link.receiver;
+  ThrottlingRelay& relay = link.relay;
+  EpochShipper& shipper = link.shipper;
+  ShipAndAwait(h, shipper, 1, 10);
   const uint64_t bytes_before_cut = shipper.stats().bytes_sent;
 
   relay.CutConnections();
   ASSERT_TRUE(WaitUntil([&] { return !shipper.stats().standby_connected; })) << "the cut went unnoticed";
-  for (uint64_t n = 11; n <= 20; ++n) h.SubmitEpoch(shipper, n);  // while it reconnects: missed by the standby
-  ASSERT_TRUE(WaitUntil([&] { return shipper.stats().standby_connected && shipper.stats().last_acked == 20; }))
-      << shipper.stats().last_acked << " " << shipper.stats().last_error;
-  for (uint64_t n = 21; n <= 25; ++n) h.SubmitEpoch(shipper, n);  // and replication goes on from there
-  ASSERT_TRUE(WaitUntil([&] { return shipper.stats().last_acked == 25; })) << shipper.stats().last_error;
+  ShipAndAwait(h, shipper, 11, 20);  // submitted while it reconnects: missed by the standby
+  ShipAndAwait(h, shipper, 21, 25);  // and replication goes on from there
 
   const ShipperStats s = shipper.stats();
   EXPECT_EQ(s.resyncs, 1u) << "only the first connection needed the whole RAM";
@@ -549,22 +569,19 @@ TEST_P(ShipperReceiverTest, BrokenConnectionResyncsOnlyWhatTheStandbyMissed) {
 // Cut between epochs, when the standby has everything: protected again at once, nothing resent.
 TEST_P(ShipperReceiverTest, BrokenConnectionWithNothingMissedIsProtectedAgainWithoutResending) {
   Harness h(GetParam());
-  EpochReceiver receiver(h.ReceiverOpts(), SystemClock());
-  ASSERT_TRUE(receiver.Start().ok());
-  ThrottlingRelay relay(receiver.port(), SIZE_MAX);
-  EpochShipper shipper(h.ShipperOpts(relay.port()), SystemClock());
-  ASSERT_TRUE(h.StartShipper(shipper).ok());
-  ASSERT_TRUE(WaitUntil([&] { return shipper.stats().standby_connected; })) << shipper.stats().last_error;
-  for (uint64_t n = 1; n <= 5; ++n) h.SubmitEpoch(shipper, n);
-  ASSERT_TRUE(WaitUntil([&] { return shipper.stats().last_acked == 5; })) << shipper.stats().last_error;
+  Relayed link(h);
+  ASSERT_TRUE(link.Protect(h)) << link.shipper.stats().last_error;
+  EpochReceiver& receiver = link.receiver;
+  ThrottlingRelay& relay = link.relay;
+  EpochShipper& shipper = link.shipper;
+  ShipAndAwait(h, shipper, 1, 5);
   const uint64_t sent = shipper.stats().bytes_sent;
   relay.CutConnections();
   ASSERT_TRUE(WaitUntil([&] { return !shipper.stats().standby_connected; })) << "the cut went unnoticed";
   ASSERT_TRUE(WaitUntil([&] { return shipper.stats().standby_connected; })) << shipper.stats().last_error;
   EXPECT_EQ(shipper.stats().bytes_sent, sent);
   EXPECT_EQ(shipper.stats().catch_ups, 1u);
-  h.SubmitEpoch(shipper, 6);
-  ASSERT_TRUE(WaitUntil([&] { return shipper.stats().last_acked == 6; })) << shipper.stats().last_error;
+  ShipAndAwait(h, shipper, 6, 6);
   receiver.Stop();
   h.ExpectReplicaMatches();
   shipper.Stop();
