@@ -44,7 +44,8 @@ bool CompressionGovernor::Known(const Rung& rung) const {
 double CompressionGovernor::LinkRate() const {
   // The median of the measured rates: one sample can be far off (a burst into the peer's receive buffer).
   uint64_t rates[kLinkRateWindow];
-  const auto end = std::copy_if(std::begin(link_rates_), std::end(link_rates_), rates, [](uint64_t r) { return r > 0; });
+  const auto end =
+      std::copy_if(std::begin(link_rates_), std::end(link_rates_), rates, [](uint64_t r) { return r > 0; });
   const size_t n = size_t(end - rates);
   if (n == 0) return 0;
   std::nth_element(rates, rates + n / 2, end);

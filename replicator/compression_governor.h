@@ -9,21 +9,22 @@
 //
 // The effort ladder, heaviest first (figures: all four real-workload page sets, one core, bench/codec_bench):
 //   zstd (replication.zstd_level)            wire 0.13  encode 0.09x memcpy
-//   LZ4 acceleration 1, 4, 16, 64, 256, 512  wire 0.15 ... 0.28, encode 0.18x ... 0.32x memcpy
+//   LZ4 acceleration 1, 4, 16, 64, 256, 512  wire 0.15 ... 0.28, encode 0.19x ... 0.34x memcpy
 // LZ4's acceleration makes it look for matches only every `acceleration` bytes where it finds none, so high
 // values keep the long zero and repeated runs memory pages are full of and skip the short matches. Past 512 it
 // gains under 10% of speed for each 12% more bytes, so the ladder stops there.
 //
 // After each epoch of at least kMinSampleBytes of pages the shipper reports what it measured: the time the
-// encoder worked, the time it spent in sends, and, when the socket's send queue never emptied since the epoch
-// before (SIOCOUTQ), the rate the link drained it at: the link was busy, so that is its rate; a queue that
-// emptied says only that the link is faster than what it was given, and gives no rate. Per rung the governor
-// keeps moving averages of encode time, send time and wire bytes, each per raw byte. The link's side of the cost
-// is the larger of the send time (the kernel's work on the bytes, or waiting for room) and wire bytes over the
-// link rate (the median of the rates among the last kLinkRateWindow samples; none: unlimited). When one side outweighs the other by kMargin, the governor steps one
-// rung towards balance unless that rung's recent figures say it would cost more. So when neither side is
-// saturated it settles on the lightest rung: least CPU taken from the VM's host, for bytes the link has room
-// for. Pure logic, no clock: tests drive it with made-up measurements.
+// encoder worked, the time it spent in sends, and, when the socket's unsent queue (Transport::QueuedBytes) never
+// emptied since the epoch before, the rate the link drained it at: the link was busy, so that is its rate; a
+// queue that emptied says only that the link is faster than what it was given, and gives no rate. Per rung the
+// governor keeps moving averages of encode time, send time and wire bytes, each per raw byte. The link's side of
+// the cost is the larger of the send time (the kernel's work on the bytes, or waiting for room) and wire bytes
+// over the link rate (the median of the rates among the last kLinkRateWindow samples; none: unlimited). When one
+// side outweighs the other by kMargin, the governor steps one rung towards balance unless that rung's recent
+// figures say it would cost more. So when neither side is saturated it settles on the lightest rung: least CPU
+// taken from the VM's host, for bytes the link has room for. Pure logic, no clock: tests drive it with made-up
+// measurements.
 #pragma once
 
 #include <cstddef>
@@ -56,12 +57,12 @@ class CompressionGovernor {
   static constexpr size_t kLinkRateWindow = 16;
 
   // `configured` is what replication.compression names; `adaptive` (compression = auto) lets the governor walk
-  // the ladder, starting at LZ4 with `configured.lz4_acceleration`'s rung; otherwise current() is `configured`.
+  // the ladder, starting at LZ4 acceleration 1; otherwise current() is `configured`.
   CompressionGovernor(const PageCodecOptions& configured, bool adaptive);
 
   const PageCodecOptions& current() const { return current_; }
   bool adaptive() const { return adaptive_; }
-  // "lz4", "lz4 acceleration 64", "zstd level 1", "none".
+  // "lz4 acceleration 64", "zstd level 1", "none".
   static std::string Describe(const PageCodecOptions& options);
 
   // An epoch was shipped with current(). True when current() changed.
@@ -84,7 +85,7 @@ class CompressionGovernor {
   std::vector<Rung> ladder_;  // heaviest first
   size_t at_ = 0;
   PageCodecOptions current_;
-  uint64_t link_rates_[kLinkRateWindow] = {};  // the last samples' delivery rates, a ring
+  uint64_t link_rates_[kLinkRateWindow] = {};  // the last samples' link rates (0: none measured), a ring
   uint64_t samples_ = 0;
   int samples_here_ = 0;
 };

@@ -528,7 +528,9 @@ ShipSample EpochShipper::MeasureShipping(Connection& conn, uint64_t raw_bytes, u
 bool EpochShipper::SteerCompression(uint64_t number, const ShipSample& sample) {
   if (!governor_.Observe(sample)) return false;
   encoder_->set_codec(governor_.current());
-  TLOG_INFO("shipper", "compression from epoch %" PRIu64 ": %s (last epoch: encoding %.2f ns and waiting on sends %.2f ns per page byte, link %s)",
+  TLOG_INFO("shipper",
+            "compression from epoch %" PRIu64 ": %s (last epoch, per page byte: encoding %.2f ns, in sends %.2f ns; "
+            "link %s)",
             number + 1, CompressionGovernor::Describe(governor_.current()).c_str(),
             double(sample.encode_ns) / double(sample.raw_bytes), double(sample.send_ns) / double(sample.raw_bytes),
             sample.link_bytes_per_s == 0 ? "not saturated"
