@@ -16,8 +16,8 @@ PageCodecOptions Lz4() { return {}; }
 // (bench/codec_bench, all sets; zstd first, then LZ4 acceleration 1 ... 512), on a link of `link` bytes/s
 // that the sender waits on once the epoch's bytes exceed what the socket buffer absorbs.
 struct Workload {
-  uint64_t link = 0;  // 0: unknown (a unix socket)
-  bool report_rate = true;
+  uint64_t link = 0;  // bytes/s; 0: takes everything at once (a local socket to an idle standby)
+  bool report_rate = true;  // the shipper saw the send queue stay full and measured the link
 
   struct Figures {
     double encode_ns_per_byte, wire_ratio;
@@ -78,7 +78,7 @@ TEST(CompressionGovernorTest, StartsAtLz4DefaultAcceleration) {
 
 TEST(CompressionGovernorTest, UnlimitedLinkWalksToTheLightestLz4AndStays) {
   CompressionGovernor g(Lz4(), true);
-  Workload local;  // unix socket: no delivery rate, sends never wait
+  Workload local;  // the link takes everything at once: no rate measured, sends never wait
   const auto used = ShipEpochs(g, local, 60);
   EXPECT_EQ(used.back(), "lz4 acceleration 512");
   EXPECT_EQ(Changes(used, 40), 0);
@@ -94,7 +94,7 @@ TEST(CompressionGovernorTest, SlowLinkWalksToZstd) {
 
 TEST(CompressionGovernorTest, BlockedSendsMoveHeavierEvenWithoutARateEstimate) {
   CompressionGovernor g(Lz4(), true);
-  Workload slow{50'000'000, /*report_rate=*/false};  // e.g. TCP_INFO unavailable: only the waiting shows it
+  Workload slow{50'000'000, /*report_rate=*/false};  // no rate measured: only the time in sends shows it
   EXPECT_EQ(ShipEpochs(g, slow, 40).back(), "zstd level 1");
 }
 
