@@ -72,7 +72,6 @@ class EpochEncoder {
     options_ = options;
     page_encoder_.set_options(options);
   }
-  const PageCodecOptions& codec() const { return options_; }
 
   const EncodeStats& last_epoch_stats() const { return stats_; }
   int threads() const { return threads_; }

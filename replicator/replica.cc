@@ -193,8 +193,8 @@ Status Replica::HandleEpochBegin(const RecordView& record) {
     if (begin.epoch <= last) {
       return Status::Aborted(name() + " was already applied (last applied " + std::to_string(last) + "): replayed");
     }
-    // A merged epoch (the primary's queue overflowed while it could not ship) holds checkpoints
-    // epoch - merged .. epoch: the first of them must be the next one.
+    // A merged epoch (the primary's queue overflowed while it could not ship, or a catch-up after a broken
+    // connection) holds checkpoints epoch - merged .. epoch: the first of them must be the next one.
     if (begin.epoch - begin.merged != last + 1) {
       return Status::Aborted(name() + (begin.merged > 0 ? " (merging " + std::to_string(begin.merged) + " before it)" : "") +
                              " does not continue epoch " + std::to_string(last) + ": epochs missing");

@@ -255,6 +255,16 @@ void EpochShipper::MarkUnprotected(const Status& why) {
   cv_.notify_all();
 }
 
+void EpochShipper::MarkProtectedLocked(uint64_t standby_epoch) {
+  protected_ = true;
+  merge_logged_ = false;
+  stats_.standby_connected = true;
+  unprotected_logged_ = false;
+  TLOG_INFO("shipper", "standby %s holds epoch %" PRIu64 ": the VM is PROTECTED", options_.standby_address.c_str(),
+            standby_epoch);
+  cv_.notify_all();
+}
+
 void EpochShipper::FailConnection(Connection* conn, const Status& why) {
   {
     std::lock_guard<std::mutex> lock(mu_);
@@ -404,12 +414,8 @@ Status EpochShipper::SendCatchUp(Connection& conn, std::span<const PageRef> chan
   resync_epoch_ = now;
   if (held == now) {
     // It missed nothing (the connection broke between epochs): protected again without sending a byte.
-    protected_ = true;
-    stats_.standby_connected = true;
-    unprotected_logged_ = false;
     stats_.catch_ups++;
-    TLOG_INFO("shipper", "standby %s still holds epoch %" PRIu64 ", the latest: the VM is PROTECTED",
-              options_.standby_address.c_str(), now);
+    MarkProtectedLocked(now);
     return Status::Ok();
   }
   lock.unlock();
@@ -589,14 +595,7 @@ void EpochShipper::AckLoop(Connection* conn) {
       in_flight_head_ = (in_flight_head_ + 1) % in_flight_.size();
       in_flight_size_--;
     }
-    if (!protected_ && ack.epoch >= resync_epoch_) {
-      protected_ = true;
-      merge_logged_ = false;
-      stats_.standby_connected = true;
-      unprotected_logged_ = false;
-      TLOG_INFO("shipper", "standby %s holds epoch %" PRIu64 ": the VM is PROTECTED", options_.standby_address.c_str(),
-                ack.epoch);
-    }
+    if (!protected_ && ack.epoch >= resync_epoch_) MarkProtectedLocked(ack.epoch);
     cv_.notify_all();
   }
 }

@@ -104,6 +104,7 @@ class EpochShipper {
   void Recycle(std::unique_ptr<Epoch> epoch);
   void RecycleLocked(std::unique_ptr<Epoch> epoch);  // mu_ held
   void MarkUnprotected(const Status& why);
+  void MarkProtectedLocked(uint64_t standby_epoch);  // mu_ held: the standby holds everything up to resync_epoch_
   std::unique_ptr<Epoch> PopQueued();
   bool MergeIntoNewestQueued(const Epoch& epoch);
   // What shipping the epoch just written took (sample for the governor); updates the connection's send queue
