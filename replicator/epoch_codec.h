@@ -146,6 +146,7 @@ class EpochDecoder {
 
  private:
   Status AddPages(std::span<const uint8_t> payload);
+  void PrefetchNextBase(std::span<const uint8_t> payload, size_t pos) const;
   Status AddDeviceState(std::span<const uint8_t> payload);
   Status Fail(const Status& st);
   // True if (block, offset) was already listed in this epoch; marks it.

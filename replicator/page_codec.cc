@@ -79,6 +79,26 @@ DeltaScan ScanDelta(const uint8_t* page, const uint8_t* previous, uint8_t* delta
 
 constexpr size_t kWords = kPageSize / sizeof(uint64_t);
 constexpr size_t kRunHeader = 4;  // u16 first word, u16 word count
+// A run's words: most runs are a word or a few (a counter, a pointer), where a call to memcpy costs more than
+// the copy.
+void CopyRun(uint8_t* dst, const uint8_t* src, size_t bytes) {
+#if defined(__SSE2__)
+  for (; bytes >= 16; bytes -= 16, dst += 16, src += 16) {
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(dst), _mm_loadu_si128(reinterpret_cast<const __m128i*>(src)));
+  }
+  if (bytes != 0) memcpy(dst, src, 8);  // runs are whole words: 8 bytes are left
+#else
+  memcpy(dst, src, bytes);
+#endif
+}
+
+struct SparseRun {
+  size_t first_word = 0;
+  size_t words = 0;
+};
+SparseRun ReadRunHeader(const uint8_t* at) {
+  return {size_t(at[0]) | size_t(at[1]) << 8, size_t(at[2]) | size_t(at[3]) << 8};
+}
 
 uint64_t LoadWord(const uint8_t* p, size_t word) {
   uint64_t v;
@@ -99,7 +119,7 @@ uint32_t EncodeSparse(const uint8_t* page, const uint8_t* delta, uint8_t* out, u
     if (size + kRunHeader + bytes > limit) return false;
     out[size] = uint8_t(run), out[size + 1] = uint8_t(run >> 8);
     out[size + 2] = uint8_t(end - run), out[size + 3] = uint8_t((end - run) >> 8);
-    memcpy(out + size + kRunHeader, page + run * sizeof(uint64_t), bytes);
+    CopyRun(out + size + kRunHeader, page + run * sizeof(uint64_t), bytes);
     size += kRunHeader + bytes;
     run = kNoRun;
     return true;
@@ -189,26 +209,41 @@ void StreamFence() {
 #endif
 }
 
-Status CheckSparsePatch(const uint8_t* data, size_t size) {
+void PrefetchPage(const uint8_t* page) {
+  for (size_t at = 0; at < kPageSize; at += 64) __builtin_prefetch(page + at, 0, 1);
+}
+
+
+namespace {
+// Calls on_run(first word, its bytes in `data`, byte count) for each run of a kSparse payload, refusing runs that
+// are truncated, empty or outside the page (the runs before the bad one have been visited).
+template <typename OnRun>
+Status ForEachCheckedRun(const uint8_t* data, size_t size, OnRun&& on_run) {
   if (size == 0) return Status::Corruption("sparse page without runs");
   for (size_t at = 0; at < size;) {
     if (size - at < kRunHeader) return Status::Corruption("sparse page: truncated run header");
-    const size_t first = size_t(data[at]) | size_t(data[at + 1]) << 8;
-    const size_t count = size_t(data[at + 2]) | size_t(data[at + 3]) << 8;
-    if (count == 0 || first + count > kWords) return Status::Corruption("sparse page: run outside the page");
-    const size_t bytes = count * sizeof(uint64_t);
+    const SparseRun run = ReadRunHeader(data + at);
+    if (run.words == 0 || run.first_word + run.words > kWords) {
+      return Status::Corruption("sparse page: run outside the page");
+    }
+    const size_t bytes = run.words * sizeof(uint64_t);
     if (size - at - kRunHeader < bytes) return Status::Corruption("sparse page: truncated run");
+    on_run(run.first_word, data + at + kRunHeader, bytes);
     at += kRunHeader + bytes;
   }
   return Status::Ok();
 }
+}  // namespace
+
+Status CheckSparsePatch(const uint8_t* data, size_t size) {
+  return ForEachCheckedRun(data, size, [](size_t, const uint8_t*, size_t) {});
+}
 
 void ApplySparsePatch(const uint8_t* data, size_t size, uint8_t* page) {
   for (size_t at = 0; at < size;) {
-    const size_t first = size_t(data[at]) | size_t(data[at + 1]) << 8;
-    const size_t bytes = (size_t(data[at + 2]) | size_t(data[at + 3]) << 8) * sizeof(uint64_t);
-    memcpy(page + first * sizeof(uint64_t), data + at + kRunHeader, bytes);
-    at += kRunHeader + bytes;
+    const SparseRun run = ReadRunHeader(data + at);
+    CopyRun(page + run.first_word * sizeof(uint64_t), data + at + kRunHeader, run.words * sizeof(uint64_t));
+    at += kRunHeader + run.words * sizeof(uint64_t);
   }
 }
 
@@ -340,10 +375,11 @@ Status PageDecoder::Decode(PageEncoding encoding, const uint8_t* data, size_t si
       if (page != base) CopyPage(page, base);
       return Status::Ok();
     case PageEncoding::kSparse:
-      TANDEM_RETURN_IF_ERROR(CheckSparsePatch(data, size));
+      // Checked as it is applied: on error `page` may hold part of the patch, which the contract allows.
       if (page != base) CopyPage(page, base);
-      ApplySparsePatch(data, size, page);
-      return Status::Ok();
+      return ForEachCheckedRun(data, size, [page](size_t first_word, const uint8_t* words, size_t bytes) {
+        CopyRun(page + first_word * sizeof(uint64_t), words, bytes);
+      });
     case PageEncoding::kLz4:
     case PageEncoding::kZstd:
       return decompress(encoding == PageEncoding::kZstd, page);
