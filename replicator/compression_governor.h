@@ -15,9 +15,11 @@
 // gains under 10% of speed for each 12% more bytes, so the ladder stops there.
 //
 // After each epoch of at least kMinSampleBytes of pages the shipper reports what it measured: the time the
-// encoder worked, the time it spent in sends, and, when the socket's unsent queue (Transport::QueuedBytes) never
-// emptied since the epoch before, the rate the link drained it at: the link was busy, so that is its rate; a
-// queue that emptied says only that the link is faster than what it was given, and gives no rate. Per rung the
+// encoder worked, the time it spent in sends, and the link's rate when it saw the link busy: the socket's unsent
+// queue (Transport::QueuedBytes) never emptied since the epoch before (what it drained is the rate), or an
+// epoch's sends left a large part of it unsent (a slow link that idles between epochs: that part over the time
+// until the epoch's ack). A queue that emptied says only that the link is faster than what it was given, and
+// gives no rate. Per rung the
 // governor keeps moving averages of encode time, send time and wire bytes, each per raw byte. The link's side of
 // the cost is the larger of the send time (the kernel's work on the bytes, or waiting for room) and wire bytes
 // over the link rate (the median of the rates among the last kLinkRateWindow samples; none: unlimited). When one
@@ -41,7 +43,7 @@ struct ShipSample {
   uint64_t wire_bytes = 0;        // bytes of the epoch as sent
   uint64_t encode_ns = 0;         // time encoding, excluding time in sends
   uint64_t send_ns = 0;           // time in sends: copying into the kernel, and waiting while the link is full
-  uint64_t link_bytes_per_s = 0;  // what the link drained while busy; 0 = not measured (not saturated)
+  uint64_t link_bytes_per_s = 0;  // what the link drained while busy; 0 = not measured (never saw it busy)
 };
 
 class CompressionGovernor {

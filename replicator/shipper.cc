@@ -21,6 +21,8 @@ constexpr int kAckPollMs = 100;
 constexpr int kFullEpochAckFactor = 10;
 // A standby that missed more than this share of RAM's pages is sent a full epoch instead of a catch-up.
 constexpr uint64_t kCatchUpMaxShare = 4;
+// Fewer bytes left unsent after an epoch's sends drain too fast to time against the ack's other delays.
+constexpr uint64_t kMinUnsentToMeasure = 64 << 10;
 
 // Timeouts and deadlines run on real time even when a test drives clock_ (which only times what is reported).
 int64_t RealNowNs() {
@@ -377,9 +379,11 @@ bool EpochShipper::ChangedSince(uint64_t epoch, std::vector<PageRef>* pages) con
   return true;
 }
 
-void EpochShipper::NoteSentLocked(uint64_t epoch, uint64_t wire_bytes, int ack_timeout_factor) {
+void EpochShipper::NoteSentLocked(uint64_t epoch, uint64_t wire_bytes, int ack_timeout_factor,
+                                  uint64_t unsent_bytes) {
+  const int64_t now = RealNowNs();
   in_flight_[(in_flight_head_ + in_flight_size_++) % in_flight_.size()] = {
-      epoch, RealNowNs() + int64_t(options_.io_timeout_ms) * ack_timeout_factor * 1'000'000};
+      epoch, now + int64_t(options_.io_timeout_ms) * ack_timeout_factor * 1'000'000, now, unsent_bytes};
   stats_.last_sent = epoch;
   stats_.epochs_sent++;
   stats_.bytes_sent += wire_bytes;
@@ -500,7 +504,12 @@ Status EpochShipper::Serve(Connection& conn) {
     sending_ = 0;
     cv_.notify_all();
     if (!st.ok()) return st.WithContext("send epoch " + std::to_string(number));
-    NoteSentLocked(number, sample.wire_bytes, 1);
+    // A good part of the epoch still unsent when the encoder was done: the link, not the encoder, is what the
+    // standby waits for, even if the link idles between epochs (and the queue empties, so that MeasureShipping
+    // sees no rate). How long that part takes to reach the standby, up to its ack, says how fast the link is.
+    const uint64_t unsent = conn.queued_after_last_epoch;
+    const bool link_behind = unsent >= kMinUnsentToMeasure && unsent * 4 >= sample.wire_bytes;
+    NoteSentLocked(number, sample.wire_bytes, 1, link_behind ? unsent : 0);
     if (steered) {
       stats_.compression = "auto: " + CompressionGovernor::Describe(governor_.current());
       stats_.compression_changes++;
@@ -526,6 +535,9 @@ ShipSample EpochShipper::MeasureShipping(Connection& conn, uint64_t raw_bytes, u
       now > conn.last_epoch_sent_ns) {
     sample.link_bytes_per_s = (queued_then - queued_after) * 1'000'000'000 / uint64_t(now - conn.last_epoch_sent_ns);
   }
+  // Else the rate an ack measured (AckLoop), if any: taken either way, so that it is never used twice.
+  const uint64_t acked_rate = acked_link_bytes_per_s_.exchange(0);
+  if (sample.link_bytes_per_s == 0) sample.link_bytes_per_s = acked_rate;
   conn.last_epoch_sent_ns = now;
   conn.queued_after_last_epoch = queued_after;
   return sample;
@@ -591,7 +603,14 @@ void EpochShipper::AckLoop(Connection* conn) {
     }
     std::lock_guard<std::mutex> lock(mu_);
     stats_.last_acked = std::max(stats_.last_acked, ack.epoch);
+    const int64_t now = RealNowNs();
     while (in_flight_size_ > 0 && in_flight_[in_flight_head_].epoch <= ack.epoch) {
+      const InFlight& done = in_flight_[in_flight_head_];
+      // Its unsent bytes went over the link in the time since its sends (plus the standby's apply and a round
+      // trip, small beside them: NoteSentLocked keeps only a large share of an epoch).
+      if (done.epoch == ack.epoch && done.unsent_bytes > 0 && now > done.sent_ns) {
+        acked_link_bytes_per_s_ = done.unsent_bytes * 1'000'000'000 / uint64_t(now - done.sent_ns);
+      }
       in_flight_head_ = (in_flight_head_ + 1) % in_flight_.size();
       in_flight_size_--;
     }

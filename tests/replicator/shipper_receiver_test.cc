@@ -514,6 +514,32 @@ TEST_P(ShipperReceiverTest, AutoCompressionOnASlowLinkMovesToZstdAndEveryEpochLa
   shipper.Stop();
 }
 
+// A slow link that idles between epochs (each epoch is acknowledged before the next is taken): the send queue
+// empties every time, so no rate is seen across epochs, yet within each epoch the link, not the encoder, is what
+// the standby waits for. The time the bytes still unsent after an epoch's sends took to reach the standby (its
+// ack) tells the rate.
+TEST_P(ShipperReceiverTest, AutoCompressionSeesASlowLinkThatIdlesBetweenEpochs) {
+  Harness h(GetParam(), 1024);
+  EpochReceiver receiver(h.ReceiverOpts(), SystemClock());
+  ASSERT_TRUE(receiver.Start().ok());
+  ThrottlingRelay relay(receiver.port(), SIZE_MAX, 4'000'000);
+  ShipperOptions so = h.ShipperOpts(relay.port());
+  so.adaptive_compression = true;
+  so.io_timeout_ms = 10000;
+  EpochShipper shipper(so, SystemClock());
+  ASSERT_TRUE(h.StartShipper(shipper).ok());
+  ASSERT_TRUE(WaitUntil([&] { return shipper.stats().standby_connected; })) << shipper.stats().last_error;
+  constexpr uint64_t kEpochs = 20;
+  for (uint64_t n = 1; n <= kEpochs; ++n) {
+    h.SubmitRewriteEpoch(shipper, n, 128);
+    ASSERT_TRUE(WaitUntil([&] { return shipper.stats().last_acked == n; }, 10000)) << shipper.stats().last_error;
+  }
+  EXPECT_EQ(shipper.stats().compression, "auto: zstd level 1");
+  receiver.Stop();
+  h.ExpectReplicaMatches();
+  shipper.Stop();
+}
+
 // Shipper -> relay (passing everything) -> receiver.
 struct Relayed {
   explicit Relayed(Harness& h)
