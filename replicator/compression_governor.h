@@ -17,9 +17,9 @@
 // After each epoch of at least kMinSampleBytes of pages the shipper reports what it measured: the time the
 // encoder worked, the time it spent in sends, and the link's rate when it saw the link busy: the socket's unsent
 // queue (Transport::QueuedBytes) never emptied since the epoch before (what it drained is the rate), or an
-// epoch's sends left a large part of it unsent (a slow link that idles between epochs: that part over the time
-// until the epoch's ack). A queue that emptied says only that the link is faster than what it was given, and
-// gives no rate. Per rung the
+// epoch's sends left part of it unsent and it took a while to leave (a slow link that idles between epochs: that
+// part over the time it took). A queue that emptied at once says only that the link is faster than what it was
+// given, and gives no rate. Per rung the
 // governor keeps moving averages of encode time, send time and wire bytes, each per raw byte. The link's side of
 // the cost is the larger of the send time (the kernel's work on the bytes, or waiting for room) and wire bytes
 // over the link rate (the median of the rates among the last kLinkRateWindow samples; none: unlimited). When one

@@ -21,8 +21,12 @@ constexpr int kAckPollMs = 100;
 constexpr int kFullEpochAckFactor = 10;
 // A standby that missed more than this share of RAM's pages is sent a full epoch instead of a catch-up.
 constexpr uint64_t kCatchUpMaxShare = 4;
-// Fewer bytes left unsent after an epoch's sends drain too fast to time against the ack's other delays.
-constexpr uint64_t kMinUnsentToMeasure = 64 << 10;
+// Epochs that leave fewer bytes unsent are not watched while the link drains them (see TimeDrain).
+constexpr uint64_t kMinUnsentToTime = 64 << 10;
+// How often the sender looks at the send queue while it drains, and the shortest drain timed: the error of the
+// rate it gives is under one poll in kMinDrainPolls.
+constexpr auto kDrainPoll = std::chrono::milliseconds(1);
+constexpr int64_t kMinDrainPolls = 5;
 
 // Timeouts and deadlines run on real time even when a test drives clock_ (which only times what is reported).
 int64_t RealNowNs() {
@@ -74,6 +78,8 @@ struct EpochShipper::Connection {
   // Sender thread: the send queue when the last epoch was written, to measure what the link drains.
   int64_t last_epoch_sent_ns = 0;
   uint64_t queued_after_last_epoch = 0;
+  bool timing_drain = false;        // watching that queue empty (TimeDrain)
+  uint64_t drained_bytes_per_s = 0;  // what TimeDrain found, for the next epoch's sample; 0 = nothing
 };
 
 EpochShipper::EpochShipper(ShipperOptions options, Clock* clock)
@@ -379,11 +385,9 @@ bool EpochShipper::ChangedSince(uint64_t epoch, std::vector<PageRef>* pages) con
   return true;
 }
 
-void EpochShipper::NoteSentLocked(uint64_t epoch, uint64_t wire_bytes, int ack_timeout_factor,
-                                  uint64_t unsent_bytes) {
-  const int64_t now = RealNowNs();
+void EpochShipper::NoteSentLocked(uint64_t epoch, uint64_t wire_bytes, int ack_timeout_factor) {
   in_flight_[(in_flight_head_ + in_flight_size_++) % in_flight_.size()] = {
-      epoch, now + int64_t(options_.io_timeout_ms) * ack_timeout_factor * 1'000'000, now, unsent_bytes};
+      epoch, RealNowNs() + int64_t(options_.io_timeout_ms) * ack_timeout_factor * 1'000'000};
   stats_.last_sent = epoch;
   stats_.epochs_sent++;
   stats_.bytes_sent += wire_bytes;
@@ -457,9 +461,12 @@ Status EpochShipper::Serve(Connection& conn) {
     std::unique_ptr<Epoch> e;
     {
       std::unique_lock<std::mutex> lock(mu_);
-      cv_.wait(lock, [&] {
-        return stop_ || conn.failed || (queue_size_ > 0 && in_flight_size_ < in_flight_.size());
-      });
+      auto ready = [&] { return stop_ || conn.failed || (queue_size_ > 0 && in_flight_size_ < in_flight_.size()); };
+      while (conn.timing_drain && !ready()) {
+        cv_.wait_for(lock, kDrainPoll);
+        TimeDrain(conn);
+      }
+      cv_.wait(lock, ready);
       if (stop_) return Status::Aborted("stopping");
       if (conn.failed) return conn.error;
       e = PopQueued();
@@ -504,12 +511,7 @@ Status EpochShipper::Serve(Connection& conn) {
     sending_ = 0;
     cv_.notify_all();
     if (!st.ok()) return st.WithContext("send epoch " + std::to_string(number));
-    // A good part of the epoch still unsent when the encoder was done: the link, not the encoder, is what the
-    // standby waits for, even if the link idles between epochs (and the queue empties, so that MeasureShipping
-    // sees no rate). How long that part takes to reach the standby, up to its ack, says how fast the link is.
-    const uint64_t unsent = conn.queued_after_last_epoch;
-    const bool link_behind = unsent >= kMinUnsentToMeasure && unsent * 4 >= sample.wire_bytes;
-    NoteSentLocked(number, sample.wire_bytes, 1, link_behind ? unsent : 0);
+    NoteSentLocked(number, sample.wire_bytes, 1);
     if (steered) {
       stats_.compression = "auto: " + CompressionGovernor::Describe(governor_.current());
       stats_.compression_changes++;
@@ -535,12 +537,26 @@ ShipSample EpochShipper::MeasureShipping(Connection& conn, uint64_t raw_bytes, u
       now > conn.last_epoch_sent_ns) {
     sample.link_bytes_per_s = (queued_then - queued_after) * 1'000'000'000 / uint64_t(now - conn.last_epoch_sent_ns);
   }
-  // Else the rate an ack measured (AckLoop), if any: taken either way, so that it is never used twice.
-  const uint64_t acked_rate = acked_link_bytes_per_s_.exchange(0);
-  if (sample.link_bytes_per_s == 0) sample.link_bytes_per_s = acked_rate;
+  // Else the rate TimeDrain measured after the epoch before, if it did: a link that idles between epochs.
+  if (sample.link_bytes_per_s == 0) sample.link_bytes_per_s = conn.drained_bytes_per_s;
+  conn.drained_bytes_per_s = 0;
   conn.last_epoch_sent_ns = now;
   conn.queued_after_last_epoch = queued_after;
+  conn.timing_drain = queued_after >= kMinUnsentToTime;
   return sample;
+}
+
+// A slow link that idles between epochs: the queue empties before the next epoch, so MeasureShipping sees no
+// rate, yet the standby waited on the link for the part of each epoch still unsent when its sends were done.
+// The time that part takes to leave says how fast the link is: the sender looks at the queue every kDrainPoll
+// while it waits for the next epoch (only then: when the next epoch comes first, MeasureShipping measures).
+void EpochShipper::TimeDrain(Connection& conn) {
+  if (conn.transport->QueuedBytes() > 0) return;
+  conn.timing_drain = false;
+  const int64_t took = RealNowNs() - conn.last_epoch_sent_ns;
+  if (took >= kMinDrainPolls * std::chrono::nanoseconds(kDrainPoll).count()) {
+    conn.drained_bytes_per_s = conn.queued_after_last_epoch * 1'000'000'000 / uint64_t(took);
+  }
 }
 
 bool EpochShipper::SteerCompression(uint64_t number, const ShipSample& sample) {
@@ -603,14 +619,7 @@ void EpochShipper::AckLoop(Connection* conn) {
     }
     std::lock_guard<std::mutex> lock(mu_);
     stats_.last_acked = std::max(stats_.last_acked, ack.epoch);
-    const int64_t now = RealNowNs();
     while (in_flight_size_ > 0 && in_flight_[in_flight_head_].epoch <= ack.epoch) {
-      const InFlight& done = in_flight_[in_flight_head_];
-      // Its unsent bytes went over the link in the time since its sends (plus the standby's apply and a round
-      // trip, small beside them: NoteSentLocked keeps only a large share of an epoch).
-      if (done.epoch == ack.epoch && done.unsent_bytes > 0 && now > done.sent_ns) {
-        acked_link_bytes_per_s_ = done.unsent_bytes * 1'000'000'000 / uint64_t(now - done.sent_ns);
-      }
       in_flight_head_ = (in_flight_head_ + 1) % in_flight_.size();
       in_flight_size_--;
     }

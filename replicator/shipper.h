@@ -13,7 +13,6 @@
 // standby from falling further behind. A standby that stops acknowledging for io_timeout_ms is dropped.
 #pragma once
 
-#include <atomic>
 #include <condition_variable>
 #include <cstdint>
 #include <memory>
@@ -96,9 +95,7 @@ class EpochShipper {
   Status SendFull(Connection& conn);
   Status SendCatchUp(Connection& conn, std::span<const PageRef> changed);
   // mu_ held: epoch `epoch` is out (wire_bytes of it) and awaits its ack within io_timeout_ms x the factor.
-  // `unsent_bytes`: what the link still had to carry when its sends were done, if that says the link held it back
-  // (its ack then measures the link: see AckLoop), else 0.
-  void NoteSentLocked(uint64_t epoch, uint64_t wire_bytes, int ack_timeout_factor, uint64_t unsent_bytes = 0);
+  void NoteSentLocked(uint64_t epoch, uint64_t wire_bytes, int ack_timeout_factor);
   void AckLoop(Connection* conn);
   void FailConnection(Connection* conn, const Status& why);
   // Applies queued epochs to the mirror without sending them (no standby to send them to).
@@ -114,6 +111,8 @@ class EpochShipper {
   // bookkeeping.
   ShipSample MeasureShipping(Connection& conn, uint64_t raw_bytes, uint64_t sent_before, uint64_t send_ns_before,
                              uint64_t queued_before, int64_t encode_start);
+  // Sender thread, waiting for the next epoch: has the last epoch's unsent part left yet (and how fast)?
+  void TimeDrain(Connection& conn);
   // After epoch `number` was shipped: feeds the governor and applies its choice to the encoder. True when the
   // compression changed.
   bool SteerCompression(uint64_t number, const ShipSample& sample);
@@ -138,12 +137,10 @@ class EpochShipper {
   std::vector<std::unique_ptr<Epoch>> queue_;  // ring of submitted, unsent epochs
   size_t queue_head_ = 0, queue_size_ = 0;
   std::vector<std::unique_ptr<Epoch>> pool_;
-  // Sent, unacknowledged epochs, a ring.
+  // Sent, unacknowledged epochs: (number, ack deadline), a ring.
   struct InFlight {
     uint64_t epoch;
-    int64_t deadline_ns;   // of its ack
-    int64_t sent_ns;       // when its sends were done
-    uint64_t unsent_bytes;  // see NoteSentLocked
+    int64_t deadline_ns;
   };
   std::vector<InFlight> in_flight_;
   size_t in_flight_head_ = 0, in_flight_size_ = 0;
@@ -156,8 +153,6 @@ class EpochShipper {
   bool full_resync_required_ = false;  // the standby rejected an epoch: its replica cannot be trusted to catch up
   Connection* current_ = nullptr;
   ShipperStats stats_;
-  // The link's rate measured by the last ack (AckLoop), for the sender thread's next sample; 0 = none.
-  std::atomic<uint64_t> acked_link_bytes_per_s_{0};
   std::thread sender_;
 };
 

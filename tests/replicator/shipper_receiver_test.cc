@@ -516,8 +516,8 @@ TEST_P(ShipperReceiverTest, AutoCompressionOnASlowLinkMovesToZstdAndEveryEpochLa
 
 // A slow link that idles between epochs (each epoch is acknowledged before the next is taken): the send queue
 // empties every time, so no rate is seen across epochs, yet within each epoch the link, not the encoder, is what
-// the standby waits for. The time the bytes still unsent after an epoch's sends took to reach the standby (its
-// ack) tells the rate.
+// the standby waits for. The time the part still unsent after an epoch's sends takes to leave tells the rate.
+// (Without it auto walked to the lightest step here, and the 20 epochs took 4.9 s instead of 2.6 s.)
 TEST_P(ShipperReceiverTest, AutoCompressionSeesASlowLinkThatIdlesBetweenEpochs) {
   Harness h(GetParam(), 1024);
   EpochReceiver receiver(h.ReceiverOpts(), SystemClock());
@@ -531,7 +531,7 @@ TEST_P(ShipperReceiverTest, AutoCompressionSeesASlowLinkThatIdlesBetweenEpochs) 
   ASSERT_TRUE(WaitUntil([&] { return shipper.stats().standby_connected; })) << shipper.stats().last_error;
   constexpr uint64_t kEpochs = 20;
   for (uint64_t n = 1; n <= kEpochs; ++n) {
-    h.SubmitRewriteEpoch(shipper, n, 128);
+    h.SubmitRewriteEpoch(shipper, n, 256);
     ASSERT_TRUE(WaitUntil([&] { return shipper.stats().last_acked == n; }, 10000)) << shipper.stats().last_error;
   }
   EXPECT_EQ(shipper.stats().compression, "auto: zstd level 1");
