@@ -3,7 +3,9 @@
 #include "io.h"
 
 #define PIT_HZ 1193182u
-#define CALIBRATE_PIT_TICKS 35795u /* 30 ms */
+#define CALIBRATE_PIT_TICKS 11932u /* 10 ms: fits between COLO checkpoints down to epochs of ~12 ms */
+#define CALIBRATE_GOOD 4u
+#define CALIBRATE_ATTEMPTS 64u
 
 static uint32_t tsc_per_us = 1;
 static uint32_t tsc_khz;
@@ -44,21 +46,26 @@ static uint32_t pit_count(void) {
   return lo | (uint32_t)inb(0x42) << 8;
 }
 
-/* TSC kHz from ~30 ms of PIT channel 2 counting down once (mode 0; port 0x61 bit 5 shows it ran out), or 0 if
- * this attempt was spoilt. *spread: the two samples' uncertainty in TSC ticks. */
+/* TSC kHz from ~10 ms of PIT channel 2 counting down once (mode 0; port 0x61 bit 5 shows it ran out), or 0 if
+ * this attempt was spoilt. *spread: the two samples' uncertainty in TSC ticks. A count that goes up spoils it:
+ * QEMU reloads the PIT when it stops and resumes the VM, which under COLO is every checkpoint (with 20 ms epochs
+ * a 30 ms window never completed: the guest hung here). */
 static uint32_t calibrate_once(uint32_t* spread) {
   outb(0x61, (uint8_t)((inb(0x61) & ~0x02) | 0x01)); /* gate on, speaker off */
   outb(0x43, 0xb0);                                   /* channel 2, lo/hi, mode 0, binary */
   outb(0x42, 0xff);
   outb(0x42, 0xff);
   struct pit_sample a = pit_sample();
-  /* Bounded: the count drops 1193 per ms; stop polling after far more polls than 30 ms can take. */
+  /* Bounded: the count drops 1193 per ms; stop polling after far more polls than 10 ms can take. */
+  uint32_t last = a.count;
   for (uint32_t i = 0; i < (1u << 24) && !(inb(0x61) & 0x20); ++i) {
     uint32_t c = pit_count();
-    if (c <= a.count && a.count - c >= CALIBRATE_PIT_TICKS) break;
+    if (c > last) return 0; /* reloaded */
+    last = c;
+    if (a.count - c >= CALIBRATE_PIT_TICKS) break;
   }
   struct pit_sample b = pit_sample();
-  if ((inb(0x61) & 0x20) || b.count >= a.count || b.tsc <= a.tsc) return 0; /* ran out or went wrong */
+  if ((inb(0x61) & 0x20) || b.count > last || b.count >= a.count || b.tsc <= a.tsc) return 0; /* spoilt */
   uint32_t pit_ticks = a.count - b.count;
   uint64_t khz = udiv64_32((b.tsc - a.tsc) * PIT_HZ, pit_ticks * 1000u);
   *spread = a.spread + b.spread;
@@ -68,10 +75,12 @@ static uint32_t calibrate_once(uint32_t* spread) {
 void timer_init(void) {
   uint32_t best_spread = 0xffffffffu;
   uint32_t khz = 0;
-  for (int i = 0; i < 4; ++i) {
+  for (uint32_t i = 0, good = 0; i < CALIBRATE_ATTEMPTS && good < CALIBRATE_GOOD; ++i) {
     uint32_t spread = 0xffffffffu;
     uint32_t k = calibrate_once(&spread);
-    if (k && spread < best_spread) best_spread = spread, khz = k;
+    if (!k) continue;
+    good++;
+    if (spread < best_spread) best_spread = spread, khz = k;
   }
   if (khz < 1000) khz = 1000000; /* PIT unusable: assume 1 GHz rather than dividing by nothing */
   tsc_khz = khz;
