@@ -19,14 +19,13 @@
 // queue (Transport::QueuedBytes) never emptied since the epoch before (what it drained is the rate), or an
 // epoch's sends left part of it unsent and it took a while to leave (a slow link that idles between epochs: that
 // part over the time it took). A queue that emptied at once says only that the link is faster than what it was
-// given, and gives no rate. Per rung the
-// governor keeps moving averages of encode time, send time and wire bytes, each per raw byte. The link's side of
-// the cost is the larger of the send time (the kernel's work on the bytes, or waiting for room) and wire bytes
-// over the link rate (the median of the rates among the last kLinkRateWindow samples; none: unlimited). When one
-// side outweighs the other by kMargin, the governor steps one rung towards balance unless that rung's recent
-// figures say it would cost more. So when neither side is saturated it settles on the lightest rung: least CPU
-// taken from the VM's host, for bytes the link has room for. Pure logic, no clock: tests drive it with made-up
-// measurements.
+// given, and gives no rate. Per rung the governor keeps moving averages of encode time, send time and wire bytes,
+// each per raw byte. The link's side of the cost is the larger of the send time (the kernel's work on the bytes,
+// or waiting for room) and wire bytes over the link rate (the median of the rates among the last kLinkRateWindow
+// samples; none: unlimited). When one side outweighs the other by kMargin, the governor steps one rung towards
+// balance unless that rung's recent figures say it would cost more. So when neither side is saturated it settles
+// on the lightest rung: least CPU taken from the VM's host, for bytes the link has room for. Pure logic, no
+// clock: tests drive it with made-up measurements.
 #pragma once
 
 #include <cstddef>

@@ -100,6 +100,25 @@ SparseRun ReadRunHeader(const uint8_t* at) {
   return {size_t(at[0]) | size_t(at[1]) << 8, size_t(at[2]) | size_t(at[3]) << 8};
 }
 
+// Calls on_run(first word, its bytes in `data`, byte count) for each run of a kSparse payload, refusing runs that
+// are truncated, empty or outside the page (the runs before the bad one have been visited).
+template <typename OnRun>
+Status ForEachCheckedRun(const uint8_t* data, size_t size, OnRun&& on_run) {
+  if (size == 0) return Status::Corruption("sparse page without runs");
+  for (size_t at = 0; at < size;) {
+    if (size - at < kRunHeader) return Status::Corruption("sparse page: truncated run header");
+    const SparseRun run = ReadRunHeader(data + at);
+    if (run.words == 0 || run.first_word + run.words > kWords) {
+      return Status::Corruption("sparse page: run outside the page");
+    }
+    const size_t bytes = run.words * sizeof(uint64_t);
+    if (size - at - kRunHeader < bytes) return Status::Corruption("sparse page: truncated run");
+    on_run(run.first_word, data + at + kRunHeader, bytes);
+    at += kRunHeader + bytes;
+  }
+  return Status::Ok();
+}
+
 uint64_t LoadWord(const uint8_t* p, size_t word) {
   uint64_t v;
   memcpy(&v, p + word * sizeof(v), sizeof(v));
@@ -212,28 +231,6 @@ void StreamFence() {
 void PrefetchPage(const uint8_t* page) {
   for (size_t at = 0; at < kPageSize; at += 64) __builtin_prefetch(page + at, 0, 1);
 }
-
-
-namespace {
-// Calls on_run(first word, its bytes in `data`, byte count) for each run of a kSparse payload, refusing runs that
-// are truncated, empty or outside the page (the runs before the bad one have been visited).
-template <typename OnRun>
-Status ForEachCheckedRun(const uint8_t* data, size_t size, OnRun&& on_run) {
-  if (size == 0) return Status::Corruption("sparse page without runs");
-  for (size_t at = 0; at < size;) {
-    if (size - at < kRunHeader) return Status::Corruption("sparse page: truncated run header");
-    const SparseRun run = ReadRunHeader(data + at);
-    if (run.words == 0 || run.first_word + run.words > kWords) {
-      return Status::Corruption("sparse page: run outside the page");
-    }
-    const size_t bytes = run.words * sizeof(uint64_t);
-    if (size - at - kRunHeader < bytes) return Status::Corruption("sparse page: truncated run");
-    on_run(run.first_word, data + at + kRunHeader, bytes);
-    at += kRunHeader + bytes;
-  }
-  return Status::Ok();
-}
-}  // namespace
 
 Status CheckSparsePatch(const uint8_t* data, size_t size) {
   return ForEachCheckedRun(data, size, [](size_t, const uint8_t*, size_t) {});

@@ -23,10 +23,10 @@ constexpr int kFullEpochAckFactor = 10;
 constexpr uint64_t kCatchUpMaxShare = 4;
 // Epochs that leave fewer bytes unsent are not watched while the link drains them (see TimeDrain).
 constexpr uint64_t kMinUnsentToTime = 64 << 10;
-// How often the sender looks at the send queue while it drains, and the shortest drain timed: the error of the
-// rate it gives is under one poll in kMinDrainPolls.
+// How often the sender looks at the send queue while it drains, and the shortest drain it times (5 polls: the
+// rate it finds is off by under a fifth).
 constexpr auto kDrainPoll = std::chrono::milliseconds(1);
-constexpr int64_t kMinDrainPolls = 5;
+constexpr int64_t kMinDrainNs = 5'000'000;
 
 // Timeouts and deadlines run on real time even when a test drives clock_ (which only times what is reported).
 int64_t RealNowNs() {
@@ -554,7 +554,7 @@ void EpochShipper::TimeDrain(Connection& conn) {
   if (conn.transport->QueuedBytes() > 0) return;
   conn.timing_drain = false;
   const int64_t took = RealNowNs() - conn.last_epoch_sent_ns;
-  if (took >= kMinDrainPolls * std::chrono::nanoseconds(kDrainPoll).count()) {
+  if (took >= kMinDrainNs) {
     conn.drained_bytes_per_s = conn.queued_after_last_epoch * 1'000'000'000 / uint64_t(took);
   }
 }

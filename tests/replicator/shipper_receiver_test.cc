@@ -489,64 +489,21 @@ TEST_P(ShipperReceiverTest, ResyncHeldUpByTheLinkNeverHoldsTheVmAndMergedEpochsS
   shipper.Stop();
 }
 
-// compression = auto behind a 4 MB/s link: the link, not the encoder, limits shipping, so the governor spends
-// more effort (zstd ships fewer bytes), and the epochs encoded before and after the change all land. (Which way
-// it goes on loopback depends on what else the two cores are doing: the direction on a known link is
-// CompressionGovernorTest's.)
-TEST_P(ShipperReceiverTest, AutoCompressionOnASlowLinkMovesToZstdAndEveryEpochLands) {
-  Harness h(GetParam(), 1024);
-  EpochReceiver receiver(h.ReceiverOpts(), SystemClock());
-  ASSERT_TRUE(receiver.Start().ok());
-  ThrottlingRelay relay(receiver.port(), SIZE_MAX, 4'000'000);
-  ShipperOptions so = h.ShipperOpts(relay.port());
-  so.adaptive_compression = true;
-  so.io_timeout_ms = 10000;
-  EpochShipper shipper(so, SystemClock());
-  ASSERT_TRUE(h.StartShipper(shipper).ok());
-  ASSERT_TRUE(WaitUntil([&] { return shipper.stats().standby_connected; })) << shipper.stats().last_error;
-  constexpr uint64_t kEpochs = 30;
-  for (uint64_t n = 1; n <= kEpochs; ++n) h.SubmitRewriteEpoch(shipper, n, 128);
-  ASSERT_TRUE(WaitUntil([&] { return shipper.stats().last_acked == kEpochs; }, 30000)) << shipper.stats().last_error;
-  EXPECT_EQ(shipper.stats().compression, "auto: zstd level 1");
-  EXPECT_GE(shipper.stats().compression_changes, 1u);
-  receiver.Stop();
-  h.ExpectReplicaMatches();
-  shipper.Stop();
-}
-
-// A slow link that idles between epochs (each epoch is acknowledged before the next is taken): the send queue
-// empties every time, so no rate is seen across epochs, yet within each epoch the link, not the encoder, is what
-// the standby waits for. The time the part still unsent after an epoch's sends takes to leave tells the rate.
-// (Without it auto walked to the lightest step here, and the 20 epochs took 4.9 s instead of 2.6 s.)
-TEST_P(ShipperReceiverTest, AutoCompressionSeesASlowLinkThatIdlesBetweenEpochs) {
-  Harness h(GetParam(), 1024);
-  EpochReceiver receiver(h.ReceiverOpts(), SystemClock());
-  ASSERT_TRUE(receiver.Start().ok());
-  ThrottlingRelay relay(receiver.port(), SIZE_MAX, 4'000'000);
-  ShipperOptions so = h.ShipperOpts(relay.port());
-  so.adaptive_compression = true;
-  so.io_timeout_ms = 10000;
-  EpochShipper shipper(so, SystemClock());
-  ASSERT_TRUE(h.StartShipper(shipper).ok());
-  ASSERT_TRUE(WaitUntil([&] { return shipper.stats().standby_connected; })) << shipper.stats().last_error;
-  constexpr uint64_t kEpochs = 20;
-  for (uint64_t n = 1; n <= kEpochs; ++n) {
-    h.SubmitRewriteEpoch(shipper, n, 256);
-    ASSERT_TRUE(WaitUntil([&] { return shipper.stats().last_acked == n; }, 10000)) << shipper.stats().last_error;
-  }
-  EXPECT_EQ(shipper.stats().compression, "auto: zstd level 1");
-  receiver.Stop();
-  h.ExpectReplicaMatches();
-  shipper.Stop();
-}
-
-// Shipper -> relay (passing everything) -> receiver.
+// Shipper -> relay (passing everything, at `bytes_per_s` unless 0) -> receiver.
 struct Relayed {
-  explicit Relayed(Harness& h)
+  explicit Relayed(Harness& h, uint64_t bytes_per_s = 0, bool auto_compression = false)
       : receiver(h.ReceiverOpts(), SystemClock()),
         listening(receiver.Start()),
-        relay(receiver.port(), SIZE_MAX),
-        shipper(h.ShipperOpts(relay.port()), SystemClock()) {}
+        relay(receiver.port(), SIZE_MAX, bytes_per_s),
+        shipper(Options(h, relay.port(), auto_compression), SystemClock()) {}
+  static ShipperOptions Options(Harness& h, int port, bool auto_compression) {
+    ShipperOptions so = h.ShipperOpts(port);
+    if (auto_compression) {
+      so.adaptive_compression = true;
+      so.io_timeout_ms = 10000;  // a slow link
+    }
+    return so;
+  }
   // Starts the shipper; true once the standby protects the VM.
   bool Protect(Harness& h) {
     return listening.ok() && h.StartShipper(shipper).ok() &&
@@ -557,6 +514,46 @@ struct Relayed {
   ThrottlingRelay relay;
   EpochShipper shipper;
 };
+
+// compression = auto behind a 4 MB/s link: the link, not the encoder, limits shipping, so the governor spends
+// more effort (zstd ships fewer bytes), and the epochs encoded before and after the change all land. (Which way
+// it goes on loopback depends on what else the two cores are doing: the direction on a known link is
+// CompressionGovernorTest's.)
+TEST_P(ShipperReceiverTest, AutoCompressionOnASlowLinkMovesToZstdAndEveryEpochLands) {
+  Harness h(GetParam(), 1024);
+  Relayed link(h, 4'000'000, true);
+  ASSERT_TRUE(link.Protect(h)) << link.shipper.stats().last_error;
+  EpochShipper& shipper = link.shipper;
+  constexpr uint64_t kEpochs = 30;
+  for (uint64_t n = 1; n <= kEpochs; ++n) h.SubmitRewriteEpoch(shipper, n, 128);
+  ASSERT_TRUE(WaitUntil([&] { return shipper.stats().last_acked == kEpochs; }, 30000)) << shipper.stats().last_error;
+  EXPECT_EQ(shipper.stats().compression, "auto: zstd level 1");
+  EXPECT_GE(shipper.stats().compression_changes, 1u);
+  link.receiver.Stop();
+  h.ExpectReplicaMatches();
+  shipper.Stop();
+}
+
+// A slow link that idles between epochs (each epoch is acknowledged before the next is taken): the send queue
+// empties every time, so no rate is seen across epochs, yet within each epoch the link, not the encoder, is what
+// the standby waits for. The time the part still unsent after an epoch's sends takes to leave tells the rate.
+// (Without it auto walked to the lightest step here, and the 20 epochs took 4.9 s instead of 2.6 s.)
+TEST_P(ShipperReceiverTest, AutoCompressionSeesASlowLinkThatIdlesBetweenEpochs) {
+  Harness h(GetParam(), 1024);
+  Relayed link(h, 4'000'000, true);
+  ASSERT_TRUE(link.Protect(h)) << link.shipper.stats().last_error;
+  EpochShipper& shipper = link.shipper;
+  constexpr uint64_t kEpochs = 20;
+  for (uint64_t n = 1; n <= kEpochs; ++n) {
+    h.SubmitRewriteEpoch(shipper, n, 256);
+    ASSERT_TRUE(WaitUntil([&] { return shipper.stats().last_acked == n; }, 10000)) << shipper.stats().last_error;
+  }
+  EXPECT_EQ(shipper.stats().compression, "auto: zstd level 1");
+  link.receiver.Stop();
+  h.ExpectReplicaMatches();
+  shipper.Stop();
+}
+
 
 // Submits epochs first..last and waits until the last is acknowledged.
 void ShipAndAwait(Harness& h, EpochShipper& shipper, uint64_t first, uint64_t last) {
