@@ -532,6 +532,7 @@ void EpochDecoder::Begin(const EpochBeginMessage& begin, const RecordView& begin
   }
   in_epoch_ = true;
   full_ = begin.full;
+  replica_differs_ = false;
   term_ = begin.term;
   next_block_ = 0;
   next_offset_ = 0;
@@ -617,6 +618,7 @@ Status EpochDecoder::AddPages(std::span<const uint8_t> payload) {
       }
     }
     auto hash_mismatch = [&] {
+      replica_differs_ = IsRelativeEncoding(encoding);
       return Fail(Status::Corruption(Where(block, offset) + " hash mismatch after decode (" +
                                      PageEncodingName(encoding) + ")"));
     };

@@ -141,6 +141,9 @@ class EpochDecoder {
   // they were written through.
   Epoch& staged() { return staged_; }
   bool has_device_state() const { return device_total_ > 0; }
+  // After a failed epoch: a page rebuilt from the replica's copy (IsRelativeEncoding) failed its hash, so the
+  // replica may differ from what the primary believes the standby holds.
+  bool replica_differs() const { return replica_differs_; }
   // Drops the staged epoch; a full epoch's staging memory (the size of RAM) is released.
   void Discard();
 
@@ -165,6 +168,7 @@ class EpochDecoder {
   RamImage* write_through_ = nullptr;
   bool in_epoch_ = false;
   bool full_ = false;
+  bool replica_differs_ = false;
   uint64_t term_ = 0;
   // Full epochs must list every page in order: the next (block, offset) expected.
   uint32_t next_block_ = 0;

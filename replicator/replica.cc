@@ -80,6 +80,10 @@ void Replica::OnStreamError(const Status& error, std::vector<uint8_t>* reply) {
 Status Replica::Reject(const Status& error, AckStatus status, std::vector<uint8_t>* reply) {
   const bool epoch_level = decoder_.in_epoch() || rejecting_epoch_valid_;
   const uint64_t epoch = decoder_.in_epoch() ? decoder_.epoch_number() : rejecting_epoch_valid_ ? rejecting_epoch_ : 0;
+  if (decoder_.replica_differs()) {
+    replica_differs_ = true;
+    TLOG_WARN("replica", "a page rebuilt from the replica failed its hash: the next connection gets a full epoch");
+  }
   decoder_.Discard();
   session_failed_ = true;
   if (epoch_level) {
@@ -144,9 +148,11 @@ Status Replica::HandleHello(const RecordView& record, std::vector<uint8_t>* repl
   mine.term = max_term_;
   {
     std::lock_guard<std::mutex> lock(mu_);
-    mine.has_resume_point = has_resume_;
-    mine.generation = has_resume_ ? resume_generation_ : 0;
-    mine.last_applied = has_resume_ ? resume_.epoch : 0;
+    // Offered for a catch-up only if the replica is exactly that epoch (see replica_differs_).
+    const bool offer = has_resume_ && !replica_differs_;
+    mine.has_resume_point = offer;
+    mine.generation = offer ? resume_generation_ : 0;
+    mine.last_applied = offer ? resume_.epoch : 0;
   }
   mine.descriptor.vm_name = options_.expected_vm_name;
   SerializeHello(mine, &payload_);
@@ -189,6 +195,9 @@ Status Replica::HandleEpochBegin(const RecordView& record) {
   } else {
     if (!same_generation) {
       return Status::Aborted(name() + " is a delta but this standby holds no epoch of the primary's generation: a full epoch must come first");
+    }
+    if (replica_differs_) {
+      return Status::Aborted(name() + " is a delta but this standby's replica failed a page's hash: a full epoch must come first");
     }
     if (begin.epoch <= last) {
       return Status::Aborted(name() + " was already applied (last applied " + std::to_string(last) + "): replayed");
@@ -238,6 +247,7 @@ Status Replica::HandleEpochEnd(const RecordView& record, std::vector<uint8_t>* r
     counters_.last_apply_ms = (clock_->NowNanos() - start) / 1e6;
   }
   if (full) {
+    replica_differs_ = false;
     TLOG_INFO("replica", "full epoch %" PRIu64 " applied: replica now holds the primary's whole RAM (%.1f ms)", number,
               (clock_->NowNanos() - start) / 1e6);
   }

@@ -97,6 +97,9 @@ class Replica {
   uint64_t max_term_ = 0;
   mutable std::mutex mu_;  // guards what other threads read: the resume point and counters
   bool has_resume_ = false;
+  // A page rebuilt from the replica failed its hash (see Reject): the resume point is kept for a failover but not
+  // offered to the primary for a catch-up, until a full epoch has replaced the replica. Receiver thread only.
+  bool replica_differs_ = false;
   uint64_t resume_generation_ = 0;
   ResumePoint resume_;
   ReplicaCounters counters_;

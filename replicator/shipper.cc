@@ -410,7 +410,6 @@ Status EpochShipper::SendFull(Connection& conn) {
   TLOG_INFO("shipper", "full epoch %" PRIu64 " sent: %.1f MiB on the wire in %.1f ms", full,
             (conn.sink->bytes_sent() - sent_before) / 1048576.0, (clock_->NowNanos() - start) / 1e6);
   std::lock_guard<std::mutex> lock(mu_);
-  full_resync_required_ = false;
   NoteSentLocked(full, conn.sink->bytes_sent() - sent_before, kFullEpochAckFactor);
   stats_.resyncs++;
   return Status::Ok();
@@ -444,17 +443,15 @@ Status EpochShipper::SendCatchUp(Connection& conn, std::span<const PageRef> chan
 Status EpochShipper::Serve(Connection& conn) {
   // Everything submitted so far goes into the resync.
   FoldQueued();
-  bool full_required;
   {
     std::lock_guard<std::mutex> lock(mu_);
     if (stop_) return Status::Aborted("stopping");
     current_ = &conn;
     in_flight_size_ = 0;
-    full_required = full_resync_required_;
   }
   conn.ack_thread = std::thread([this, c = &conn] { AckLoop(c); });
   std::vector<PageRef> changed;
-  const bool catch_up = conn.standby_holds_our_epoch && !full_required && ChangedSince(conn.standby_epoch, &changed);
+  const bool catch_up = conn.standby_holds_our_epoch && ChangedSince(conn.standby_epoch, &changed);
   TANDEM_RETURN_IF_ERROR(catch_up ? SendCatchUp(conn, changed) : SendFull(conn));
 
   for (;;) {
@@ -606,14 +603,11 @@ void EpochShipper::AckLoop(Connection* conn) {
     }
     if (Status parsed = ParseAck(rec.payload, &ack); !parsed.ok()) return FailConnection(conn, parsed);
     if (ack.status != AckStatus::kOk) {
-      TLOG_ERROR("shipper", "standby rejected epoch %" PRIu64 " (%s): %s; reconnecting for a full resync", ack.epoch,
+      // Nothing of the epoch was applied. Whether the standby's replica is still the epoch it holds, and so can
+      // catch up, is the standby's to say in its next HELLO: it withholds its resume point when a page rebuilt
+      // from the replica failed its hash.
+      TLOG_ERROR("shipper", "standby rejected epoch %" PRIu64 " (%s): %s; reconnecting to resync", ack.epoch,
                  AckStatusName(uint32_t(ack.status)), ack.reason.c_str());
-      {
-        // Its replica may differ from the mirror beyond what changed since (a page that failed its hash): only a
-        // full epoch is sure to cure that.
-        std::lock_guard<std::mutex> lock(mu_);
-        full_resync_required_ = true;
-      }
       return FailConnection(conn, Status::Aborted("standby rejected epoch " + std::to_string(ack.epoch) + ": " +
                                                   ack.reason));
     }

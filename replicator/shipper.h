@@ -90,7 +90,7 @@ class EpochShipper {
   Status Serve(Connection& conn);
   // A standby that (re)connects either holds an epoch of ours and gets what changed since (SendCatchUp), or
   // gets the whole mirror (SendFull). The catch-up is chosen when ChangedSince finds under 1/kCatchUpMaxShare of
-  // the pages changed and no rejection asked for a full epoch.
+  // the pages changed (a standby that cannot vouch for its replica offers no epoch: Replica::HandleHello).
   bool ChangedSince(uint64_t epoch, std::vector<PageRef>* pages) const;
   Status SendFull(Connection& conn);
   Status SendCatchUp(Connection& conn, std::span<const PageRef> changed);
@@ -150,7 +150,6 @@ class EpochShipper {
   bool merge_logged_ = false;  // once per unprotected spell
   uint64_t merge_refused_epoch_ = 0;
   uint64_t resync_epoch_ = 0;  // the full or catch-up epoch whose ack makes the VM protected
-  bool full_resync_required_ = false;  // the standby rejected an epoch: its replica cannot be trusted to catch up
   Connection* current_ = nullptr;
   ShipperStats stats_;
   std::thread sender_;

@@ -434,6 +434,38 @@ TEST(EpochStreamTest, PageHashMismatchAfterDecode) {
   EXPECT_EQ(Snapshot(*replica.image()), before);
 }
 
+// A page rebuilt from the replica's copy that fails its hash says the replica differs from what the primary
+// shipped (here: a byte of it gone bad on the standby). The standby keeps its resume point to fail over to, but
+// offers it for no catch-up and takes no delta epoch until a full epoch has replaced the replica.
+TEST(EpochStreamTest, ReplicaThatFailsARebuiltPagesHashOffersNoEpochUntilAFullOne) {
+  FakePrimary primary;
+  Replica replica(Options(), SystemClock());
+  Seed(primary, replica);
+  const_cast<RamImage*>(replica.image())->PageBuffer(0, 0)[100] ^= 1;  // behind the replica's back
+  Epoch e;
+  e.Reset(2, false);
+  uint8_t* p = e.PageBuffer(0, 0);
+  memcpy(p, primary.mirror().Page(0, 0), kPageSize);
+  p[8] ^= 0xff;  // one word changed: sent sparse, rebuilt from the damaged copy
+  ExpectRejected(Feed(replica, Concat({primary.Hello(), primary.Delta(e)})), AckStatus::kCorruption,
+                 "hash mismatch after decode (sparse)");
+
+  FeedResult hello = Feed(replica, primary.Hello());
+  ASSERT_EQ(hello.hellos.size(), 1u);
+  EXPECT_FALSE(hello.hellos[0].has_resume_point);
+  ASSERT_TRUE(replica.resume_point().has_value());
+  EXPECT_EQ(replica.resume_point()->epoch, 1u) << "kept to fail over to";
+  ExpectRejected(Feed(replica, Concat({primary.Hello(), primary.NextDelta(2)})), AckStatus::kReplay,
+                 "failed a page's hash: a full epoch must come first");
+
+  FeedResult full = Feed(replica, Concat({primary.Hello(), primary.Full(3)}));
+  ASSERT_TRUE(full.status.ok()) << full.status.ToString();
+  EXPECT_EQ(Snapshot(*replica.image()), Snapshot(primary.mirror()));
+  EXPECT_TRUE(Feed(replica, primary.Hello()).hellos.at(0).has_resume_point);
+}
+
+// A page that fails its hash on its own (raw: nothing of the replica in it) says nothing about the replica, which
+// is still the epoch the standby holds: it is offered for a catch-up as before.
 TEST(EpochStreamTest, RawPageHashMismatchAfterDecode) {
   FakePrimary primary;
   Replica replica(Options(), SystemClock());
@@ -446,6 +478,10 @@ TEST(EpochStreamTest, RawPageHashMismatchAfterDecode) {
   primary.encoder().CorruptNextEpoch();
   FeedResult r = Feed(replica, Concat({primary.Hello(), primary.Delta(e)}));
   ExpectRejected(r, AckStatus::kCorruption, "hash mismatch after decode (raw)");
+  FeedResult hello = Feed(replica, primary.Hello());
+  ASSERT_EQ(hello.hellos.size(), 1u);
+  EXPECT_TRUE(hello.hellos[0].has_resume_point);
+  EXPECT_EQ(hello.hellos[0].last_applied, 1u);
 }
 
 TEST(EpochStreamTest, DeviceStateHashMismatch) {
