@@ -301,8 +301,8 @@ class ThrottlingRelay {
   std::mutex mu_;
   std::condition_variable cv_;
   bool released_ = false, stop_ = false, holding_ = false;
-  size_t to_standby_ = 0;           // bytes forwarded towards the standby, all connections
-  size_t damage_at_ = SIZE_MAX;     // DamageByteAfter
+  size_t to_standby_ = 0;        // bytes forwarded towards the standby, all connections
+  size_t damage_at_ = SIZE_MAX;  // DamageByteAfter
   std::vector<int> sockets_;
   std::vector<std::thread> pumps_;
 };
