@@ -586,6 +586,14 @@ TEST_P(ShipperReceiverTest, AutoCompressionSeesASlowLinkThatIdlesBetweenEpochs) 
 }
 
 
+// The standby (of a 4 MiB harness) was resynced once in full, at the start, and since `bytes_before` only caught
+// up: one catch-up epoch, well under the RAM on the wire.
+void ExpectCaughtUpNotResentWhole(const ShipperStats& s, uint64_t bytes_before) {
+  EXPECT_EQ(s.resyncs, 1u) << "only the first connection needed the whole RAM";
+  EXPECT_EQ(s.catch_ups, 1u);
+  EXPECT_LT(s.bytes_sent - bytes_before, (4u << 20) / 4) << "the reconnect shipped about the RAM again";
+}
+
 // Submits epochs first..last and waits until the last is acknowledged.
 void ShipAndAwait(Harness& h, EpochShipper& shipper, uint64_t first, uint64_t last) {
   for (uint64_t n = first; n <= last; ++n) h.SubmitEpoch(shipper, n);
@@ -610,17 +618,13 @@ TEST_P(ShipperReceiverTest, BrokenConnectionResyncsOnlyWhatTheStandbyMissed) {
   ShipAndAwait(h, shipper, 11, 20);  // submitted while it reconnects: missed by the standby
   ShipAndAwait(h, shipper, 21, 25);  // and replication goes on from there
 
-  const ShipperStats s = shipper.stats();
-  EXPECT_EQ(s.resyncs, 1u) << "only the first connection needed the whole RAM";
-  EXPECT_EQ(s.catch_ups, 1u);
-  EXPECT_LT(s.bytes_sent - bytes_before_cut, (4u << 20) / 4) << "the reconnect shipped about the RAM again";
+  ExpectCaughtUpNotResentWhole(shipper.stats(), bytes_before_cut);
   receiver.Stop();
   EXPECT_EQ(receiver.resume_point()->device_state, h.device());
   h.ExpectReplicaMatches();
   shipper.Stop();
 }
 
-// Cut between epochs, when the standby has everything: protected again at once, nothing resent.
 // A record damaged on the way (its checksum fails) is rejected, nothing of its epoch applied, and the replica is
 // still exactly the epoch the standby holds: the reconnect catches it up instead of sending the whole RAM again.
 TEST_P(ShipperReceiverTest, RecordDamagedOnTheWayIsRejectedThenCaughtUpNotResentWhole) {
@@ -637,9 +641,7 @@ TEST_P(ShipperReceiverTest, RecordDamagedOnTheWayIsRejectedThenCaughtUpNotResent
   EXPECT_EQ(link.receiver.stats().epochs_rejected, 1u);
   EXPECT_NE(link.receiver.stats().last_error.find("checksum mismatch"), std::string::npos)
       << link.receiver.stats().last_error;
-  EXPECT_EQ(s.resyncs, 1u) << "only the first connection needed the whole RAM";
-  EXPECT_EQ(s.catch_ups, 1u);
-  EXPECT_LT(s.bytes_sent - bytes_before, (4u << 20) / 4) << "the reconnect shipped about the RAM again";
+  ExpectCaughtUpNotResentWhole(s, bytes_before);
   h.ExpectReplicaMatches();
   link.shipper.Stop();
 }
@@ -665,6 +667,7 @@ TEST_P(ShipperReceiverTest, ReplicaThatNoLongerMatchesIsResentWhole) {
   link.shipper.Stop();
 }
 
+// Cut between epochs, when the standby has everything: protected again at once, nothing resent.
 TEST_P(ShipperReceiverTest, BrokenConnectionWithNothingMissedIsProtectedAgainWithoutResending) {
   Harness h(GetParam());
   Relayed link(h);
