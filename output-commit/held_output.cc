@@ -121,7 +121,9 @@ Status HeldOutput::PollOnce(int timeout_ms) {
     uint64_t count;
     [[maybe_unused]] ssize_t n = ::read(wake_fd_.get(), &count, sizeof(count));
   }
-  return HandlePollLocked(fds_);
+  Status handled = HandlePollLocked(fds_);
+  if (pass_through_) ReleaseLocked();
+  return handled;
 }
 
 void HeldOutput::Start() {
