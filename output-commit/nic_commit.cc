@@ -1,8 +1,9 @@
 #include "output-commit/nic_commit.h"
 
 #include <fcntl.h>
-#include <linux/if.h>
 #include <linux/if_tun.h>
+#include <linux/sockios.h>
+#include <net/if.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
 
@@ -31,6 +32,28 @@ Result<UniqueFd> OpenTap(const std::string& name) {
   std::memcpy(ifr.ifr_name, name.c_str(), name.size());
   if (::ioctl(fd.get(), TUNSETIFF, &ifr) != 0) return Status::FromErrno("TUNSETIFF " + name, errno);
   return fd;
+}
+
+Status BringUpTap(const std::string& tap, const std::string& bridge) {
+  if (tap.empty() || tap.size() >= IFNAMSIZ || bridge.size() >= IFNAMSIZ)
+    return Status::InvalidArgument("interface names must be 1.." + std::to_string(IFNAMSIZ - 1) + " bytes");
+  UniqueFd ctl(::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0));
+  if (!ctl.valid()) return Status::FromErrno("socket", errno);
+  ifreq ifr{};
+  std::memcpy(ifr.ifr_name, tap.c_str(), tap.size());
+  if (::ioctl(ctl.get(), SIOCGIFFLAGS, &ifr) != 0) return Status::FromErrno("SIOCGIFFLAGS " + tap, errno);
+  ifr.ifr_flags = short(ifr.ifr_flags | IFF_UP);
+  if (::ioctl(ctl.get(), SIOCSIFFLAGS, &ifr) != 0) return Status::FromErrno("SIOCSIFFLAGS " + tap, errno);
+  if (bridge.empty()) return Status::Ok();
+  const unsigned index = ::if_nametoindex(tap.c_str());
+  if (index == 0) return Status::FromErrno("if_nametoindex " + tap, errno);
+  ifr = ifreq{};
+  std::memcpy(ifr.ifr_name, bridge.c_str(), bridge.size());
+  ifr.ifr_ifindex = int(index);
+  if (::ioctl(ctl.get(), SIOCBRADDIF, &ifr) != 0 && errno != EBUSY) {  // EBUSY: already a port of it
+    return Status::FromErrno("add " + tap + " to bridge " + bridge, errno);
+  }
+  return Status::Ok();
 }
 
 Result<std::unique_ptr<NicOutputCommit>> NicOutputCommit::Create(NicOptions options, Clock* clock) {

@@ -26,6 +26,9 @@ struct NicOptions {
 // every read and write is exactly one Ethernet frame. Needs CAP_NET_ADMIN unless the device exists and belongs
 // to this user. The operator brings it up and may add it to a bridge (README.md).
 Result<UniqueFd> OpenTap(const std::string& name);
+// Brings the interface `tap` up and, unless `bridge` is empty, enslaves it to that existing bridge (what
+// `ip link set <tap> master <bridge> up` does). Needs CAP_NET_ADMIN.
+Status BringUpTap(const std::string& tap, const std::string& bridge);
 
 class NicOutputCommit final : public HeldOutput {
  public:

@@ -7,6 +7,7 @@
 #include <net/if.h>
 #include <sched.h>
 #include <sys/ioctl.h>
+#include <linux/sockios.h>
 #include <sys/socket.h>
 
 #include <chrono>
@@ -38,11 +39,7 @@ TEST(TapTest, ReleasedFramesGoOutOfTheTapAndFramesFromItReachQemu) {
   if (::unshare(CLONE_NEWNET) != 0) GTEST_SKIP() << "no network namespace here (needs CAP_SYS_ADMIN)";
   auto tap = OpenTap("tdtest0");
   ASSERT_TRUE(tap.ok()) << tap.status().ToString();
-  UniqueFd ctl(::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0));
-  ifreq ifr{};
-  std::strncpy(ifr.ifr_name, "tdtest0", IFNAMSIZ - 1);
-  ifr.ifr_flags = IFF_UP;
-  ASSERT_EQ(::ioctl(ctl.get(), SIOCSIFFLAGS, &ifr), 0);
+  ASSERT_TRUE(BringUpTap("tdtest0", "").ok());
   const int ifindex = int(if_nametoindex("tdtest0"));
   ASSERT_GT(ifindex, 0);
   UniqueFd wire(::socket(AF_PACKET, SOCK_RAW | SOCK_CLOEXEC, htons(kTestEtherType)));
@@ -88,6 +85,28 @@ TEST(TapTest, ReleasedFramesGoOutOfTheTapAndFramesFromItReachQemu) {
     }
   }
   EXPECT_TRUE(got);
+}
+
+TEST(TapTest, BringUpEnslavesTheTapToTheBridge) {
+  if (::unshare(CLONE_NEWNET) != 0) GTEST_SKIP() << "no network namespace here (needs CAP_SYS_ADMIN)";
+  auto tap = OpenTap("tdtest1");
+  ASSERT_TRUE(tap.ok()) << tap.status().ToString();
+  UniqueFd ctl(::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0));
+  char bridge[IFNAMSIZ] = "tdbr0";
+  ASSERT_EQ(::ioctl(ctl.get(), SIOCBRADDBR, bridge), 0);
+  EXPECT_FALSE(BringUpTap("tdtest1", "tdnobr").ok());  // no such bridge: a clear error
+  ASSERT_TRUE(BringUpTap("tdtest1", "tdbr0").ok());
+  ASSERT_TRUE(BringUpTap("tdtest1", "tdbr0").ok());  // again: already a port, fine
+  ifreq ifr{};
+  std::strncpy(ifr.ifr_name, "tdtest1", IFNAMSIZ - 1);
+  ASSERT_EQ(::ioctl(ctl.get(), SIOCGIFFLAGS, &ifr), 0);
+  EXPECT_TRUE(ifr.ifr_flags & IFF_UP);
+  // It is a port of the bridge: removing it succeeds once, then the kernel says it is not one.
+  ifreq port{};
+  std::strncpy(port.ifr_name, "tdbr0", IFNAMSIZ - 1);
+  port.ifr_ifindex = int(if_nametoindex("tdtest1"));
+  EXPECT_EQ(::ioctl(ctl.get(), SIOCBRDELIF, &port), 0);
+  EXPECT_NE(::ioctl(ctl.get(), SIOCBRDELIF, &port), 0);
 }
 
 TEST(TapTest, RefusesABadName) {
