@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 #include <sys/socket.h>
 
+#include <atomic>
 #include <chrono>
 #include <random>
 #include <thread>
@@ -271,6 +272,79 @@ TEST(NicCommitOptionsTest, RefusesAMissingOutsideAndABadLimit) {
                                                                         .max_record_bytes = 1 << 16}},
                                 &clock);
   EXPECT_EQ(nic.status().code(), Status::Code::kInvalidArgument);
+}
+
+}  // namespace
+}  // namespace tandem::output_commit
+
+namespace tandem::output_commit {
+namespace {
+
+// The three callers at once, as in tandem: the loop thread reads, a "checkpoint" thread marks boundaries, an
+// "ack" thread releases, while "QEMU" sends. A frame sent after boundary A returned must not leave on ack A;
+// frames leave in order and, after a last boundary and ack, all of them have left.
+TEST(NicCommitConcurrencyTest, ConcurrentSendsBoundariesAndAcksNeverReleaseEarly) {
+  TempDir dir;
+  const OutputPaths paths = PathsIn(dir.path());
+  UniqueFd qemu = BoundDgram(paths.nic_qemu_socket);
+  int sv[2];
+  ASSERT_EQ(::socketpair(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0, sv), 0);
+  UniqueFd outside_peer(sv[1]);
+  auto nic = NicOutputCommit::Create({.socket_path = paths.nic_socket, .qemu_socket_path = paths.nic_qemu_socket,
+                                      .outside = UniqueFd(sv[0]), .limits = {}},
+                                     SystemClock());
+  ASSERT_TRUE(nic.ok());
+  constexpr uint32_t kFrames = 3000;
+  std::atomic<uint64_t> boundaries_done{0}, acked{0};
+  std::vector<uint64_t> done_before_send(kFrames + 1);
+  std::atomic<bool> sending{true};
+  (*nic)->Start();
+  std::thread checkpoint([&] {
+    for (uint64_t e = 1; sending; ++e) {
+      ASSERT_TRUE((*nic)->OnEpochBoundary(e).ok());
+      boundaries_done = e;
+      std::this_thread::sleep_for(std::chrono::microseconds(300));
+    }
+  });
+  std::thread acker([&] {
+    while (sending) {
+      const uint64_t done = boundaries_done.load();
+      const uint64_t a = done > 2 ? done - 2 : 0;  // the standby lags: closed epochs wait for their ack
+      // The ack is published before the release, so the checker never sees a frame of a newer ack early.
+      acked = std::max(acked.load(), a);
+      if (a > 0) (*nic)->ReleaseThrough(a);
+      std::this_thread::sleep_for(std::chrono::microseconds(200));
+    }
+  });
+  std::vector<uint32_t> out;
+  auto check = [&] {
+    const std::vector<uint32_t> ids = ReceiveIds(outside_peer.get());
+    const uint64_t limit = acked.load();  // read after the frames: at least the ack that released them
+    for (uint32_t id : ids) {
+      ASSERT_EQ(id, out.size() + 1) << "out of order";
+      // Sent after `done_before_send` boundaries had completed: its epoch is later than that.
+      ASSERT_LT(done_before_send[id], limit) << "frame " << id << " left before its epoch was acked";
+      out.push_back(id);
+    }
+  };
+  for (uint32_t id = 1; id <= kFrames; ++id) {
+    done_before_send[id] = boundaries_done.load();
+    while (SendTo(qemu.get(), paths.nic_socket, Frame(id)) == EAGAIN) std::this_thread::yield();
+    if (id % 64 == 0) check();
+  }
+  sending = false;
+  checkpoint.join();
+  acker.join();
+  const uint64_t last = boundaries_done.load() + 1;
+  ASSERT_TRUE((*nic)->OnEpochBoundary(last).ok());
+  acked = last;
+  (*nic)->ReleaseThrough(last);
+  for (int i = 0; i < 400 && out.size() < kFrames; ++i) {
+    check();
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  EXPECT_EQ(out.size(), kFrames);
+  (*nic)->Stop();
 }
 
 }  // namespace
