@@ -120,8 +120,9 @@ HeldOutput::WriteResult NicOutputCommit::WriteSinkLocked(std::span<const uint8_t
     const ssize_t n = ::write(options_.outside.get(), frame.data(), frame.size());
     if (n == ssize_t(frame.size())) return WriteResult::kDone;
     if (n < 0 && errno == EINTR) continue;
-    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == ENOBUFS)) return WriteResult::kWouldBlock;
-    // EIO from a TAP that is down, a short write...: the frame is gone, as on a cut cable.
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return WriteResult::kWouldBlock;
+    // EIO from a TAP that is down, ENOBUFS (no memory: POLLOUT would not wait for it), a short write...: the
+    // frame is gone, as on a cut cable.
     return WriteResult::kFailed;
   }
 }
