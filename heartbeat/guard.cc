@@ -2,7 +2,6 @@
 
 #include <poll.h>
 #include <pthread.h>
-#include <sys/eventfd.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -14,6 +13,7 @@
 
 #include "common/fd.h"
 #include "common/log.h"
+#include "common/waker.h"
 
 namespace tandem::heartbeat {
 namespace {
@@ -22,43 +22,29 @@ constexpr const char* kLog = "role";
 
 // Shared by both guards: a thread, a stop flag, an eventfd to wake it, and a wait on the authority's fd.
 struct Loop {
-  UniqueFd wake;
+  Waker wake;
   std::thread thread;
   std::atomic<bool> stop{false};
-
-  Status Open() {
-    wake = UniqueFd(eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC));
-    return wake.valid() ? Status::Ok() : Status::FromErrno("guard: eventfd", errno);
-  }
 
   // Both guards start the same way: once, with an authority in witness mode, on a named thread.
   Status Start(bool witness_mode, const LeaseAuthority* authority, const char* thread_name,
                std::function<void()> run) {
     if (thread.joinable()) return Status::InvalidArgument("guard: already started");
     if (witness_mode && authority == nullptr) return Status::InvalidArgument("guard: witness mode needs an authority");
-    TANDEM_RETURN_IF_ERROR(Open());
+    TANDEM_RETURN_IF_ERROR(wake.Open("guard"));
     thread = std::thread(std::move(run));
     pthread_setname_np(thread.native_handle(), thread_name);
     return Status::Ok();
   }
-  void Wake() {
-    if (!wake.valid()) return;
-    const uint64_t one = 1;
-    ssize_t ignored = write(wake.get(), &one, sizeof(one));
-    (void)ignored;
-  }
+  void Wake() { wake.Wake(); }
   // Sleeps until `deadline_ns` on `clock` (bounded by `max_ns` of real time, so a FakeClock moved by a test is
   // noticed), an authority reply, or a wake-up.
   void Wait(Clock* clock, int64_t deadline_ns, int64_t max_ns, int authority_fd) {
     const int64_t wait_ns = std::clamp<int64_t>(deadline_ns - clock->NowNanos(), 0, max_ns);
-    pollfd fds[2] = {{wake.get(), POLLIN, 0}, {authority_fd, POLLIN, 0}};
+    pollfd fds[2] = {{wake.fd(), POLLIN, 0}, {authority_fd, POLLIN, 0}};
     timespec ts{time_t(wait_ns / 1'000'000'000), long(wait_ns % 1'000'000'000)};
     ppoll(fds, authority_fd >= 0 ? 2 : 1, &ts, nullptr);
-    if (fds[0].revents & POLLIN) {
-      uint64_t drained;
-      while (read(wake.get(), &drained, sizeof(drained)) > 0) {
-      }
-    }
+    if (fds[0].revents & POLLIN) wake.Drain();
   }
   void Join() {
     stop.store(true);
