@@ -149,8 +149,9 @@ class PosixEnv final : public Env {
       const int one = 1;
       setsockopt(fd.get(), SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
     }
-    if (::bind(fd.get(), address, len) != 0) return Status::FromErrno("bind " + SocketAddressText(address, len), errno);
-    if (::listen(fd.get(), backlog) != 0) return Status::FromErrno("listen on " + SocketAddressText(address, len), errno);
+    const std::string where = SocketAddressText(address, len);
+    if (::bind(fd.get(), address, len) != 0) return Status::FromErrno("bind " + where, errno);
+    if (::listen(fd.get(), backlog) != 0) return Status::FromErrno("listen on " + where, errno);
     return fd;
   }
 
@@ -295,6 +296,17 @@ Status Env::WriteFileAtomically(const std::string& path, std::string_view conten
 Result<UniqueFd> Env::ConnectUnix(const std::string& path) {
   TANDEM_ASSIGN_OR_RETURN(sockaddr_un addr, UnixAddress(path));
   return Connect(reinterpret_cast<const sockaddr*>(&addr), sizeof(addr), SocketType::kStream);
+}
+
+Result<UniqueFd> Env::ConnectUnixUntil(const std::string& path, int64_t deadline_ns, int64_t retry_ns) {
+  for (;;) {
+    auto fd = ConnectUnix(path);
+    if (fd.ok() || fd.status().code() != Status::Code::kNotFound) return fd;
+    if (clock()->NowNanos() >= deadline_ns) {
+      return Status::Timeout(path + " not accepting in time (last error: " + fd.status().message() + ")");
+    }
+    clock()->SleepNanos(retry_ns);
+  }
 }
 
 Result<UniqueFd> Env::ListenUnix(const std::string& path, int backlog) {

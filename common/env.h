@@ -101,6 +101,9 @@ class Env {
 
   // Unix stream sockets by path (InvalidArgument for a path too long for sockaddr_un).
   Result<UniqueFd> ConnectUnix(const std::string& path);
+  // Connect, retried every `retry_ns` of clock() while nobody accepts (NotFound), until `deadline_ns`; then
+  // Timeout naming the last error. Other errors are returned at once.
+  Result<UniqueFd> ConnectUnixUntil(const std::string& path, int64_t deadline_ns, int64_t retry_ns);
   // Replaces a stale socket file at `path`.
   Result<UniqueFd> ListenUnix(const std::string& path, int backlog = 1);
 

@@ -29,7 +29,7 @@ Status FaultInjectingEnv::Check(Op op, const std::string& subject) {
   calls_[size_t(op)]++;
   auto& rules = rules_[size_t(op)];
   for (auto it = rules.begin(); it != rules.end(); ++it) {
-    if (!it->subject.empty() && subject.find(it->subject) == std::string::npos) continue;
+    if (!subject.ends_with(it->subject)) continue;
     Status error = it->error;
     if (it->times > 0 && --it->times == 0) rules.erase(it);
     failures_[size_t(op)]++;

@@ -35,8 +35,9 @@ class FaultInjectingEnv : public EnvWrapper {
 
   explicit FaultInjectingEnv(Env* target = Env::Default(), Clock* clock = nullptr) : EnvWrapper(target, clock) {}
 
-  // The next `times` calls of `op` (-1: every call until Heal) whose subject contains `subject` (a path, a socket
-  // address as "ip:port" or a unix path, argv[0]; empty: any) fail with `error`, which must not be ok.
+  // The next `times` calls of `op` (-1: every call until Heal) whose subject ends with `subject` (a path, a
+  // socket address as "ip:port" or a unix path, argv[0], a pid; empty: any) fail with `error`, which must not be
+  // ok.
   void Fail(Op op, Status error, int times = -1, std::string subject = "");
   void Heal(Op op);
   // How many times `op` was called, and how many of those calls were failed.

@@ -1,4 +1,5 @@
-// The witness's decisions (`tandem witness`): the third vote that lets a standby take over a VM without ever running it twice.
+// The witness's decisions (`tandem witness`): the third vote that lets a standby take over a VM without ever
+// running it twice.
 // It holds, per VM, the current term, the node holding the lease and when that lease expires on the witness's own
 // monotonic clock, and answers LEASE_RENEW / PROMOTE / STATUS_QUERY datagrams (heartbeat/witness_message.h).
 //

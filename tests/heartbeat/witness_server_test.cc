@@ -13,9 +13,11 @@
 #include <optional>
 #include <thread>
 
+#include "common/fault_injecting_env.h"
 #include "common/fd.h"
 #include "heartbeat/witness.h"
 #include "heartbeat/witness_client.h"
+#include "tests/support/temp_dir.h"
 
 namespace tandem::heartbeat {
 namespace {
@@ -23,18 +25,7 @@ namespace {
 constexpr int64_t kMs = 1'000'000;
 constexpr const char* kPsk = "witness-server-test-key";
 
-class TempDir {
- public:
-  TempDir() {
-    char tmpl[] = "/tmp/tandem-witness-test-XXXXXX";
-    path_ = mkdtemp(tmpl);
-  }
-  ~TempDir() { std::filesystem::remove_all(path_); }
-  std::string file(const char* name) const { return path_ + "/" + name; }
-
- private:
-  std::string path_;
-};
+using TempDir = ::tandem::testing::ScratchDir;
 
 WitnessOptions Options(const TempDir& dir) {
   WitnessOptions o;
@@ -187,6 +178,68 @@ TEST(WitnessServerTest, StateFileRoundTrips) {
   auto missing = LoadWitnessState(dir.file("absent.json"));
   ASSERT_TRUE(missing.ok());
   EXPECT_TRUE(missing->empty());
+}
+
+// A state file that cannot be replaced (the rename fails): the take-over is denied rather than granted on an
+// unrecorded term, the error is counted, and the file on disk still names the old holder.
+TEST(WitnessServerTest, AFailedStateWriteDeniesTheTakeOverAndKeepsTheOldStateFile) {
+  TempDir dir;
+  FakeClock clock;
+  FaultInjectingEnv env(Env::Default(), &clock);
+  WitnessServer w(Options(dir), &env);
+  ASSERT_TRUE(w.Start().ok());
+  clock.Advance(150 * kMs);
+  WitnessClient a(ClientOptions(w.port(), "host-a"), &clock), b(ClientOptions(w.port(), "host-b"), &clock);
+  ASSERT_TRUE(a.Start().ok());
+  ASSERT_TRUE(b.Start().ok());
+  auto r = Renew(a, 0);
+  ASSERT_TRUE(r.has_value() && r->granted);
+  ASSERT_EQ(r->term, 1u);
+
+  env.Fail(FaultInjectingEnv::Op::kRename, Status::FromErrno("rename", ENOSPC), -1, "witness.json");
+  clock.Advance(150 * kMs);  // host-a's lease expired: host-b may take over, if the new term can be recorded
+  r = Promote(b, 1);
+  ASSERT_TRUE(r.has_value());
+  EXPECT_FALSE(r->granted);
+  EXPECT_EQ(r->reason, WitnessReason::kInternal);
+  EXPECT_EQ(w.counters().persist_errors, 1u);
+  EXPECT_EQ(w.state("vm0").holder, "host-a");
+  EXPECT_EQ(w.state("vm0").term, 1u);
+  auto table = LoadWitnessState(dir.file("witness.json"));
+  ASSERT_TRUE(table.ok()) << table.status().ToString();
+  EXPECT_EQ(table->at("vm0").term, 1u);
+  EXPECT_EQ(table->at("vm0").holder, "host-a");
+  EXPECT_FALSE(std::filesystem::exists(dir.file("witness.json.tmp")));
+
+  env.Heal(FaultInjectingEnv::Op::kRename);
+  r = Promote(b, 1);
+  ASSERT_TRUE(r.has_value());
+  EXPECT_TRUE(r->granted);
+  EXPECT_EQ(r->term, 2u);
+}
+
+TEST(WitnessServerTest, SaveWitnessStateReportsAFailedWriteAndKeepsTheOldFile) {
+  TempDir dir;
+  const std::string path = dir.file("s.json");
+  ASSERT_TRUE(SaveWitnessState(path, {{"vm0", {7, "host-a"}}}).ok());
+  FaultInjectingEnv env;
+  env.Fail(FaultInjectingEnv::Op::kSyncFile, Status::FromErrno("fsync", EIO), -1, "s.json.tmp");
+  Status st = SaveWitnessState(path, {{"vm0", {8, "host-b"}}}, &env);
+  EXPECT_EQ(st.code(), Status::Code::kIoError) << st.ToString();
+  EXPECT_NE(st.message().find("witness"), std::string::npos) << st.ToString();
+  auto back = LoadWitnessState(path);
+  ASSERT_TRUE(back.ok());
+  EXPECT_EQ(back->at("vm0").term, 7u);
+}
+
+TEST(WitnessServerTest, AnUnreadableStateFileStopsTheStart) {
+  TempDir dir;
+  FaultInjectingEnv env;
+  env.Fail(FaultInjectingEnv::Op::kOpenFile, Status::FromErrno("open", EACCES), -1, "witness.json");
+  WitnessServer w(Options(dir), &env);
+  Status st = w.Start();
+  EXPECT_EQ(st.code(), Status::Code::kIoError) << st.ToString();  // not an empty table: never guess a term
+  EXPECT_EQ(w.port(), 0);
 }
 
 TEST(WitnessServerTest, GarbageOverUdpIsCountedAndLeavesTheServerWorking) {
