@@ -9,6 +9,7 @@
 #include <atomic>
 #include <cerrno>
 #include <cinttypes>
+#include <condition_variable>
 #include <cstring>
 #include <mutex>
 #include <optional>
@@ -45,6 +46,9 @@ struct WitnessServer::Impl {
   std::thread thread;
   std::atomic<bool> stop{false};
   bool started = false;
+  std::mutex wait_mu;
+  std::condition_variable stopped_cv;
+  bool stopped = false;  // guarded by wait_mu
   mutable std::mutex mu;
   std::optional<WitnessCore> core;  // guarded by mu
 };
@@ -151,11 +155,23 @@ void WitnessServer::Stop() {
   Impl& s = *impl_;
   s.stop.store(true);
   s.wake.Wake();
-  if (!s.thread.joinable()) return;
-  s.thread.join();
-  s.fd.reset();
-  s.lock_fd.reset();
-  TLOG_INFO(kLog, "witness stopped");
+  if (s.thread.joinable()) {
+    s.thread.join();
+    s.fd.reset();
+    s.lock_fd.reset();
+    TLOG_INFO(kLog, "witness stopped");
+  }
+  {
+    std::lock_guard<std::mutex> lock(s.wait_mu);
+    s.stopped = true;
+  }
+  s.stopped_cv.notify_all();
+}
+
+void WitnessServer::Wait() {
+  Impl& s = *impl_;
+  std::unique_lock<std::mutex> lock(s.wait_mu);
+  s.stopped_cv.wait(lock, [&s] { return s.stopped || !s.started; });
 }
 
 WitnessVmState WitnessServer::state(std::string_view vm) const {

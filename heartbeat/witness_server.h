@@ -38,8 +38,10 @@ class WitnessServer {
   // witnesses would be two term authorities), loads the state, binds and starts the thread.
   Status Start();
   int port() const;  // the bound UDP port (after Start)
-  // Idempotent; joins the thread and closes the socket (the state file stays).
+  // Idempotent; joins the thread and closes the socket (the state file stays). Any thread may call it.
   void Stop();
+  // Blocks until Stop() has run (e.g. from a thread that waits for SIGTERM); returns at once if not started.
+  void Wait();
 
   WitnessVmState state(std::string_view vm) const;
   WitnessCounters counters() const;

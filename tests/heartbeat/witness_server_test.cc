@@ -5,6 +5,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
@@ -288,6 +289,24 @@ TEST(WitnessServerTest, UnreachableWitnessGivesNoReplyAndNotReachable) {
   EXPECT_FALSE(Await(c, 100).has_value());
   EXPECT_FALSE(c.status().reachable);
   EXPECT_EQ(c.status().requests, 1u);
+}
+
+TEST(WitnessServerTest, WaitReturnsOnceAnotherThreadStopsTheServer) {
+  TempDir dir;
+  WitnessServer w(Options(dir), SystemClock());
+  ASSERT_TRUE(w.Start().ok());
+  std::atomic<bool> stopping{false};
+  std::thread stopper([&] {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    stopping = true;
+    w.Stop();
+  });
+  w.Wait();
+  EXPECT_TRUE(stopping.load());
+  stopper.join();
+  w.Wait();  // already stopped: returns at once
+  WitnessServer never_started(Options(dir), SystemClock());
+  never_started.Wait();
 }
 
 TEST(WitnessServerTest, RunWitnessDaemonStopsWhenAsked) {
