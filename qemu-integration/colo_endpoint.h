@@ -31,7 +31,8 @@ Status StartColoMigration(QmpClient& qmp, const std::string& unix_socket, int ch
 
 class ColoEndpoint {
  public:
-  // Listens on `unix_path` (replacing a stale socket file); sockets and the clock come from `env`.
+  // Listens on `unix_path` (replacing a stale socket file); sockets and the clock come from `env`, which must
+  // outlive the endpoint.
   static Result<std::unique_ptr<ColoEndpoint>> Listen(const std::string& unix_path, Env* env = Env::Default());
   ~ColoEndpoint();
   ColoEndpoint(const ColoEndpoint&) = delete;

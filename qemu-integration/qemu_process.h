@@ -15,7 +15,8 @@ namespace tandem::qemu {
 
 class QemuProcess {
  public:
-  // Starts argv[0] (a path; see FindQemuBinary) through env->Spawn, with stdout+stderr appended to `log_path`.
+  // Starts argv[0] (a path; see FindQemuBinary) through env->Spawn (the Env must outlive the process object),
+  // with stdout+stderr appended to `log_path`.
   // The child gets PR_SET_PDEATHSIG(SIGKILL). Linux delivers it when the *thread* that called Spawn exits, so
   // call Spawn from a thread that lives as long as the process (tandem's main thread).
   // Exec failures are reported here (not as a child that exits 127).

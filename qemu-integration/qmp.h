@@ -20,8 +20,8 @@ class QmpClient {
  public:
   // Connects to QEMU's QMP socket, retrying while QEMU has not created it yet (or is not accepting), reads the
   // greeting and negotiates capabilities (qmp_capabilities). The socket comes from `env`, and every deadline of
-  // this client runs on env->clock(). Timeout names the last connect error; any other connect error is returned
-  // at once.
+  // this client runs on env->clock() (the Env must outlive the client). Timeout names the last connect error;
+  // any other connect error is returned at once.
   static Result<std::unique_ptr<QmpClient>> Connect(const std::string& unix_path, int timeout_ms,
                                                     Env* env = Env::Default());
 
