@@ -2,7 +2,6 @@
 
 #include <poll.h>
 #include <pthread.h>
-#include <sys/eventfd.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -14,57 +13,66 @@
 
 #include "common/fd.h"
 #include "common/log.h"
+#include "common/waker.h"
 
 namespace tandem::heartbeat {
 namespace {
 
 constexpr const char* kLog = "role";
 
-// Shared by both guards: a thread, a stop flag, an eventfd to wake it, and a wait on the authority's fd.
-struct Loop {
-  UniqueFd wake;
-  std::thread thread;
-  std::atomic<bool> stop{false};
+// What both guards share: their configuration, a thread with a stop flag and a wake-up, the decision callback and
+// the latest decision. Each guard's Impl adds its arbiter and its Run().
+template <typename Decision>
+struct GuardBase {
+  GuardBase(const ArbiterOptions& o, int interval_ms, HeartbeatService* h, LeaseAuthority* a, Clock* c,
+            const char* name)
+      : options(o), interval_ns(int64_t(std::max(1, interval_ms)) * 1'000'000), hb(h), authority(a), clock(c),
+        thread_name(name) {}
+  virtual ~GuardBase() = default;
+  virtual void Run() = 0;
 
-  Status Open() {
-    wake = UniqueFd(eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC));
-    return wake.valid() ? Status::Ok() : Status::FromErrno("guard: eventfd", errno);
-  }
-
-  // Both guards start the same way: once, with an authority in witness mode, on a named thread.
-  Status Start(bool witness_mode, const LeaseAuthority* authority, const char* thread_name,
-               std::function<void()> run) {
+  // Once, with an authority in witness mode, on a named thread.
+  Status Start() {
     if (thread.joinable()) return Status::InvalidArgument("guard: already started");
-    if (witness_mode && authority == nullptr) return Status::InvalidArgument("guard: witness mode needs an authority");
-    TANDEM_RETURN_IF_ERROR(Open());
-    thread = std::thread(std::move(run));
+    if (options.witness && authority == nullptr) {
+      return Status::InvalidArgument("guard: witness mode needs an authority");
+    }
+    TANDEM_RETURN_IF_ERROR(wake.Open("guard"));
+    thread = std::thread([this] { Run(); });
     pthread_setname_np(thread.native_handle(), thread_name);
     return Status::Ok();
   }
-  void Wake() {
-    if (!wake.valid()) return;
-    const uint64_t one = 1;
-    ssize_t ignored = write(wake.get(), &one, sizeof(one));
-    (void)ignored;
-  }
-  // Sleeps until `deadline_ns` on `clock` (bounded by `max_ns` of real time, so a FakeClock moved by a test is
-  // noticed), an authority reply, or a wake-up.
-  void Wait(Clock* clock, int64_t deadline_ns, int64_t max_ns, int authority_fd) {
-    const int64_t wait_ns = std::clamp<int64_t>(deadline_ns - clock->NowNanos(), 0, max_ns);
-    pollfd fds[2] = {{wake.get(), POLLIN, 0}, {authority_fd, POLLIN, 0}};
+  // Sleeps until `deadline_ns` on the clock (bounded by one interval of real time, so a FakeClock moved by a test
+  // is noticed), an authority reply on `authority_fd`, or a wake-up.
+  void Wait(int64_t deadline_ns, int authority_fd) {
+    const int64_t wait_ns = std::clamp<int64_t>(deadline_ns - clock->NowNanos(), 0, interval_ns);
+    pollfd fds[2] = {{wake.fd(), POLLIN, 0}, {authority_fd, POLLIN, 0}};
     timespec ts{time_t(wait_ns / 1'000'000'000), long(wait_ns % 1'000'000'000)};
     ppoll(fds, authority_fd >= 0 ? 2 : 1, &ts, nullptr);
-    if (fds[0].revents & POLLIN) {
-      uint64_t drained;
-      while (read(wake.get(), &drained, sizeof(drained)) > 0) {
-      }
-    }
+    if (fds[0].revents & POLLIN) wake.Drain();
   }
   void Join() {
     stop.store(true);
-    Wake();
+    wake.Wake();
     if (thread.joinable() && thread.get_id() != std::this_thread::get_id()) thread.join();
   }
+  Decision Latest() const {
+    std::lock_guard<std::mutex> lock(mu);
+    return latest;
+  }
+
+  const ArbiterOptions options;
+  const int64_t interval_ns;
+  HeartbeatService* const hb;
+  LeaseAuthority* const authority;
+  Clock* const clock;
+  const char* const thread_name;
+  Waker wake;
+  std::thread thread;
+  std::atomic<bool> stop{false};
+  std::function<void(const Decision&)> callback;  // set before Start
+  mutable std::mutex mu;
+  Decision latest;  // guarded by mu
 };
 
 int64_t RemainingMs(int64_t until, int64_t now) { return until > now ? (until - now) / 1'000'000 : -1; }
@@ -74,35 +82,24 @@ int64_t RemainingMs(int64_t until, int64_t now) { return until > now ? (until - 
 // ---------------------------------------------------------------------------------------------------------------
 // PrimaryGuard.
 
-struct PrimaryGuard::Impl {
+struct PrimaryGuard::Impl final : GuardBase<PrimaryDecision> {
   Impl(ArbiterOptions o, int interval, HeartbeatService* h, LeaseAuthority* a, Clock* c, uint64_t term,
        std::optional<LeaseReply> g)
-      : options(o), interval_ns(int64_t(std::max(1, interval)) * 1'000'000), hb(h), authority(a), clock(c),
-        arbiter(o, term) {
+      : GuardBase(o, interval, h, a, c, "tandem-primary"), arbiter(o, term) {
     if (g) arbiter.OnLeaseReply(*g);
   }
 
-  void Run();
+  void Run() override;
 
-  const ArbiterOptions options;
-  const int64_t interval_ns;
-  HeartbeatService* const hb;
-  LeaseAuthority* const authority;
-  Clock* const clock;
-  Loop loop;
-  std::function<void(const PrimaryDecision&)> callback;
   std::atomic<uint64_t> last_epoch{0};
-
-  mutable std::mutex mu;
   PrimaryArbiter arbiter;  // guarded by mu (the thread holds it only to decide, never during the callback)
-  PrimaryDecision latest;  // guarded by mu
   const char* last_alarm = nullptr;
 };
 
 void PrimaryGuard::Impl::Run() {
   int64_t next_renew = clock->NowNanos();
   const int fd = authority ? authority->wait_fd() : -1;
-  while (!loop.stop.load()) {
+  while (!stop.load()) {
     const int64_t now = clock->NowNanos();
     PrimaryDecision d;
     int64_t deadline;
@@ -137,7 +134,7 @@ void PrimaryGuard::Impl::Run() {
       if (!d.alarm && last_alarm) TLOG_INFO(kLog, "alarm cleared: %s", last_alarm);
       last_alarm = d.alarm;
     }
-    loop.Wait(clock, deadline, interval_ns, fd);
+    Wait(deadline, fd);
   }
 }
 
@@ -151,19 +148,13 @@ void PrimaryGuard::OnDecision(std::function<void(const PrimaryDecision&)> callba
   impl_->callback = std::move(callback);
 }
 
-Status PrimaryGuard::Start() {
-  Impl& s = *impl_;
-  return s.loop.Start(s.options.witness, s.authority, "tandem-primary", [&s] { s.Run(); });
-}
+Status PrimaryGuard::Start() { return impl_->Start(); }
 
-void PrimaryGuard::Stop() { impl_->loop.Join(); }
+void PrimaryGuard::Stop() { impl_->Join(); }
 
 void PrimaryGuard::SetLastEpoch(uint64_t epoch) { impl_->last_epoch.store(epoch); }
 
-PrimaryDecision PrimaryGuard::decision() const {
-  std::lock_guard<std::mutex> lock(impl_->mu);
-  return impl_->latest;
-}
+PrimaryDecision PrimaryGuard::decision() const { return impl_->Latest(); }
 
 GuardStatus PrimaryGuard::status() const {
   const Impl& s = *impl_;
@@ -185,31 +176,20 @@ GuardStatus PrimaryGuard::status() const {
 // ---------------------------------------------------------------------------------------------------------------
 // StandbyGuard.
 
-struct StandbyGuard::Impl {
+struct StandbyGuard::Impl final : GuardBase<StandbyDecision> {
   Impl(ArbiterOptions o, int interval, HeartbeatService* h, LeaseAuthority* a, Clock* c)
-      : options(o), interval_ns(int64_t(std::max(1, interval)) * 1'000'000), hb(h), authority(a), clock(c),
-        arbiter(o) {}
+      : GuardBase(o, interval, h, a, c, "tandem-standby"), arbiter(o) {}
 
-  void Run();
+  void Run() override;
 
-  const ArbiterOptions options;
-  const int64_t interval_ns;
-  HeartbeatService* const hb;
-  LeaseAuthority* const authority;
-  Clock* const clock;
-  Loop loop;
-  std::function<void(const StandbyDecision&)> callback;
   std::atomic<bool> ready{false}, manual{false};
   std::atomic<uint64_t> last_applied{0};
-
-  mutable std::mutex mu;
-  StandbyArbiter arbiter;   // guarded by mu
-  StandbyDecision latest;   // guarded by mu
+  StandbyArbiter arbiter;  // guarded by mu
 };
 
 void StandbyGuard::Impl::Run() {
   const int fd = authority ? authority->wait_fd() : -1;
-  while (!loop.stop.load()) {
+  while (!stop.load()) {
     const int64_t now = clock->NowNanos();
     StandbyDecision d;
     uint64_t term;
@@ -243,7 +223,7 @@ void StandbyGuard::Impl::Run() {
       if (callback) callback(d);
     }
     if (d.action == StandbyAction::kPromote) return;
-    loop.Wait(clock, deadline, interval_ns, fd);
+    Wait(deadline, fd);
   }
 }
 
@@ -257,12 +237,9 @@ void StandbyGuard::OnDecision(std::function<void(const StandbyDecision&)> callba
   impl_->callback = std::move(callback);
 }
 
-Status StandbyGuard::Start() {
-  Impl& s = *impl_;
-  return s.loop.Start(s.options.witness, s.authority, "tandem-standby", [&s] { s.Run(); });
-}
+Status StandbyGuard::Start() { return impl_->Start(); }
 
-void StandbyGuard::Stop() { impl_->loop.Join(); }
+void StandbyGuard::Stop() { impl_->Join(); }
 
 void StandbyGuard::SetResumePoint(bool ready, uint64_t last_applied_epoch) {
   impl_->last_applied.store(last_applied_epoch);
@@ -271,13 +248,10 @@ void StandbyGuard::SetResumePoint(bool ready, uint64_t last_applied_epoch) {
 
 void StandbyGuard::AllowManualPromotion() {
   impl_->manual.store(true);
-  impl_->loop.Wake();
+  impl_->wake.Wake();
 }
 
-StandbyDecision StandbyGuard::decision() const {
-  std::lock_guard<std::mutex> lock(impl_->mu);
-  return impl_->latest;
-}
+StandbyDecision StandbyGuard::decision() const { return impl_->Latest(); }
 
 std::optional<LeaseReply> StandbyGuard::grant() const {
   std::lock_guard<std::mutex> lock(impl_->mu);

@@ -5,8 +5,6 @@
 #include <netinet/ip.h>
 #include <poll.h>
 #include <pthread.h>
-#include <sys/eventfd.h>
-#include <sys/random.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -22,6 +20,8 @@
 
 #include "common/fd.h"
 #include "common/log.h"
+#include "common/random.h"
+#include "common/waker.h"
 #include "heartbeat/detector.h"
 #include "heartbeat/udp.h"
 
@@ -47,7 +47,7 @@ struct HeartbeatService::Impl {
     uint64_t rejects_since_log = 0;
   };
 
-  Impl(HeartbeatOptions o, Clock* c) : options(std::move(o)), clock(c), incarnation(RandomIncarnation(c)) {}
+  Impl(HeartbeatOptions o, Clock* c) : options(std::move(o)), clock(c), incarnation(RandomNonZeroId(c)) {}
 
   Status Validate() const;
   Status Open();
@@ -62,7 +62,7 @@ struct HeartbeatService::Impl {
   const uint64_t incarnation;
   std::optional<MacKey> key;  // used by the thread only (after Start)
   std::vector<Link> links;
-  UniqueFd wake;
+  Waker wake;
   std::thread thread;
   std::atomic<bool> stop{false};
   bool started = false;
@@ -124,9 +124,7 @@ Status HeartbeatService::Impl::Open() {
     }
     links.push_back(std::move(link));
   }
-  wake = UniqueFd(eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC));
-  if (!wake.valid()) return Status::FromErrno("heartbeat: eventfd", errno);
-  return Status::Ok();
+  return wake.Open("heartbeat");
 }
 
 void HeartbeatService::Impl::SendAll(int64_t now_ns) {
@@ -252,7 +250,7 @@ void HeartbeatService::Impl::Run() {
   const int64_t interval_ns = int64_t(options.interval_ms) * 1'000'000;
   std::vector<pollfd> fds(links.size() + 1);
   for (size_t i = 0; i < links.size(); ++i) fds[i] = {links[i].fd.get(), POLLIN, 0};
-  fds.back() = {wake.get(), POLLIN, 0};
+  fds.back() = {wake.fd(), POLLIN, 0};
   int64_t next_send = clock->NowNanos();
   while (!stop.load()) {
     const int64_t now = clock->NowNanos();
@@ -289,11 +287,7 @@ void HeartbeatService::Impl::Run() {
     for (size_t i = 0; i < links.size(); ++i) {
       if (fds[i].revents != 0) Drain(i);
     }
-    if (fds.back().revents & POLLIN) {
-      uint64_t drained;
-      while (read(wake.get(), &drained, sizeof(drained)) > 0) {
-      }
-    }
+    if (fds.back().revents & POLLIN) wake.Drain();
   }
 }
 
@@ -315,7 +309,7 @@ Status HeartbeatService::Start() {
   }
   if (Status st = s.Open(); !st.ok()) {
     s.links.clear();
-    s.wake.reset();
+    s.wake.Close();
     return st;
   }
   s.outgoing.sender.Set(s.options.node_name);
@@ -347,11 +341,7 @@ void HeartbeatService::SetLocalState(LocalState state) {
     if (s.detector) s.detector->SetLocalTerm(state.term);
     if (urgent) s.send_now = true;
   }
-  if (urgent && s.wake.valid()) {
-    const uint64_t one = 1;
-    ssize_t ignored = write(s.wake.get(), &one, sizeof(one));
-    (void)ignored;
-  }
+  if (urgent) s.wake.Wake();
 }
 
 PeerStatus HeartbeatService::peer() const {
@@ -391,11 +381,7 @@ void HeartbeatService::OnPeerRestarted(std::function<void()> callback) {
 void HeartbeatService::Stop() {
   Impl& s = *impl_;
   s.stop.store(true);
-  if (s.wake.valid()) {
-    const uint64_t one = 1;
-    ssize_t ignored = write(s.wake.get(), &one, sizeof(one));
-    (void)ignored;
-  }
+  s.wake.Wake();
   if (!s.thread.joinable() || s.thread.get_id() == std::this_thread::get_id()) return;
   s.thread.join();
   // Close the sockets now: a stopped service must look dead to its peer and free its ports for a successor.

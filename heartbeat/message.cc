@@ -142,23 +142,56 @@ Status EncodeMessage(const Message& m, const MacKey& key, std::span<uint8_t> out
   return key.Compute(std::span<const uint8_t>(p, kMacOffset), p + kMacOffset);
 }
 
-Result<Message> DecodeMessage(std::span<const uint8_t> d) {
-  // Magic and version come first so that a future, longer version is reported as Unsupported, not as bad length.
-  if (d.size() < kOffVersion + 1) return Status::Corruption("heartbeat: truncated datagram");
-  if (std::memcmp(d.data(), kMessageMagic, 4) != 0) return Status::Corruption("heartbeat: bad magic");
-  if (d[kOffVersion] != kMessageVersion) return Status::Unsupported("heartbeat: unknown version");
-  if (d.size() != kMessageSize) return Status::Corruption("heartbeat: bad length");
+const char* WireErrorName(WireError error) {
+  switch (error) {
+    case WireError::kNone: return "none";
+    case WireError::kTruncated: return "truncated";
+    case WireError::kBadMagic: return "bad magic";
+    case WireError::kUnknownVersion: return "unknown version";
+    case WireError::kBadLength: return "bad length";
+    case WireError::kUnknownType: return "unknown type";
+    case WireError::kUnknownReason: return "unknown reason";
+    case WireError::kBadName: return "bad name";
+    case WireError::kReservedSet: return "reserved bits set";
+    case WireError::kZeroId: return "zero incarnation or sequence";
+    case WireError::kNegativeTime: return "negative time";
+    case WireError::kFieldRule: return "field rule";
+    case WireError::kBadMac: return "MAC mismatch";
+  }
+  return "?";
+}
+
+Status WireFailure(WireError* out, WireError error, const char* what, std::string_view detail) {
+  if (out != nullptr) *out = error;
+  const std::string msg = std::string(what) + ": " + std::string(detail);
+  return error == WireError::kUnknownVersion ? Status::Unsupported(msg) : Status::Corruption(msg);
+}
+
+Status CheckWireHeader(std::span<const uint8_t> d, const uint8_t (&magic)[4], uint8_t version, size_t size,
+                       const char* what, WireError* error) {
+  if (error != nullptr) *error = WireError::kNone;
+  if (d.size() < 5) return WireFailure(error, WireError::kTruncated, what, "truncated datagram");
+  if (std::memcmp(d.data(), magic, 4) != 0) return WireFailure(error, WireError::kBadMagic, what, "bad magic");
+  if (d[4] != version) return WireFailure(error, WireError::kUnknownVersion, what, "unknown version");
+  if (d.size() != size) return WireFailure(error, WireError::kBadLength, what, "bad length");
+  return Status::Ok();
+}
+
+Result<Message> DecodeMessage(std::span<const uint8_t> d, WireError* error) {
+  static_assert(kOffVersion == 4);
+  TANDEM_RETURN_IF_ERROR(CheckWireHeader(d, kMessageMagic, kMessageVersion, kMessageSize, "heartbeat", error));
+  auto fail = [error](WireError e, const char* detail) { return WireFailure(error, e, "heartbeat", detail); };
   const uint8_t* p = d.data();
-  if (p[kOffRole] > static_cast<uint8_t>(Role::kWitness)) return Status::Corruption("heartbeat: unknown role");
-  if (p[kOffReserved] != 0) return Status::Corruption("heartbeat: reserved byte set");
+  if (p[kOffRole] > static_cast<uint8_t>(Role::kWitness)) return fail(WireError::kUnknownType, "unknown role");
+  if (p[kOffReserved] != 0) return fail(WireError::kReservedSet, "reserved byte set");
   Message m;
   m.role = static_cast<Role>(p[kOffRole]);
   m.link_index = p[kOffLink];
   if (!NodeName::Load(p + kOffSender, /*allow_empty=*/false, &m.sender)) {
-    return Status::Corruption("heartbeat: bad sender name");
+    return fail(WireError::kBadName, "bad sender name");
   }
   if (!NodeName::Load(p + kOffReceiver, /*allow_empty=*/false, &m.receiver)) {
-    return Status::Corruption("heartbeat: bad receiver name");
+    return fail(WireError::kBadName, "bad receiver name");
   }
   m.incarnation = LoadLe64(p + kOffIncarnation);
   m.sequence = LoadLe64(p + kOffSequence);
@@ -168,32 +201,33 @@ Result<Message> DecodeMessage(std::span<const uint8_t> d) {
   m.term = LoadLe64(p + kOffTerm);
   m.last_epoch = LoadLe64(p + kOffLastEpoch);
   m.promise_ms = uint32_t(LoadLe64(p + kOffPromiseMs) & 0xffffffffu);
-  if (LoadLe64(p + kOffPromiseMs) >> 32 != 0) return Status::Corruption("heartbeat: reserved bytes set");
-  if (m.incarnation == 0) return Status::Corruption("heartbeat: zero incarnation");
-  if (m.sequence == 0) return Status::Corruption("heartbeat: zero sequence");
-  if (m.send_ns < 0 || m.echo_ns < 0 || m.hold_ns < 0) return Status::Corruption("heartbeat: negative time");
+  if (LoadLe64(p + kOffPromiseMs) >> 32 != 0) return fail(WireError::kReservedSet, "reserved bytes set");
+  if (m.incarnation == 0) return fail(WireError::kZeroId, "zero incarnation");
+  if (m.sequence == 0) return fail(WireError::kZeroId, "zero sequence");
+  if (m.send_ns < 0 || m.echo_ns < 0 || m.hold_ns < 0) return fail(WireError::kNegativeTime, "negative time");
   return m;
 }
 
 Status VerifyTrailingMac(std::span<const uint8_t> d, size_t size, size_t mac_offset, const MacKey& key,
-                         const char* what) {
-  if (d.size() != size) return Status::Corruption(std::string(what) + ": bad length");
+                         const char* what, WireError* error) {
+  if (error != nullptr) *error = WireError::kNone;
+  if (d.size() != size) return WireFailure(error, WireError::kBadLength, what, "bad length");
   uint8_t expected[kMacSize];
   TANDEM_RETURN_IF_ERROR(key.Compute(d.first(mac_offset), expected));
   if (CRYPTO_memcmp(expected, d.data() + mac_offset, kMacSize) != 0) {
-    return Status::Corruption(std::string(what) + ": MAC mismatch");
+    return WireFailure(error, WireError::kBadMac, what, "MAC mismatch");
   }
   return Status::Ok();
 }
 
-Status VerifyMessageMac(std::span<const uint8_t> d, const MacKey& key) {
-  return VerifyTrailingMac(d, kMessageSize, kMacOffset, key, "heartbeat");
+Status VerifyMessageMac(std::span<const uint8_t> d, const MacKey& key, WireError* error) {
+  return VerifyTrailingMac(d, kMessageSize, kMacOffset, key, "heartbeat", error);
 }
 
-Result<Message> DecodeAuthenticatedMessage(std::span<const uint8_t> d, const MacKey& key) {
-  auto m = DecodeMessage(d);
+Result<Message> DecodeAuthenticatedMessage(std::span<const uint8_t> d, const MacKey& key, WireError* error) {
+  auto m = DecodeMessage(d, error);
   if (!m.ok()) return m.status();
-  TANDEM_RETURN_IF_ERROR(VerifyMessageMac(d, key));
+  TANDEM_RETURN_IF_ERROR(VerifyMessageMac(d, key, error));
   return m;
 }
 

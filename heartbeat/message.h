@@ -105,23 +105,53 @@ class MacKey {
   std::unique_ptr<Impl> impl_;
 };
 
+// Why a datagram was refused, beside the Status (whose message is for people): the heartbeat and witness decoders
+// and MAC checks set it, counters and tests read it.
+enum class WireError : uint8_t {
+  kNone = 0,
+  kTruncated,       // too short to hold magic and version
+  kBadMagic,
+  kUnknownVersion,  // the only one reported as Unsupported; every other error is Corruption
+  kBadLength,       // right magic and version, wrong size
+  kUnknownType,     // witness message type, or heartbeat role, out of range
+  kUnknownReason,   // witness DENY reason out of range
+  kBadName,         // not NUL-padded, NUL inside, or empty where a name is required
+  kReservedSet,     // a reserved byte or an unknown flag is not zero
+  kZeroId,          // zero incarnation or sequence
+  kNegativeTime,
+  kFieldRule,       // a field set, or missing, for this message type
+  kBadMac,          // wrong key or forged
+};
+const char* WireErrorName(WireError error);
+// For the decoders: sets *out (when given) and returns "`what`: `detail`" as Unsupported for kUnknownVersion,
+// else as Corruption.
+Status WireFailure(WireError* out, WireError error, const char* what, std::string_view detail);
+// The checks every datagram type starts with: magic (bytes 0-3), version (byte 4), then size. In that order, so
+// that a future, longer version is reported as kUnknownVersion rather than as kBadLength. Sets *error to kNone
+// when they pass.
+Status CheckWireHeader(std::span<const uint8_t> datagram, const uint8_t (&magic)[4], uint8_t version, size_t size,
+                       const char* what, WireError* error);
+
 // Writes the kMessageSize-byte datagram for `message` into `out` (which must hold kMessageSize bytes).
 // InvalidArgument for an unsendable message (empty name, zero incarnation or sequence, negative times).
 Status EncodeMessage(const Message& message, const MacKey& key, std::span<uint8_t> out);
 
 // Structural decode WITHOUT authentication: size, magic, version, field ranges, name padding. Corruption for bad
-// bytes, Unsupported for another version. Safe on any input (the fuzz entry point).
-Result<Message> DecodeMessage(std::span<const uint8_t> datagram);
+// bytes, Unsupported for another version, and the reason in *error (when given; kNone on success). Safe on any
+// input (the fuzz entry point).
+Result<Message> DecodeMessage(std::span<const uint8_t> datagram, WireError* error = nullptr);
 
 // Corruption unless `datagram` is `size` bytes ending in the MAC of its first `mac_offset` bytes under `key`
 // (constant-time comparison). `what` names the message kind in the error. Shared by every datagram type.
+// *error (when given): kBadLength or kBadMac.
 Status VerifyTrailingMac(std::span<const uint8_t> datagram, size_t size, size_t mac_offset, const MacKey& key,
-                         const char* what);
+                         const char* what, WireError* error = nullptr);
 
 // Corruption unless the datagram carries a valid MAC under `key` (constant-time comparison).
-Status VerifyMessageMac(std::span<const uint8_t> datagram, const MacKey& key);
+Status VerifyMessageMac(std::span<const uint8_t> datagram, const MacKey& key, WireError* error = nullptr);
 
 // What a receiver uses: structure first (cheap, rejects garbage before any crypto), then the MAC.
-Result<Message> DecodeAuthenticatedMessage(std::span<const uint8_t> datagram, const MacKey& key);
+Result<Message> DecodeAuthenticatedMessage(std::span<const uint8_t> datagram, const MacKey& key,
+                                           WireError* error = nullptr);
 
 }  // namespace tandem::heartbeat

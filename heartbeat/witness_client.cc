@@ -10,6 +10,7 @@
 
 #include "common/fd.h"
 #include "common/log.h"
+#include "common/random.h"
 #include "heartbeat/udp.h"
 
 namespace tandem::heartbeat {
@@ -151,7 +152,7 @@ Status WitnessClient::Start() {
   auto key = MacKey::Create(s.options.psk);
   if (!key.ok()) return key.status();
   s.core = std::make_unique<WitnessClientCore>(s.options.vm, s.options.node, std::move(key).value(),
-                                               RandomIncarnation(s.clock));
+                                               RandomNonZeroId(s.clock));
   s.fd = std::move(fd);
   TLOG_INFO(kLog, "%s for vm %s: witness %s (incarnation %016" PRIx64 ")", s.options.node.c_str(),
             s.options.vm.c_str(), s.options.witness_address.c_str(), s.core->incarnation());
@@ -218,7 +219,7 @@ Result<WitnessStatusReply> QueryWitnessStatus(const std::string& witness_address
   WitnessMessage q;
   q.type = WitnessType::kStatusQuery;
   if (!q.vm.Set(vm) || !q.node.Set(node)) return Status::InvalidArgument("witness status: bad vm or node name");
-  q.incarnation = RandomIncarnation(clock);
+  q.incarnation = RandomNonZeroId(clock);
   auto remote = ParseAddress(witness_address);
   if (!remote.ok()) return remote.status().WithContext("witness address");
   SocketAddress local;

@@ -33,33 +33,46 @@ bool KnownType(uint8_t t) {
 }
 
 // The per-type rules shared by the encoder and the decoder, so whatever decodes re-encodes to the same bytes.
-const char* Invalid(const WitnessMessage& m) {
-  if (!KnownType(uint8_t(m.type))) return "unknown type";
-  if (m.vm.view().empty()) return "empty vm name";
-  if (m.node.view().empty()) return "empty node name";
-  if (m.incarnation == 0) return "zero incarnation";
-  if (m.sequence == 0) return "zero sequence";
-  if (m.send_ns < 0 || m.echo_send_ns < 0) return "negative time";
-  if (uint8_t(m.reason) > kMaxWitnessReason) return "unknown reason";
-  if ((m.type == WitnessType::kDeny) != (m.reason != WitnessReason::kNone)) return "reason on a non-DENY or none on DENY";
+// Why `m` may not be on the wire (nullptr: it may), and the WireError a decoder reports for it.
+struct Refusal {
+  WireError error = WireError::kNone;
+  const char* why = nullptr;
+};
+
+Refusal Invalid(const WitnessMessage& m) {
+  using E = WireError;
+  if (!KnownType(uint8_t(m.type))) return {E::kUnknownType, "unknown type"};
+  if (m.vm.view().empty()) return {E::kBadName, "empty vm name"};
+  if (m.node.view().empty()) return {E::kBadName, "empty node name"};
+  if (m.incarnation == 0) return {E::kZeroId, "zero incarnation"};
+  if (m.sequence == 0) return {E::kZeroId, "zero sequence"};
+  if (m.send_ns < 0 || m.echo_send_ns < 0) return {E::kNegativeTime, "negative time"};
+  if (uint8_t(m.reason) > kMaxWitnessReason) return {E::kUnknownReason, "unknown reason"};
+  if ((m.type == WitnessType::kDeny) != (m.reason != WitnessReason::kNone)) {
+    return {E::kFieldRule, "reason on a non-DENY or none on DENY"};
+  }
   if (m.type != WitnessType::kStatusReply ? m.flags != 0 : (m.flags & ~kWitnessFlagStartupHold) != 0) {
-    return "unknown flags";
+    return {E::kReservedSet, "unknown flags"};
   }
-  if (m.type != WitnessType::kPromote && m.last_applied_epoch != 0) return "epoch on a non-PROMOTE";
+  if (m.type != WitnessType::kPromote && m.last_applied_epoch != 0) return {E::kFieldRule, "epoch on a non-PROMOTE"};
   if (IsRequest(m.type)) {
-    if (!m.holder.view().empty()) return "holder in a request";
-    if (m.echo_sequence != 0 || m.echo_send_ns != 0) return "echo in a request";
-    if (m.lease_ms != 0 || m.lease_remaining_ms != 0) return "lease in a request";
-    return nullptr;
+    if (!m.holder.view().empty()) return {E::kFieldRule, "holder in a request"};
+    if (m.echo_sequence != 0 || m.echo_send_ns != 0) return {E::kFieldRule, "echo in a request"};
+    if (m.lease_ms != 0 || m.lease_remaining_ms != 0) return {E::kFieldRule, "lease in a request"};
+    return {};
   }
-  if (m.peer_incarnation == 0 || m.echo_sequence == 0) return "reply echoes no request";
+  if (m.peer_incarnation == 0 || m.echo_sequence == 0) return {E::kFieldRule, "reply echoes no request"};
   if (m.type == WitnessType::kGrant) {
-    if (m.term == 0 || m.lease_ms == 0) return "GRANT without term or lease";
-    if (!(m.holder.view() == m.node.view())) return "GRANT to a node that is not the holder";
+    if (m.term == 0 || m.lease_ms == 0) return {E::kFieldRule, "GRANT without term or lease"};
+    if (!(m.holder.view() == m.node.view())) return {E::kFieldRule, "GRANT to a node that is not the holder"};
   }
-  if (m.type != WitnessType::kGrant && m.type != WitnessType::kStatusReply && m.lease_ms != 0) return "lease on a DENY";
-  if (m.type != WitnessType::kStatusReply && m.lease_remaining_ms != 0) return "remaining lease outside STATUS_REPLY";
-  return nullptr;
+  if (m.type != WitnessType::kGrant && m.type != WitnessType::kStatusReply && m.lease_ms != 0) {
+    return {E::kFieldRule, "lease on a DENY"};
+  }
+  if (m.type != WitnessType::kStatusReply && m.lease_remaining_ms != 0) {
+    return {E::kFieldRule, "remaining lease outside STATUS_REPLY"};
+  }
+  return {};
 }
 
 }  // namespace
@@ -95,7 +108,7 @@ const char* WitnessReasonName(WitnessReason reason) {
 
 Status EncodeWitnessMessage(const WitnessMessage& m, const MacKey& key, std::span<uint8_t> out) {
   if (out.size() < kWitnessMessageSize) return Status::InvalidArgument("witness: encode buffer too small");
-  if (const char* why = Invalid(m)) return Status::InvalidArgument(std::string("witness: ") + why);
+  if (const char* why = Invalid(m).why) return Status::InvalidArgument(std::string("witness: ") + why);
   uint8_t* p = out.data();
   std::memcpy(p, kWitnessMagic, 4);
   p[kOffVersion] = kWitnessVersion;
@@ -118,26 +131,24 @@ Status EncodeWitnessMessage(const WitnessMessage& m, const MacKey& key, std::spa
   return key.Compute(std::span<const uint8_t>(p, kWitnessMacOffset), p + kWitnessMacOffset);
 }
 
-Result<WitnessMessage> DecodeWitnessMessage(std::span<const uint8_t> d) {
-  // Magic and version first, so a future, longer version is reported as Unsupported rather than as bad length.
-  if (d.size() < kOffVersion + 1) return Status::Corruption("witness: truncated datagram");
-  if (std::memcmp(d.data(), kWitnessMagic, 4) != 0) return Status::Corruption("witness: bad magic");
-  if (d[kOffVersion] != kWitnessVersion) return Status::Unsupported("witness: unknown version");
-  if (d.size() != kWitnessMessageSize) return Status::Corruption("witness: bad length");
+Result<WitnessMessage> DecodeWitnessMessage(std::span<const uint8_t> d, WireError* error) {
+  static_assert(kOffVersion == 4);
+  TANDEM_RETURN_IF_ERROR(CheckWireHeader(d, kWitnessMagic, kWitnessVersion, kWitnessMessageSize, "witness", error));
+  auto fail = [error](WireError e, const char* detail) { return WireFailure(error, e, "witness", detail); };
   const uint8_t* p = d.data();
-  if (!KnownType(p[kOffType])) return Status::Corruption("witness: unknown type");
+  if (!KnownType(p[kOffType])) return fail(WireError::kUnknownType, "unknown type");
   WitnessMessage m;
   m.type = WitnessType(p[kOffType]);
   m.reason = WitnessReason(p[kOffReason]);
   m.flags = p[kOffFlags];
   if (!NodeName::Load(p + kOffVm, /*allow_empty=*/true, &m.vm)) {
-    return Status::Corruption("witness: bad vm name");
+    return fail(WireError::kBadName, "bad vm name");
   }
   if (!NodeName::Load(p + kOffNode, /*allow_empty=*/true, &m.node)) {
-    return Status::Corruption("witness: bad node name");
+    return fail(WireError::kBadName, "bad node name");
   }
   if (!NodeName::Load(p + kOffHolder, /*allow_empty=*/true, &m.holder)) {
-    return Status::Corruption("witness: bad holder name");
+    return fail(WireError::kBadName, "bad holder name");
   }
   m.incarnation = LoadLe64(p + kOffIncarnation);
   m.sequence = LoadLe64(p + kOffSequence);
@@ -149,18 +160,19 @@ Result<WitnessMessage> DecodeWitnessMessage(std::span<const uint8_t> d) {
   m.echo_send_ns = int64_t(LoadLe64(p + kOffEchoSendNs));
   m.lease_ms = LoadLe32(p + kOffLeaseMs);
   m.lease_remaining_ms = LoadLe32(p + kOffLeaseRemainingMs);
-  if (const char* why = Invalid(m)) return Status::Corruption(std::string("witness: ") + why);
+  if (const Refusal r = Invalid(m); r.why != nullptr) return fail(r.error, r.why);
   return m;
 }
 
-Status VerifyWitnessMac(std::span<const uint8_t> d, const MacKey& key) {
-  return VerifyTrailingMac(d, kWitnessMessageSize, kWitnessMacOffset, key, "witness");
+Status VerifyWitnessMac(std::span<const uint8_t> d, const MacKey& key, WireError* error) {
+  return VerifyTrailingMac(d, kWitnessMessageSize, kWitnessMacOffset, key, "witness", error);
 }
 
-Result<WitnessMessage> DecodeAuthenticatedWitnessMessage(std::span<const uint8_t> d, const MacKey& key) {
-  auto m = DecodeWitnessMessage(d);
+Result<WitnessMessage> DecodeAuthenticatedWitnessMessage(std::span<const uint8_t> d, const MacKey& key,
+                                                         WireError* error) {
+  auto m = DecodeWitnessMessage(d, error);
   if (!m.ok()) return m.status();
-  TANDEM_RETURN_IF_ERROR(VerifyWitnessMac(d, key));
+  TANDEM_RETURN_IF_ERROR(VerifyWitnessMac(d, key, error));
   return m;
 }
 

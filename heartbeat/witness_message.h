@@ -102,13 +102,16 @@ struct WitnessMessage {
 Status EncodeWitnessMessage(const WitnessMessage& message, const MacKey& key, std::span<uint8_t> out);
 
 // Structural decode WITHOUT authentication: size, magic, version, type, per-type field rules, name padding.
-// Corruption for bad bytes, Unsupported for another version. Safe on any input (the fuzz entry point).
-Result<WitnessMessage> DecodeWitnessMessage(std::span<const uint8_t> datagram);
+// Corruption for bad bytes, Unsupported for another version, and the reason in *error (when given; kNone on
+// success). Safe on any input (the fuzz entry point).
+Result<WitnessMessage> DecodeWitnessMessage(std::span<const uint8_t> datagram, WireError* error = nullptr);
 
-// Corruption unless the datagram carries a valid MAC under `key` (constant-time comparison).
-Status VerifyWitnessMac(std::span<const uint8_t> datagram, const MacKey& key);
+// Corruption unless the datagram carries a valid MAC under `key` (constant-time comparison); *error: kBadLength
+// or kBadMac.
+Status VerifyWitnessMac(std::span<const uint8_t> datagram, const MacKey& key, WireError* error = nullptr);
 
 // Structure first (cheap, rejects garbage before any crypto), then the MAC.
-Result<WitnessMessage> DecodeAuthenticatedWitnessMessage(std::span<const uint8_t> datagram, const MacKey& key);
+Result<WitnessMessage> DecodeAuthenticatedWitnessMessage(std::span<const uint8_t> datagram, const MacKey& key,
+                                                         WireError* error = nullptr);
 
 }  // namespace tandem::heartbeat

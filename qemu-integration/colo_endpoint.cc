@@ -2,7 +2,6 @@
 
 #include <poll.h>
 #include <sys/socket.h>
-#include <sys/un.h>
 
 #include <cerrno>
 #include <cstring>
@@ -47,49 +46,41 @@ Result<size_t> ColoEndpoint::SocketSource::ReadSome(uint8_t* dst, size_t cap) {
   }
 }
 
-ColoEndpoint::ColoEndpoint(std::string path, UniqueFd listener)
-    : path_(std::move(path)), listener_(std::move(listener)), reader_(&source_, 1 << 20), parser_(&reader_) {}
+ColoEndpoint::ColoEndpoint(std::string path, UniqueFd listener, Env* env)
+    : path_(std::move(path)), env_(env), listener_(std::move(listener)), reader_(&source_, 1 << 20),
+      parser_(&reader_) {}
 
 ColoEndpoint::~ColoEndpoint() {
-  if (listener_.valid()) ::unlink(path_.c_str());
+  if (listener_.valid()) (void)env_->RemoveFile(path_);
 }
 
-Result<std::unique_ptr<ColoEndpoint>> ColoEndpoint::Listen(const std::string& unix_path) {
-  sockaddr_un addr{};
-  addr.sun_family = AF_UNIX;
-  if (unix_path.size() >= sizeof(addr.sun_path))
-    return Status::InvalidArgument("COLO socket path too long: " + unix_path);
-  std::memcpy(addr.sun_path, unix_path.c_str(), unix_path.size() + 1);
-  UniqueFd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
-  if (!fd.valid()) return Status::FromErrno("socket", errno);
-  ::unlink(unix_path.c_str());
-  if (::bind(fd.get(), reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) {
-    return Status::FromErrno("bind COLO socket " + unix_path, errno);
-  }
-  if (::listen(fd.get(), 1) != 0) return Status::FromErrno("listen COLO socket " + unix_path, errno);
-  return std::unique_ptr<ColoEndpoint>(new ColoEndpoint(unix_path, std::move(fd)));
+Result<std::unique_ptr<ColoEndpoint>> ColoEndpoint::Listen(const std::string& unix_path, Env* env) {
+  auto fd = env->ListenUnix(unix_path, 1);
+  if (!fd.ok()) return fd.status().WithContext("COLO socket");
+  return std::unique_ptr<ColoEndpoint>(new ColoEndpoint(unix_path, std::move(fd).value(), env));
 }
 
 Status ColoEndpoint::Accept(int timeout_ms) {
   if (!listener_.valid()) return Status::InvalidArgument("COLO endpoint already accepted a connection");
-  const int64_t deadline = SystemClock()->NowNanos() + int64_t(timeout_ms) * 1'000'000;
+  Clock* clock = env_->clock();
+  const int64_t deadline = clock->NowNanos() + int64_t(timeout_ms) * 1'000'000;
   for (;;) {
-    const int64_t left_ms = (deadline - SystemClock()->NowNanos()) / 1'000'000;
+    const int64_t left_ms = (deadline - clock->NowNanos()) / 1'000'000;
     if (left_ms <= 0)
       return Status::Timeout("QEMU did not connect to " + path_ + " within " + std::to_string(timeout_ms) + " ms");
     pollfd pfd{listener_.get(), POLLIN, 0};
     int r = ::poll(&pfd, 1, int(left_ms));
     if (r < 0 && errno != EINTR) return Status::FromErrno("poll COLO listener", errno);
     if (r <= 0) continue;
-    int fd = ::accept4(listener_.get(), nullptr, nullptr, SOCK_CLOEXEC);
-    if (fd < 0) {
-      if (errno == EINTR || errno == EAGAIN || errno == ECONNABORTED) continue;
-      return Status::FromErrno("accept COLO connection", errno);
+    auto conn = env_->Accept(listener_.get());
+    if (!conn.ok()) {
+      if (conn.status().IsTimeout()) continue;  // the connection went away between poll and accept
+      return conn.status().WithContext("COLO connection");
     }
-    conn_.reset(fd);
-    source_.fd = fd;
+    conn_ = std::move(conn).value();
+    source_.fd = conn_.get();
     listener_.reset();
-    ::unlink(path_.c_str());
+    (void)env_->RemoveFile(path_);
     return Status::Ok();
   }
 }
@@ -130,7 +121,7 @@ Status ColoEndpoint::SendCheckpointReady() {
 
 Status ColoEndpoint::ReceiveCheckpoint(replicator::Epoch* epoch, int timeout_ms, CheckpointTiming* timing) {
   if (!precopy_done_) return Status::InvalidArgument("checkpoint before the precopy was received");
-  Clock* clock = SystemClock();
+  Clock* clock = env_->clock();
   source_.timeout_ms = timeout_ms;
   TANDEM_RETURN_IF_ERROR(
       parser_.ExpectMessage(ColoMessage::kCheckpointRequest).WithContext("waiting for CHECKPOINT_REQUEST"));

@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "common/env.h"
 #include "common/fd.h"
 #include "common/status.h"
 #include "qemu-integration/colo_stream.h"
@@ -16,7 +17,7 @@
 
 namespace tandem::qemu {
 
-// Monotonic timestamps (SystemClock) of one checkpoint. The guest is paused from REPLY until tandem sends
+// Monotonic timestamps (the endpoint's Env clock) of one checkpoint. The guest is paused from REPLY until tandem sends
 // VMSTATE_LOADED (ResumeVm).
 struct CheckpointTiming {
   int64_t request_ns = 0;       // CHECKPOINT_REQUEST read from the socket
@@ -30,7 +31,9 @@ Status StartColoMigration(QmpClient& qmp, const std::string& unix_socket, int ch
 
 class ColoEndpoint {
  public:
-  static Result<std::unique_ptr<ColoEndpoint>> Listen(const std::string& unix_path);
+  // Listens on `unix_path` (replacing a stale socket file); sockets and the clock come from `env`, which must
+  // outlive the endpoint.
+  static Result<std::unique_ptr<ColoEndpoint>> Listen(const std::string& unix_path, Env* env = Env::Default());
   ~ColoEndpoint();
   ColoEndpoint(const ColoEndpoint&) = delete;
   ColoEndpoint& operator=(const ColoEndpoint&) = delete;
@@ -64,11 +67,12 @@ class ColoEndpoint {
     int timeout_ms = 30000;  // per read: how long QEMU may stay silent
     Result<size_t> ReadSome(uint8_t* dst, size_t cap) override;
   };
-  explicit ColoEndpoint(std::string path, UniqueFd listener);
+  ColoEndpoint(std::string path, UniqueFd listener, Env* env);
   Status Send(ColoMessage message);
   Status SendRaw(const uint8_t* data, size_t len);
 
   std::string path_;
+  Env* const env_;
   UniqueFd listener_, conn_;
   SocketSource source_;
   StreamReader reader_;

@@ -73,113 +73,49 @@ std::string Printable(std::string_view s) {
 
 // ---------------------------------------------------------------------------------------------------------------
 
-Result<size_t> MemorySource::ReadSome(uint8_t* dst, size_t cap) {
-  const size_t n = std::min({cap, max_chunk_, data_.size() - pos_});
-  if (n > 0) std::memcpy(dst, data_.data() + pos_, n);
-  pos_ += n;
-  return n;
-}
-
-StreamReader::StreamReader(ByteSource* source, size_t buffer_bytes)
-    : source_(source), buf_(std::max<size_t>(buffer_bytes, 2 * kPageSize)) {}
-
-Status StreamReader::Fill(size_t need) {
-  if (end_ - pos_ >= need) return Status::Ok();
-  if (buf_.size() - pos_ < need) {  // compact: keep the unread bytes at the front
-    std::memmove(buf_.data(), buf_.data() + pos_, end_ - pos_);
-    consumed_base_ += pos_;
-    end_ -= pos_;
-    pos_ = 0;
-    last_take_ = 0;
-  }
-  while (end_ - pos_ < need) {
-    TANDEM_ASSIGN_OR_RETURN(size_t n, source_->ReadSome(buf_.data() + end_, buf_.size() - end_));
-    if (n == 0) {
-      return Status::Corruption("stream truncated at byte " + std::to_string(consumed_base_ + end_) + " (needed " +
-                                std::to_string(need - (end_ - pos_)) + " more bytes)");
-    }
-    end_ += n;
-  }
-  return Status::Ok();
-}
-
-Status StreamReader::Read(void* dst, size_t len) {
-  auto* out = static_cast<uint8_t*>(dst);
-  while (len > 0) {
-    if (pos_ == end_) TANDEM_RETURN_IF_ERROR(Fill(1));
-    const size_t n = std::min(len, end_ - pos_);
-    std::memcpy(out, buf_.data() + pos_, n);
-    pos_ += n, out += n, len -= n;
-  }
-  return Status::Ok();
-}
-
-Status StreamReader::ReadU8(uint8_t* v) {
-  TANDEM_RETURN_IF_ERROR(Fill(1));
-  *v = buf_[pos_++];
-  return Status::Ok();
-}
-
-Status StreamReader::ReadBe16(uint16_t* v) {
-  TANDEM_RETURN_IF_ERROR(Fill(2));
-  *v = LoadBe16(buf_.data() + pos_);
-  pos_ += 2;
-  return Status::Ok();
-}
-
-Status StreamReader::ReadBe32(uint32_t* v) {
-  TANDEM_RETURN_IF_ERROR(Fill(4));
-  *v = LoadBe32(buf_.data() + pos_);
-  pos_ += 4;
-  return Status::Ok();
-}
-
-Status StreamReader::ReadBe64(uint64_t* v) {
-  TANDEM_RETURN_IF_ERROR(Fill(8));
-  *v = LoadBe64(buf_.data() + pos_);
-  pos_ += 8;
-  return Status::Ok();
-}
-
-Result<std::span<const uint8_t>> StreamReader::TakeAvailable(size_t max) {
-  if (pos_ == end_) {
-    consumed_base_ += pos_;
-    pos_ = end_ = 0;
-    TANDEM_RETURN_IF_ERROR(Fill(1));
-  }
-  const size_t n = std::min(max, end_ - pos_);
-  std::span<const uint8_t> out(buf_.data() + pos_, n);
-  pos_ += n;
-  last_take_ = n;
-  return out;
-}
-
-void StreamReader::Unread(size_t n) {
-  // Only the most recent take is guaranteed to still be in the buffer.
-  assert(n <= last_take_);
-  n = std::min(n, last_take_);
-  pos_ -= n;
-  last_take_ -= n;
-}
-
-// ---------------------------------------------------------------------------------------------------------------
-
 const char* ColoMessageName(uint32_t message) {
   static const char* const kNames[] = {"CHECKPOINT_READY", "CHECKPOINT_REQUEST", "CHECKPOINT_REPLY", "VMSTATE_SEND",
                                        "VMSTATE_SIZE",     "VMSTATE_RECEIVED",   "VMSTATE_LOADED"};
   return message < std::size(kNames) ? kNames[message] : "unknown COLO message";
 }
 
-Status ColoStreamParser::Fail(Status::Code code, const std::string& what) const {
+Status ColoStreamParser::Fail(StreamError error, const std::string& what) {
+  error_ = error;
   const std::string msg = what + " (stream offset " + std::to_string(reader_->offset()) + ")";
-  return code == Status::Code::kUnsupported ? Status::Unsupported(msg) : Status::Corruption(msg);
+  const bool unsupported = error == StreamError::kUnknownVersion || error == StreamError::kUnsupportedFeature;
+  return unsupported ? Status::Unsupported(msg) : Status::Corruption(msg);
+}
+
+Status ColoStreamParser::Track(Status st) {
+  if (st.ok()) {
+    error_ = StreamError::kNone;
+  } else if (error_ == StreamError::kNone) {
+    error_ = reader_->error();
+  }
+  return st;
 }
 
 Status ColoStreamParser::ExpectMessage(ColoMessage expected) {
+  error_ = StreamError::kNone;
+  return Track(ExpectMessageBody(expected));
+}
+
+Status ColoStreamParser::ParsePrecopy(const LayoutCallback& on_layout, replicator::VmDescriptor* descriptor,
+                                      std::vector<uint8_t>* device_state) {
+  error_ = StreamError::kNone;
+  return Track(ParsePrecopyBody(on_layout, descriptor, device_state));
+}
+
+Status ColoStreamParser::ParseCheckpointState(replicator::PageSink* sink, std::vector<uint8_t>* device_state) {
+  error_ = StreamError::kNone;
+  return Track(ParseCheckpointBody(sink, device_state));
+}
+
+Status ColoStreamParser::ExpectMessageBody(ColoMessage expected) {
   uint32_t m = 0;
   TANDEM_RETURN_IF_ERROR(reader_->ReadBe32(&m));
   if (m != uint32_t(expected)) {
-    return Fail(Status::Code::kCorruption, std::string("expected COLO message ") + ColoMessageName(uint32_t(expected)) +
+    return Fail(StreamError::kUnexpectedMessage, std::string("expected COLO message ") + ColoMessageName(uint32_t(expected)) +
                                                ", got " + ColoMessageName(m) + " (" + std::to_string(m) + ")");
   }
   return Status::Ok();
@@ -197,7 +133,7 @@ Status ColoStreamParser::ParseConfiguration(std::string* raw) {
   uint32_t len = 0;
   TANDEM_RETURN_IF_ERROR(reader_->ReadBe32(&len));
   if (len == 0 || len > 256)
-    return Fail(Status::Code::kCorruption, "configuration machine name length " + std::to_string(len));
+    return Fail(StreamError::kBadConfiguration, "configuration machine name length " + std::to_string(len));
   std::string name(len, '\0');
   TANDEM_RETURN_IF_ERROR(reader_->Read(name.data(), len));
   append_be32(len);
@@ -224,12 +160,12 @@ Status ColoStreamParser::ParseConfiguration(std::string* raw) {
       uint32_t bits = 0;
       TANDEM_RETURN_IF_ERROR(reader_->ReadBe32(&bits));
       if (bits != 12)
-        return Fail(Status::Code::kUnsupported, "target page bits " + std::to_string(bits) + " (only 4 KiB pages)");
+        return Fail(StreamError::kUnsupportedFeature, "target page bits " + std::to_string(bits) + " (only 4 KiB pages)");
       append_be32(bits);
     } else if (sub == "configuration/capabilities") {
       uint32_t count = 0;
       TANDEM_RETURN_IF_ERROR(reader_->ReadBe32(&count));
-      if (count > 64) return Fail(Status::Code::kCorruption, "configuration capability count " + std::to_string(count));
+      if (count > 64) return Fail(StreamError::kBadConfiguration, "configuration capability count " + std::to_string(count));
       append_be32(count);
       for (uint32_t i = 0; i < count; ++i) {
         uint8_t cap_len = 0;
@@ -244,7 +180,7 @@ Status ColoStreamParser::ParseConfiguration(std::string* raw) {
       TANDEM_RETURN_IF_ERROR(reader_->Read(uuid, sizeof(uuid)));
       raw->append(uuid, sizeof(uuid));
     } else {
-      return Fail(Status::Code::kUnsupported, "unknown configuration subsection '" + Printable(sub) + "'");
+      return Fail(StreamError::kUnsupportedFeature, "unknown configuration subsection '" + Printable(sub) + "'");
     }
   }
 }
@@ -254,10 +190,10 @@ Status ColoStreamParser::ParseFooter() {
   uint32_t sid = 0;
   TANDEM_RETURN_IF_ERROR(reader_->ReadU8(&type));
   if (type != kSecFooter)
-    return Fail(Status::Code::kCorruption, "expected section footer 0x7e after RAM records, got " + Hex(type));
+    return Fail(StreamError::kBadFooter, "expected section footer 0x7e after RAM records, got " + Hex(type));
   TANDEM_RETURN_IF_ERROR(reader_->ReadBe32(&sid));
   if (sid != ram_section_id_) {
-    return Fail(Status::Code::kCorruption, "section footer names section " + std::to_string(sid) +
+    return Fail(StreamError::kBadFooter, "section footer names section " + std::to_string(sid) +
                                                ", expected RAM section " + std::to_string(ram_section_id_));
   }
   return Status::Ok();
@@ -277,51 +213,51 @@ Status ColoStreamParser::ParseRamSectionHeader(uint8_t type, bool* is_start) {
     TANDEM_RETURN_IF_ERROR(reader_->ReadBe32(&version));
     const std::string_view idstr(name, len);
     if (idstr != "ram") {
-      return Fail(Status::Code::kUnsupported, "iterative section '" + Printable(idstr) + "' (only RAM is supported)");
+      return Fail(StreamError::kUnsupportedFeature, "iterative section '" + Printable(idstr) + "' (only RAM is supported)");
     }
-    if (have_ram_section_) return Fail(Status::Code::kCorruption, "second RAM SECTION_START");
+    if (have_ram_section_) return Fail(StreamError::kBadSectionOrder, "second RAM SECTION_START");
     if (version != kRamSectionVersion) {
-      return Fail(Status::Code::kUnsupported, "RAM section version " + std::to_string(version) + " (expected 4)");
+      return Fail(StreamError::kUnsupportedFeature, "RAM section version " + std::to_string(version) + " (expected 4)");
     }
     have_ram_section_ = true;
     ram_section_id_ = sid;
     return Status::Ok();
   }
   if (!have_ram_section_)
-    return Fail(Status::Code::kCorruption, "section " + std::to_string(sid) + " continued before any SECTION_START");
+    return Fail(StreamError::kBadSectionOrder, "section " + std::to_string(sid) + " continued before any SECTION_START");
   if (sid != ram_section_id_) {
-    return Fail(Status::Code::kUnsupported, "iterative section " + std::to_string(sid) + " is not the RAM section " +
+    return Fail(StreamError::kUnsupportedFeature, "iterative section " + std::to_string(sid) + " is not the RAM section " +
                                                 std::to_string(ram_section_id_));
   }
   return Status::Ok();
 }
 
 Status ColoStreamParser::ParseBlockTable(uint64_t total_bytes) {
-  if (!blocks_.empty()) return Fail(Status::Code::kCorruption, "second RAM block table");
+  if (!blocks_.empty()) return Fail(StreamError::kBadBlockTable, "second RAM block table");
   uint64_t sum = 0;
   while (sum < total_bytes) {
     uint8_t len = 0;
     TANDEM_RETURN_IF_ERROR(reader_->ReadU8(&len));
-    if (len == 0) return Fail(Status::Code::kCorruption, "RAM block with an empty name");
+    if (len == 0) return Fail(StreamError::kBadBlockTable, "RAM block with an empty name");
     std::string name(len, '\0');
     TANDEM_RETURN_IF_ERROR(reader_->Read(name.data(), len));
     uint64_t size = 0;
     TANDEM_RETURN_IF_ERROR(reader_->ReadBe64(&size));
     if (size == 0 || size % kPageSize != 0) {
-      return Fail(Status::Code::kCorruption,
+      return Fail(StreamError::kBadBlockTable,
                   "RAM block '" + Printable(name) + "' size " + Hex(size) + " is not a page multiple");
     }
     for (const auto& b : blocks_) {
-      if (b.name == name) return Fail(Status::Code::kCorruption, "RAM block '" + Printable(name) + "' listed twice");
+      if (b.name == name) return Fail(StreamError::kBadBlockTable, "RAM block '" + Printable(name) + "' listed twice");
     }
     sum += size;
     if (sum > total_bytes) {
-      return Fail(Status::Code::kCorruption,
+      return Fail(StreamError::kBadBlockTable,
                   "RAM block sizes add up to more than the announced " + Hex(total_bytes) + " bytes");
     }
     blocks_.push_back({std::move(name), size});
   }
-  if (blocks_.empty()) return Fail(Status::Code::kCorruption, "RAM block table is empty");
+  if (blocks_.empty()) return Fail(StreamError::kBadBlockTable, "RAM block table is empty");
   return Status::Ok();
 }
 
@@ -333,14 +269,14 @@ Status ColoStreamParser::ParseRamRecords(replicator::PageSink* sink, bool allow_
     const uint64_t addr = header & ~kFlagMask;
     if (flags & kFlagMemSize) {
       if (flags != kFlagMemSize || !allow_block_table || !first) {
-        return Fail(Status::Code::kCorruption,
+        return Fail(StreamError::kBadBlockTable,
                     "RAM block table (MEM_SIZE record) outside the start of the RAM section, flags " + Hex(flags));
       }
       TANDEM_RETURN_IF_ERROR(ParseBlockTable(addr));
       continue;
     }
     if (flags == kFlagEos) {
-      if (addr != 0) return Fail(Status::Code::kCorruption, "RAM EOS record with offset " + Hex(addr));
+      if (addr != 0) return Fail(StreamError::kBadRamRecord, "RAM EOS record with offset " + Hex(addr));
       return Status::Ok();
     }
     const uint64_t unsupported = flags & (kFlagFull | kFlagXbzrle | kFlagHook | kFlagCompressPage);
@@ -349,12 +285,12 @@ Status ColoStreamParser::ParseRamRecords(replicator::PageSink* sink, bool allow_
                          : (unsupported & kFlagCompressPage) ? "COMPRESS_PAGE"
                          : (unsupported & kFlagHook)         ? "HOOK (RDMA)"
                                                              : "FULL (pre-2.0 streams)";
-      return Fail(Status::Code::kUnsupported, std::string("RAM record flag ") + what + " in flags " + Hex(flags) +
+      return Fail(StreamError::kUnsupportedFeature, std::string("RAM record flag ") + what + " in flags " + Hex(flags) +
                                                   " (disable that migration capability)");
     }
     const uint64_t kind = flags & ~kFlagContinue;
     if (kind != kFlagZero && kind != kFlagPage) {
-      return Fail(Status::Code::kCorruption, "unknown RAM record flags " + Hex(flags));
+      return Fail(StreamError::kBadRamRecord, "unknown RAM record flags " + Hex(flags));
     }
     int block = last_block_;
     if (!(flags & kFlagContinue)) {
@@ -370,29 +306,29 @@ Status ColoStreamParser::ParseRamRecords(replicator::PageSink* sink, bool allow_
           break;
         }
       }
-      if (block < 0) return Fail(Status::Code::kCorruption, "page for unknown RAM block '" + Printable(idstr) + "'");
+      if (block < 0) return Fail(StreamError::kBadRamRecord, "page for unknown RAM block '" + Printable(idstr) + "'");
       last_block_ = block;
     } else if (block < 0) {
-      return Fail(Status::Code::kCorruption, "CONTINUE page record with no previous RAM block");
+      return Fail(StreamError::kBadRamRecord, "CONTINUE page record with no previous RAM block");
     }
     const replicator::RamBlockInfo& info = blocks_[size_t(block)];
     if (addr >= info.size_bytes) {
-      return Fail(Status::Code::kCorruption,
+      return Fail(StreamError::kBadRamRecord,
                   "page offset " + Hex(addr) + " beyond RAM block '" + info.name + "' of size " + Hex(info.size_bytes));
     }
-    if (sink == nullptr) return Fail(Status::Code::kCorruption, "page record before the RAM block table");
+    if (sink == nullptr) return Fail(StreamError::kBadRamRecord, "page record before the RAM block table");
     if (kind == kFlagZero) {
       uint8_t fill = 0;
       TANDEM_RETURN_IF_ERROR(reader_->ReadU8(&fill));
       if (!sink->FilledPage(uint32_t(block), addr, fill)) {
-        return Fail(Status::Code::kCorruption,
+        return Fail(StreamError::kPageRefused,
                     "page sink refused page " + Hex(addr) + " of RAM block '" + info.name + "'");
       }
       ++stats->filled_pages;
     } else {
       uint8_t* dst = sink->PageBuffer(uint32_t(block), addr);
       if (dst == nullptr) {
-        return Fail(Status::Code::kCorruption,
+        return Fail(StreamError::kPageRefused,
                     "page sink refused page " + Hex(addr) + " of RAM block '" + info.name + "'");
       }
       TANDEM_RETURN_IF_ERROR(reader_->Read(dst, kPageSize));
@@ -401,15 +337,15 @@ Status ColoStreamParser::ParseRamRecords(replicator::PageSink* sink, bool allow_
   }
 }
 
-Status ColoStreamParser::ParsePrecopy(const LayoutCallback& on_layout, replicator::VmDescriptor* descriptor,
-                                      std::vector<uint8_t>* device_state) {
+Status ColoStreamParser::ParsePrecopyBody(const LayoutCallback& on_layout, replicator::VmDescriptor* descriptor,
+                                          std::vector<uint8_t>* device_state) {
   uint32_t magic = 0, version = 0;
   TANDEM_RETURN_IF_ERROR(reader_->ReadBe32(&magic));
   if (magic != kFileMagic)
-    return Fail(Status::Code::kCorruption, "bad magic " + Hex(magic) + ", not a QEMU migration stream (QEVM)");
+    return Fail(StreamError::kBadMagic, "bad magic " + Hex(magic) + ", not a QEMU migration stream (QEVM)");
   TANDEM_RETURN_IF_ERROR(reader_->ReadBe32(&version));
   if (version != kFileVersion)
-    return Fail(Status::Code::kUnsupported, "unknown migration stream version " + std::to_string(version));
+    return Fail(StreamError::kUnknownVersion, "unknown migration stream version " + std::to_string(version));
 
   bool have_config = false, colo = false;
   replicator::PageSink* sink = nullptr;
@@ -419,7 +355,7 @@ Status ColoStreamParser::ParsePrecopy(const LayoutCallback& on_layout, replicato
     TANDEM_RETURN_IF_ERROR(reader_->ReadU8(&type));
     if (type == kSecConfiguration) {
       if (have_config || have_ram_section_)
-        return Fail(Status::Code::kCorruption, "configuration section out of place");
+        return Fail(StreamError::kBadConfiguration, "configuration section out of place");
       TANDEM_RETURN_IF_ERROR(ParseConfiguration(&descriptor->qemu_configuration));
       have_config = true;
     } else if (type == kSecCommand) {
@@ -427,21 +363,21 @@ Status ColoStreamParser::ParsePrecopy(const LayoutCallback& on_layout, replicato
       TANDEM_RETURN_IF_ERROR(reader_->ReadBe16(&cmd));
       TANDEM_RETURN_IF_ERROR(reader_->ReadBe16(&len));
       if (cmd != kCmdEnableColo) {
-        return Fail(Status::Code::kUnsupported,
+        return Fail(StreamError::kUnsupportedFeature,
                     "migration command " + std::to_string(cmd) + " (only ENABLE_COLO is expected)");
       }
       if (len != 0)
-        return Fail(Status::Code::kCorruption, "ENABLE_COLO command with a " + std::to_string(len) + "-byte payload");
+        return Fail(StreamError::kBadCommand, "ENABLE_COLO command with a " + std::to_string(len) + "-byte payload");
       colo = true;
     } else if (type == kSecStart || type == kSecPart || type == kSecEnd) {
-      if (!have_config) return Fail(Status::Code::kCorruption, "configuration section missing");
+      if (!have_config) return Fail(StreamError::kBadConfiguration, "configuration section missing");
       bool is_start = false;
       TANDEM_RETURN_IF_ERROR(ParseRamSectionHeader(type, &is_start));
-      if (!is_start && blocks_.empty()) return Fail(Status::Code::kCorruption, "RAM section without a block table");
+      if (!is_start && blocks_.empty()) return Fail(StreamError::kBadBlockTable, "RAM section without a block table");
       TANDEM_RETURN_IF_ERROR(ParseRamRecords(sink, is_start, &precopy_));
       TANDEM_RETURN_IF_ERROR(ParseFooter());
       if (is_start) {
-        if (blocks_.empty()) return Fail(Status::Code::kCorruption, "RAM SECTION_START without a block table");
+        if (blocks_.empty()) return Fail(StreamError::kBadBlockTable, "RAM SECTION_START without a block table");
         descriptor->page_size = kPageSize;
         descriptor->ram_blocks = blocks_;
         TANDEM_ASSIGN_OR_RETURN(sink, on_layout(*descriptor));
@@ -449,12 +385,12 @@ Status ColoStreamParser::ParsePrecopy(const LayoutCallback& on_layout, replicato
       }
       if (type == kSecEnd) break;
     } else if (type == kSecFull || type == kSecEof) {
-      return Fail(Status::Code::kCorruption, "device section or EOF before the RAM section ended");
+      return Fail(StreamError::kBadSectionOrder, "device section or EOF before the RAM section ended");
     } else {
-      return Fail(Status::Code::kCorruption, "unknown section type " + Hex(type));
+      return Fail(StreamError::kUnknownSectionType, "unknown section type " + Hex(type));
     }
   }
-  if (!colo) return Fail(Status::Code::kUnsupported, "not a COLO stream: no ENABLE_COLO command before RAM ended");
+  if (!colo) return Fail(StreamError::kUnsupportedFeature, "not a COLO stream: no ENABLE_COLO command before RAM ended");
   return ParseDeviceTail(device_state, &descriptor->qemu_vmdesc_json);
 }
 
@@ -529,13 +465,17 @@ Status DevicesFromVmdesc(const nlohmann::json& vmdesc, std::vector<DeviceId>* de
 
 }  // namespace
 
-Status CheckDeviceSections(std::span<const uint8_t> blob, const std::string& vmdesc_json) {
-  nlohmann::json vmdesc = nlohmann::json::parse(vmdesc_json, nullptr, /*allow_exceptions=*/false);
-  if (vmdesc.is_discarded()) return Status::Corruption("vmdesc is not JSON");
-  std::vector<DeviceId> devices;
-  TANDEM_RETURN_IF_ERROR(DevicesFromVmdesc(vmdesc, &devices));
-  if (blob.empty() || blob.back() != kSecEof) return Status::Corruption("device state does not end with EOF (0x00)");
-  return WalkDeviceSections(blob, blob.size() - 1, devices);
+Status CheckDeviceSections(std::span<const uint8_t> blob, const std::string& vmdesc_json, StreamError* error) {
+  Status st = [&]() -> Status {
+    nlohmann::json vmdesc = nlohmann::json::parse(vmdesc_json, nullptr, /*allow_exceptions=*/false);
+    if (vmdesc.is_discarded()) return Status::Corruption("vmdesc is not JSON");
+    std::vector<DeviceId> devices;
+    TANDEM_RETURN_IF_ERROR(DevicesFromVmdesc(vmdesc, &devices));
+    if (blob.empty() || blob.back() != kSecEof) return Status::Corruption("device state does not end with EOF (0x00)");
+    return WalkDeviceSections(blob, blob.size() - 1, devices);
+  }();
+  if (error != nullptr) *error = st.ok() ? StreamError::kNone : StreamError::kBadDeviceState;
+  return st;
 }
 
 Status ColoStreamParser::ParseDeviceTail(std::vector<uint8_t>* tail, std::string* vmdesc_out) {
@@ -570,7 +510,7 @@ Status ColoStreamParser::ParseDeviceTail(std::vector<uint8_t>* tail, std::string
           if (!vmdesc.is_discarded() && DevicesFromVmdesc(vmdesc, &devices).ok() &&
               WalkDeviceSections(t, p, devices).ok()) {
             if (vmdesc.contains("page_size") && vmdesc["page_size"] != kPageSize) {
-              return Fail(Status::Code::kUnsupported, "guest page size " + vmdesc["page_size"].dump() + " (only 4096)");
+              return Fail(StreamError::kUnsupportedFeature, "guest page size " + vmdesc["page_size"].dump() + " (only 4096)");
             }
             vmdesc_out->assign(reinterpret_cast<const char*>(t.data() + p + 6), len);
             reader_->Unread(t.size() - end);  // bytes after the precopy (a recording's next message)
@@ -586,36 +526,36 @@ Status ColoStreamParser::ParseDeviceTail(std::vector<uint8_t>* tail, std::string
       }
     }
     if (tail->size() > kMaxDeviceStateBytes) {
-      return Fail(Status::Code::kCorruption,
+      return Fail(StreamError::kBadDeviceState,
                   "no valid EOF + VMDESCRIPTION trailer within 256 MiB after the RAM sections");
     }
   }
 }
 
-Status ColoStreamParser::ParseCheckpointState(replicator::PageSink* sink, std::vector<uint8_t>* device_state) {
+Status ColoStreamParser::ParseCheckpointBody(replicator::PageSink* sink, std::vector<uint8_t>* device_state) {
   if (blocks_.empty()) return Status::InvalidArgument("checkpoint before the precopy was parsed");
   last_checkpoint_ = RamSectionStats();
   uint8_t type = 0;
   TANDEM_RETURN_IF_ERROR(reader_->ReadU8(&type));
   if (type != kSecEnd)
-    return Fail(Status::Code::kCorruption, "checkpoint does not start with the RAM SECTION_END, got " + Hex(type));
+    return Fail(StreamError::kBadSectionOrder, "checkpoint does not start with the RAM SECTION_END, got " + Hex(type));
   bool is_start = false;
   TANDEM_RETURN_IF_ERROR(ParseRamSectionHeader(type, &is_start));
   TANDEM_RETURN_IF_ERROR(ParseRamRecords(sink, /*allow_block_table=*/false, &last_checkpoint_));
   TANDEM_RETURN_IF_ERROR(ParseFooter());
   TANDEM_RETURN_IF_ERROR(reader_->ReadU8(&type));
   if (type != kSecEof)
-    return Fail(Status::Code::kCorruption, "expected EOF after the checkpoint's RAM section, got " + Hex(type));
-  TANDEM_RETURN_IF_ERROR(ExpectMessage(ColoMessage::kVmstateSize));
+    return Fail(StreamError::kBadSectionOrder, "expected EOF after the checkpoint's RAM section, got " + Hex(type));
+  TANDEM_RETURN_IF_ERROR(ExpectMessageBody(ColoMessage::kVmstateSize));
   uint64_t size = 0;
   TANDEM_RETURN_IF_ERROR(reader_->ReadBe64(&size));
   if (size < 1 || size > kMaxDeviceStateBytes) {
-    return Fail(Status::Code::kCorruption, "device state size " + std::to_string(size) + " out of range");
+    return Fail(StreamError::kBadDeviceState, "device state size " + std::to_string(size) + " out of range");
   }
   device_state->resize(size_t(size));
   TANDEM_RETURN_IF_ERROR(reader_->Read(device_state->data(), size_t(size)));
   if (device_state->back() != kSecEof || (size > 1 && (*device_state)[0] != kSecFull)) {
-    return Fail(Status::Code::kCorruption, "device state blob is not FULL sections followed by EOF");
+    return Fail(StreamError::kBadDeviceState, "device state blob is not FULL sections followed by EOF");
   }
   return Status::Ok();
 }

@@ -17,6 +17,28 @@
 
 namespace tandem::qemu {
 
+// Why parsing failed, beside the Status (whose message, with the stream offset, is for people).
+enum class StreamError : uint8_t {
+  kNone = 0,
+  kTruncated,           // the bytes ended mid-stream
+  kSource,              // the byte source failed (QEMU closed the socket, went silent, an I/O error)
+  kBadMagic,            // not a QEMU migration stream (QEVM)
+  kUnknownVersion,      // another migration stream version (Unsupported)
+  kUnsupportedFeature,  // valid QEMU, but not what tandem takes: page size, section, subsection, command, RAM
+                        // record flag, a stream without COLO (Unsupported)
+  kUnexpectedMessage,   // a COLO control message other than the one expected
+  kBadConfiguration,    // configuration section: bad field, missing, or out of place
+  kBadCommand,          // a migration command with a malformed payload
+  kUnknownSectionType,
+  kBadSectionOrder,     // a section where none may be (a second RAM start, device sections inside RAM, ...)
+  kBadFooter,           // a section footer missing or naming another section
+  kBadBlockTable,       // RAM block table: bad or repeated block, sizes not adding up, missing, misplaced
+  kBadRamRecord,        // RAM record: unknown flags, unknown block, offset beyond its block
+  kPageRefused,         // the page sink refused a page
+  kBadDeviceState,      // device state: size, shape, or sections that do not match the vmdesc
+};
+const char* StreamErrorName(StreamError error);
+
 // Where stream bytes come from.
 class ByteSource {
  public:
@@ -58,6 +80,8 @@ class StreamReader {
   uint64_t offset() const { return consumed_base_ + pos_; }
   size_t buffered() const { return end_ - pos_; }
   ByteSource* source() const { return source_; }
+  // kTruncated or kSource once a read has failed for that reason (kNone until then).
+  StreamError error() const { return error_; }
 
  private:
   Status Fill(size_t need);  // at least `need` (<= capacity) bytes buffered
@@ -66,6 +90,7 @@ class StreamReader {
   size_t pos_ = 0, end_ = 0;
   uint64_t consumed_base_ = 0;  // stream offset of buf_[0]
   size_t last_take_ = 0;
+  StreamError error_ = StreamError::kNone;
 };
 
 // COLO's control messages: a be32 on the migration socket, both directions.
@@ -112,15 +137,26 @@ class ColoStreamParser {
   const RamSectionStats& last_checkpoint() const { return last_checkpoint_; }
   const RamSectionStats& precopy() const { return precopy_; }
   const std::vector<replicator::RamBlockInfo>& blocks() const { return blocks_; }
+  // Why the last ParsePrecopy / ExpectMessage / ParseCheckpointState failed: kNone after a success, and after a
+  // failure that is the caller's (InvalidArgument, an error from the layout callback).
+  StreamError error() const { return error_; }
 
  private:
+  Status ParsePrecopyBody(const LayoutCallback& on_layout, replicator::VmDescriptor* descriptor,
+                          std::vector<uint8_t>* device_state);
+  Status ExpectMessageBody(ColoMessage expected);
+  Status ParseCheckpointBody(replicator::PageSink* sink, std::vector<uint8_t>* device_state);
+  // Records why `st` failed (what Fail set, else the reader's kTruncated/kSource) and returns it.
+  Status Track(Status st);
   Status ParseConfiguration(std::string* raw);
   Status ParseRamSectionHeader(uint8_t type, bool* is_start);
   Status ParseRamRecords(replicator::PageSink* sink, bool allow_block_table, RamSectionStats* stats);
   Status ParseBlockTable(uint64_t total_bytes);
   Status ParseFooter();
   Status ParseDeviceTail(std::vector<uint8_t>* device_state, std::string* vmdesc);
-  Status Fail(Status::Code code, const std::string& what) const;
+  // Sets error() and returns `what` at the stream offset: Unsupported for kUnknownVersion and
+  // kUnsupportedFeature, Corruption otherwise.
+  Status Fail(StreamError error, const std::string& what);
 
   StreamReader* reader_;
   bool have_ram_section_ = false;
@@ -128,10 +164,13 @@ class ColoStreamParser {
   std::vector<replicator::RamBlockInfo> blocks_;
   int last_block_ = -1;  // for CONTINUE records
   RamSectionStats precopy_, last_checkpoint_;
+  StreamError error_ = StreamError::kNone;
 };
 
 // The FULL sections of a device blob (or of the precopy's tail) walked by their footers against the vmdesc's
-// device list: OK only if the blob is exactly those sections, in that order, then 0x00.
-Status CheckDeviceSections(std::span<const uint8_t> blob, const std::string& vmdesc_json);
+// device list: OK only if the blob is exactly those sections, in that order, then 0x00 (else Corruption and
+// *error, when given, kBadDeviceState).
+Status CheckDeviceSections(std::span<const uint8_t> blob, const std::string& vmdesc_json,
+                           StreamError* error = nullptr);
 
 }  // namespace tandem::qemu

@@ -8,17 +8,20 @@
 #include <string>
 #include <vector>
 
+#include "common/env.h"
 #include "common/status.h"
 
 namespace tandem::qemu {
 
 class QemuProcess {
  public:
-  // Forks and execs argv[0] (a path; see FindQemuBinary) with stdout+stderr appended to `log_path`.
+  // Starts argv[0] (a path; see FindQemuBinary) through env->Spawn (the Env must outlive the process object),
+  // with stdout+stderr appended to `log_path`.
   // The child gets PR_SET_PDEATHSIG(SIGKILL). Linux delivers it when the *thread* that called Spawn exits, so
   // call Spawn from a thread that lives as long as the process (tandem's main thread).
   // Exec failures are reported here (not as a child that exits 127).
-  static Result<std::unique_ptr<QemuProcess>> Spawn(const std::vector<std::string>& argv, const std::string& log_path);
+  static Result<std::unique_ptr<QemuProcess>> Spawn(const std::vector<std::string>& argv, const std::string& log_path,
+                                                    Env* env = Env::Default());
 
   // Kills (SIGKILL) and reaps the child if it is still running.
   ~QemuProcess();
@@ -29,15 +32,19 @@ class QemuProcess {
   // False once the child has exited (reaps it).
   bool Running();
   // Sends `sig` unless the child has already been reaped (never signals a recycled pid).
-  void Kill(int sig);
-  // Waits up to timeout_ms for the child to exit. Returns its exit code, or 128+signal if a signal killed it;
-  // Timeout if it is still running.
+  Status Signal(int sig);
+  // Signal() for callers that can do nothing about a failure (a signal handler, a cleanup path).
+  void Kill(int sig) { (void)Signal(sig); }
+  // Waits up to timeout_ms (of the Env's clock) for the child to exit. Returns its exit code, or 128+signal if a
+  // signal killed it; Timeout if it is still running.
   Result<int> Wait(int timeout_ms);
 
  private:
-  explicit QemuProcess(pid_t pid) : pid_(pid) {}
+  QemuProcess(pid_t pid, Env* env) : pid_(pid), env_(env) {}
+  // True once the child is gone. An error from the Env (not from the child) counts as still running.
   bool Reap(bool block);
   pid_t pid_;
+  Env* const env_;
   bool reaped_ = false;
   int exit_code_ = -1;
 };

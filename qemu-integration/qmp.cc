@@ -2,59 +2,36 @@
 
 #include <poll.h>
 #include <sys/socket.h>
-#include <sys/un.h>
 
+#include <algorithm>
 #include <cerrno>
-#include <cstring>
-#include <thread>
-
-#include "common/env.h"
 
 namespace tandem::qemu {
 namespace {
 
 constexpr size_t kMaxQueuedEvents = 1024;
 constexpr size_t kMaxMessageBytes = 64 << 20;
-
-int64_t DeadlineAfter(int timeout_ms) { return SystemClock()->NowNanos() + int64_t(timeout_ms) * 1'000'000; }
+constexpr int64_t kConnectRetryNs = 5'000'000;
 
 }  // namespace
 
-Result<std::unique_ptr<QmpClient>> QmpClient::Connect(const std::string& unix_path, int timeout_ms) {
-  sockaddr_un addr{};
-  addr.sun_family = AF_UNIX;
-  if (unix_path.size() >= sizeof(addr.sun_path))
-    return Status::InvalidArgument("QMP socket path too long: " + unix_path);
-  std::memcpy(addr.sun_path, unix_path.c_str(), unix_path.size() + 1);
-  const int64_t deadline = DeadlineAfter(timeout_ms);
-  int last_errno = 0;
-  for (;;) {
-    UniqueFd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
-    if (!fd.valid()) return Status::FromErrno("socket", errno);
-    if (::connect(fd.get(), reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0) {
-      std::unique_ptr<QmpClient> client(new QmpClient(std::move(fd)));
-      std::lock_guard<std::mutex> lock(client->mu_);
-      auto greeting = client->ReadMessage(deadline);
-      if (!greeting.ok()) return greeting.status().WithContext("QMP greeting from " + unix_path);
-      if (!greeting->is_object() || !greeting->contains("QMP")) {
-        return Status::Corruption("QMP greeting from " + unix_path + " is not a QMP greeting: " + greeting->dump());
-      }
-      client->greeting_ = (*greeting)["QMP"];
-      const int64_t left_ms = std::max<int64_t>(1, (deadline - SystemClock()->NowNanos()) / 1'000'000);
-      auto caps = client->ExecuteLocked("qmp_capabilities", nullptr, int(left_ms));
-      if (!caps.ok()) return caps.status().WithContext("QMP capabilities negotiation on " + unix_path);
-      return client;
-    }
-    last_errno = errno;
-    // ENOENT: QEMU has not created the socket yet; ECONNREFUSED: created but not listening yet (or a stale file).
-    if (last_errno != ENOENT && last_errno != ECONNREFUSED && last_errno != EAGAIN) {
-      return Status::FromErrno("connect to QMP socket " + unix_path, last_errno);
-    }
-    if (SystemClock()->NowNanos() >= deadline) break;
-    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+Result<std::unique_ptr<QmpClient>> QmpClient::Connect(const std::string& unix_path, int timeout_ms, Env* env) {
+  Clock* clock = env->clock();
+  const int64_t deadline = clock->NowNanos() + int64_t(timeout_ms) * 1'000'000;
+  auto fd = env->ConnectUnixUntil(unix_path, deadline, kConnectRetryNs);
+  if (!fd.ok()) return fd.status().WithContext("QMP socket");
+  std::unique_ptr<QmpClient> client(new QmpClient(std::move(fd).value(), clock));
+  std::lock_guard<std::mutex> lock(client->mu_);
+  auto greeting = client->ReadMessage(deadline);
+  if (!greeting.ok()) return greeting.status().WithContext("QMP greeting from " + unix_path);
+  if (!greeting->is_object() || !greeting->contains("QMP")) {
+    return Status::Corruption("QMP greeting from " + unix_path + " is not a QMP greeting: " + greeting->dump());
   }
-  return Status::Timeout("QMP socket " + unix_path + " not accepting after " + std::to_string(timeout_ms) +
-                         " ms (last error: " + std::strerror(last_errno) + ")");
+  client->greeting_ = (*greeting)["QMP"];
+  const int64_t left_ms = std::max<int64_t>(1, (deadline - clock->NowNanos()) / 1'000'000);
+  auto caps = client->ExecuteLocked("qmp_capabilities", nullptr, int(left_ms));
+  if (!caps.ok()) return caps.status().WithContext("QMP capabilities negotiation on " + unix_path);
+  return client;
 }
 
 Status QmpClient::Send(const nlohmann::json& message) {
@@ -85,7 +62,7 @@ Result<nlohmann::json> QmpClient::ReadMessage(int64_t deadline_ns) {
     }
     if (buffer_.size() > kMaxMessageBytes) return Status::Corruption("QMP message larger than 64 MiB");
     // Past the deadline, still look once without waiting: a deadline of "now" means "what is there already".
-    const int64_t left_ns = deadline_ns - SystemClock()->NowNanos();
+    const int64_t left_ns = deadline_ns - clock_->NowNanos();
     pollfd pfd{fd_.get(), POLLIN, 0};
     int r = ::poll(&pfd, 1, left_ns <= 0 ? 0 : int(std::min<int64_t>((left_ns + 999'999) / 1'000'000, 60'000)));
     if (r < 0) {

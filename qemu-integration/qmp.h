@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "common/env.h"
 #include "common/fd.h"
 #include "common/status.h"
 
@@ -18,8 +19,11 @@ namespace tandem::qemu {
 class QmpClient {
  public:
   // Connects to QEMU's QMP socket, retrying while QEMU has not created it yet (or is not accepting), reads the
-  // greeting and negotiates capabilities (qmp_capabilities).
-  static Result<std::unique_ptr<QmpClient>> Connect(const std::string& unix_path, int timeout_ms);
+  // greeting and negotiates capabilities (qmp_capabilities). The socket comes from `env`, and every deadline of
+  // this client runs on env->clock() (the Env must outlive the client). Timeout names the last connect error;
+  // any other connect error is returned at once.
+  static Result<std::unique_ptr<QmpClient>> Connect(const std::string& unix_path, int timeout_ms,
+                                                    Env* env = Env::Default());
 
   // Runs `command` and returns its "return" value. A QMP "error" reply becomes InvalidArgument with QEMU's error
   // class and description; a lost connection Closed; no reply in time Timeout (a late reply is discarded).
@@ -37,7 +41,8 @@ class QmpClient {
   const nlohmann::json& greeting() const { return greeting_; }
 
  private:
-  explicit QmpClient(UniqueFd fd) : fd_(std::move(fd)) {}
+  QmpClient(UniqueFd fd, Clock* clock) : fd_(std::move(fd)), clock_(clock) {}
+  int64_t DeadlineAfter(int timeout_ms) const { return clock_->NowNanos() + int64_t(timeout_ms) * 1'000'000; }
   // Next complete message, waiting until `deadline_ns` (monotonic). Events are returned like any message.
   Result<nlohmann::json> ReadMessage(int64_t deadline_ns);
   Status Send(const nlohmann::json& message);
@@ -46,6 +51,7 @@ class QmpClient {
 
   std::mutex mu_;  // one command or event wait at a time
   UniqueFd fd_;
+  Clock* const clock_;
   std::string buffer_;
   std::deque<nlohmann::json> events_;
   uint64_t next_id_ = 1;

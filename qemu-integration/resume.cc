@@ -2,14 +2,10 @@
 
 #include <sys/socket.h>
 #include <sys/time.h>
-#include <sys/un.h>
-#include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
-#include <cstring>
-#include <thread>
 
-#include "common/env.h"
 #include "common/fd.h"
 #include "common/log.h"
 
@@ -33,28 +29,13 @@ std::string BuildResumeStream(const replicator::VmDescriptor& descriptor, const 
 
 namespace {
 
-Result<UniqueFd> ConnectUnix(const std::string& path, int64_t deadline_ns) {
-  sockaddr_un addr{};
-  addr.sun_family = AF_UNIX;
-  if (path.size() >= sizeof(addr.sun_path)) return Status::InvalidArgument("incoming socket path too long: " + path);
-  std::memcpy(addr.sun_path, path.c_str(), path.size() + 1);
-  for (;;) {
-    UniqueFd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
-    if (!fd.valid()) return Status::FromErrno("socket", errno);
-    if (::connect(fd.get(), reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0) return fd;
-    const int err = errno;
-    if ((err != ENOENT && err != ECONNREFUSED) || SystemClock()->NowNanos() >= deadline_ns) {
-      return Status::FromErrno("connect to standby QEMU's incoming socket " + path, err);
-    }
-    std::this_thread::sleep_for(std::chrono::milliseconds(1));
-  }
-}
+constexpr int64_t kConnectRetryNs = 1'000'000;  // QEMU creates the socket a moment after migrate-incoming
 
 }  // namespace
 
 Status ResumeStandbyQemu(QmpClient& qmp, const std::string& stream, const std::string& incoming_unix_socket,
-                         int timeout_ms) {
-  Clock* clock = SystemClock();
+                         int timeout_ms, Env* env) {
+  Clock* clock = env->clock();
   const int64_t deadline = clock->NowNanos() + int64_t(timeout_ms) * 1'000'000;
   auto left_ms = [&] { return int(std::max<int64_t>(1, (deadline - clock->NowNanos()) / 1'000'000)); };
 
@@ -65,12 +46,14 @@ Status ResumeStandbyQemu(QmpClient& qmp, const std::string& stream, const std::s
     return Status::InvalidArgument("standby QEMU is not waiting for an incoming migration (status '" + before +
                                    "', expected 'inmigrate': was it started with -incoming defer?)");
   }
-  ::unlink(incoming_unix_socket.c_str());
+  (void)env->RemoveFile(incoming_unix_socket);
   auto incoming = qmp.Execute("migrate-incoming", {{"uri", "unix:" + incoming_unix_socket}}, left_ms());
   if (!incoming.ok()) return incoming.status();
 
   {
-    TANDEM_ASSIGN_OR_RETURN(UniqueFd fd, ConnectUnix(incoming_unix_socket, deadline));
+    auto connected = env->ConnectUnixUntil(incoming_unix_socket, deadline, kConnectRetryNs);
+    if (!connected.ok()) return connected.status().WithContext("standby QEMU's incoming socket");
+    UniqueFd fd = std::move(connected).value();
     timeval tv{};
     tv.tv_sec = left_ms() / 1000;
     tv.tv_usec = (left_ms() % 1000) * 1000;
@@ -86,7 +69,7 @@ Status ResumeStandbyQemu(QmpClient& qmp, const std::string& stream, const std::s
       done += size_t(n);
     }
   }
-  ::unlink(incoming_unix_socket.c_str());
+  (void)env->RemoveFile(incoming_unix_socket);
 
   for (;;) {
     status = qmp.Execute("query-status", nullptr, left_ms());
@@ -112,7 +95,7 @@ Status ResumeStandbyQemu(QmpClient& qmp, const std::string& stream, const std::s
       return Status::Timeout("standby QEMU not running " + std::to_string(timeout_ms) + " ms after resume (state '" +
                              now + "')");
     }
-    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+    clock->SleepNanos(2'000'000);
   }
 }
 

@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include "common/env.h"
 #include "common/status.h"
 #include "qemu-integration/qmp.h"
 #include "replicator/epoch.h"
@@ -19,8 +20,9 @@ std::string BuildResumeStream(const replicator::VmDescriptor& descriptor, const 
 
 // Starts incoming migration on unix:<incoming_unix_socket> (QEMU listens, tandem connects and writes `stream`),
 // then waits until query-status says running. Clear errors when the standby is not waiting for a migration,
-// refuses the stream or exits while loading it (QEMU 7.2 exits on a failed incoming migration).
+// refuses the stream or exits while loading it (QEMU 7.2 exits on a failed incoming migration). The socket and
+// the deadline come from `env`.
 Status ResumeStandbyQemu(QmpClient& qmp, const std::string& stream, const std::string& incoming_unix_socket,
-                         int timeout_ms);
+                         int timeout_ms, Env* env = Env::Default());
 
 }  // namespace tandem::qemu

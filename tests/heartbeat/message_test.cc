@@ -109,9 +109,11 @@ TEST(HeartbeatMessageTest, EmptyPskIsRefused) {
 
 TEST(HeartbeatMessageTest, WrongKey) {
   const auto buf = Encoded(Sample(), Key("key-one"));
-  auto out = DecodeAuthenticatedMessage(buf, Key("key-two"));
+  WireError error;
+  auto out = DecodeAuthenticatedMessage(buf, Key("key-two"), &error);
   ASSERT_FALSE(out.ok());
   EXPECT_TRUE(out.status().IsCorruption());
+  EXPECT_EQ(error, WireError::kBadMac);
 }
 
 TEST(HeartbeatMessageTest, AnyFlippedBitIsRefused) {
@@ -130,10 +132,13 @@ TEST(HeartbeatMessageTest, Truncated) {
   const MacKey key = Key();
   const auto good = Encoded(Sample(), key);
   for (size_t len = 0; len < kMessageSize; ++len) {
-    auto out = DecodeMessage(std::span<const uint8_t>(good.data(), len));
+    WireError error;
+    auto out = DecodeMessage(std::span<const uint8_t>(good.data(), len), &error);
     ASSERT_FALSE(out.ok()) << len;
     EXPECT_TRUE(out.status().IsCorruption()) << len;
-    EXPECT_FALSE(VerifyMessageMac(std::span<const uint8_t>(good.data(), len), key).ok());
+    EXPECT_EQ(error, len < 5 ? WireError::kTruncated : WireError::kBadLength) << len;
+    EXPECT_FALSE(VerifyMessageMac(std::span<const uint8_t>(good.data(), len), key, &error).ok());
+    EXPECT_EQ(error, WireError::kBadLength) << len;
   }
 }
 
@@ -141,9 +146,10 @@ TEST(HeartbeatMessageTest, TooLong) {
   const MacKey key = Key();
   auto buf = Encoded(Sample(), key);
   buf.push_back(0);
-  auto out = DecodeAuthenticatedMessage(buf, key);
+  WireError error;
+  auto out = DecodeAuthenticatedMessage(buf, key, &error);
   ASSERT_FALSE(out.ok());
-  EXPECT_NE(out.status().message().find("length"), std::string::npos);
+  EXPECT_EQ(error, WireError::kBadLength);
 }
 
 TEST(HeartbeatMessageTest, BadMagic) {
@@ -151,9 +157,10 @@ TEST(HeartbeatMessageTest, BadMagic) {
   auto buf = Encoded(Sample(), key);
   buf[0] = 'X';
   Remac(buf, key);
-  auto out = DecodeAuthenticatedMessage(buf, key);
+  WireError error;
+  auto out = DecodeAuthenticatedMessage(buf, key, &error);
   ASSERT_FALSE(out.ok());
-  EXPECT_NE(out.status().message().find("magic"), std::string::npos);
+  EXPECT_EQ(error, WireError::kBadMagic);
 }
 
 TEST(HeartbeatMessageTest, UnknownVersion) {
@@ -161,9 +168,11 @@ TEST(HeartbeatMessageTest, UnknownVersion) {
   auto buf = Encoded(Sample(), key);
   buf[4] = 3;
   buf.resize(200);  // a future version may be longer: still "unsupported", not "bad length"
-  auto out = DecodeMessage(buf);
+  WireError error;
+  auto out = DecodeMessage(buf, &error);
   ASSERT_FALSE(out.ok());
   EXPECT_TRUE(out.status().IsUnsupported()) << out.status().ToString();
+  EXPECT_EQ(error, WireError::kUnknownVersion);
 }
 
 TEST(HeartbeatMessageTest, VersionOneWithoutPromiseIsUnsupported) {
@@ -171,9 +180,11 @@ TEST(HeartbeatMessageTest, VersionOneWithoutPromiseIsUnsupported) {
   auto buf = Encoded(Sample(), key);
   buf[4] = 1;
   buf.resize(144);
-  auto out = DecodeMessage(buf);
+  WireError error;
+  auto out = DecodeMessage(buf, &error);
   ASSERT_FALSE(out.ok());
   EXPECT_TRUE(out.status().IsUnsupported()) << out.status().ToString();
+  EXPECT_EQ(error, WireError::kUnknownVersion);
 }
 
 TEST(HeartbeatMessageTest, SecondReservedFieldSet) {
@@ -181,7 +192,9 @@ TEST(HeartbeatMessageTest, SecondReservedFieldSet) {
   auto buf = Encoded(Sample(), key);
   buf[135] = 1;
   Remac(buf, key);
-  EXPECT_FALSE(DecodeAuthenticatedMessage(buf, key).ok());
+  WireError error;
+  EXPECT_FALSE(DecodeAuthenticatedMessage(buf, key, &error).ok());
+  EXPECT_EQ(error, WireError::kReservedSet);
 }
 
 TEST(HeartbeatMessageTest, UnknownRole) {
@@ -189,7 +202,9 @@ TEST(HeartbeatMessageTest, UnknownRole) {
   auto buf = Encoded(Sample(), key);
   buf[5] = 4;
   Remac(buf, key);
-  EXPECT_FALSE(DecodeAuthenticatedMessage(buf, key).ok());
+  WireError error;
+  EXPECT_FALSE(DecodeAuthenticatedMessage(buf, key, &error).ok());
+  EXPECT_EQ(error, WireError::kUnknownType);
 }
 
 TEST(HeartbeatMessageTest, ReservedByteSet) {
@@ -197,7 +212,9 @@ TEST(HeartbeatMessageTest, ReservedByteSet) {
   auto buf = Encoded(Sample(), key);
   buf[7] = 1;
   Remac(buf, key);
-  EXPECT_FALSE(DecodeAuthenticatedMessage(buf, key).ok());
+  WireError error;
+  EXPECT_FALSE(DecodeAuthenticatedMessage(buf, key, &error).ok());
+  EXPECT_EQ(error, WireError::kReservedSet);
 }
 
 TEST(HeartbeatMessageTest, EmptySenderName) {
@@ -205,9 +222,11 @@ TEST(HeartbeatMessageTest, EmptySenderName) {
   auto buf = Encoded(Sample(), key);
   std::memset(buf.data() + 8, 0, kMaxNodeName);
   Remac(buf, key);
-  auto out = DecodeAuthenticatedMessage(buf, key);
+  WireError error;
+  auto out = DecodeAuthenticatedMessage(buf, key, &error);
   ASSERT_FALSE(out.ok());
-  EXPECT_NE(out.status().message().find("sender"), std::string::npos);
+  EXPECT_EQ(error, WireError::kBadName);
+  EXPECT_NE(out.status().message().find("sender"), std::string::npos);  // which name, for people
 }
 
 TEST(HeartbeatMessageTest, NameWithBytesAfterItsPadding) {
@@ -215,9 +234,11 @@ TEST(HeartbeatMessageTest, NameWithBytesAfterItsPadding) {
   auto buf = Encoded(Sample(), key);
   buf[40 + 20] = 'x';  // "primary\0...x..."
   Remac(buf, key);
-  auto out = DecodeAuthenticatedMessage(buf, key);
+  WireError error;
+  auto out = DecodeAuthenticatedMessage(buf, key, &error);
   ASSERT_FALSE(out.ok());
-  EXPECT_NE(out.status().message().find("receiver"), std::string::npos);
+  EXPECT_EQ(error, WireError::kBadName);
+  EXPECT_NE(out.status().message().find("receiver"), std::string::npos);  // which name, for people
 }
 
 TEST(HeartbeatMessageTest, FullLengthNameRoundTrips) {
@@ -225,8 +246,10 @@ TEST(HeartbeatMessageTest, FullLengthNameRoundTrips) {
   Message m = Sample();
   const std::string name(kMaxNodeName, 'n');
   ASSERT_TRUE(m.sender.Set(name));
-  auto out = DecodeAuthenticatedMessage(Encoded(m, key), key);
+  WireError error = WireError::kBadMac;
+  auto out = DecodeAuthenticatedMessage(Encoded(m, key), key, &error);
   ASSERT_TRUE(out.ok());
+  EXPECT_EQ(error, WireError::kNone);
   EXPECT_EQ(out->sender.view(), name);
 }
 
@@ -242,7 +265,9 @@ TEST(HeartbeatMessageTest, ZeroIncarnation) {
   auto buf = Encoded(Sample(), key);
   std::memset(buf.data() + 72, 0, 8);
   Remac(buf, key);
-  EXPECT_FALSE(DecodeAuthenticatedMessage(buf, key).ok());
+  WireError error;
+  EXPECT_FALSE(DecodeAuthenticatedMessage(buf, key, &error).ok());
+  EXPECT_EQ(error, WireError::kZeroId);
   Message m = Sample();
   m.incarnation = 0;
   std::vector<uint8_t> out(kMessageSize);
@@ -254,7 +279,9 @@ TEST(HeartbeatMessageTest, ZeroSequence) {
   auto buf = Encoded(Sample(), key);
   std::memset(buf.data() + 80, 0, 8);
   Remac(buf, key);
-  EXPECT_FALSE(DecodeAuthenticatedMessage(buf, key).ok());
+  WireError error;
+  EXPECT_FALSE(DecodeAuthenticatedMessage(buf, key, &error).ok());
+  EXPECT_EQ(error, WireError::kZeroId);
 }
 
 TEST(HeartbeatMessageTest, NegativeTimestamp) {
@@ -263,7 +290,9 @@ TEST(HeartbeatMessageTest, NegativeTimestamp) {
     auto buf = Encoded(Sample(), key);
     buf[off + 7] = 0x80;
     Remac(buf, key);
-    EXPECT_FALSE(DecodeAuthenticatedMessage(buf, key).ok()) << off;
+    WireError error;
+    EXPECT_FALSE(DecodeAuthenticatedMessage(buf, key, &error).ok()) << off;
+    EXPECT_EQ(error, WireError::kNegativeTime) << off;
   }
   Message m = Sample();
   m.hold_ns = -1;

@@ -5,6 +5,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
@@ -13,9 +14,11 @@
 #include <optional>
 #include <thread>
 
+#include "common/fault_injecting_env.h"
 #include "common/fd.h"
 #include "heartbeat/witness.h"
 #include "heartbeat/witness_client.h"
+#include "tests/support/temp_dir.h"
 
 namespace tandem::heartbeat {
 namespace {
@@ -23,18 +26,7 @@ namespace {
 constexpr int64_t kMs = 1'000'000;
 constexpr const char* kPsk = "witness-server-test-key";
 
-class TempDir {
- public:
-  TempDir() {
-    char tmpl[] = "/tmp/tandem-witness-test-XXXXXX";
-    path_ = mkdtemp(tmpl);
-  }
-  ~TempDir() { std::filesystem::remove_all(path_); }
-  std::string file(const char* name) const { return path_ + "/" + name; }
-
- private:
-  std::string path_;
-};
+using TempDir = ::tandem::testing::ScratchDir;
 
 WitnessOptions Options(const TempDir& dir) {
   WitnessOptions o;
@@ -189,6 +181,68 @@ TEST(WitnessServerTest, StateFileRoundTrips) {
   EXPECT_TRUE(missing->empty());
 }
 
+// A state file that cannot be replaced (the rename fails): the take-over is denied rather than granted on an
+// unrecorded term, the error is counted, and the file on disk still names the old holder.
+TEST(WitnessServerTest, AFailedStateWriteDeniesTheTakeOverAndKeepsTheOldStateFile) {
+  TempDir dir;
+  FakeClock clock;
+  FaultInjectingEnv env(Env::Default(), &clock);
+  WitnessServer w(Options(dir), &env);
+  ASSERT_TRUE(w.Start().ok());
+  clock.Advance(150 * kMs);
+  WitnessClient a(ClientOptions(w.port(), "host-a"), &clock), b(ClientOptions(w.port(), "host-b"), &clock);
+  ASSERT_TRUE(a.Start().ok());
+  ASSERT_TRUE(b.Start().ok());
+  auto r = Renew(a, 0);
+  ASSERT_TRUE(r.has_value() && r->granted);
+  ASSERT_EQ(r->term, 1u);
+
+  env.Fail(FaultInjectingEnv::Op::kRename, Status::FromErrno("rename", ENOSPC), -1, "witness.json");
+  clock.Advance(150 * kMs);  // host-a's lease expired: host-b may take over, if the new term can be recorded
+  r = Promote(b, 1);
+  ASSERT_TRUE(r.has_value());
+  EXPECT_FALSE(r->granted);
+  EXPECT_EQ(r->reason, WitnessReason::kInternal);
+  EXPECT_EQ(w.counters().persist_errors, 1u);
+  EXPECT_EQ(w.state("vm0").holder, "host-a");
+  EXPECT_EQ(w.state("vm0").term, 1u);
+  auto table = LoadWitnessState(dir.file("witness.json"));
+  ASSERT_TRUE(table.ok()) << table.status().ToString();
+  EXPECT_EQ(table->at("vm0").term, 1u);
+  EXPECT_EQ(table->at("vm0").holder, "host-a");
+  EXPECT_FALSE(std::filesystem::exists(dir.file("witness.json.tmp")));
+
+  env.Heal(FaultInjectingEnv::Op::kRename);
+  r = Promote(b, 1);
+  ASSERT_TRUE(r.has_value());
+  EXPECT_TRUE(r->granted);
+  EXPECT_EQ(r->term, 2u);
+}
+
+TEST(WitnessServerTest, SaveWitnessStateReportsAFailedWriteAndKeepsTheOldFile) {
+  TempDir dir;
+  const std::string path = dir.file("s.json");
+  ASSERT_TRUE(SaveWitnessState(path, {{"vm0", {7, "host-a"}}}).ok());
+  FaultInjectingEnv env;
+  env.Fail(FaultInjectingEnv::Op::kSyncFile, Status::FromErrno("fsync", EIO), -1, "s.json.tmp");
+  Status st = SaveWitnessState(path, {{"vm0", {8, "host-b"}}}, &env);
+  EXPECT_EQ(st.code(), Status::Code::kIoError) << st.ToString();
+  EXPECT_NE(st.message().find("witness"), std::string::npos) << st.ToString();
+  auto back = LoadWitnessState(path);
+  ASSERT_TRUE(back.ok());
+  EXPECT_EQ(back->at("vm0").term, 7u);
+}
+
+TEST(WitnessServerTest, AnUnreadableStateFileStopsTheStart) {
+  TempDir dir;
+  FaultInjectingEnv env;
+  env.Fail(FaultInjectingEnv::Op::kOpenFile, Status::FromErrno("open", EACCES), -1, "witness.json");
+  WitnessServer w(Options(dir), &env);
+  Status st = w.Start();
+  EXPECT_EQ(st.code(), Status::Code::kIoError) << st.ToString();  // not an empty table: never guess a term
+  EXPECT_EQ(w.port(), 0);
+}
+
 TEST(WitnessServerTest, GarbageOverUdpIsCountedAndLeavesTheServerWorking) {
   TempDir dir;
   FakeClock clock;
@@ -235,6 +289,24 @@ TEST(WitnessServerTest, UnreachableWitnessGivesNoReplyAndNotReachable) {
   EXPECT_FALSE(Await(c, 100).has_value());
   EXPECT_FALSE(c.status().reachable);
   EXPECT_EQ(c.status().requests, 1u);
+}
+
+TEST(WitnessServerTest, WaitReturnsOnceAnotherThreadStopsTheServer) {
+  TempDir dir;
+  WitnessServer w(Options(dir), SystemClock());
+  ASSERT_TRUE(w.Start().ok());
+  std::atomic<bool> stopping{false};
+  std::thread stopper([&] {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    stopping = true;
+    w.Stop();
+  });
+  w.Wait();
+  EXPECT_TRUE(stopping.load());
+  stopper.join();
+  w.Wait();  // already stopped: returns at once
+  WitnessServer never_started(Options(dir), SystemClock());
+  never_started.Wait();
 }
 
 TEST(WitnessServerTest, RunWitnessDaemonStopsWhenAsked) {

@@ -145,11 +145,18 @@ Parsed ParsePrecopyBytes(ColoStreamParser& parser) {
   return p;
 }
 
-Status ParsePrecopyOf(const std::vector<uint8_t>& bytes) {
+// A parse's Status and the parser's error() beside it.
+struct Outcome {
+  Status status;
+  StreamError error = StreamError::kNone;
+};
+
+Outcome ParsePrecopyOf(const std::vector<uint8_t>& bytes) {
   MemorySource source(bytes);
   StreamReader reader(&source);
   ColoStreamParser parser(&reader);
-  return ParsePrecopyBytes(parser).status;
+  Status st = ParsePrecopyBytes(parser).status;
+  return {st, parser.error()};
 }
 
 bool PageIs(std::span<const uint8_t> page, uint8_t v) {
@@ -244,7 +251,9 @@ TEST(ColoStreamTest, DeviceSectionsCheckAgainstVmdesc) {
   const std::vector<uint8_t> blob = DeviceBlob2();
   EXPECT_TRUE(CheckDeviceSections(blob, Vmdesc2()).ok());
   std::vector<uint8_t> cut(blob.begin(), blob.end() - 1);
-  EXPECT_TRUE(CheckDeviceSections(cut, Vmdesc2()).IsCorruption());
+  StreamError error = StreamError::kNone;
+  EXPECT_TRUE(CheckDeviceSections(cut, Vmdesc2(), &error).IsCorruption());
+  EXPECT_EQ(error, StreamError::kBadDeviceState);
   const std::string other =
       nlohmann::json{{"devices", {{{"name", "timer"}, {"instance_id", 0}}, {{"name", "hpet"}, {"instance_id", 0}}}}}
           .dump();
@@ -253,39 +262,39 @@ TEST(ColoStreamTest, DeviceSectionsCheckAgainstVmdesc) {
 
 // ---- bad input -------------------------------------------------------------------------------------------------
 
-void ExpectCorruption(const Status& st, const std::string& words) {
-  EXPECT_TRUE(st.IsCorruption()) << st.ToString();
-  EXPECT_NE(st.message().find(words), std::string::npos) << st.ToString();
+void ExpectCorruption(const Outcome& o, StreamError error) {
+  EXPECT_TRUE(o.status.IsCorruption()) << o.status.ToString();
+  EXPECT_EQ(o.error, error) << StreamErrorName(o.error) << ": " << o.status.ToString();
 }
-void ExpectUnsupported(const Status& st, const std::string& words) {
-  EXPECT_TRUE(st.IsUnsupported()) << st.ToString();
-  EXPECT_NE(st.message().find(words), std::string::npos) << st.ToString();
+void ExpectUnsupported(const Outcome& o, StreamError error) {
+  EXPECT_TRUE(o.status.IsUnsupported()) << o.status.ToString();
+  EXPECT_EQ(o.error, error) << StreamErrorName(o.error) << ": " << o.status.ToString();
 }
 
 TEST(ColoStreamBadInputTest, BadMagic) {
   StreamBuilder b;
   b.Header(0x12345678).Configuration();
-  ExpectCorruption(ParsePrecopyOf(b.bytes), "bad magic 0x12345678");
+  ExpectCorruption(ParsePrecopyOf(b.bytes), StreamError::kBadMagic);
 }
 
 TEST(ColoStreamBadInputTest, UnknownVersion) {
   StreamBuilder b;
   b.Header(0x5145564d, 2).Configuration();
-  ExpectUnsupported(ParsePrecopyOf(b.bytes), "version 2");
+  ExpectUnsupported(ParsePrecopyOf(b.bytes), StreamError::kUnknownVersion);
 }
 
-TEST(ColoStreamBadInputTest, EmptyStream) { ExpectCorruption(ParsePrecopyOf({}), "truncated"); }
+TEST(ColoStreamBadInputTest, EmptyStream) { ExpectCorruption(ParsePrecopyOf({}), StreamError::kTruncated); }
 
 TEST(ColoStreamBadInputTest, ConfigurationMissing) {
   StreamBuilder b;
   b.Header().EnableColo().RamStart(3, {{"mem", kPageSize}});
-  ExpectCorruption(ParsePrecopyOf(b.bytes), "configuration section missing");
+  ExpectCorruption(ParsePrecopyOf(b.bytes), StreamError::kBadConfiguration);
 }
 
 TEST(ColoStreamBadInputTest, UnknownConfigurationSubsection) {
   StreamBuilder b;
   b.Header().Configuration().U8(0x05).Str8("configuration/new-thing").Be32(1).Be32(7).EnableColo();
-  ExpectUnsupported(ParsePrecopyOf(b.bytes), "configuration/new-thing");
+  ExpectUnsupported(ParsePrecopyOf(b.bytes), StreamError::kUnsupportedFeature);
 }
 
 TEST(ColoStreamBadInputTest, KnownConfigurationSubsectionsAreKeptRaw) {
@@ -311,63 +320,63 @@ TEST(ColoStreamBadInputTest, NotAColoStream) {
   StreamBuilder b = Precopy();
   // Remove ENABLE_COLO (5 bytes right after the 15-byte configuration).
   b.bytes.erase(b.bytes.begin() + 8 + 15, b.bytes.begin() + 8 + 15 + 5);
-  ExpectUnsupported(ParsePrecopyOf(b.bytes), "ENABLE_COLO");
+  ExpectUnsupported(ParsePrecopyOf(b.bytes), StreamError::kUnsupportedFeature);
 }
 
 TEST(ColoStreamBadInputTest, UnknownCommand) {
   StreamBuilder b;
   b.Header().Configuration().U8(0x08).Be16(1).Be16(0);
-  ExpectUnsupported(ParsePrecopyOf(b.bytes), "migration command 1");
+  ExpectUnsupported(ParsePrecopyOf(b.bytes), StreamError::kUnsupportedFeature);
 }
 
 TEST(ColoStreamBadInputTest, UnknownSectionType) {
   StreamBuilder b;
   b.Header().Configuration().EnableColo().U8(0x42);
-  ExpectCorruption(ParsePrecopyOf(b.bytes), "unknown section type 0x42");
+  ExpectCorruption(ParsePrecopyOf(b.bytes), StreamError::kUnknownSectionType);
 }
 
 TEST(ColoStreamBadInputTest, NonRamIterativeSection) {
   StreamBuilder b;
   b.Header().Configuration().EnableColo().U8(0x01).Be32(3).Str8("block").Be32(0).Be32(1);
-  ExpectUnsupported(ParsePrecopyOf(b.bytes), "'block'");
+  ExpectUnsupported(ParsePrecopyOf(b.bytes), StreamError::kUnsupportedFeature);
 }
 
 TEST(ColoStreamBadInputTest, UnknownRamVersion) {
   StreamBuilder b;
   b.Header().Configuration().EnableColo().U8(0x01).Be32(3).Str8("ram").Be32(0).Be32(5);
-  ExpectUnsupported(ParsePrecopyOf(b.bytes), "RAM section version 5");
+  ExpectUnsupported(ParsePrecopyOf(b.bytes), StreamError::kUnsupportedFeature);
 }
 
 TEST(ColoStreamBadInputTest, BlockSizesExceedTotal) {
   StreamBuilder b;
   b.Header().Configuration().EnableColo().U8(0x01).Be32(3).Str8("ram").Be32(0).Be32(4);
   b.Be64(kPageSize | 0x04).Str8("mem").Be64(2 * kPageSize);
-  ExpectCorruption(ParsePrecopyOf(b.bytes), "add up to more");
+  ExpectCorruption(ParsePrecopyOf(b.bytes), StreamError::kBadBlockTable);
 }
 
 TEST(ColoStreamBadInputTest, UnknownRecordFlags) {
   StreamBuilder b;
   b.Header().Configuration().EnableColo().RamStart(3, {{"mem", kPageSize}}).Section(0x02, 3).Be64(0x800);
-  ExpectCorruption(ParsePrecopyOf(b.bytes), "unknown RAM record flags 0x800");
+  ExpectCorruption(ParsePrecopyOf(b.bytes), StreamError::kBadRamRecord);
 }
 
 TEST(ColoStreamBadInputTest, XbzrleRecord) {
   StreamBuilder b;
   b.Header().Configuration().EnableColo().RamStart(3, {{"mem", kPageSize}}).Section(0x02, 3).Be64(0x40).Str8("mem");
-  ExpectUnsupported(ParsePrecopyOf(b.bytes), "XBZRLE");
+  ExpectUnsupported(ParsePrecopyOf(b.bytes), StreamError::kUnsupportedFeature);
 }
 
 TEST(ColoStreamBadInputTest, CompressedPageRecord) {
   StreamBuilder b;
   b.Header().Configuration().EnableColo().RamStart(3, {{"mem", kPageSize}}).Section(0x02, 3).Be64(0x100);
-  ExpectUnsupported(ParsePrecopyOf(b.bytes), "COMPRESS_PAGE");
+  ExpectUnsupported(ParsePrecopyOf(b.bytes), StreamError::kUnsupportedFeature);
 }
 
 TEST(ColoStreamBadInputTest, TruncatedPageRecord) {
   StreamBuilder b;
   b.Header().Configuration().EnableColo().RamStart(3, {{"mem", kPageSize}}).Section(0x02, 3).Page("mem", 0, 1);
   b.bytes.resize(b.bytes.size() - 100);
-  ExpectCorruption(ParsePrecopyOf(b.bytes), "truncated");
+  ExpectCorruption(ParsePrecopyOf(b.bytes), StreamError::kTruncated);
 }
 
 TEST(ColoStreamBadInputTest, PageBeyondBlock) {
@@ -378,43 +387,43 @@ TEST(ColoStreamBadInputTest, PageBeyondBlock) {
       .RamStart(3, {{"mem", 2 * kPageSize}})
       .Section(0x02, 3)
       .Page("mem", 2 * kPageSize, 1);
-  ExpectCorruption(ParsePrecopyOf(b.bytes), "page offset 0x2000 beyond RAM block 'mem'");
+  ExpectCorruption(ParsePrecopyOf(b.bytes), StreamError::kBadRamRecord);
 }
 
 TEST(ColoStreamBadInputTest, UnknownBlock) {
   StreamBuilder b;
   b.Header().Configuration().EnableColo().RamStart(3, {{"mem", kPageSize}}).Section(0x02, 3).Page("vga.vram", 0, 1);
-  ExpectCorruption(ParsePrecopyOf(b.bytes), "unknown RAM block 'vga.vram'");
+  ExpectCorruption(ParsePrecopyOf(b.bytes), StreamError::kBadRamRecord);
 }
 
 TEST(ColoStreamBadInputTest, ContinueWithoutPreviousBlock) {
   StreamBuilder b;
   b.Header().Configuration().EnableColo().RamStart(3, {{"mem", kPageSize}}).Section(0x02, 3).Page("", 0, 1);
-  ExpectCorruption(ParsePrecopyOf(b.bytes), "no previous RAM block");
+  ExpectCorruption(ParsePrecopyOf(b.bytes), StreamError::kBadRamRecord);
 }
 
 TEST(ColoStreamBadInputTest, FooterOfAnotherSection) {
   StreamBuilder b;
   b.Header().Configuration().EnableColo().RamStart(3, {{"mem", kPageSize}}).Section(0x02, 3).Eos().Footer(4);
-  ExpectCorruption(ParsePrecopyOf(b.bytes), "footer names section 4");
+  ExpectCorruption(ParsePrecopyOf(b.bytes), StreamError::kBadFooter);
 }
 
 TEST(ColoStreamBadInputTest, MissingFooter) {
   StreamBuilder b;
   b.Header().Configuration().EnableColo().RamStart(3, {{"mem", kPageSize}}).Section(0x02, 3).Eos().U8(0x04);
-  ExpectCorruption(ParsePrecopyOf(b.bytes), "expected section footer");
+  ExpectCorruption(ParsePrecopyOf(b.bytes), StreamError::kBadFooter);
 }
 
 TEST(ColoStreamBadInputTest, PartOfUnknownSection) {
   StreamBuilder b;
   b.Header().Configuration().EnableColo().RamStart(3, {{"mem", kPageSize}}).Section(0x02, 9);
-  ExpectUnsupported(ParsePrecopyOf(b.bytes), "not the RAM section");
+  ExpectUnsupported(ParsePrecopyOf(b.bytes), StreamError::kUnsupportedFeature);
 }
 
 TEST(ColoStreamBadInputTest, DeviceSectionBeforeRamEnded) {
   StreamBuilder b;
   b.Header().Configuration().EnableColo().RamStart(3, {{"mem", kPageSize}}).Full(5, "timer", 0, kBodyA);
-  ExpectCorruption(ParsePrecopyOf(b.bytes), "before the RAM section ended");
+  ExpectCorruption(ParsePrecopyOf(b.bytes), StreamError::kBadSectionOrder);
 }
 
 TEST(ColoStreamBadInputTest, VmdescListsOtherDevices) {
@@ -424,13 +433,13 @@ TEST(ColoStreamBadInputTest, VmdescListsOtherDevices) {
   const std::vector<uint8_t> blob = DeviceBlob2();
   b.Raw(blob.data(), blob.size());
   b.Vmdesc(nlohmann::json{{"devices", {{{"name", "timer"}, {"instance_id", 0}}}}}.dump());
-  ExpectCorruption(ParsePrecopyOf(b.bytes), "truncated");
+  ExpectCorruption(ParsePrecopyOf(b.bytes), StreamError::kTruncated);
 }
 
 TEST(ColoStreamBadInputTest, TruncatedVmdesc) {
   StreamBuilder b = Precopy();
   b.bytes.resize(b.bytes.size() - 3);
-  ExpectCorruption(ParsePrecopyOf(b.bytes), "truncated");
+  ExpectCorruption(ParsePrecopyOf(b.bytes), StreamError::kTruncated);
 }
 
 TEST(ColoStreamBadInputTest, PageSizeOtherThan4096) {
@@ -441,23 +450,23 @@ TEST(ColoStreamBadInputTest, PageSizeOtherThan4096) {
   nlohmann::json vmdesc = nlohmann::json::parse(Vmdesc2());
   vmdesc["page_size"] = 65536;
   b.Vmdesc(vmdesc.dump());
-  ExpectUnsupported(ParsePrecopyOf(b.bytes), "page size");
+  ExpectUnsupported(ParsePrecopyOf(b.bytes), StreamError::kUnsupportedFeature);
 }
 
 // Checkpoint-side bad input: the precopy parses, then `checkpoint` follows VMSTATE_SEND.
-Status ParseCheckpointOf(const std::function<void(StreamBuilder&)>& checkpoint) {
+Outcome ParseCheckpointOf(const std::function<void(StreamBuilder&)>& checkpoint) {
   StreamBuilder b = Precopy();
   b.Be32(1).Be32(3);
   checkpoint(b);
   MemorySource source(b.bytes);
   StreamReader reader(&source);
   ColoStreamParser parser(&reader);
-  Parsed p = ParsePrecopyBytes(parser);
-  if (!p.status.ok()) return p.status;
-  TANDEM_RETURN_IF_ERROR(parser.ExpectMessage(ColoMessage::kCheckpointRequest));
-  TANDEM_RETURN_IF_ERROR(parser.ExpectMessage(ColoMessage::kVmstateSend));
   Epoch epoch;
-  return parser.ParseCheckpointState(&epoch, &epoch.device_state());
+  Status st = ParsePrecopyBytes(parser).status;
+  if (st.ok()) st = parser.ExpectMessage(ColoMessage::kCheckpointRequest);
+  if (st.ok()) st = parser.ExpectMessage(ColoMessage::kVmstateSend);
+  if (st.ok()) st = parser.ParseCheckpointState(&epoch, &epoch.device_state());
+  return {st, parser.error()};
 }
 
 TEST(ColoStreamBadInputTest, UnexpectedColoMessage) {
@@ -467,40 +476,41 @@ TEST(ColoStreamBadInputTest, UnexpectedColoMessage) {
   StreamReader reader(&source);
   ColoStreamParser parser(&reader);
   ASSERT_TRUE(ParsePrecopyBytes(parser).status.ok());
-  ExpectCorruption(parser.ExpectMessage(ColoMessage::kCheckpointRequest), "got VMSTATE_LOADED");
+  Status st = parser.ExpectMessage(ColoMessage::kCheckpointRequest);
+  ExpectCorruption({st, parser.error()}, StreamError::kUnexpectedMessage);
 }
 
 TEST(ColoStreamBadInputTest, CheckpointWithoutRamSection) {
-  ExpectCorruption(ParseCheckpointOf([](StreamBuilder& b) { b.U8(0x00); }), "does not start with the RAM SECTION_END");
+  ExpectCorruption(ParseCheckpointOf([](StreamBuilder& b) { b.U8(0x00); }), StreamError::kBadSectionOrder);
 }
 
 TEST(ColoStreamBadInputTest, CheckpointPageBeyondBlock) {
   ExpectCorruption(ParseCheckpointOf([](StreamBuilder& b) { b.Section(0x03, 3).Zero("rom", kPageSize, 0); }),
-                   "beyond RAM block 'rom'");
+                   StreamError::kBadRamRecord);
 }
 
 TEST(ColoStreamBadInputTest, CheckpointWithoutEof) {
   ExpectCorruption(ParseCheckpointOf([](StreamBuilder& b) { b.Section(0x03, 3).Eos().Footer(3).U8(0x04); }),
-                   "expected EOF");
+                   StreamError::kBadSectionOrder);
 }
 
 TEST(ColoStreamBadInputTest, DeviceStateSizeOutOfRange) {
   ExpectCorruption(
       ParseCheckpointOf([](StreamBuilder& b) { b.Section(0x03, 3).Eos().Footer(3).U8(0).Be32(4).Be64(1ull << 40); }),
-      "device state size");
+      StreamError::kBadDeviceState);
 }
 
 TEST(ColoStreamBadInputTest, DeviceStateWithoutEof) {
   ExpectCorruption(ParseCheckpointOf([](StreamBuilder& b) {
                      b.Section(0x03, 3).Eos().Footer(3).U8(0).Be32(4).Be64(3).U8(0x04).U8(0x01).U8(0x02);
                    }),
-                   "not FULL sections followed by EOF");
+                   StreamError::kBadDeviceState);
 }
 
 TEST(ColoStreamBadInputTest, TruncatedDeviceState) {
   ExpectCorruption(
       ParseCheckpointOf([](StreamBuilder& b) { b.Section(0x03, 3).Eos().Footer(3).U8(0).Be32(4).Be64(100).U8(0x04); }),
-      "truncated");
+      StreamError::kTruncated);
 }
 
 // ---- streams recorded from QEMU 7.2 (scripts/record-colo-stream) --------------------------------------------------
@@ -512,6 +522,7 @@ struct RecordedRun {
   std::vector<uint64_t> checkpoint_pages;
   std::vector<uint32_t> counters;  // guest counter in the replica after the precopy and each checkpoint
   Status status;
+  StreamError error = StreamError::kNone;  // the parser's, when it failed
 };
 
 // Parses the precopy and `checkpoints` checkpoints, applying each; with `whole`, nothing may be left over.
@@ -521,6 +532,7 @@ RecordedRun ParseRecording(const std::vector<uint8_t>& bytes, size_t chunk, size
   StreamReader reader(&source);
   ColoStreamParser parser(&reader);
   run.precopy = ParsePrecopyBytes(parser);
+  run.error = parser.error();
   if (!(run.status = run.precopy.status).ok()) return run;
   auto check = [&]() -> Status {
     uint32_t counter = 0;
@@ -534,11 +546,13 @@ RecordedRun ParseRecording(const std::vector<uint8_t>& bytes, size_t chunk, size
   for (size_t i = 0; i < checkpoints; ++i) {
     if (!(run.status = check()).ok()) return run;
     epoch.Reset(i + 1, false);
-    if (!(run.status = parser.ExpectMessage(ColoMessage::kCheckpointRequest)).ok()) return run;
-    if (!(run.status = parser.ExpectMessage(ColoMessage::kVmstateSend)).ok()) return run;
-    if (!(run.status = parser.ParseCheckpointState(&epoch, &epoch.device_state())).ok()) return run;
-    if (!(run.status = CheckDeviceSections(epoch.device_state(), run.precopy.descriptor.qemu_vmdesc_json)).ok())
-      return run;
+    run.status = parser.ExpectMessage(ColoMessage::kCheckpointRequest);
+    if (run.status.ok()) run.status = parser.ExpectMessage(ColoMessage::kVmstateSend);
+    if (run.status.ok()) run.status = parser.ParseCheckpointState(&epoch, &epoch.device_state());
+    run.error = parser.error();
+    if (!run.status.ok()) return run;
+    run.status = CheckDeviceSections(epoch.device_state(), run.precopy.descriptor.qemu_vmdesc_json, &run.error);
+    if (!run.status.ok()) return run;
     if (!(run.status = run.precopy.image->Apply(epoch)).ok()) return run;
     run.checkpoint_pages.push_back(epoch.pages().size());
   }
@@ -618,15 +632,15 @@ TEST(RecordedColoStreamTest, EveryTruncationIsReportedAsTruncated) {
   // Cut points spread over the whole recording (precopy, device tail, both checkpoints) plus the very start.
   for (size_t cut : {size_t(0), size_t(5), size_t(20), size_t(60)}) {
     std::vector<uint8_t> part(bytes.begin(), bytes.begin() + std::ptrdiff_t(cut));
-    ExpectCorruption(ParseRecording(part, SIZE_MAX, 2).status, "truncated");
+    const RecordedRun run = ParseRecording(part, SIZE_MAX, 2);
+    ExpectCorruption({run.status, run.error}, StreamError::kTruncated);
   }
   for (size_t i = 1; i < 97; ++i) {
     const size_t cut = bytes.size() * i / 97;
     std::vector<uint8_t> part(bytes.begin(), bytes.begin() + std::ptrdiff_t(cut));
     RecordedRun run = ParseRecording(part, SIZE_MAX, 2);
     EXPECT_TRUE(run.status.IsCorruption()) << "cut at " << cut << ": " << run.status.ToString();
-    EXPECT_NE(run.status.message().find("truncated"), std::string::npos)
-        << "cut at " << cut << ": " << run.status.ToString();
+    EXPECT_EQ(run.error, StreamError::kTruncated) << "cut at " << cut << ": " << run.status.ToString();
   }
 }
 
