@@ -3,6 +3,8 @@
 #include <poll.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/time.h>
 #include <sys/un.h>
 
 #include <algorithm>
@@ -100,7 +102,15 @@ Result<std::unique_ptr<NbdServer>> NbdServer::Start(const NbdServerOptions& opti
   memcpy(addr.sun_path, options.socket_path.c_str(), options.socket_path.size());
   UniqueFd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
   if (!fd.valid()) return Status::FromErrno("socket", errno);
-  ::unlink(options.socket_path.c_str());  // a socket left by a previous run
+  // A socket left by a previous run is replaced; anything else at that path is a configuration error, never
+  // deleted (it could be the image itself).
+  struct stat st;
+  if (::lstat(options.socket_path.c_str(), &st) == 0) {
+    if (!S_ISSOCK(st.st_mode)) {
+      return Status::InvalidArgument("NBD socket path " + options.socket_path + " exists and is not a socket");
+    }
+    ::unlink(options.socket_path.c_str());
+  }
   if (::bind(fd.get(), reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) {
     return Status::FromErrno("bind " + options.socket_path, errno);
   }
@@ -157,9 +167,18 @@ void NbdServer::Run() {
 }
 
 void NbdServer::Serve(int fd) {
+  // A client that connects and then says nothing would hold the only connection: the handshake has a deadline.
+  // Once transmitting, an idle client is normal (a guest that does no I/O).
+  timeval deadline{.tv_sec = options_.handshake_timeout_ms / 1000,
+                   .tv_usec = (options_.handshake_timeout_ms % 1000) * 1000};
+  ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &deadline, sizeof(deadline));
   bool transmit = false;
   Status st = Handshake(fd, &transmit);
-  if (st.ok() && transmit) st = Transmit(fd);
+  if (st.ok() && transmit) {
+    timeval none{};
+    ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &none, sizeof(none));
+    st = Transmit(fd);
+  }
   if (!st.ok() && !stopping_.load()) {
     ++disconnects_;
     TLOG_WARN("nbd", "client dropped: %s", st.ToString().c_str());
@@ -190,6 +209,7 @@ Status NbdServer::Handshake(int fd, bool* transmit) {
     uint32_t option = LoadBe32(header + 8);
     uint32_t length = LoadBe32(header + 12);
     if (length > kMaxOptionLength) {
+      if (option == kOptExportName) return Status::Corruption("NBD export name of " + std::to_string(length) + " bytes");
       TANDEM_RETURN_IF_ERROR(Discard(fd, length));
       TANDEM_RETURN_IF_ERROR(SendOptionReply(fd, option, kRepErrTooBig));
       continue;

@@ -22,6 +22,8 @@ struct NbdServerOptions {
   std::string export_name;   // QEMU's `export=`; the empty (default) name is accepted too
   std::string description;   // NBD_INFO_DESCRIPTION, if asked for
   uint32_t max_payload = 32u << 20;  // largest READ/WRITE; advertised as the maximum block size
+  // A client silent this long during the handshake is dropped (it would hold the only connection).
+  int handshake_timeout_ms = 10'000;
 };
 
 struct NbdServerStats {

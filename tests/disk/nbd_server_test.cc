@@ -41,9 +41,13 @@ class NbdServerTest : public ::testing::Test {
     image_ = std::move(image).value();
     log_ = std::make_unique<EpochWriteLog>(kDisk);
     disk_ = std::make_unique<ReplicatedDisk>(image_.get(), log_.get());
-    auto server = NbdServer::Start({.socket_path = socket_, .export_name = "vm0", .description = "test disk",
-                                    .max_payload = kMaxPayload},
-                                   disk_.get());
+    NbdServerOptions options;
+    options.socket_path = socket_;
+    options.export_name = "vm0";
+    options.description = "test disk";
+    options.max_payload = kMaxPayload;
+    options.handshake_timeout_ms = 300;
+    auto server = NbdServer::Start(options, disk_.get());
     ASSERT_TRUE(server.ok()) << server.status().ToString();
     server_ = std::move(server).value();
   }
@@ -375,11 +379,30 @@ TEST_F(NbdServerTest, StopDisconnectsAnIdleClientPromptly) {
   EXPECT_NE(access(socket_.c_str(), F_OK), 0);  // the socket file is gone
 }
 
+TEST_F(NbdServerTest, AClientSilentInTheHandshakeIsDroppedAndTheNextOneServed) {
+  RawClient silent(socket_);  // greeted, then says nothing
+  ASSERT_TRUE(silent.ok());
+  Nbd h = Connect();  // waits for the handshake deadline (300 ms here), then is served
+  ASSERT_TRUE(h) << nbd_get_error();
+  EXPECT_EQ(nbd_get_size(h.get()), int64_t(kDisk));
+  EXPECT_TRUE(silent.HungUp());
+}
+
+TEST(NbdServerStart, NeverDeletesAFileThatIsNotASocket) {
+  TempDir dir;
+  WriteWholeFile(dir / "disk.img", Pattern(4096, 1));
+  NbdServerOptions options;
+  options.socket_path = dir / "disk.img";  // a configuration mistake
+  auto server = NbdServer::Start(options, nullptr);
+  ASSERT_FALSE(server.ok());
+  EXPECT_NE(server.status().message().find("not a socket"), std::string::npos);
+  EXPECT_EQ(ReadWholeFile(dir / "disk.img"), Pattern(4096, 1));
+}
+
 TEST(NbdServerStart, RefusesASocketPathTooLongForUnixSockets) {
-  ImageDevice* none = nullptr;
   NbdServerOptions options;
   options.socket_path = std::string(200, 'x');
-  auto server = NbdServer::Start(options, none);
+  auto server = NbdServer::Start(options, nullptr);
   ASSERT_FALSE(server.ok());
   EXPECT_NE(server.status().message().find("longer than"), std::string::npos);
 }
