@@ -12,7 +12,9 @@
 #include <memory>
 
 #include "common/fd.h"
+#include "disk/block_hash.h"
 #include "disk/nbd_protocol.h"
+#include "disk/replica.h"
 #include "disk/write_log.h"
 #include "tests/disk/disk_test_util.h"
 
@@ -143,6 +145,46 @@ TEST_F(NbdServerTest, LibnbdListsTheExportAndGetsItsInfo) {
 TEST_F(NbdServerTest, AnUnknownExportIsRefused) {
   EXPECT_FALSE(Connect("nope"));
   EXPECT_TRUE(Connect("vm0"));  // and the server serves the next client
+}
+
+// The whole path: a client's writes, cut into epochs on the primary, applied epoch by epoch on a standby that
+// started from the same image, leave the two images byte for byte equal.
+TEST_F(NbdServerTest, EpochsAppliedOnTheStandbyReproduceThePrimaryImage) {
+  WriteWholeFile(dir_ / "standby.img", Pattern(kDisk, 1));
+  DiskReplicaOptions options;
+  options.image_path = dir_ / "standby.img";
+  auto replica = DiskReplica::Open(options);
+  ASSERT_TRUE(replica.ok()) << replica.status().ToString();
+  Nbd h = Connect();
+  ASSERT_TRUE(h) << nbd_get_error();
+  uint64_t x = 12345;
+  auto next = [&](uint64_t bound) {
+    x = x * 6364136223846793005ull + 1442695040888963407ull;
+    return (x >> 17) % bound;
+  };
+  for (uint64_t epoch = 1; epoch <= 5; ++epoch) {
+    for (int op = 0; op < 30; ++op) {
+      const uint64_t length = 1 + next(kMaxPayload - 1), offset = next(kDisk - length);
+      switch (next(4)) {
+        case 0:
+        case 1: {
+          std::vector<uint8_t> data = Pattern(length, uint8_t(epoch * 40 + op));
+          ASSERT_EQ(nbd_pwrite(h.get(), data.data(), length, offset, 0), 0) << nbd_get_error();
+          break;
+        }
+        case 2: ASSERT_EQ(nbd_zero(h.get(), length, offset, 0), 0) << nbd_get_error(); break;
+        case 3: ASSERT_EQ(nbd_trim(h.get(), length, offset, 0), 0) << nbd_get_error(); break;
+      }
+    }
+    auto payload = log_->CloseEpoch(epoch);
+    ASSERT_TRUE(payload.ok());
+    ASSERT_TRUE((*replica)->Apply(*payload).ok());
+  }
+  EXPECT_EQ(ReadWholeFile(dir_ / "standby.img"), ReadWholeFile(dir_ / "disk.img"));
+  auto primary_hashes = HashBlocks(*image_);
+  auto standby_hashes = HashBlocks((*replica)->image());
+  ASSERT_TRUE(primary_hashes.ok() && standby_hashes.ok());
+  EXPECT_TRUE(BlocksToSend(*primary_hashes, *standby_hashes).empty());
 }
 
 // QEMU's own NBD client (block/nbd.c), as the protected VM's QEMU will use it. No guest, no KVM: fast.
