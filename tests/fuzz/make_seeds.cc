@@ -1,7 +1,8 @@
 // Writes each fuzzer's seed corpus from the project's own encoders and its recordings of a real QEMU:
 //   tandem-fuzz-seeds <out_dir> <source_dir>
 // <out_dir>/heartbeat_message/  valid datagrams (each role), <out_dir>/colo_stream/  the recorded COLO sessions
-// (tests/qemu/data/*.bin.zst, decompressed and cut to a bounded size).
+// (tests/qemu/data/*.bin.zst, decompressed and cut to a bounded size), <out_dir>/disk_writes/  DISK_WRITES
+// payloads and a block hash list.
 #include <sys/stat.h>
 #include <zstd.h>
 
@@ -13,6 +14,8 @@
 #include <string>
 #include <vector>
 
+#include "disk/block_hash.h"
+#include "disk/disk_writes.h"
 #include "heartbeat/message.h"
 #include "replicator/epoch_codec.h"
 #include "replicator/transport.h"
@@ -116,6 +119,24 @@ int EpochStreamSeeds(const fs::path& dir) {
   return 0;
 }
 
+// One epoch's writes of each kind, an empty epoch, and a block hash list.
+int DiskWritesSeeds(const fs::path& dir) {
+  fs::create_directories(dir);
+  disk::DiskWritesEncoder enc(1 << 20);
+  std::vector<uint8_t> data(3000);
+  for (size_t i = 0; i < data.size(); ++i) data[i] = uint8_t(i * 7);
+  enc.AddData(4096, data);
+  enc.Add(disk::WriteKind::kZero, 65536, 8192);
+  enc.Add(disk::WriteKind::kTrim, (1 << 20) - 4096, 4096);
+  std::vector<uint8_t> writes = enc.Finish(7), empty = enc.Finish(8);
+  disk::BlockHashes hashes{.block_size = 65536, .disk_size = 3 * 65536 + 100, .hashes = {1, 2, 3, 4}};
+  std::vector<uint8_t> hash_list = disk::EncodeBlockHashes(hashes);
+  if (!WriteFile(dir / "three-writes", writes.data(), writes.size())) return 1;
+  if (!WriteFile(dir / "empty-epoch", empty.data(), empty.size())) return 1;
+  if (!WriteFile(dir / "hash-list", hash_list.data(), hash_list.size())) return 1;
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -127,5 +148,6 @@ int main(int argc, char** argv) {
   if (HeartbeatSeeds(out / "heartbeat_message") != 0) return 1;
   if (ColoSeeds(out / "colo_stream", source / "tests/qemu/data") != 0) return 1;
   if (EpochStreamSeeds(out / "epoch_stream") != 0) return 1;
+  if (DiskWritesSeeds(out / "disk_writes") != 0) return 1;
   return 0;
 }
