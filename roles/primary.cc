@@ -68,9 +68,9 @@ int PrimaryRun::Run() {
 
 Status PrimaryRun::Protect() {
   const std::string colo_socket = o_.state_dir + "/colo.sock";
-  failed_step_ = "colo";
+  failed_step_ = "COLO socket";
   TANDEM_ASSIGN_OR_RETURN(checkpoints_, env_.host->ListenForCheckpoints(colo_socket));
-  failed_step_ = "qemu";
+  failed_step_ = "primary QEMU";
   TANDEM_ASSIGN_OR_RETURN(vm_, env_.host->Launch(o_.vm, qemu::QemuRole::kPrimary, o_.state_dir));
   // A blocked checkpoint read ends when QEMU does.
   stop_vm_on_shutdown_.emplace(env_.shutdown, [vm = vm_.get()] { vm->Kill(SIGTERM); });
