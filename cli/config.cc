@@ -59,6 +59,36 @@ Setter Num(Int Config::*field, Int min, Int max) {
   return [field, min, max](Config& c, const std::string& v) { return ParseInt(v, min, max, &(c.*field)); };
 }
 
+// A word from a fixed set, parsed once here: the roles get the typed value and a bad one stops the load.
+template <typename T>
+Setter Enum(T Config::*field, Result<T> (*parse)(std::string_view), const char* allowed) {
+  return [field, parse, allowed](Config& c, const std::string& v) {
+    Result<T> parsed = parse(v);
+    if (!parsed.ok()) return Status::InvalidArgument("must be " + std::string(allowed) + ", not '" + v + "'");
+    c.*field = parsed.value();
+    return Status::Ok();
+  };
+}
+
+Result<bool> ParseGuestCrashAction(std::string_view v) {  // true: reset
+  if (v == "report" || v == "reset") return v == "reset";
+  return Status::InvalidArgument(std::string(v));
+}
+
+Status SetCompression(Config& c, const std::string& v) {
+  c.compression_auto = v == "auto";
+  if (v == "auto" || v == "lz4") {
+    c.compression = replicator::Compression::kLz4;
+  } else if (v == "zstd") {
+    c.compression = replicator::Compression::kZstd;
+  } else if (v == "none") {
+    c.compression = replicator::Compression::kNone;
+  } else {
+    return Status::InvalidArgument("must be auto, lz4, zstd or none, not '" + v + "'");
+  }
+  return Status::Ok();
+}
+
 const std::map<std::string, Setter>& Setters() {
   static const std::map<std::string, Setter> setters = {
       {"vm.name", Str(&Config::vm_name)},
@@ -71,7 +101,7 @@ const std::map<std::string, Setter>& Setters() {
       {"vm.append", Str(&Config::append)},
       {"vm.epoch_ms", Num<int>(&Config::epoch_ms, 1, 60000)},
       {"vm.qemu_extra", List(&Config::qemu_extra, ' ')},
-      {"vm.on_guest_crash", Str(&Config::on_guest_crash)},
+      {"vm.on_guest_crash", Enum(&Config::reset_guest_on_crash, ParseGuestCrashAction, "report or reset")},
       {"primary.state_dir", Str(&Config::primary_state_dir)},
       {"primary.heartbeat", List(&Config::primary_heartbeat, ',')},
       {"standby.state_dir", Str(&Config::standby_state_dir)},
@@ -89,10 +119,10 @@ const std::map<std::string, Setter>& Setters() {
        }},
       {"replication.max_in_flight", Num<int>(&Config::max_in_flight, 1, 64)},
       {"replication.io_timeout_ms", Num<int>(&Config::io_timeout_ms, 10, 600000)},
-      {"replication.io_engine", Str(&Config::io_engine)},
+      {"replication.io_engine", Enum(&Config::io_engine, replicator::ParseIoEngine, "auto, io_uring or epoll")},
       {"replication.encode_threads", Num<int>(&Config::encode_threads, 1, 64)},
       {"replication.apply_threads", Num<int>(&Config::apply_threads, 1, 64)},
-      {"replication.compression", Str(&Config::compression)},
+      {"replication.compression", SetCompression},
       {"replication.lz4_acceleration", Num<int>(&Config::lz4_acceleration, 1, 65537)},
       {"replication.zstd_level", Num<int>(&Config::zstd_level, 1, 19)},
       {"witness.address", Str(&Config::witness_address)},
@@ -100,7 +130,9 @@ const std::map<std::string, Setter>& Setters() {
       {"witness.state_dir", Str(&Config::witness_state_dir)},
       {"witness.lease_ms", Num<int>(&Config::lease_ms, 10, 600000)},
       {"witness.promise_ms", Num<int>(&Config::promise_ms, 2, 600000)},
-      {"witness.two_host_policy", Str(&Config::two_host_policy)},
+      {"witness.two_host_policy",
+       Enum(&Config::two_host_policy, heartbeat::ParseTwoHostPolicy,
+            "never-promote, standby-promotes or standby-promotes-fenced")},
       {"debug.die_mid_epoch", Num<uint64_t>(&Config::debug_die_mid_epoch, 0, UINT64_MAX)},
       {"debug.corrupt_epoch", Num<uint64_t>(&Config::debug_corrupt_epoch, 0, UINT64_MAX)},
   };
@@ -113,9 +145,6 @@ Status Validate(const Config& c) {
   }
   if (c.accel != "kvm" && c.accel != "tcg") return Status::InvalidArgument("vm.accel must be kvm or tcg");
   if (c.kernel.empty()) return Status::InvalidArgument("vm.kernel is required");
-  if (c.on_guest_crash != "report" && c.on_guest_crash != "reset") {
-    return Status::InvalidArgument("vm.on_guest_crash must be report or reset");
-  }
   if (c.primary_heartbeat.empty() || c.primary_heartbeat.size() != c.standby_heartbeat.size()) {
     return Status::InvalidArgument(
         "primary.heartbeat and standby.heartbeat must list the same number (>= 1) of link addresses");
@@ -123,17 +152,6 @@ Status Validate(const Config& c) {
   if (c.psk.empty()) return Status::InvalidArgument("heartbeat.psk or heartbeat.psk_file is required");
   if (c.heartbeat_timeout_ms <= c.heartbeat_interval_ms) {
     return Status::InvalidArgument("heartbeat.timeout_ms must be larger than heartbeat.interval_ms");
-  }
-  if (c.two_host_policy != "never-promote" && c.two_host_policy != "standby-promotes" &&
-      c.two_host_policy != "standby-promotes-fenced") {
-    return Status::InvalidArgument(
-        "witness.two_host_policy must be never-promote, standby-promotes or standby-promotes-fenced");
-  }
-  if (c.io_engine != "auto" && c.io_engine != "io_uring" && c.io_engine != "epoll" && c.io_engine != "poll") {
-    return Status::InvalidArgument("replication.io_engine must be auto, io_uring or epoll");
-  }
-  if (c.compression != "auto" && c.compression != "lz4" && c.compression != "zstd" && c.compression != "none") {
-    return Status::InvalidArgument("replication.compression must be auto, lz4, zstd or none");
   }
   if (c.lease_ms <= c.heartbeat_interval_ms * 2) {
     return Status::InvalidArgument("witness.lease_ms must be more than twice heartbeat.interval_ms (renewals)");

@@ -20,6 +20,9 @@
 #include <vector>
 
 #include "common/status.h"
+#include "heartbeat/arbiter.h"
+#include "replicator/page_codec.h"
+#include "replicator/transport.h"
 
 namespace tandem::cli {
 
@@ -35,7 +38,7 @@ struct Config {
   std::vector<std::string> qemu_extra;
   // What to do when the guest crashes (QMP GUEST_PANICKED): report (leave the guest to its own panic handling)
   // or reset it.
-  std::string on_guest_crash = "report";
+  bool reset_guest_on_crash = false;
   // [primary]
   std::string primary_state_dir = "/run/tandem/primary";
   std::vector<std::string> primary_heartbeat;
@@ -51,10 +54,13 @@ struct Config {
   // [replication]
   int max_in_flight = 2;
   int io_timeout_ms = 2000;
-  std::string io_engine = "auto";  // auto tries io_uring and says in the log which engine it took and why
+  // auto tries io_uring and says in the log which engine it took and why
+  replicator::IoEngine io_engine = replicator::IoEngine::kAuto;
   int encode_threads = 4;          // for large epochs; capped at the CPUs the process may use
   int apply_threads = 4;           // standby: for large epochs (a full resync); capped likewise
-  std::string compression = "auto";  // auto: effort follows whichever of encoder and link is the bottleneck
+  // auto: effort follows whichever of encoder and link is the bottleneck (compression then is its lightest rung)
+  bool compression_auto = true;
+  replicator::Compression compression = replicator::Compression::kLz4;
   int lz4_acceleration = 1;          // compression = lz4
   int zstd_level = 1;                // compression = zstd, and auto's heaviest rung
   // [witness]
@@ -65,7 +71,7 @@ struct Config {
   int promise_ms = 60;
   // Without a witness, a standby that promotes on heartbeat loss alone runs a second active VM whenever every
   // host<->host link fails while the primary is alive. So the default is never-promote (failover by hand).
-  std::string two_host_policy = "never-promote";
+  heartbeat::TwoHostPolicy two_host_policy = heartbeat::TwoHostPolicy::kNeverPromote;
   // [debug]: fault injection for tests; never set in production.
   uint64_t debug_die_mid_epoch = 0;   // primary raises SIGKILL half way through shipping this epoch
   uint64_t debug_corrupt_epoch = 0;   // primary flips one bit of this epoch's first page after checksumming

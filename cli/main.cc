@@ -8,11 +8,14 @@
 #include <vector>
 
 #include "cli/config.h"
-#include "cli/host.h"
-#include "cli/roles.h"
-#include "cli/status_file.h"
+#include "cli/options.h"
 #include "common/log.h"
 #include "heartbeat/witness.h"
+#include "qemu-integration/qemu_process.h"
+#include "roles/primary.h"
+#include "roles/qemu_host.h"
+#include "roles/standby.h"
+#include "roles/status_file.h"
 
 namespace tandem::cli {
 namespace {
@@ -72,17 +75,15 @@ int QemuArgs(const Config& config, const std::string& role) {
     fprintf(stderr, "tandem: --role must be primary or standby\n");
     return 2;
   }
-  const bool primary = role == "primary";
-  const std::string dir = primary ? config.primary_state_dir : config.standby_state_dir;
-  const std::string ram = primary ? "/dev/shm/tandem-" + config.vm_name + "-primary.ram" : config.ReplicaPath();
-  qemu::VmConfig vm = MakeVmConfig(config, dir, ram);
+  const qemu::QemuRole qemu_role = role == "primary" ? qemu::QemuRole::kPrimary : qemu::QemuRole::kStandby;
+  const qemu::VmConfig vm = MakeVmConfig(config, qemu_role);
   if (Status st = qemu::ValidateVmConfig(vm); !st.ok()) {
     fprintf(stderr, "tandem: %s\n", st.ToString().c_str());
     return 1;
   }
   auto binary = qemu::FindQemuBinary();
   std::string line = binary.ok() ? binary.value() : "qemu-system-x86_64";
-  for (const std::string& a : qemu::BuildQemuArgs(vm, primary ? qemu::QemuRole::kPrimary : qemu::QemuRole::kStandby)) {
+  for (const std::string& a : qemu::BuildQemuArgs(vm, qemu_role)) {
     line += " " + ShellQuote(a);
   }
   printf("%s\n", line.c_str());
@@ -95,7 +96,7 @@ int RunWitness(const Config& config) {
     fprintf(stderr, "tandem: witness.address (or witness.listen) is not set: this configuration has no witness\n");
     return 1;
   }
-  if (Status st = MakeDirs(config.witness_state_dir); !st.ok()) {
+  if (Status st = roles::MakeDirs(config.witness_state_dir); !st.ok()) {
     fprintf(stderr, "tandem: %s\n", st.ToString().c_str());
     return 1;
   }
@@ -114,7 +115,7 @@ int RunWitness(const Config& config) {
 int ShowStatus(const Config& config, bool json) {
   nlohmann::json all = nlohmann::json::object();
   for (const auto& [role, dir] : {std::pair{"primary", config.primary_state_dir}, {"standby", config.standby_state_dir}}) {
-    auto status = ReadStatusFile(dir);
+    auto status = roles::ReadStatusFile(dir);
     all[role] = status.ok() ? status.value() : nlohmann::json{{"state", "not running here"}};
     // A status file outlives a killed process: say so instead of showing its last state as current.
     if (all[role].contains("pid") && kill(all[role]["pid"].get<int>(), 0) != 0 && errno == ESRCH) {
@@ -179,8 +180,10 @@ int Main(int argc, char** argv) {
   }
   if (args.verbose) SetLogLevel(LogLevel::kDebug);
   if (args.command == "primary" || args.command == "standby") {
-    ShutdownSignal::Install();
-    return args.command == "primary" ? RunPrimary(*config) : RunStandby(*config);
+    static roles::Shutdown shutdown;  // lives as long as the signal thread
+    roles::RequestShutdownOnSignals(&shutdown);
+    return args.command == "primary" ? roles::RunPrimary(MakePrimaryOptions(*config), &shutdown)
+                                     : roles::RunStandby(MakeStandbyOptions(*config), &shutdown);
   }
   if (args.command == "witness") return RunWitness(*config);
   if (args.command == "qemu-args") return QemuArgs(*config, args.role);

@@ -237,7 +237,9 @@ StandbyDecision StandbyArbiter::Decide(int64_t now_ns) {
   if (!options_.witness) {
     if (options_.two_host_policy == TwoHostPolicy::kNeverPromote && !manual_) {
       d.action = StandbyAction::kAlarm;
-      d.reason = "primary lost: two-host mode never-promote, run `tandem promote` once the primary is known dead";
+      d.reason =
+          "primary lost: two-host mode never-promote does not fail over; once the primary is known dead, start the "
+          "VM again by hand (a witness makes failover automatic)";
       return d;
     }
     promoted_ = true;

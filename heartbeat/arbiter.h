@@ -30,7 +30,7 @@ namespace tandem::heartbeat {
 // which failure it survives.
 enum class TwoHostPolicy : uint8_t {
   // Default. The standby never promotes by itself and the primary never fences: no split brain, ever, but a dead
-  // primary means downtime until an operator who checked that it is really dead runs `tandem promote`.
+  // primary means downtime until an operator who checked that it is really dead starts the VM again by hand.
   kNeverPromote,
   // The standby promotes once the primary is lost and its promise ran out; the primary keeps running when it
   // loses the standby. Automatic failover, but a partition of ALL host<->host links makes two actives (split
@@ -150,8 +150,8 @@ class StandbyArbiter {
   void OnResumePoint(bool ready) { ready_ = ready; }
   void OnLeaseReply(const LeaseReply& reply);
   void OnTermSeen(uint64_t term);
-  // `tandem promote` in two-host never-promote mode: the operator vouches that the primary is dead. Still waits
-  // for the primary to be lost and for our promise to run out.
+  // A manual promotion in two-host never-promote mode (no command offers it yet): the operator vouches that the
+  // primary is dead. Still waits for the primary to be lost and for our promise to run out.
   void AllowManualPromotion() { manual_ = true; }
 
   StandbyDecision Tick(int64_t now_ns);

@@ -73,7 +73,7 @@ class StandbyGuard {
 
   // Whether a complete epoch can be resumed, and the last one applied (carried in heartbeats and PROMOTE).
   void SetResumePoint(bool ready, uint64_t last_applied_epoch);
-  void AllowManualPromotion();  // `tandem promote` (two-host never-promote)
+  void AllowManualPromotion();  // two-host never-promote; no command offers it yet
   StandbyDecision decision() const;
   std::optional<LeaseReply> grant() const;  // after kPromote in witness mode
   GuardStatus status() const;

@@ -114,6 +114,17 @@ Status ColoEndpoint::Send(ColoMessage message) {
   return SendRaw(b, sizeof(b));
 }
 
+Result<Precopy> ColoEndpoint::ReceivePrecopyImage(int idle_timeout_ms) {
+  Precopy precopy;
+  TANDEM_RETURN_IF_ERROR(ReceivePrecopy(
+      [&](const replicator::VmDescriptor& layout) -> Result<replicator::PageSink*> {
+        TANDEM_ASSIGN_OR_RETURN(precopy.image, replicator::RamImage::Create(layout, {}));
+        return static_cast<replicator::PageSink*>(precopy.image.get());
+      },
+      &precopy.descriptor, &precopy.device_state, idle_timeout_ms));
+  return precopy;
+}
+
 Status ColoEndpoint::SendCheckpointReady() {
   if (!precopy_done_) return Status::InvalidArgument("CHECKPOINT_READY before the precopy was received");
   return Send(ColoMessage::kCheckpointReady).WithContext("CHECKPOINT_READY");

@@ -29,6 +29,13 @@ struct CheckpointTiming {
 // (where a ColoEndpoint listens).
 Status StartColoMigration(QmpClient& qmp, const std::string& unix_socket, int checkpoint_ms);
 
+// The precopy, received into a fresh in-memory RamImage (the primary's mirror that seeds every standby).
+struct Precopy {
+  replicator::VmDescriptor descriptor;
+  std::vector<uint8_t> device_state;
+  std::unique_ptr<replicator::RamImage> image;
+};
+
 class ColoEndpoint {
  public:
   // Listens on `unix_path` (replacing a stale socket file); sockets and the clock come from `env`, which must
@@ -47,6 +54,8 @@ class ColoEndpoint {
   // `idle_timeout_ms` mid-precopy.
   Status ReceivePrecopy(const LayoutCallback& on_layout, replicator::VmDescriptor* descriptor,
                         std::vector<uint8_t>* device_state, int idle_timeout_ms = 30000);
+  // ReceivePrecopy into a RamImage created for the layout QEMU announces.
+  Result<Precopy> ReceivePrecopyImage(int idle_timeout_ms = 30000);
   // Tells QEMU the standby side is ready for checkpoints (once, after the precopy).
   Status SendCheckpointReady();
   // Waits up to timeout_ms for CHECKPOINT_REQUEST, replies, and reads the checkpoint: dirty pages into *epoch

@@ -99,20 +99,12 @@ int Main(int argc, char** argv) {
     (*endpoint)->SetRecordFd(record.get());
     if (Status st = StartColoMigration(**qmp, dir + "/colo.sock", checkpoint_ms); !st.ok()) return Fail("COLO", st);
     if (Status st = (*endpoint)->Accept(10000); !st.ok()) return Fail("accept", st);
-    replicator::VmDescriptor descriptor;
-    std::vector<uint8_t> device_state;
-    std::unique_ptr<replicator::RamImage> image;
     Clock* clock = SystemClock();
     const int64_t t0 = clock->NowNanos();
-    Status st = (*endpoint)->ReceivePrecopy(
-        [&](const replicator::VmDescriptor& layout) -> Result<replicator::PageSink*> {
-          auto created = replicator::RamImage::Create(layout, {});
-          if (!created.ok()) return created.status();
-          image = std::move(created).value();
-          return static_cast<replicator::PageSink*>(image.get());
-        },
-        &descriptor, &device_state);
-    if (!st.ok()) return Fail("precopy", st);
+    auto precopy = (*endpoint)->ReceivePrecopyImage();
+    if (!precopy.ok()) return Fail("precopy", precopy.status());
+    const replicator::VmDescriptor& descriptor = precopy->descriptor;
+    const std::vector<uint8_t>& device_state = precopy->device_state;
     nlohmann::json report;
     report["precopy_ms"] = (clock->NowNanos() - t0) / 1e6;
     report["precopy_pages"] = (*endpoint)->precopy().pages;

@@ -75,15 +75,22 @@ TEST(ConfigTest, TimeoutNotAboveIntervalIsRejected) {
 }
 
 TEST(ConfigTest, UnknownEnumValuesAreRejectedNotGuessed) {
-  for (const char* extra : {"[replication]\nio_engine = uring\n", "[replication]\ncompression = gzip\n",
-                            "[witness]\ntwo_host_policy = maybe\n", "[vm]\non_guest_crash = failover\n"}) {
+  const std::pair<const char*, const char*> bad[] = {{"[replication]\nio_engine = uring\n", "replication.io_engine"},
+                                                      {"[replication]\ncompression = gzip\n", "replication.compression"},
+                                                      {"[witness]\ntwo_host_policy = maybe\n", "witness.two_host_policy"},
+                                                      {"[vm]\non_guest_crash = failover\n", "vm.on_guest_crash"}};
+  for (const auto& [extra, key] : bad) {
     auto c = ParseConfig(std::string(kValid) + extra);
-    EXPECT_FALSE(c.ok()) << extra;
+    ASSERT_FALSE(c.ok()) << extra;
+    // The error names the key, so the operator knows which line to fix.
+    EXPECT_NE(c.status().ToString().find(key), std::string::npos) << c.status().ToString();
   }
   auto ok = ParseConfig(std::string(kValid) +
                         "[replication]\nio_engine = epoll\ncompression = zstd\nzstd_level = 3\napply_threads = 2\n");
   ASSERT_TRUE(ok.ok()) << ok.status().ToString();
-  EXPECT_EQ(ok->compression, "zstd");
+  EXPECT_EQ(ok->io_engine, replicator::IoEngine::kPoll);
+  EXPECT_EQ(ok->compression, replicator::Compression::kZstd);
+  EXPECT_FALSE(ok->compression_auto);
   EXPECT_EQ(ok->zstd_level, 3);
   EXPECT_EQ(ok->apply_threads, 2);
 }
@@ -91,10 +98,13 @@ TEST(ConfigTest, UnknownEnumValuesAreRejectedNotGuessed) {
 TEST(ConfigTest, CompressionIsAutoUnlessTheOperatorFixesIt) {
   auto defaults = ParseConfig(kValid);
   ASSERT_TRUE(defaults.ok()) << defaults.status().ToString();
-  EXPECT_EQ(defaults->compression, "auto");
+  EXPECT_TRUE(defaults->compression_auto);
+  EXPECT_EQ(defaults->two_host_policy, heartbeat::TwoHostPolicy::kNeverPromote);
+  EXPECT_FALSE(defaults->reset_guest_on_crash);
   auto fixed = ParseConfig(std::string(kValid) + "[replication]\ncompression = lz4\nlz4_acceleration = 64\n");
   ASSERT_TRUE(fixed.ok()) << fixed.status().ToString();
-  EXPECT_EQ(fixed->compression, "lz4");
+  EXPECT_FALSE(fixed->compression_auto);
+  EXPECT_EQ(fixed->compression, replicator::Compression::kLz4);
   EXPECT_EQ(fixed->lz4_acceleration, 64);
   EXPECT_FALSE(ParseConfig(std::string(kValid) + "[replication]\nlz4_acceleration = 0\n").ok());
 }

@@ -216,7 +216,7 @@ TEST(ArbiterScenarioTest, TwoHostNeverPromoteWaitsForTheOperator) {
   w.Run();
   ExpectSafe(w);
   EXPECT_EQ(w.trace().standby_promoted_at, -1);
-  EXPECT_TRUE(HasAlarm(w, "tandem promote"));
+  EXPECT_TRUE(HasAlarm(w, "start the VM again by hand"));
 }
 
 TEST(ArbiterScenarioTest, TwoHostStandbyPromotesSplitsTheBrainUnderAFullPartition) {

@@ -97,18 +97,9 @@ TEST(ColoEndpointTest, ReplaysRecordedSessionAnsweringEachColoMessageAndRecordsE
   EXPECT_NE(::access((dir / "colo.sock").c_str(), F_OK), 0) << "socket file left after accept";
   UniqueFd record(::open((dir / "record").c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600));
   (*endpoint)->SetRecordFd(record.get());
-  replicator::VmDescriptor descriptor;
-  std::vector<uint8_t> device_state;
-  std::unique_ptr<replicator::RamImage> image;
-  Status st = (*endpoint)->ReceivePrecopy(
-      [&](const replicator::VmDescriptor& layout) -> Result<replicator::PageSink*> {
-        auto created = replicator::RamImage::Create(layout, {});
-        if (!created.ok()) return created.status();
-        image = std::move(created).value();
-        return static_cast<replicator::PageSink*>(image.get());
-      },
-      &descriptor, &device_state, 5000);
-  ASSERT_TRUE(st.ok()) << st.ToString();
+  auto precopy = (*endpoint)->ReceivePrecopyImage(5000);
+  ASSERT_TRUE(precopy.ok()) << precopy.status().ToString();
+  Status st;
   ASSERT_TRUE((*endpoint)->SendCheckpointReady().ok());
   replicator::Epoch epoch;
   for (int i = 1; i <= 2; ++i) {
@@ -163,17 +154,7 @@ Status FirstCheckpointAgainst(const std::function<void(int fd, const Script&)>& 
     after_ready(fd.get(), script);
   });
   Status st = (*endpoint)->Accept(5000);
-  replicator::VmDescriptor descriptor;
-  std::vector<uint8_t> device_state;
-  std::unique_ptr<replicator::RamImage> image;
-  if (st.ok()) {
-    st = (*endpoint)->ReceivePrecopy(
-        [&](const replicator::VmDescriptor& layout) -> Result<replicator::PageSink*> {
-          image = std::move(replicator::RamImage::Create(layout, {})).value();
-          return static_cast<replicator::PageSink*>(image.get());
-        },
-        &descriptor, &device_state, 5000);
-  }
+  if (st.ok()) st = (*endpoint)->ReceivePrecopyImage(5000).status();
   if (st.ok()) st = (*endpoint)->SendCheckpointReady();
   if (st.ok()) {
     replicator::Epoch epoch;

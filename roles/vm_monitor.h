@@ -7,24 +7,23 @@
 
 #include <nlohmann/json.hpp>
 
-#include "cli/config.h"
-#include "qemu-integration/qmp.h"
+#include "roles/vm_host.h"
 
-namespace tandem::cli {
+namespace tandem::roles {
 
 class VmMonitor {
  public:
-  VmMonitor(const Config& config, qemu::QmpClient* qmp) : config_(config), qmp_(qmp) {}
+  VmMonitor(Vm* vm, bool reset_on_crash) : vm_(vm), reset_on_crash_(reset_on_crash) {}
   // Drains QMP events (call every few hundred ms: unread events pile up in QEMU) and acts on crashes.
   void Poll();
   // {"guest": "running|panicked|shut down", "panics": n, "shutdowns": n, "stops": n}
   nlohmann::json StatusJson() const;
 
  private:
-  const Config& config_;
-  qemu::QmpClient* qmp_;
+  Vm* vm_;
+  bool reset_on_crash_;
   std::string guest_ = "running";
   uint64_t panics_ = 0, shutdowns_ = 0, stops_ = 0;
 };
 
-}  // namespace tandem::cli
+}  // namespace tandem::roles

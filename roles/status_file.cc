@@ -1,10 +1,12 @@
-#include "cli/status_file.h"
+#include "roles/status_file.h"
 
 #include <cerrno>
 #include <cstdio>
 #include <fstream>
 
-namespace tandem::cli {
+#include "common/log.h"
+
+namespace tandem::roles {
 
 Status WriteStatusFile(const std::string& state_dir, const nlohmann::json& status) {
   const std::string path = state_dir + "/status.json";
@@ -29,4 +31,18 @@ Result<nlohmann::json> ReadStatusFile(const std::string& state_dir) {
   return parsed;
 }
 
-}  // namespace tandem::cli
+void ReportFailure(const std::string& state_dir, const char* role, const char* what, const Status& error) {
+  TLOG_ERROR("main", "%s: %s", what, error.ToString().c_str());
+  WriteStatusFile(state_dir, {{"role", role}, {"state", "failed"}, {"error", error.ToString()}}).ok();
+}
+
+nlohmann::json PeerLinksJson(const heartbeat::PeerStatus& peer) {
+  nlohmann::json links = nlohmann::json::array();
+  for (const auto& link : peer.links) {
+    links.push_back({{"local", link.local_address}, {"peer", link.peer_address}, {"up", link.up},
+                     {"rtt_ms", link.rtt_ms}, {"loss", link.loss}});
+  }
+  return links;
+}
+
+}  // namespace tandem::roles

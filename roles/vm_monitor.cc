@@ -1,11 +1,11 @@
-#include "cli/vm_monitor.h"
+#include "roles/vm_monitor.h"
 
 #include "common/log.h"
 
-namespace tandem::cli {
+namespace tandem::roles {
 
 void VmMonitor::Poll() {
-  auto events = qmp_->TakeEvents();
+  auto events = vm_->TakeEvents();
   if (!events.ok()) return;  // QEMU gone: the role's own checks report that
   for (const nlohmann::json& event : *events) {
     const std::string name = event.value("event", "");
@@ -16,9 +16,9 @@ void VmMonitor::Poll() {
       guest_ = "panicked";
       TLOG_ERROR("vm", "GUEST_PANICKED %s: the guest crashed; no failover (the replica holds the same crash); "
                  "action: %s", event.value("data", nlohmann::json::object()).dump().c_str(),
-                 config_.on_guest_crash.c_str());
-      if (config_.on_guest_crash == "reset") {
-        Status st = qmp_->Execute("system_reset").status();
+                 reset_on_crash_ ? "reset" : "report");
+      if (reset_on_crash_) {
+        Status st = vm_->Execute("system_reset").status();
         TLOG_WARN("vm", "guest reset after its crash: %s", st.ok() ? "ok" : st.ToString().c_str());
         if (st.ok()) guest_ = "running";
       }
@@ -35,4 +35,4 @@ nlohmann::json VmMonitor::StatusJson() const {
   return {{"guest", guest_}, {"panics", panics_}, {"shutdowns", shutdowns_}, {"stops", stops_}};
 }
 
-}  // namespace tandem::cli
+}  // namespace tandem::roles

@@ -1,0 +1,236 @@
+#include "roles/primary.h"
+
+#include <signal.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cinttypes>
+
+#include "common/log.h"
+#include "roles/guard.h"
+#include "roles/pause_stats.h"
+#include "roles/qemu_host.h"
+#include "roles/status_file.h"
+#include "roles/vm_monitor.h"
+
+namespace tandem::roles {
+namespace {
+
+// One run of the role. Everything it starts is a member, so every way out tears down the same way (~PrimaryRun).
+class PrimaryRun {
+ public:
+  PrimaryRun(const PrimaryOptions& options, const PrimaryEnv& env) : o_(options), env_(env) {}
+  ~PrimaryRun() {
+    env_.guard->AttachVm(nullptr);  // the guard thread must not reach for a QEMU that is going
+    if (vm_) vm_->Kill(SIGKILL);
+  }
+  int Run();
+
+ private:
+  int Fail(const char* what, const Status& st);
+  Status Protect();  // QEMU, precopy, shipper, CHECKPOINT_READY
+  int CheckpointLoop();
+  nlohmann::json StatusJson(uint64_t epoch, double last_pause_ms) const;
+  void PublishStatus(uint64_t epoch, double last_pause_ms) const {
+    WriteStatusFile(o_.state_dir, StatusJson(epoch, last_pause_ms)).ok();
+  }
+
+  const PrimaryOptions& o_;
+  const PrimaryEnv& env_;
+  const char* failed_step_ = "";
+  std::unique_ptr<CheckpointSource> checkpoints_;
+  std::unique_ptr<Vm> vm_;
+  std::optional<Shutdown::Hook> stop_vm_on_shutdown_;
+  std::unique_ptr<VmMonitor> monitor_;
+  std::unique_ptr<EpochShipping> shipper_;
+};
+
+int PrimaryRun::Fail(const char* what, const Status& st) {
+  ReportFailure(o_.state_dir, "primary", what, st);
+  return kExitFailed;
+}
+
+int PrimaryRun::Run() {
+  RunGuard& guard = *env_.guard;
+  // The VM must not run anywhere before this host holds the primary role (a lease and a term from the witness,
+  // or the two-host policy): QEMU is started only once the guard says so.
+  if (!guard.WaitRunnable(30000)) {
+    const nlohmann::json why = guard.StatusJson();
+    TLOG_ERROR("guard", "not allowed to run VM %s: %s", o_.vm_name.c_str(), why.dump().c_str());
+    WriteStatusFile(o_.state_dir, {{"role", "primary"}, {"state", "failed"}, {"guard", why},
+                                   {"error", "no right to run the VM: " + why.value("reason", std::string())}})
+        .ok();
+    return kExitFailed;
+  }
+  if (Status st = Protect(); !st.ok()) return Fail(failed_step_, st);
+  return CheckpointLoop();
+}
+
+Status PrimaryRun::Protect() {
+  const std::string colo_socket = o_.state_dir + "/colo.sock";
+  failed_step_ = "COLO socket";
+  TANDEM_ASSIGN_OR_RETURN(checkpoints_, env_.host->ListenForCheckpoints(colo_socket));
+  failed_step_ = "primary QEMU";
+  TANDEM_ASSIGN_OR_RETURN(vm_, env_.host->Launch(o_.vm, qemu::QemuRole::kPrimary, o_.state_dir));
+  // A blocked checkpoint read ends when QEMU does.
+  stop_vm_on_shutdown_.emplace(env_.shutdown, [vm = vm_.get()] { vm->Kill(SIGTERM); });
+
+  // Initial full copy: QEMU's precopy goes straight into the mirror that seeds every standby.
+  const int64_t precopy_start = env_.clock->NowNanos();
+  failed_step_ = "start COLO";
+  TANDEM_RETURN_IF_ERROR(vm_->StartColoMigration(colo_socket, o_.epoch_ms));
+  env_.guard->AttachVm(vm_.get());
+  monitor_ = std::make_unique<VmMonitor>(vm_.get(), o_.reset_guest_on_crash);
+  failed_step_ = "QEMU did not connect";
+  TANDEM_RETURN_IF_ERROR(checkpoints_->Accept(10000));
+  failed_step_ = "precopy";
+  TANDEM_ASSIGN_OR_RETURN(qemu::Precopy precopy, checkpoints_->ReceivePrecopy());
+  precopy.descriptor.vm_name = o_.vm_name;
+  uint64_t ram_bytes = 0;
+  for (const auto& block : precopy.descriptor.ram_blocks) ram_bytes += block.size_bytes;
+  TLOG_INFO("colo", "precopy complete: %zu RAM blocks, %" PRIu64 " MiB, device state %zu bytes, %.1f ms",
+            precopy.descriptor.ram_blocks.size(), ram_bytes >> 20, precopy.device_state.size(),
+            (env_.clock->NowNanos() - precopy_start) / 1e6);
+
+  failed_step_ = "start shipper";
+  shipper_ = env_.make_shipper(env_.guard->term());
+  TANDEM_RETURN_IF_ERROR(
+      shipper_->Start(precopy.descriptor, std::move(precopy.image), std::move(precopy.device_state)));
+  failed_step_ = "CHECKPOINT_READY";
+  TANDEM_RETURN_IF_ERROR(checkpoints_->SendCheckpointReady());
+  TLOG_INFO("main", "VM %s protected: checkpoint every %d ms to standby %s", o_.vm_name.c_str(), o_.epoch_ms,
+            o_.ship.standby_address.c_str());
+  return Status::Ok();
+}
+
+int PrimaryRun::CheckpointLoop() {
+  RunGuard& guard = *env_.guard;
+  Clock* clock = env_.clock;
+  EpochCsv csv(o_.state_dir + "/epochs.csv");
+  PauseWindow window;
+  int64_t window_start = clock->NowNanos();
+  int64_t next_monitor_ns = 0;
+  const int checkpoint_timeout_ms = std::max(5000, o_.epoch_ms * 10);
+  for (uint64_t number = 1;; ++number) {
+    std::unique_ptr<replicator::Epoch> epoch = shipper_->Borrow();
+    epoch->Reset(number, /*full=*/false);
+    qemu::CheckpointTiming timing;
+    if (Status st = checkpoints_->ReceiveCheckpoint(epoch.get(), checkpoint_timeout_ms, &timing); !st.ok()) {
+      if (env_.shutdown->Requested()) return kExitOk;
+      return Fail(vm_->Running() ? "checkpoint stream broke" : "primary QEMU exited", st);
+    }
+    const uint64_t pages = epoch->pages().size(), page_bytes = epoch->page_bytes();
+    const size_t device_bytes = epoch->device_state().size();
+    // Submit blocks only when the standby is max_in_flight epochs behind: the VM then stays paused, which is
+    // the backpressure that keeps a slow standby from falling further behind.
+    shipper_->Submit(std::move(epoch));
+    // A fenced primary keeps the VM inside COLO's own pause: QEMU resumes it only after VMSTATE_LOADED.
+    while (!guard.WaitRunnable(200)) {
+      if (guard.superseded() || env_.shutdown->Requested()) break;
+      monitor_->Poll();
+      PublishStatus(number, 0);
+    }
+    if (guard.superseded()) {
+      PublishStatus(number, 0);
+      TLOG_ERROR("main", "superseded: killing this host's copy of VM %s (it must never run again here)",
+                 o_.vm_name.c_str());
+      return kExitSuperseded;
+    }
+    if (env_.shutdown->Requested()) return kExitOk;
+    if (Status resumed = checkpoints_->ResumeVm(); !resumed.ok()) return Fail("VMSTATE_LOADED", resumed);
+    const int64_t pause_ns = clock->NowNanos() - timing.request_ns;
+    guard.SetLastEpoch(number);
+    window.Add(pages, page_bytes + device_bytes, pause_ns);
+    TLOG_DEBUG("epoch", "epoch %" PRIu64 " pages=%" PRIu64 " bytes=%" PRIu64 " device=%zu pause_ms=%.2f", number,
+               pages, page_bytes, device_bytes, pause_ns / 1e6);
+    csv.Add(number, pages, page_bytes, device_bytes, pause_ns);
+    const int64_t now = clock->NowNanos();
+    if (now >= next_monitor_ns) {
+      monitor_->Poll();
+      next_monitor_ns = now + 250'000'000;
+    }
+    if (now - window_start >= 1'000'000'000) {
+      const replicator::ShipperStats ship = shipper_->stats();
+      TLOG_INFO("epoch",
+                "epochs %" PRIu64 "..%" PRIu64 ": pause avg %.2f ms max %.2f ms, %.0f KiB/epoch, acked %" PRIu64 "%s",
+                number - window.epochs + 1, number, window.average_ms(), window.max_ns / 1e6, window.kib_per_epoch(),
+                ship.last_acked, ship.standby_connected ? "" : " [UNPROTECTED: no standby]");
+      PublishStatus(number, pause_ns / 1e6);
+      csv.Flush();
+      window = PauseWindow();
+      window_start = now;
+    }
+  }
+}
+
+nlohmann::json PrimaryRun::StatusJson(uint64_t epoch, double last_pause_ms) const {
+  const nlohmann::json guard_status = env_.guard->StatusJson();
+  const replicator::ShipperStats ship = shipper_->stats();
+  const heartbeat::PeerStatus peer = env_.guard->peer();
+  return {{"role", "primary"},
+          {"state", guard_status["state"]},
+          {"vm", o_.vm_name},
+          {"pid", int(getpid())},
+          {"qemu_pid", int(vm_->pid())},
+          {"term", guard_status["term"]},
+          {"guard", guard_status},
+          {"vm_liveness", monitor_->StatusJson()},
+          {"epoch", epoch},
+          {"last_pause_ms", last_pause_ms},
+          {"protected", ship.standby_connected},
+          {"standby", {{"connected", ship.standby_connected},
+                       {"last_acked", ship.last_acked},
+                       {"epochs_sent", ship.epochs_sent},
+                       {"bytes_sent", ship.bytes_sent},
+                       {"resyncs", ship.resyncs},
+                       {"catch_ups", ship.catch_ups},
+                       {"epochs_merged", ship.epochs_merged},
+                       {"compression", ship.compression},
+                       {"compression_changes", ship.compression_changes},
+                       {"last_error", ship.last_error}}},
+          {"peer", {{"alive", peer.alive}, {"links", PeerLinksJson(peer)}}}};
+}
+
+}  // namespace
+
+int RunPrimaryRole(const PrimaryOptions& options, const PrimaryEnv& env) {
+  PrimaryRun run(options, env);
+  return run.Run();
+}
+
+int RunPrimary(const PrimaryOptions& options, Shutdown* shutdown) {
+  SetLogTag("primary");
+  Clock* clock = SystemClock();
+  if (Status st = MakeDirs(options.state_dir); !st.ok()) {
+    TLOG_ERROR("main", "%s", st.ToString().c_str());
+    return kExitFailed;
+  }
+  ::unlink(options.vm.ram_path.c_str());
+
+  heartbeat::HeartbeatService heartbeats(options.heartbeat, clock);
+  heartbeats.OnPeerLost([] { TLOG_WARN("heartbeat", "standby lost on every link: the VM runs UNPROTECTED"); });
+  if (Status st = heartbeats.Start(); !st.ok()) {
+    TLOG_ERROR("heartbeat", "%s", st.ToString().c_str());
+    return kExitFailed;
+  }
+  auto authority = MakeLeaseAuthority(options.witness, clock);
+  if (!authority.ok()) {
+    TLOG_ERROR("guard", "%s", authority.status().ToString().c_str());
+    return kExitFailed;
+  }
+  VmGuard guard(options.arbiter, options.heartbeat.interval_ms, std::move(authority).value(), &heartbeats, shutdown,
+                clock);
+  if (Status st = guard.Start(); !st.ok()) {
+    TLOG_ERROR("guard", "%s", st.ToString().c_str());
+    return kExitFailed;
+  }
+  QemuHost host;
+  PrimaryEnv env{clock, &host, &guard, shutdown, [&](uint64_t term) {
+                   replicator::ShipperOptions ship = options.ship;
+                   ship.term = term;
+                   return std::unique_ptr<EpochShipping>(std::make_unique<Shipper>(ship, clock));
+                 }};
+  return RunPrimaryRole(options, env);
+}
+
+}  // namespace tandem::roles

@@ -1,0 +1,40 @@
+// The primary role: runs the protected VM's QEMU in COLO checkpoint mode with tandem as its migration target,
+// turns every checkpoint into an epoch, lets the VM resume as soon as the epoch is whole in local memory, and
+// ships it to the standby behind the VM's back.
+#pragma once
+
+#include <functional>
+#include <memory>
+
+#include "common/env.h"
+#include "roles/arbitration.h"
+#include "roles/options.h"
+#include "roles/replication.h"
+#include "roles/shutdown.h"
+#include "roles/vm_host.h"
+
+namespace tandem::roles {
+
+// Exit codes of both roles (the tandem binary's).
+constexpr int kExitOk = 0;          // shutdown requested (or the promoted VM ended)
+constexpr int kExitFailed = 1;      // status.json says "failed" and why
+constexpr int kExitSuperseded = 3;  // a newer term runs the VM elsewhere: this host's copy was killed
+
+struct PrimaryEnv {
+  Clock* clock = nullptr;
+  VmHost* host = nullptr;
+  RunGuard* guard = nullptr;  // started
+  Shutdown* shutdown = nullptr;
+  // The shipper of the term the guard granted.
+  std::function<std::unique_ptr<EpochShipping>(uint64_t term)> make_shipper;
+};
+
+// The role once the heartbeats and the guard run: waits for the right to run the VM, starts QEMU, takes the
+// precopy and then a checkpoint every epoch_ms until shutdown, failure or supersession. Whatever way it ends,
+// QEMU is killed and the shipper stopped.
+int RunPrimaryRole(const PrimaryOptions& options, const PrimaryEnv& env);
+
+// The whole role on this host: heartbeats, witness client, guard, QEMU, shipper.
+int RunPrimary(const PrimaryOptions& options, Shutdown* shutdown);
+
+}  // namespace tandem::roles

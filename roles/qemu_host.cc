@@ -1,0 +1,104 @@
+#include "roles/qemu_host.h"
+
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+
+#include "common/fd.h"
+#include "common/log.h"
+#include "qemu-integration/colo_endpoint.h"
+#include "qemu-integration/qemu_process.h"
+#include "qemu-integration/qmp.h"
+#include "qemu-integration/resume.h"
+
+namespace tandem::roles {
+namespace {
+
+class QemuVm final : public Vm {
+ public:
+  QemuVm(std::unique_ptr<qemu::QemuProcess> process, std::unique_ptr<qemu::QmpClient> qmp)
+      : process_(std::move(process)), qmp_(std::move(qmp)) {}
+  ~QemuVm() override { process_->Kill(SIGKILL); }
+
+  pid_t pid() const override { return process_->pid(); }
+  bool Running() override { return process_->Running(); }
+  void Kill(int sig) override { process_->Kill(sig); }
+  Result<nlohmann::json> Execute(const std::string& command, const nlohmann::json& arguments,
+                                 int timeout_ms) override {
+    return qmp_->Execute(command, arguments, timeout_ms);
+  }
+  Result<std::vector<nlohmann::json>> TakeEvents() override { return qmp_->TakeEvents(); }
+  Status StartColoMigration(const std::string& unix_socket, int checkpoint_ms) override {
+    return qemu::StartColoMigration(*qmp_, unix_socket, checkpoint_ms);
+  }
+  Status Resume(const std::string& stream, const std::string& incoming_socket, int timeout_ms) override {
+    return qemu::ResumeStandbyQemu(*qmp_, stream, incoming_socket, timeout_ms);
+  }
+
+ private:
+  std::unique_ptr<qemu::QemuProcess> process_;
+  std::unique_ptr<qemu::QmpClient> qmp_;
+};
+
+class ColoCheckpoints final : public CheckpointSource {
+ public:
+  explicit ColoCheckpoints(std::unique_ptr<qemu::ColoEndpoint> endpoint) : endpoint_(std::move(endpoint)) {}
+  Status Accept(int timeout_ms) override { return endpoint_->Accept(timeout_ms); }
+  Result<qemu::Precopy> ReceivePrecopy() override { return endpoint_->ReceivePrecopyImage(); }
+  Status SendCheckpointReady() override { return endpoint_->SendCheckpointReady(); }
+  Status ReceiveCheckpoint(replicator::Epoch* epoch, int timeout_ms, qemu::CheckpointTiming* timing) override {
+    return endpoint_->ReceiveCheckpoint(epoch, timeout_ms, timing);
+  }
+  Status ResumeVm() override { return endpoint_->ResumeVm(); }
+
+ private:
+  std::unique_ptr<qemu::ColoEndpoint> endpoint_;
+};
+
+}  // namespace
+
+Result<std::unique_ptr<Vm>> QemuHost::Launch(const qemu::VmConfig& vm, qemu::QemuRole role,
+                                             const std::string& state_dir) {
+  TANDEM_RETURN_IF_ERROR(qemu::ValidateVmConfig(vm));
+  ::unlink(vm.qmp_socket.c_str());
+  std::vector<std::string> argv = qemu::BuildQemuArgs(vm, role);
+  TANDEM_ASSIGN_OR_RETURN(std::string binary, qemu::FindQemuBinary());
+  argv.insert(argv.begin(), binary);
+  TANDEM_ASSIGN_OR_RETURN(std::unique_ptr<qemu::QemuProcess> process,
+                          qemu::QemuProcess::Spawn(argv, state_dir + "/qemu.log"));
+  TLOG_INFO("qemu", "started %s QEMU pid %d (log %s/qemu.log)", role == qemu::QemuRole::kPrimary ? "primary" : "standby",
+            int(process->pid()), state_dir.c_str());
+  auto qmp = qemu::QmpClient::Connect(vm.qmp_socket, 10000);
+  if (!qmp.ok()) {
+    process->Kill(SIGKILL);
+    return qmp.status().WithContext("QEMU did not open its QMP socket (see " + state_dir + "/qemu.log)");
+  }
+  return std::unique_ptr<Vm>(std::make_unique<QemuVm>(std::move(process), std::move(qmp).value()));
+}
+
+Result<std::unique_ptr<CheckpointSource>> QemuHost::ListenForCheckpoints(const std::string& unix_socket) {
+  TANDEM_ASSIGN_OR_RETURN(std::unique_ptr<qemu::ColoEndpoint> endpoint, qemu::ColoEndpoint::Listen(unix_socket));
+  return std::unique_ptr<CheckpointSource>(std::make_unique<ColoCheckpoints>(std::move(endpoint)));
+}
+
+Status MakeDirs(const std::string& path) {
+  for (size_t pos = 1; pos != std::string::npos;) {
+    pos = path.find('/', pos + 1);
+    std::string prefix = path.substr(0, pos);
+    if (mkdir(prefix.c_str(), 0700) != 0 && errno != EEXIST) return Status::FromErrno("mkdir " + prefix, errno);
+  }
+  return Status::Ok();
+}
+
+Status CreateReplicaFile(const std::string& path, uint64_t bytes) {
+  ::unlink(path.c_str());
+  UniqueFd fd(::open(path.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600));
+  if (!fd.valid()) return Status::FromErrno("create replica " + path, errno);
+  if (ftruncate(fd.get(), off_t(bytes)) != 0) return Status::FromErrno("size replica " + path, errno);
+  return Status::Ok();
+}
+
+}  // namespace tandem::roles

@@ -1,0 +1,160 @@
+#include "roles/standby.h"
+
+#include <signal.h>
+#include <unistd.h>
+
+#include <cinttypes>
+
+#include "common/log.h"
+#include "qemu-integration/resume.h"
+#include "roles/guard.h"
+#include "roles/qemu_host.h"
+#include "roles/status_file.h"
+#include "roles/vm_monitor.h"
+
+namespace tandem::roles {
+namespace {
+
+// One run of the role. Everything it starts is a member, so every way out tears down the same way (~StandbyRun).
+class StandbyRun {
+ public:
+  StandbyRun(const StandbyOptions& options, const StandbyEnv& env) : o_(options), env_(env) {}
+  ~StandbyRun() {
+    if (guard_) guard_->AttachVm(nullptr);
+    guard_.reset();
+    if (vm_) vm_->Kill(SIGKILL);
+  }
+  int Run();
+
+ private:
+  int Fail(const char* what, const Status& st) {
+    ReportFailure(o_.state_dir, "standby", what, st);
+    return kExitFailed;
+  }
+  int Failover();
+  nlohmann::json StatusJson(const char* state, const replicator::ReceiverStats& stats,
+                            const heartbeat::PeerStatus& peer) const;
+
+  const StandbyOptions& o_;
+  const StandbyEnv& env_;
+  std::unique_ptr<Vm> vm_;
+  std::unique_ptr<RunGuard> guard_;  // once promoted
+};
+
+int StandbyRun::Run() {
+  auto vm = env_.host->Launch(o_.vm, qemu::QemuRole::kStandby, o_.state_dir);
+  if (!vm.ok()) return Fail("standby QEMU", vm.status());
+  vm_ = std::move(vm).value();
+  TLOG_INFO("main", "standby for VM %s ready: replication on %s, replica %s, warm standby QEMU pid %d, %s",
+            o_.vm_name.c_str(), o_.receive.listen_address.c_str(), o_.replica_path.c_str(), int(vm_->pid()),
+            o_.arbitration.c_str());
+
+  // Replicate until the arbiter promotes this host: the primary lost on every link, our promise to it run out,
+  // and the witness granted a new term (or the two-host policy allows it).
+  Promotion& promotion = *env_.promotion;
+  const Shutdown::Hook wake_on_shutdown(env_.shutdown, [&promotion] { promotion.Wake(); });
+  uint64_t reported_applied = 0;
+  while (!env_.shutdown->Requested()) {
+    // A promotion wakes this at once; otherwise status is published five times a second.
+    if (promotion.WaitPromoted(200)) return env_.shutdown->Requested() ? kExitOk : Failover();
+    const replicator::ReceiverStats stats = env_.receiver->stats();
+    promotion.SetResumePoint(stats.epochs_applied > 0, stats.last_applied);
+    if (!vm_->Running()) {
+      return Fail("standby QEMU", Status::Aborted("the warm standby QEMU exited: no failover possible"));
+    }
+    if (stats.last_applied >= reported_applied + 100) {  // a progress line every 100 epochs
+      TLOG_INFO("epoch", "applied up to epoch %" PRIu64 " (last apply %.2f ms, %" PRIu64 " rejected)",
+                stats.last_applied, stats.last_apply_ms, stats.epochs_rejected);
+      reported_applied = stats.last_applied;
+    }
+    nlohmann::json status = StatusJson("standby", stats, promotion.peer());
+    status["guard"] = promotion.StatusJson();
+    status["term"] = status["guard"]["term"];
+    WriteStatusFile(o_.state_dir, status).ok();
+  }
+  return kExitOk;
+}
+
+int StandbyRun::Failover() {
+  const PromotionDecision decision = env_.promotion->Decision();
+  // After Stop() the replica and its device state are final: nothing is half applied.
+  env_.receiver->Stop();
+  const std::optional<replicator::ResumePoint> point = env_.receiver->resume_point();
+  if (!point) return Fail("resume", Status::Aborted("promoted without a complete epoch to resume from"));
+  TLOG_WARN("failover", "primary lost on every link, promoted to term %" PRIu64 " (%s): resuming VM %s from epoch %" PRIu64,
+            decision.term, decision.reason.c_str(), o_.vm_name.c_str(), point->epoch);
+  const std::string stream = qemu::BuildResumeStream(point->descriptor, point->device_state);
+  if (Status st = vm_->Resume(stream, o_.state_dir + "/incoming.sock", 10000); !st.ok()) return Fail("resume", st);
+  const double resume_ms = (env_.clock->NowNanos() - decision.peer_lost_ns) / 1e6;
+  TLOG_WARN("failover", "VM %s RUNNING on this host from epoch %" PRIu64 ": resume_ms=%.1f (heartbeat loss detected -> guest running), now unprotected",
+            o_.vm_name.c_str(), point->epoch, resume_ms);
+
+  // This host is the primary now: it keeps the lease like any primary (the new term travels in its heartbeats
+  // at once, so an old primary that can still hear us stands down) and fences if it loses it.
+  auto guard = env_.promotion->BecomePrimary(decision, point->epoch);
+  if (!guard.ok()) return Fail("primary guard", guard.status());
+  guard_ = std::move(guard).value();
+  guard_->AttachVm(vm_.get());
+  VmMonitor monitor(vm_.get(), o_.reset_guest_on_crash);
+  while (!env_.shutdown->Requested() && vm_->Running() && !guard_->superseded()) {
+    monitor.Poll();
+    const nlohmann::json guard_status = guard_->StatusJson();
+    nlohmann::json status = StatusJson("active", env_.receiver->stats(), guard_->peer());
+    status["state"] = guard_status["state"] == "running" ? "active" : guard_status["state"];
+    status["term"] = decision.term;
+    status["guard"] = guard_status;
+    status["vm_liveness"] = monitor.StatusJson();
+    status["resumed_epoch"] = point->epoch;
+    status["resume_ms"] = resume_ms;
+    WriteStatusFile(o_.state_dir, status).ok();
+    env_.shutdown->WaitFor(200);
+  }
+  return kExitOk;
+}
+
+nlohmann::json StandbyRun::StatusJson(const char* state, const replicator::ReceiverStats& recv,
+                                      const heartbeat::PeerStatus& peer) const {
+  return {{"role", "standby"},
+          {"state", state},
+          {"vm", o_.vm_name},
+          {"pid", int(getpid())},
+          {"qemu_pid", int(vm_->pid())},
+          {"replica", o_.replica_path},
+          {"last_applied", recv.last_applied},
+          {"epochs_applied", recv.epochs_applied},
+          {"epochs_rejected", recv.epochs_rejected},
+          {"last_apply_ms", recv.last_apply_ms},
+          {"primary_connected", recv.primary_connected},
+          {"last_error", recv.last_error},
+          {"peer", {{"alive", peer.alive}, {"ever_heard", peer.ever_heard}, {"links", PeerLinksJson(peer)}}}};
+}
+
+}  // namespace
+
+int RunStandbyRole(const StandbyOptions& options, const StandbyEnv& env) {
+  StandbyRun run(options, env);
+  return run.Run();
+}
+
+int RunStandby(const StandbyOptions& options, Shutdown* shutdown) {
+  SetLogTag("standby");
+  Clock* clock = SystemClock();
+  auto fail = [&](const char* what, const Status& st) {
+    ReportFailure(options.state_dir, "standby", what, st);
+    return kExitFailed;
+  };
+  if (Status st = MakeDirs(options.state_dir); !st.ok()) return fail("state dir", st);
+  if (Status st = CreateReplicaFile(options.replica_path, options.replica_bytes); !st.ok()) return fail("replica", st);
+  Receiver receiver(options.receive, clock);
+  if (Status st = receiver.Start(); !st.ok()) return fail("replication listener", st);
+  heartbeat::HeartbeatService heartbeats(options.heartbeat, clock);
+  StandbyArbitration arbitration(options.arbiter, options.heartbeat.interval_ms, &heartbeats, shutdown, clock);
+  if (Status st = heartbeats.Start(); !st.ok()) return fail("heartbeat", st);
+  auto authority = MakeLeaseAuthority(options.witness, clock);
+  if (!authority.ok()) return fail("witness", authority.status());
+  if (Status st = arbitration.Start(std::move(authority).value()); !st.ok()) return fail("standby guard", st);
+  QemuHost host;
+  return RunStandbyRole(options, {clock, &host, &receiver, &arbitration, shutdown});
+}
+
+}  // namespace tandem::roles

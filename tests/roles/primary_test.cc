@@ -1,0 +1,158 @@
+#include "roles/primary.h"
+
+#include <gtest/gtest.h>
+
+#include <sstream>
+
+#include "roles/status_file.h"
+#include "tests/qemu/qemu_test_util.h"
+#include "tests/roles/fakes.h"
+
+namespace tandem::roles {
+namespace {
+
+using qemu::testing::TempDir;
+using testing::FakeGuard;
+using testing::FakeHost;
+using testing::ShipperLog;
+
+class PrimaryRoleTest : public ::testing::Test {
+ protected:
+  PrimaryRoleTest() {
+    options_.vm_name = "vm7";
+    options_.state_dir = dir_.path();
+    options_.epoch_ms = 20;
+    options_.ship.standby_address = "127.0.0.1:7400";
+    host_.qemu.clock = &clock_;
+  }
+
+  int Run() {
+    PrimaryEnv env{&clock_, &host_, &guard_, &shutdown_, [this](uint64_t term) {
+                     shipped_.term = term;
+                     return std::unique_ptr<EpochShipping>(std::make_unique<testing::FakeShipper>(&shipped_));
+                   }};
+    return RunPrimaryRole(options_, env);
+  }
+  // The checkpoint stream ends with a shutdown request after `n` checkpoints.
+  void ShutDownAfter(int n) {
+    host_.qemu.checkpoints = n + 1;
+    host_.qemu.before_checkpoint = [this, n](int k) {
+      if (k == n + 1) shutdown_.Request();
+      return Status::Ok();
+    };
+  }
+  nlohmann::json StatusFile() {
+    auto status = ReadStatusFile(dir_.path());
+    return status.ok() ? status.value() : nlohmann::json();
+  }
+
+  TempDir dir_;
+  FakeClock clock_;
+  FakeHost host_;
+  FakeGuard guard_{7};
+  Shutdown shutdown_;
+  ShipperLog shipped_;
+  PrimaryOptions options_;
+};
+
+TEST_F(PrimaryRoleTest, PrecopySeedsTheShipperAndEveryCheckpointIsSubmittedThenResumed) {
+  ShutDownAfter(4);
+  EXPECT_EQ(Run(), kExitOk);
+
+  EXPECT_EQ(host_.qemu.role, qemu::QemuRole::kPrimary);
+  EXPECT_EQ(host_.qemu.colo_socket, dir_ / "colo.sock");
+  EXPECT_EQ(host_.qemu.colo_checkpoint_ms, 20);
+  EXPECT_TRUE(shipped_.started);
+  EXPECT_EQ(shipped_.term, 7u) << "the shipper carries the term the guard granted";
+  EXPECT_EQ(shipped_.descriptor.vm_name, "vm7");
+  EXPECT_TRUE(shipped_.got_mirror);
+  EXPECT_EQ(shipped_.device_state, (std::vector<uint8_t>{1, 2, 3}));
+  EXPECT_EQ(shipped_.submitted, (std::vector<uint64_t>{1, 2, 3, 4}));
+  EXPECT_EQ(host_.qemu.resumed, 4);
+  EXPECT_EQ(guard_.last_epoch(), 4u);
+  EXPECT_TRUE(guard_.ever_attached());
+  EXPECT_EQ(guard_.attached(), nullptr) << "the guard must let go of the VM before it is destroyed";
+  EXPECT_TRUE(host_.qemu.Killed(SIGTERM)) << "the shutdown request ends QEMU (and the blocked checkpoint read)";
+  EXPECT_TRUE(host_.qemu.Killed(SIGKILL));
+  EXPECT_TRUE(shipped_.destroyed);
+}
+
+TEST_F(PrimaryRoleTest, EpochsCsvHasOneLinePerCheckpointWithItsPause) {
+  ShutDownAfter(3);
+  EXPECT_EQ(Run(), kExitOk);
+  std::istringstream csv(qemu::testing::ReadFileOrEmpty(dir_ / "epochs.csv"));
+  std::vector<std::string> lines;
+  for (std::string line; std::getline(csv, line);) lines.push_back(line);
+  ASSERT_EQ(lines.size(), 4u);
+  EXPECT_EQ(lines[0], "epoch,pages,page_bytes,device_bytes,pause_us");
+  EXPECT_EQ(lines[1], "1,1,4096,1,2000");
+  EXPECT_EQ(lines[3], "3,1,4096,1,2000");
+}
+
+TEST_F(PrimaryRoleTest, FenceHoldsTheVmInsideTheCheckpointPause) {
+  ShutDownAfter(4);
+  int resumed_while_fenced = 0;
+  nlohmann::json status_while_fenced;
+  std::thread unfence;
+  host_.qemu.before_checkpoint = [&, inner = host_.qemu.before_checkpoint](int n) {
+    if (n == 3) {
+      guard_.SetRunnable(false);
+      unfence = std::thread([&] {
+        std::this_thread::sleep_for(std::chrono::milliseconds(500));
+        status_while_fenced = StatusFile();
+        guard_.SetRunnable(true);
+      });
+    }
+    return inner(n);
+  };
+  host_.qemu.on_resume_vm = [&](int) { resumed_while_fenced += guard_.runnable() ? 0 : 1; };
+  EXPECT_EQ(Run(), kExitOk);
+  unfence.join();
+  EXPECT_EQ(resumed_while_fenced, 0) << "VMSTATE_LOADED sent while fenced: the VM ran without the right to";
+  EXPECT_EQ(host_.qemu.resumed, 4) << "checkpoint 3 resumes once the fence is lifted";
+  EXPECT_EQ(status_while_fenced.value("state", ""), "fenced");
+  EXPECT_EQ(status_while_fenced.value("epoch", 0), 3);
+}
+
+TEST_F(PrimaryRoleTest, SupersededKillsTheVmAndExitsThree) {
+  host_.qemu.checkpoints = 5;
+  host_.qemu.before_checkpoint = [&](int n) {
+    if (n == 3) guard_.Supersede();
+    return Status::Ok();
+  };
+  EXPECT_EQ(Run(), kExitSuperseded);
+  EXPECT_EQ(host_.qemu.resumed, 2) << "a superseded primary must not resume the VM again";
+  EXPECT_TRUE(host_.qemu.Killed(SIGKILL));
+  EXPECT_EQ(StatusFile().value("state", ""), "superseded");
+}
+
+TEST_F(PrimaryRoleTest, BrokenCheckpointStreamReportsFailedAndTearsDown) {
+  host_.qemu.checkpoints = 5;
+  host_.qemu.before_checkpoint = [](int n) { return n == 3 ? Status::IoError("connection reset") : Status::Ok(); };
+  EXPECT_EQ(Run(), kExitFailed);
+  const nlohmann::json status = StatusFile();
+  EXPECT_EQ(status.value("state", ""), "failed");
+  EXPECT_NE(status.value("error", "").find("connection reset"), std::string::npos) << status.dump();
+  EXPECT_TRUE(host_.qemu.Killed(SIGKILL));
+  EXPECT_TRUE(shipped_.destroyed);
+  EXPECT_EQ(guard_.attached(), nullptr);
+}
+
+TEST_F(PrimaryRoleTest, WithoutTheRightToRunQemuIsNeverStarted) {
+  guard_.NeverRunnable();
+  EXPECT_EQ(Run(), kExitFailed);
+  EXPECT_FALSE(host_.qemu.launched);
+  const nlohmann::json status = StatusFile();
+  EXPECT_EQ(status.value("state", ""), "failed");
+  EXPECT_EQ(status.value("error", ""), "no right to run the VM: no lease");
+}
+
+TEST_F(PrimaryRoleTest, QemuThatCannotStartReportsFailed) {
+  host_.qemu.launch_error = Status::NotFound("qemu-system-x86_64");
+  EXPECT_EQ(Run(), kExitFailed);
+  EXPECT_EQ(StatusFile().value("state", ""), "failed");
+  EXPECT_FALSE(shipped_.started);
+}
+
+}  // namespace
+}  // namespace tandem::roles

@@ -1,0 +1,210 @@
+#include "roles/standby.h"
+
+#include <gtest/gtest.h>
+
+#include "roles/status_file.h"
+#include "tests/qemu/qemu_test_util.h"
+#include "tests/roles/fakes.h"
+
+namespace tandem::roles {
+namespace {
+
+using qemu::testing::TempDir;
+
+class FakeReceiver final : public EpochReceiving {
+ public:
+  replicator::ReceiverStats stats() const override {
+    std::lock_guard<std::mutex> lock(mu_);
+    return stats_;
+  }
+  void Stop() override {
+    std::lock_guard<std::mutex> lock(mu_);
+    stopped_ = true;
+  }
+  std::optional<replicator::ResumePoint> resume_point() const override {
+    std::lock_guard<std::mutex> lock(mu_);
+    return point_;
+  }
+  void Applied(replicator::ResumePoint point) {
+    std::lock_guard<std::mutex> lock(mu_);
+    stats_.epochs_applied = stats_.last_applied = point.epoch;
+    point_ = std::move(point);
+  }
+  bool stopped() const {
+    std::lock_guard<std::mutex> lock(mu_);
+    return stopped_;
+  }
+
+ private:
+  mutable std::mutex mu_;
+  replicator::ReceiverStats stats_;
+  std::optional<replicator::ResumePoint> point_;
+  bool stopped_ = false;
+};
+
+// Promotes, like the arbiter, only once told so and a complete epoch can be resumed.
+class FakePromotion final : public Promotion {
+ public:
+  FakePromotion(FakeClock* clock, testing::FakeGuard* next_guard) : clock_(clock), next_guard_(next_guard) {}
+  void Promote(uint64_t term) {
+    std::lock_guard<std::mutex> lock(mu_);
+    term_ = term;
+    lost_ns_ = clock_->NowNanos();
+    allowed_ = true;
+    cv_.notify_all();
+  }
+  void SetResumePoint(bool ready, uint64_t last_applied_epoch) override {
+    std::lock_guard<std::mutex> lock(mu_);
+    ready_ = ready;
+    last_applied_ = last_applied_epoch;
+  }
+  bool WaitPromoted(int timeout_ms) override {
+    std::unique_lock<std::mutex> lock(mu_);
+    cv_.wait_for(lock, std::chrono::milliseconds(timeout_ms), [&] { return woken_ || (allowed_ && ready_); });
+    woken_ = false;
+    return allowed_ && ready_;
+  }
+  void Wake() override {
+    std::lock_guard<std::mutex> lock(mu_);
+    woken_ = true;
+    cv_.notify_all();
+  }
+  nlohmann::json StatusJson() const override { return {{"state", "wait"}, {"term", 4}}; }
+  heartbeat::PeerStatus peer() const override { return {}; }
+  PromotionDecision Decision() override {
+    std::lock_guard<std::mutex> lock(mu_);
+    return {term_, "primary lost", lost_ns_};
+  }
+  Result<std::unique_ptr<RunGuard>> BecomePrimary(const PromotionDecision& decision, uint64_t last_epoch) override {
+    std::lock_guard<std::mutex> lock(mu_);
+    primary_term_ = decision.term;
+    primary_last_epoch_ = last_epoch;
+    return std::unique_ptr<RunGuard>(std::make_unique<GuardRef>(next_guard_));
+  }
+  uint64_t primary_term_ = 0, primary_last_epoch_ = 0;
+
+ private:
+  // The role owns the guard it gets; the test keeps looking at `next_guard_`.
+  struct GuardRef final : RunGuard {
+    explicit GuardRef(RunGuard* guard) : g(guard) {}
+    void AttachVm(Vm* vm) override { g->AttachVm(vm); }
+    bool WaitRunnable(int timeout_ms) override { return g->WaitRunnable(timeout_ms); }
+    bool superseded() const override { return g->superseded(); }
+    uint64_t term() const override { return g->term(); }
+    void SetLastEpoch(uint64_t epoch) override { g->SetLastEpoch(epoch); }
+    nlohmann::json StatusJson() const override { return g->StatusJson(); }
+    heartbeat::PeerStatus peer() const override { return g->peer(); }
+    RunGuard* g;
+  };
+  FakeClock* clock_;
+  testing::FakeGuard* next_guard_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool allowed_ = false, ready_ = false, woken_ = false;
+  uint64_t term_ = 0, last_applied_ = 0;
+  int64_t lost_ns_ = 0;
+};
+
+class StandbyRoleTest : public ::testing::Test {
+ protected:
+  StandbyRoleTest() {
+    options_.vm_name = "vm7";
+    options_.state_dir = dir_.path();
+    options_.replica_path = dir_ / "replica";
+    options_.receive.listen_address = "127.0.0.1:7400";
+    options_.arbitration = "NO witness: two-host policy standby-promotes";
+    host_.qemu.clock = &clock_;
+  }
+  int Run() { return RunStandbyRole(options_, {&clock_, &host_, &receiver_, &promotion_, &shutdown_}); }
+  // Runs the role on its own thread until `done` holds for its status.json, then requests shutdown.
+  int RunUntil(const std::function<bool(const nlohmann::json&)>& done) {
+    int code = -1;
+    std::thread role([&] { code = Run(); });
+    for (int i = 0; i < 500; ++i) {
+      auto status = ReadStatusFile(dir_.path());
+      if (status.ok() && done(*status)) break;
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    shutdown_.Request();
+    role.join();
+    return code;
+  }
+  replicator::ResumePoint Epoch(uint64_t number) {
+    replicator::ResumePoint point;
+    point.epoch = number;
+    point.descriptor = testing::SmallVm();
+    point.device_state = {9, uint8_t(number)};
+    return point;
+  }
+
+  TempDir dir_;
+  FakeClock clock_;
+  testing::FakeHost host_;
+  FakeReceiver receiver_;
+  testing::FakeGuard active_guard_{5};
+  FakePromotion promotion_{&clock_, &active_guard_};
+  Shutdown shutdown_;
+  StandbyOptions options_;
+};
+
+TEST_F(StandbyRoleTest, PromotionResumesFromTheReceiversResumePointWithItsStream) {
+  receiver_.Applied(Epoch(7));
+  promotion_.Promote(5);
+  const int code = RunUntil([](const nlohmann::json& s) { return s.value("state", "") == "active"; });
+  EXPECT_EQ(code, kExitOk);
+  EXPECT_EQ(host_.qemu.role, qemu::QemuRole::kStandby);
+  EXPECT_TRUE(receiver_.stopped()) << "the replica must be final before QEMU loads it";
+  EXPECT_EQ(host_.qemu.resume_stream, qemu::BuildResumeStream(Epoch(7).descriptor, Epoch(7).device_state));
+  EXPECT_EQ(host_.qemu.resume_socket, dir_ / "incoming.sock");
+  EXPECT_EQ(promotion_.primary_term_, 5u);
+  EXPECT_EQ(promotion_.primary_last_epoch_, 7u);
+  EXPECT_TRUE(active_guard_.ever_attached()) << "the promoted host fences like any primary";
+  EXPECT_EQ(active_guard_.attached(), nullptr);
+  const nlohmann::json status = ReadStatusFile(dir_.path()).value();
+  EXPECT_EQ(status.value("resumed_epoch", 0), 7);
+  EXPECT_EQ(status.value("term", 0), 5);
+  EXPECT_TRUE(host_.qemu.Killed(SIGKILL));
+}
+
+TEST_F(StandbyRoleTest, ResumesOnlyOnceAnEpochIsComplete) {
+  promotion_.Promote(5);  // allowed, but nothing applied yet: the arbiter waits for a resume point
+  const int code = RunUntil([](const nlohmann::json& s) { return s.value("state", "") == "standby"; });
+  EXPECT_EQ(code, kExitOk);
+  EXPECT_TRUE(host_.qemu.resume_stream.empty());
+  EXPECT_FALSE(receiver_.stopped());
+}
+
+TEST_F(StandbyRoleTest, WarmQemuThatExitsFailsTheStandby) {
+  host_.qemu.exits_at_start = true;
+  EXPECT_EQ(Run(), kExitFailed);
+  const nlohmann::json status = ReadStatusFile(dir_.path()).value();
+  EXPECT_EQ(status.value("state", ""), "failed");
+  EXPECT_NE(status.value("error", "").find("the warm standby QEMU exited"), std::string::npos) << status.dump();
+}
+
+TEST_F(StandbyRoleTest, ResumeRefusedByQemuFails) {
+  receiver_.Applied(Epoch(3));
+  promotion_.Promote(5);
+  host_.qemu.resume_error = Status::IoError("incoming migration failed");
+  EXPECT_EQ(Run(), kExitFailed);
+  EXPECT_EQ(ReadStatusFile(dir_.path()).value().value("state", ""), "failed");
+  EXPECT_FALSE(active_guard_.ever_attached()) << "no primary guard for a VM that never ran";
+  EXPECT_TRUE(host_.qemu.Killed(SIGKILL));
+}
+
+TEST_F(StandbyRoleTest, ShutdownEndsTheStandbyAtOnce) {
+  int code = -1;
+  std::thread role([&] { code = Run(); });
+  std::this_thread::sleep_for(std::chrono::milliseconds(20));  // inside its first 200 ms wait
+  const auto start = std::chrono::steady_clock::now();
+  shutdown_.Request();
+  role.join();
+  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::milliseconds(100))
+      << "the shutdown must wake the wait for a promotion";
+  EXPECT_EQ(code, kExitOk);
+  EXPECT_TRUE(host_.qemu.Killed(SIGKILL));
+  EXPECT_TRUE(host_.qemu.resume_stream.empty());
+}
+
+}  // namespace
+}  // namespace tandem::roles
