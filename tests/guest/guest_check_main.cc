@@ -31,8 +31,11 @@ int main(int argc, char** argv) {
   auto r = tandem::testguest::CheckGuestImage(std::span(static_cast<const uint8_t*>(map), size));
   int rc = 0;
   if (r.ok()) {
-    std::printf("ok pages=%u counter=%u boundary=%u torn=%d initializing=%d fill=%s\n", r->pages, r->counter,
+    std::printf("ok pages=%u counter=%u boundary=%u torn=%d initializing=%d fill=%s", r->pages, r->counter,
                 r->boundary, r->torn ? 1 : 0, r->initializing ? 1 : 0, r->full_fill ? "full" : "sparse");
+    // Only for guests that run the request service (a NIC or a disk), so other lines stay as they were.
+    if (r->has_service && r->service_devices != 0) std::printf(" reqs=%u pending=%u", r->reqs, r->reqs_pending);
+    std::printf("\n");
   } else if (r.status().IsCorruption()) {
     std::printf("BROKEN: %s\n", r.status().message().c_str());
     rc = 1;

@@ -191,5 +191,52 @@ TEST(GuestImage, PageCountLargerThanImage) {
   ExpectBroken(img.Check(), "page 0: page count 1048576 does not fit the image");
 }
 
+// The request service's page, written the way service.c does (guest_layout.h).
+void SetService(Image& img, uint32_t reqs, uint32_t check_of, uint32_t pending) {
+  const uint32_t words[] = {TANDEM_GUEST_SVC_MAGIC, reqs, tandem_guest_svc_check(check_of), pending,
+                            TANDEM_GUEST_SVC_NIC | TANDEM_GUEST_SVC_DISK};
+  std::memcpy(&img.ram()[TANDEM_GUEST_SVC_BASE], words, sizeof words);
+}
+
+TEST(GuestImage, ServicePageReportsTheRequestCounter) {
+  Image img(16);
+  img.At(3, 0);
+  SetService(img, 41, 41, 0);
+  auto r = img.Check();
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_TRUE(r->has_service);
+  EXPECT_EQ(r->reqs, 41u);
+  EXPECT_EQ(r->reqs_pending, 0u);
+  EXPECT_EQ(r->service_devices, TANDEM_GUEST_SVC_NIC | TANDEM_GUEST_SVC_DISK);
+}
+
+TEST(GuestImage, NoServicePageIsNotAnError) {
+  auto r = Image(16).At(3, 0).Check();
+  ASSERT_TRUE(r.ok());
+  EXPECT_FALSE(r->has_service);
+}
+
+TEST(GuestImage, ServiceStoppedBetweenItsStoresIsConsistent) {
+  // Request 42 in flight: counter already 42 but its check word still 41's.
+  Image img(16);
+  img.At(3, 0);
+  SetService(img, 42, 41, 42);
+  auto r = img.Check();
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_EQ(r->reqs, 42u);
+  EXPECT_EQ(r->reqs_pending, 42u);
+}
+
+TEST(GuestImage, ServiceCheckWordFromAnotherInstantIsBroken) {
+  Image img(16);
+  img.At(3, 0);
+  SetService(img, 42, 41, 0);
+  ExpectBroken(img.Check(), "service page: check word does not match reqs (reqs 42 pending 0 check " +
+                                std::to_string(tandem_guest_svc_check(41)) + ")");
+  SetService(img, 40, 40, 42);
+  ExpectBroken(img.Check(), "service page: reqs is neither the pending request nor the one before (reqs 40 pending 42 check " +
+                                std::to_string(tandem_guest_svc_check(40)) + ")");
+}
+
 }  // namespace
 }  // namespace tandem::testguest
