@@ -136,4 +136,30 @@ Result<GuestImageState> CheckGuestImage(std::span<const uint8_t> ram) {
   return st;
 }
 
+Result<uint32_t> LastDiskRecord(std::span<const uint8_t> disk) {
+  constexpr size_t kWords = TANDEM_GUEST_SECTOR_SIZE / 4u;
+  const size_t sectors = disk.size() / TANDEM_GUEST_SECTOR_SIZE;
+  for (size_t k = 1; k < sectors; ++k) {
+    uint32_t w[kWords];
+    std::memcpy(w, disk.data() + k * TANDEM_GUEST_SECTOR_SIZE, sizeof w);
+    const uint32_t v = uint32_t(k);
+    if (w[TANDEM_GUEST_REC_W_MAGIC] == TANDEM_GUEST_REC_MAGIC && w[TANDEM_GUEST_REC_W_VALUE] == v &&
+        w[TANDEM_GUEST_REC_W_CHECK] == tandem_guest_rec_check(v) && w[TANDEM_GUEST_REC_W_TAIL] == v)
+      continue;
+    for (uint32_t word : w)
+      if (word != 0) return Status::Corruption("sector " + std::to_string(k) + " is not record " + std::to_string(k));
+    return v - 1u;
+  }
+  return sectors ? uint32_t(sectors - 1) : 0u;
+}
+
+Status CheckServiceMatchesDisk(const GuestImageState& ram, uint32_t disk_last) {
+  if (!ram.has_service) return Status::NotFound("the RAM image has no request service page");
+  const uint32_t p = ram.reqs_pending;
+  const bool ok = p == 0 ? disk_last == ram.reqs : (disk_last == p || disk_last == p - 1u);
+  if (ok) return Status::Ok();
+  return Status::Corruption("disk=" + std::to_string(disk_last) + " ram=" + std::to_string(ram.reqs) +
+                            " pending=" + std::to_string(p));
+}
+
 }  // namespace tandem::testguest

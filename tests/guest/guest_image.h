@@ -29,4 +29,12 @@ struct GuestImageState {
 // "page 16: counter 1857 vs 1858", or "service page: ..." when the request counter's check word disagrees.
 Result<GuestImageState> CheckGuestImage(std::span<const uint8_t> ram);
 
+// The request log on the guest's disk image (raw): the last record of the intact prefix (0: none). Corruption
+// when a sector after it is neither empty nor the next record, e.g. "sector 3 is not record 3".
+Result<uint32_t> LastDiskRecord(std::span<const uint8_t> disk);
+
+// RAM (an image's service page) and disk agree: the disk's last record is reqs, or, while request p is pending,
+// p - 1 or p (README.md, "The disk invariant"). Corruption names both, e.g. "disk=4 ram=5 pending=0".
+Status CheckServiceMatchesDisk(const GuestImageState& ram, uint32_t disk_last);
+
 }  // namespace tandem::testguest

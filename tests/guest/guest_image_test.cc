@@ -238,5 +238,43 @@ TEST(GuestImage, ServiceCheckWordFromAnotherInstantIsBroken) {
                                 std::to_string(tandem_guest_svc_check(40)) + ")");
 }
 
+std::vector<uint8_t> DiskWithRecords(uint32_t records, uint32_t sectors = 16) {
+  std::vector<uint8_t> disk(size_t{sectors} * TANDEM_GUEST_SECTOR_SIZE, 0);
+  for (uint32_t k = 1; k <= records; ++k) {
+    const uint32_t w[] = {TANDEM_GUEST_REC_MAGIC, k, tandem_guest_rec_check(k)};
+    std::memcpy(&disk[size_t{k} * TANDEM_GUEST_SECTOR_SIZE], w, sizeof w);
+    std::memcpy(&disk[size_t{k} * TANDEM_GUEST_SECTOR_SIZE + TANDEM_GUEST_REC_W_TAIL * 4u], &k, 4);
+  }
+  return disk;
+}
+
+TEST(GuestDisk, LastRecordIsTheEndOfTheIntactLog) {
+  EXPECT_EQ(LastDiskRecord(DiskWithRecords(0)).value(), 0u);
+  EXPECT_EQ(LastDiskRecord(DiskWithRecords(5)).value(), 5u);
+  EXPECT_EQ(LastDiskRecord(DiskWithRecords(15)).value(), 15u);  // full
+}
+
+TEST(GuestDisk, DamagedRecordIsCorruption) {
+  auto disk = DiskWithRecords(5);
+  disk[3 * TANDEM_GUEST_SECTOR_SIZE + 8] ^= 1;  // record 3's check word
+  auto r = LastDiskRecord(disk);
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().message(), "sector 3 is not record 3");
+}
+
+TEST(GuestDisk, RamAndDiskAgreeOnlyWithinThePendingRequest) {
+  GuestImageState ram;
+  ram.has_service = true;
+  ram.reqs = 5;
+  EXPECT_TRUE(CheckServiceMatchesDisk(ram, 5).ok());
+  EXPECT_EQ(CheckServiceMatchesDisk(ram, 4).message(), "disk=4 ram=5 pending=0");  // the disk lost a record
+  EXPECT_FALSE(CheckServiceMatchesDisk(ram, 6).ok());                            // RAM older than the disk
+  ram.reqs_pending = 6;  // request 6 in flight: its record may or may not be on the disk yet
+  EXPECT_TRUE(CheckServiceMatchesDisk(ram, 5).ok());
+  EXPECT_TRUE(CheckServiceMatchesDisk(ram, 6).ok());
+  EXPECT_FALSE(CheckServiceMatchesDisk(ram, 7).ok());
+  EXPECT_FALSE(CheckServiceMatchesDisk(GuestImageState{}, 0).ok());
+}
+
 }  // namespace
 }  // namespace tandem::testguest

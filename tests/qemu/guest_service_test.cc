@@ -199,8 +199,15 @@ TEST(GuestService, CountsRequestsInOrderRecordsEachOnDiskAndResumesFromTheDiskAf
     ASSERT_NE(ram, MAP_FAILED);
     auto image = testguest::CheckGuestImage({static_cast<const uint8_t*>(ram), size});
     ::munmap(ram, size);
+    std::vector<uint8_t> disk_bytes(size_t{kDiskSectors} * TANDEM_GUEST_SECTOR_SIZE);
+    UniqueFd disk_fd(::open(disk.c_str(), O_RDONLY | O_CLOEXEC));
+    ASSERT_EQ(::pread(disk_fd.get(), disk_bytes.data(), disk_bytes.size(), 0), ssize_t(disk_bytes.size()));
+    auto disk_last = testguest::LastDiskRecord(disk_bytes);
     ::kill(guest.pid(), SIGCONT);
     ASSERT_TRUE(image.ok()) << image.status().ToString();
+    ASSERT_TRUE(disk_last.ok()) << disk_last.status().ToString();
+    EXPECT_EQ(disk_last.value(), 5u);
+    EXPECT_TRUE(testguest::CheckServiceMatchesDisk(*image, disk_last.value()).ok());
     EXPECT_TRUE(image->has_service);
     EXPECT_EQ(image->reqs, 5u);
     EXPECT_EQ(image->reqs_pending, 0u);
