@@ -2,10 +2,16 @@
 // over unix datagram sockets, one Ethernet frame per datagram; this test plays the network) and virtio-blk on a
 // raw image. Requests are counted 1, 2, 3...; each is on the disk before its reply; after a kill the guest
 // resumes from the disk; a damaged or lost record is reported. Runs under KVM when usable, else TCG.
+#include <arpa/inet.h>
 #include <fcntl.h>
 #include <gtest/gtest.h>
+#include <net/if.h>
+#include <netinet/in.h>
+#include <sched.h>
 #include <signal.h>
+#include <sys/ioctl.h>
 #include <sys/mman.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <cstdio>
@@ -159,6 +165,7 @@ class ServiceGuest {
   std::string Serial() const { return "\n" + ReadFileOrEmpty(vm_.serial_log); }
   std::string Diagnostics() const { return "--- serial:" + Serial() + "\n--- qemu:\n" + ReadFileOrEmpty(log_); }
   const VmConfig& vm() const { return vm_; }
+  VmConfig& mutable_vm() { return vm_; }
   const NetPeer& peer() const { return *peer_; }
 
  private:
@@ -300,6 +307,73 @@ TEST(GuestService, WithoutNicOrDiskTheGuestPrintsWhatItAlwaysDid) {
   EXPECT_EQ(serial.find("tandem-guest net"), std::string::npos) << serial;
   EXPECT_EQ(serial.find("tandem-guest disk"), std::string::npos) << serial;
   for (const auto& line : testing::ParseCounters(serial)) EXPECT_TRUE(line.ok);
+}
+
+// Gives `name` the address `ip`/24 and brings it up.
+Status ConfigureInterface(const std::string& name, Ipv4Addr ip) {
+  UniqueFd s(::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0));
+  ifreq ifr{};
+  std::strncpy(ifr.ifr_name, name.c_str(), IFNAMSIZ - 1);
+  auto set_addr = [&](unsigned long request, uint32_t value) {
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(value);
+    std::memcpy(&ifr.ifr_addr, &a, sizeof a);
+    return ::ioctl(s.get(), request, &ifr) == 0;
+  };
+  if (!set_addr(SIOCSIFADDR, ip.value) || !set_addr(SIOCSIFNETMASK, 0xffffff00u))
+    return Status::FromErrno("address on " + name, errno);
+  if (::ioctl(s.get(), SIOCGIFFLAGS, &ifr) != 0) return Status::FromErrno("SIOCGIFFLAGS " + name, errno);
+  ifr.ifr_flags |= IFF_UP;
+  if (::ioctl(s.get(), SIOCSIFFLAGS, &ifr) != 0) return Status::FromErrno("SIOCSIFFLAGS " + name, errno);
+  return Status::Ok();
+}
+
+// The same guest behind a TAP device in a private network namespace: Linux's own ARP and UDP (which drops
+// datagrams whose checksums are wrong) talk to it, and so does a NetPeer through an AF_PACKET socket on the TAP:
+// the frame library works on a real interface, not only on QEMU's dgram socket.
+TEST(GuestService, AnswersTheLinuxStackAndAPacketSocketThroughATapDevice) {
+  REQUIRE_SERVICE_QEMU();
+  if (::unshare(CLONE_NEWNET) != 0) {
+    const std::string why = std::string("cannot create a network namespace (needs CAP_SYS_ADMIN): ") + std::strerror(errno);
+    fprintf(stderr, "\n!!! SKIPPED: %s\n", why.c_str());
+    GTEST_SKIP() << why;
+  }
+  TempDir dir;
+  ServiceGuest guest(dir, "tap", "", /*nic=*/false);
+  guest.mutable_vm().extra_args = {"-netdev", "tap,id=n0,ifname=tg0,script=no,downscript=no", "-device",
+                                   "virtio-net-pci,netdev=n0,disable-modern=on,romfile=,mac=" + FormatMac(kGuestMac)};
+  ASSERT_NO_FATAL_FAILURE(guest.Start());
+  ASSERT_TRUE(WaitUntil(5000, [] { return ::if_nametoindex("tg0") != 0; })) << "QEMU did not create tg0";
+  Status up = ConfigureInterface("tg0", kHost.ip);
+  ASSERT_TRUE(up.ok()) << up.ToString();
+
+  // Linux: a plain UDP socket from 10.0.0.1.
+  UniqueFd udp(::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0));
+  timeval tv{kReplyMs / 1000, 0};
+  ASSERT_EQ(::setsockopt(udp.get(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv), 0);
+  sockaddr_in to{};
+  to.sin_family = AF_INET;
+  to.sin_port = htons(kGuestPort);
+  to.sin_addr.s_addr = htonl(kGuestIp.value);
+  const std::string req = "req id=linux";
+  ASSERT_EQ(::sendto(udp.get(), req.data(), req.size(), 0, reinterpret_cast<sockaddr*>(&to), sizeof to),
+            ssize_t(req.size()));
+  char buf[128];
+  ssize_t n = ::recv(udp.get(), buf, sizeof buf, 0);
+  ASSERT_GT(n, 0) << "no reply through the kernel: " << std::strerror(errno) << "\n" << guest.Diagnostics();
+  EXPECT_EQ(std::string(buf, size_t(n)), "reply=1 id=linux\n");
+
+  // A second host on the same link (10.0.0.3, its own MAC), speaking through an AF_PACKET socket on tg0.
+  auto link = PacketSocketLink::Open("tg0");
+  ASSERT_TRUE(link.ok()) << link.status().ToString();
+  NetPeer peer(**link, {{0x02, 0, 0, 0, 0, 0x03}, Ipv4Addr{0x0a000003}, 40003});
+  auto mac = peer.Resolve(kGuestIp, kReplyMs);
+  ASSERT_TRUE(mac.ok()) << mac.status().ToString() << "\n" << guest.Diagnostics();
+  EXPECT_EQ(*mac, kGuestMac);
+  auto reply = peer.Exchange({*mac, kGuestIp, kGuestPort}, "req id=packet", kReplyMs);
+  ASSERT_TRUE(reply.ok()) << reply.status().ToString() << "\n" << guest.Diagnostics();
+  EXPECT_EQ(reply->text(), "reply=2 id=packet\n");
 }
 
 }  // namespace
