@@ -155,6 +155,20 @@ class ServiceGuest {
     return std::string(reply.text());
   }
 
+  // Requests from..to, each with id <prefix><i>, must be answered "reply=<i> id=<prefix><i>" in order; with a
+  // disk image, record i must be in it once its reply arrived (the reply leaves after the write completed).
+  void ExpectCounted(uint32_t from, uint32_t to, const std::string& prefix, const std::string& disk = "") {
+    for (uint32_t i = from; i <= to; ++i) {
+      const std::string id = prefix + std::to_string(i);
+      auto reply = Request(id);
+      ASSERT_TRUE(reply.ok()) << reply.status().ToString() << "\n" << Diagnostics();
+      EXPECT_EQ(*reply, "reply=" + std::to_string(i) + " id=" + id + "\n");
+      if (!disk.empty()) {
+        EXPECT_TRUE(HoldsRecord(ReadSector(disk, i), i)) << "no record " << i << " after its reply";
+      }
+    }
+  }
+
   // Waits for a complete serial line equal to `line`.
   bool WaitForLine(const std::string& line, int timeout_ms) {
     return WaitUntil(timeout_ms, [&] { return Serial().find("\n" + line + "\n") != std::string::npos; });
@@ -177,23 +191,24 @@ class ServiceGuest {
   std::unique_ptr<QemuProcess> process_;
 };
 
-TEST(GuestService, CountsRequestsInOrderRecordsEachOnDiskAndResumesFromTheDiskAfterAKill) {
-  REQUIRE_SERVICE_QEMU();
+// Every test gets a fresh directory and an empty 1 MiB disk image in it.
+class GuestService : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    REQUIRE_SERVICE_QEMU();
+    MakeDisk(disk);
+  }
   TempDir dir;
   const std::string disk = dir / "disk.img";
-  MakeDisk(disk);
+};
+
+TEST_F(GuestService, CountsRequestsInOrderRecordsEachOnDiskAndResumesFromTheDiskAfterAKill) {
   {
     ServiceGuest guest(dir, "a", disk);
     ASSERT_NO_FATAL_FAILURE(guest.Start());
     EXPECT_NE(guest.Serial().find("\ntandem-guest disk: 0 records\n"), std::string::npos) << guest.Diagnostics();
     EXPECT_NE(guest.Serial().find("mac=52:54:00:12:34:56 ip=10.0.0.2 port=7\n"), std::string::npos);
-    for (uint32_t i = 1; i <= 5; ++i) {
-      auto reply = guest.Request("t" + std::to_string(i));
-      ASSERT_TRUE(reply.ok()) << reply.status().ToString() << "\n" << guest.Diagnostics();
-      EXPECT_EQ(*reply, "reply=" + std::to_string(i) + " id=t" + std::to_string(i) + "\n");
-      // The reply left after the record was written: it is in the image file now.
-      EXPECT_TRUE(HoldsRecord(ReadSector(disk, i), i)) << "no record " << i << " on disk after its reply";
-    }
+    ASSERT_NO_FATAL_FAILURE(guest.ExpectCounted(1, 5, "t", disk));
     EXPECT_EQ(guest.peer().bad_frames(), 0u);
     EXPECT_TRUE(guest.WaitForLine("reqs=5 disk=5 ok", 5000)) << guest.Diagnostics();
     EXPECT_EQ(guest.Serial().find("INVARIANT BROKEN"), std::string::npos) << guest.Diagnostics();
@@ -226,20 +241,12 @@ TEST(GuestService, CountsRequestsInOrderRecordsEachOnDiskAndResumesFromTheDiskAf
   ServiceGuest again(dir, "b", disk);
   ASSERT_NO_FATAL_FAILURE(again.Start());
   EXPECT_NE(again.Serial().find("\ntandem-guest disk: 5 records\n"), std::string::npos) << again.Diagnostics();
-  for (uint32_t i = 6; i <= 7; ++i) {
-    auto reply = again.Request("r" + std::to_string(i));
-    ASSERT_TRUE(reply.ok()) << reply.status().ToString() << "\n" << again.Diagnostics();
-    EXPECT_EQ(*reply, "reply=" + std::to_string(i) + " id=r" + std::to_string(i) + "\n");
-  }
+  ASSERT_NO_FATAL_FAILURE(again.ExpectCounted(6, 7, "r", disk));
   EXPECT_TRUE(again.WaitForLine("reqs=7 disk=7 ok", 5000)) << again.Diagnostics();
   EXPECT_EQ(again.Serial().find("INVARIANT BROKEN"), std::string::npos) << again.Diagnostics();
 }
 
-TEST(GuestService, DamagedDiskRecordIsReportedAtBootAndRequestsAreRefused) {
-  REQUIRE_SERVICE_QEMU();
-  TempDir dir;
-  const std::string disk = dir / "disk.img";
-  MakeDisk(disk);
+TEST_F(GuestService, DamagedDiskRecordIsReportedAtBootAndRequestsAreRefused) {
   for (uint32_t k = 1; k <= 3; ++k) {
     std::vector<uint32_t> s(TANDEM_GUEST_SECTOR_SIZE / 4, 0);
     s[TANDEM_GUEST_REC_W_MAGIC] = TANDEM_GUEST_REC_MAGIC;
@@ -259,17 +266,10 @@ TEST(GuestService, DamagedDiskRecordIsReportedAtBootAndRequestsAreRefused) {
   EXPECT_EQ(*reply, "error=disk-broken id=x\n");
 }
 
-TEST(GuestService, RecordLostUnderTheRunningGuestBreaksTheInvariant) {
-  REQUIRE_SERVICE_QEMU();
-  TempDir dir;
-  const std::string disk = dir / "disk.img";
-  MakeDisk(disk);
+TEST_F(GuestService, RecordLostUnderTheRunningGuestBreaksTheInvariant) {
   ServiceGuest guest(dir, "a", disk);
   ASSERT_NO_FATAL_FAILURE(guest.Start());
-  for (uint32_t i = 1; i <= 2; ++i) {
-    auto reply = guest.Request(std::to_string(i));
-    ASSERT_TRUE(reply.ok()) << reply.status().ToString() << "\n" << guest.Diagnostics();
-  }
+  ASSERT_NO_FATAL_FAILURE(guest.ExpectCounted(1, 2, "l", disk));
   ASSERT_TRUE(guest.WaitForLine("reqs=2 disk=2 ok", 5000)) << guest.Diagnostics();
   // The disk loses request 2's record (as a replica that missed a write would): RAM says 2, disk says 1.
   WriteSector(disk, 2, std::vector<uint32_t>(TANDEM_GUEST_SECTOR_SIZE / 4, 0));
@@ -277,22 +277,14 @@ TEST(GuestService, RecordLostUnderTheRunningGuestBreaksTheInvariant) {
   EXPECT_TRUE(guest.WaitForLine("reqs=2 disk=1 INVARIANT BROKEN", 5000)) << guest.Diagnostics();
 }
 
-TEST(GuestService, NicWithoutDiskCountsInRamOnly) {
-  REQUIRE_SERVICE_QEMU();
-  TempDir dir;
+TEST_F(GuestService, NicWithoutDiskCountsInRamOnly) {
   ServiceGuest guest(dir, "a", "");
   ASSERT_NO_FATAL_FAILURE(guest.Start());
-  for (uint32_t i = 1; i <= 2; ++i) {
-    auto reply = guest.Request("n" + std::to_string(i));
-    ASSERT_TRUE(reply.ok()) << reply.status().ToString() << "\n" << guest.Diagnostics();
-    EXPECT_EQ(*reply, "reply=" + std::to_string(i) + " id=n" + std::to_string(i) + "\n");
-  }
+  ASSERT_NO_FATAL_FAILURE(guest.ExpectCounted(1, 2, "n"));
   EXPECT_TRUE(guest.WaitForLine("reqs=2 disk=none ok", 5000)) << guest.Diagnostics();
 }
 
-TEST(GuestService, WithoutNicOrDiskTheGuestPrintsWhatItAlwaysDid) {
-  REQUIRE_SERVICE_QEMU();
-  TempDir dir;
+TEST_F(GuestService, WithoutNicOrDiskTheGuestPrintsWhatItAlwaysDid) {
   ServiceGuest guest(dir, "a", "", /*nic=*/false);
   std::vector<std::string> args = BuildQemuArgs(guest.vm(), QemuRole::kPrimary);
   auto binary = FindQemuBinary();
@@ -332,14 +324,12 @@ Status ConfigureInterface(const std::string& name, Ipv4Addr ip) {
 // The same guest behind a TAP device in a private network namespace: Linux's own ARP and UDP (which drops
 // datagrams whose checksums are wrong) talk to it, and so does a NetPeer through an AF_PACKET socket on the TAP:
 // the frame library works on a real interface, not only on QEMU's dgram socket.
-TEST(GuestService, AnswersTheLinuxStackAndAPacketSocketThroughATapDevice) {
-  REQUIRE_SERVICE_QEMU();
+TEST_F(GuestService, AnswersTheLinuxStackAndAPacketSocketThroughATapDevice) {
   if (::unshare(CLONE_NEWNET) != 0) {
     const std::string why = std::string("cannot create a network namespace (needs CAP_SYS_ADMIN): ") + std::strerror(errno);
     fprintf(stderr, "\n!!! SKIPPED: %s\n", why.c_str());
     GTEST_SKIP() << why;
   }
-  TempDir dir;
   ServiceGuest guest(dir, "tap", "", /*nic=*/false);
   guest.mutable_vm().extra_args = {"-netdev", "tap,id=n0,ifname=tg0,script=no,downscript=no", "-device",
                                    "virtio-net-pci,netdev=n0,disable-modern=on,romfile=,mac=" + FormatMac(kGuestMac)};
