@@ -78,10 +78,10 @@ std::string Accel() {
   return accel;
 }
 
-void MakeDisk(const std::string& path) {
+void MakeDisk(const std::string& path, uint32_t sectors = kDiskSectors) {
   UniqueFd fd(::open(path.c_str(), O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600));
   ASSERT_TRUE(fd.valid());
-  ASSERT_EQ(::ftruncate(fd.get(), off_t{kDiskSectors} * TANDEM_GUEST_SECTOR_SIZE), 0);
+  ASSERT_EQ(::ftruncate(fd.get(), off_t{sectors} * TANDEM_GUEST_SECTOR_SIZE), 0);
 }
 
 std::vector<uint32_t> ReadSector(const std::string& disk, uint32_t k) {
@@ -275,6 +275,17 @@ TEST_F(GuestService, RecordLostUnderTheRunningGuestBreaksTheInvariant) {
   WriteSector(disk, 2, std::vector<uint32_t>(TANDEM_GUEST_SECTOR_SIZE / 4, 0));
   EXPECT_TRUE(guest.WaitForLine("INVARIANT BROKEN disk=1 ram=2", 5000)) << guest.Diagnostics();
   EXPECT_TRUE(guest.WaitForLine("reqs=2 disk=1 INVARIANT BROKEN", 5000)) << guest.Diagnostics();
+}
+
+TEST_F(GuestService, FullDiskRefusesRequestsWithoutCountingThem) {
+  MakeDisk(disk, 4);  // sector 0 unused: room for records 1..3
+  ServiceGuest guest(dir, "a", disk);
+  ASSERT_NO_FATAL_FAILURE(guest.Start());
+  ASSERT_NO_FATAL_FAILURE(guest.ExpectCounted(1, 3, "f", disk));
+  auto reply = guest.Request("over");
+  ASSERT_TRUE(reply.ok()) << reply.status().ToString() << "\n" << guest.Diagnostics();
+  EXPECT_EQ(*reply, "error=disk-full id=over\n");
+  EXPECT_TRUE(guest.WaitForLine("reqs=3 disk=3 ok", 5000)) << guest.Diagnostics();
 }
 
 TEST_F(GuestService, NicWithoutDiskCountsInRamOnly) {
