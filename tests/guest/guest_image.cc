@@ -58,12 +58,40 @@ Status Mismatch(const Pages& pages, uint32_t i, uint32_t n, uint32_t expected, b
   return Status::Corruption("page " + std::to_string(i) + ": does not hold counter " + std::to_string(expected));
 }
 
+uint32_t Word32(std::span<const uint8_t> ram, size_t offset) {
+  uint32_t v;
+  std::memcpy(&v, ram.data() + offset, 4);
+  return v;
+}
+
+// The request service's page: with nothing pending its check word matches reqs; while request p is being
+// recorded reqs is p - 1 or p and the check word may still be p - 1's (the VM can stop between the stores).
+Status CheckServicePage(std::span<const uint8_t> ram, GuestImageState* st) {
+  auto word = [&](uint32_t w) { return Word32(ram, TANDEM_GUEST_SVC_BASE + w * 4u); };
+  if (word(TANDEM_GUEST_SVC_W_MAGIC) != TANDEM_GUEST_SVC_MAGIC) return Status::Ok();
+  st->has_service = true;
+  st->service_devices = word(TANDEM_GUEST_SVC_W_DEVICES);
+  st->reqs = word(TANDEM_GUEST_SVC_W_REQS);
+  st->reqs_pending = word(TANDEM_GUEST_SVC_W_PENDING);
+  const uint32_t check = word(TANDEM_GUEST_SVC_W_CHECK), r = st->reqs, p = st->reqs_pending;
+  auto broken = [&](const std::string& what) {
+    return Status::Corruption("service page: " + what + " (reqs " + std::to_string(r) + " pending " +
+                              std::to_string(p) + " check " + std::to_string(check) + ")");
+  };
+  if (p == 0) return check == tandem_guest_svc_check(r) ? Status::Ok() : broken("check word does not match reqs");
+  if (r != p && r != p - 1u) return broken("reqs is neither the pending request nor the one before");
+  if (check != tandem_guest_svc_check(r) && check != tandem_guest_svc_check(p - 1u))
+    return broken("check word matches neither reqs nor the request before the pending one");
+  return Status::Ok();
+}
+
 }  // namespace
 
 Result<GuestImageState> CheckGuestImage(std::span<const uint8_t> ram) {
   if (ram.size() < TANDEM_GUEST_PAGES_BASE + TANDEM_GUEST_PAGE_SIZE)
     return Status::NotFound("RAM image smaller than the test guest's first page");
   GuestImageState st;
+  TANDEM_RETURN_IF_ERROR(CheckServicePage(ram, &st));
   {
     uint32_t head[TANDEM_GUEST_W_FILL];
     std::memcpy(head, ram.data() + TANDEM_GUEST_PAGES_BASE, sizeof head);
@@ -106,6 +134,32 @@ Result<GuestImageState> CheckGuestImage(std::span<const uint8_t> ram) {
     }
   }
   return st;
+}
+
+Result<uint32_t> LastDiskRecord(std::span<const uint8_t> disk) {
+  constexpr size_t kWords = TANDEM_GUEST_SECTOR_SIZE / 4u;
+  const size_t sectors = disk.size() / TANDEM_GUEST_SECTOR_SIZE;
+  for (size_t k = 1; k < sectors; ++k) {
+    uint32_t w[kWords];
+    std::memcpy(w, disk.data() + k * TANDEM_GUEST_SECTOR_SIZE, sizeof w);
+    const uint32_t v = uint32_t(k);
+    if (w[TANDEM_GUEST_REC_W_MAGIC] == TANDEM_GUEST_REC_MAGIC && w[TANDEM_GUEST_REC_W_VALUE] == v &&
+        w[TANDEM_GUEST_REC_W_CHECK] == tandem_guest_rec_check(v) && w[TANDEM_GUEST_REC_W_TAIL] == v)
+      continue;
+    for (uint32_t word : w)
+      if (word != 0) return Status::Corruption("sector " + std::to_string(k) + " is not record " + std::to_string(k));
+    return v - 1u;
+  }
+  return sectors ? uint32_t(sectors - 1) : 0u;
+}
+
+Status CheckServiceMatchesDisk(const GuestImageState& ram, uint32_t disk_last) {
+  if (!ram.has_service) return Status::NotFound("the RAM image has no request service page");
+  const uint32_t p = ram.reqs_pending;
+  const bool ok = p == 0 ? disk_last == ram.reqs : (disk_last == p || disk_last == p - 1u);
+  if (ok) return Status::Ok();
+  return Status::Corruption("disk=" + std::to_string(disk_last) + " ram=" + std::to_string(ram.reqs) +
+                            " pending=" + std::to_string(p));
 }
 
 }  // namespace tandem::testguest

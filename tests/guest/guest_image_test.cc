@@ -191,5 +191,90 @@ TEST(GuestImage, PageCountLargerThanImage) {
   ExpectBroken(img.Check(), "page 0: page count 1048576 does not fit the image");
 }
 
+// The request service's page, written the way service.c does (guest_layout.h).
+void SetService(Image& img, uint32_t reqs, uint32_t check_of, uint32_t pending) {
+  const uint32_t words[] = {TANDEM_GUEST_SVC_MAGIC, reqs, tandem_guest_svc_check(check_of), pending,
+                            TANDEM_GUEST_SVC_NIC | TANDEM_GUEST_SVC_DISK};
+  std::memcpy(&img.ram()[TANDEM_GUEST_SVC_BASE], words, sizeof words);
+}
+
+TEST(GuestImage, ServicePageReportsTheRequestCounter) {
+  Image img(16);
+  img.At(3, 0);
+  SetService(img, 41, 41, 0);
+  auto r = img.Check();
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_TRUE(r->has_service);
+  EXPECT_EQ(r->reqs, 41u);
+  EXPECT_EQ(r->reqs_pending, 0u);
+  EXPECT_EQ(r->service_devices, TANDEM_GUEST_SVC_NIC | TANDEM_GUEST_SVC_DISK);
+}
+
+TEST(GuestImage, NoServicePageIsNotAnError) {
+  auto r = Image(16).At(3, 0).Check();
+  ASSERT_TRUE(r.ok());
+  EXPECT_FALSE(r->has_service);
+}
+
+TEST(GuestImage, ServiceStoppedBetweenItsStoresIsConsistent) {
+  // Request 42 in flight: counter already 42 but its check word still 41's.
+  Image img(16);
+  img.At(3, 0);
+  SetService(img, 42, 41, 42);
+  auto r = img.Check();
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_EQ(r->reqs, 42u);
+  EXPECT_EQ(r->reqs_pending, 42u);
+}
+
+TEST(GuestImage, ServiceCheckWordFromAnotherInstantIsBroken) {
+  Image img(16);
+  img.At(3, 0);
+  SetService(img, 42, 41, 0);
+  ExpectBroken(img.Check(), "service page: check word does not match reqs (reqs 42 pending 0 check " +
+                                std::to_string(tandem_guest_svc_check(41)) + ")");
+  SetService(img, 40, 40, 42);
+  ExpectBroken(img.Check(), "service page: reqs is neither the pending request nor the one before (reqs 40 pending 42 check " +
+                                std::to_string(tandem_guest_svc_check(40)) + ")");
+}
+
+std::vector<uint8_t> DiskWithRecords(uint32_t records, uint32_t sectors = 16) {
+  std::vector<uint8_t> disk(size_t{sectors} * TANDEM_GUEST_SECTOR_SIZE, 0);
+  for (uint32_t k = 1; k <= records; ++k) {
+    const uint32_t w[] = {TANDEM_GUEST_REC_MAGIC, k, tandem_guest_rec_check(k)};
+    std::memcpy(&disk[size_t{k} * TANDEM_GUEST_SECTOR_SIZE], w, sizeof w);
+    std::memcpy(&disk[size_t{k} * TANDEM_GUEST_SECTOR_SIZE + TANDEM_GUEST_REC_W_TAIL * 4u], &k, 4);
+  }
+  return disk;
+}
+
+TEST(GuestDisk, LastRecordIsTheEndOfTheIntactLog) {
+  EXPECT_EQ(LastDiskRecord(DiskWithRecords(0)).value(), 0u);
+  EXPECT_EQ(LastDiskRecord(DiskWithRecords(5)).value(), 5u);
+  EXPECT_EQ(LastDiskRecord(DiskWithRecords(15)).value(), 15u);  // full
+}
+
+TEST(GuestDisk, DamagedRecordIsCorruption) {
+  auto disk = DiskWithRecords(5);
+  disk[3 * TANDEM_GUEST_SECTOR_SIZE + 8] ^= 1;  // record 3's check word
+  auto r = LastDiskRecord(disk);
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().message(), "sector 3 is not record 3");
+}
+
+TEST(GuestDisk, RamAndDiskAgreeOnlyWithinThePendingRequest) {
+  GuestImageState ram;
+  ram.has_service = true;
+  ram.reqs = 5;
+  EXPECT_TRUE(CheckServiceMatchesDisk(ram, 5).ok());
+  EXPECT_EQ(CheckServiceMatchesDisk(ram, 4).message(), "disk=4 ram=5 pending=0");  // the disk lost a record
+  EXPECT_FALSE(CheckServiceMatchesDisk(ram, 6).ok());                            // RAM older than the disk
+  ram.reqs_pending = 6;  // request 6 in flight: its record may or may not be on the disk yet
+  EXPECT_TRUE(CheckServiceMatchesDisk(ram, 5).ok());
+  EXPECT_TRUE(CheckServiceMatchesDisk(ram, 6).ok());
+  EXPECT_FALSE(CheckServiceMatchesDisk(ram, 7).ok());
+  EXPECT_FALSE(CheckServiceMatchesDisk(GuestImageState{}, 0).ok());
+}
+
 }  // namespace
 }  // namespace tandem::testguest

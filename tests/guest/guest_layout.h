@@ -46,4 +46,40 @@ static inline uint32_t tandem_guest_check(uint32_t index, uint32_t pages, uint32
          index * TANDEM_GUEST_CHECK_INDEX_MUL + pages;
 }
 
+/* The request service (a NIC and/or a disk, see README.md): its state lives in one page just below the workload
+ * pages, so a RAM image carries it too. Words (little-endian 32-bit):
+ *   [0] TANDEM_GUEST_SVC_MAGIC   [1] reqs: requests counted (== the last record on disk when there is a disk)
+ *   [2] tandem_guest_svc_check(reqs)   [3] pending: 0, or the value being recorded (reqs + 1) while a request
+ *   is between "record written" and "counter updated"   [4] devices (TANDEM_GUEST_SVC_NIC | _DISK)
+ * One request: pending = n, record n written to the disk and completed, reqs = n, check, pending = 0, reply.
+ * So with pending == 0 the check word matches reqs; with pending == n, reqs is n - 1 or n and the check word
+ * matches one of them (the VM may stop between any two stores). */
+#define TANDEM_GUEST_SVC_BASE 0x1ff000u
+#define TANDEM_GUEST_SVC_MAGIC 0x43565354u /* "TSVC" in memory */
+#define TANDEM_GUEST_SVC_W_MAGIC 0
+#define TANDEM_GUEST_SVC_W_REQS 1
+#define TANDEM_GUEST_SVC_W_CHECK 2
+#define TANDEM_GUEST_SVC_W_PENDING 3
+#define TANDEM_GUEST_SVC_W_DEVICES 4
+#define TANDEM_GUEST_SVC_NIC 1u
+#define TANDEM_GUEST_SVC_DISK 2u
+
+/* Disk records: sector k (k >= 1, 512 bytes) holds the record of the k-th request. Sector 0 is never written.
+ *   [0] TANDEM_GUEST_REC_MAGIC   [1] k   [2] tandem_guest_rec_check(k)   [3..126] 0   [127] k
+ * The records form a prefix: the first all-zero sector after sector 0 ends the log; any other sector that is not
+ * record k is damage. */
+#define TANDEM_GUEST_SECTOR_SIZE 512u
+#define TANDEM_GUEST_REC_MAGIC 0x43455254u /* "TREC" in memory */
+#define TANDEM_GUEST_REC_W_MAGIC 0
+#define TANDEM_GUEST_REC_W_VALUE 1
+#define TANDEM_GUEST_REC_W_CHECK 2
+#define TANDEM_GUEST_REC_W_TAIL 127
+
+static inline uint32_t tandem_guest_svc_check(uint32_t reqs) {
+  return (reqs ^ TANDEM_GUEST_CHECK_COUNTER_XOR) * TANDEM_GUEST_CHECK_INDEX_MUL + 0x5356u;
+}
+static inline uint32_t tandem_guest_rec_check(uint32_t value) {
+  return (value ^ TANDEM_GUEST_CHECK_COUNTER_XOR) * TANDEM_GUEST_CHECK_COUNTER_MUL + 0x5245u;
+}
+
 #endif

@@ -2,11 +2,13 @@
  * on COM1. Command line (multiboot, from QEMU -append): pages=N (default 4096), rate=R pages/s (default 0 =
  * as fast as possible), fill=sparse|full (default sparse: see guest_layout.h), selftest=break (corrupt one page
  * on purpose, to prove the checker fires), panic_after=S (crash on purpose S seconds after boot, reported on
- * the pvpanic port). */
+ * the pvpanic port), ip=A.B.C.D (default 10.0.0.2) and port=P (default 7): the UDP request service's address,
+ * used only when QEMU gives the guest a virtio-net device (see README.md). */
 #include <stdint.h>
 
 #include "guest_layout.h"
 #include "serial.h"
+#include "service.h"
 #include "timer.h"
 #include "workload.h"
 
@@ -49,6 +51,21 @@ static uint32_t arg_u32(const char* key, uint32_t def) {
     n = n * 10u + d;
   }
   return n;
+}
+
+/* Dotted quad in host order, or `def` when absent or malformed. */
+static uint32_t arg_ipv4(const char* key, uint32_t def) {
+  const char* v = find_arg(key);
+  if (!v) return def;
+  uint32_t ip = 0;
+  for (int part = 0; part < 4; ++part) {
+    if (*v < '0' || *v > '9') return def;
+    uint32_t n = 0;
+    while (*v >= '0' && *v <= '9' && n <= 255u) n = n * 10u + (uint32_t)(*v++ - '0');
+    if (n > 255u || (part < 3 && *v++ != '.')) return def;
+    ip = ip << 8 | n;
+  }
+  return *v == ' ' || *v == '\0' ? ip : def;
 }
 
 static int arg_is(const char* key, const char* want) {
@@ -100,5 +117,10 @@ void guest_main(uint32_t magic, const struct multiboot_info* mbi) {
   serial_printf("tandem-guest info: tsc_khz=%u ram_kib=%u base=%x fill=%s selftest=%s\n", timer_tsc_khz(),
                 (uint32_t)(ram_end >> 10), TANDEM_GUEST_PAGES_BASE, cfg.fill_full ? "full" : "sparse",
                 cfg.selftest_break ? "break" : "off");
+  struct service_config service;
+  service.ip = arg_ipv4("ip=", 0x0a000002u);
+  uint32_t port = arg_u32("port=", 7);
+  service.port = port >= 1 && port <= 0xffffu ? (uint16_t)port : 7;
+  service_init(&service);
   workload_run(&cfg);
 }
