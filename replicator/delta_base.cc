@@ -95,7 +95,12 @@ uint32_t DeltaBase::TakeSlot() {
       referenced_[slot] = 0;
       continue;
     }
-    EraseAt(Find(keys_[slot]));
+    const uint64_t key = keys_[slot];
+    if (fingerprints_ != nullptr) {
+      fingerprints_->Record(uint32_t(key >> kPageBits), (key & ((uint64_t{1} << kPageBits) - 1)) * kPageSize,
+                            SlotPage(slot));
+    }
+    EraseAt(Find(key));
     keys_[slot] = kNoKey;
     size_--;
     counters_.evictions++;
@@ -107,6 +112,7 @@ void DeltaBase::Update(uint32_t block, uint64_t offset, const uint8_t* page) {
   const uint64_t key = Key(block, offset);
   if (capacity_ == 0) {
     counters_.misses++;
+    if (fingerprints_ != nullptr) fingerprints_->Record(block, offset, page);
     return;
   }
   size_t at = Find(key);
@@ -117,6 +123,7 @@ void DeltaBase::Update(uint32_t block, uint64_t offset, const uint8_t* page) {
     return;
   }
   counters_.misses++;
+  if (fingerprints_ != nullptr) fingerprints_->Forget(block, offset);  // stale from now on: the bytes are here
   const uint32_t slot = TakeSlot();
   at = Find(key);  // an eviction may have shifted the probe run
   index_[at] = slot;
@@ -128,7 +135,10 @@ void DeltaBase::Update(uint32_t block, uint64_t offset, const uint8_t* page) {
 
 void DeltaBase::Record(const Epoch& epoch) {
   for (const PageRecord& p : epoch.pages()) {
-    if (p.filled || p.patch_size > 0) {
+    if (p.filled) {
+      Invalidate(p.block, p.offset);
+      if (fingerprints_ != nullptr) fingerprints_->RecordFilled(p.block, p.offset, p.fill);
+    } else if (p.patch_size > 0) {
       Invalidate(p.block, p.offset);
     } else {
       Update(p.block, p.offset, epoch.PageData(p));
@@ -137,6 +147,7 @@ void DeltaBase::Record(const Epoch& epoch) {
 }
 
 void DeltaBase::Invalidate(uint32_t block, uint64_t offset) {
+  if (fingerprints_ != nullptr) fingerprints_->Forget(block, offset);
   if (capacity_ == 0) return;
   const size_t at = Find(Key(block, offset));
   const uint32_t slot = index_[at];
@@ -158,6 +169,7 @@ void DeltaBase::Invalidate(const Epoch& epoch) {
 }
 
 void DeltaBase::Clear() {
+  if (fingerprints_ != nullptr) fingerprints_->ForgetAll();
   counters_.invalidations += size_;
   std::fill(keys_.begin(), keys_.end(), kNoKey);
   std::fill(referenced_.begin(), referenced_.end(), 0);

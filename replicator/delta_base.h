@@ -26,6 +26,7 @@
 #include <vector>
 
 #include "replicator/epoch.h"
+#include "replicator/page_fingerprints.h"
 
 namespace tandem::replicator {
 
@@ -67,7 +68,8 @@ class DeltaBase {
   // `page` (kPageSize bytes) went out as (block, offset): it is now the standby's copy.
   void Update(uint32_t block, uint64_t offset, const uint8_t* page);
   // Every page of an epoch that went out (call it after EncodeEpoch): whole pages are recorded, filled pages
-  // (QEMU's zero pages; no better base than none) and staged patches are dropped.
+  // (QEMU's zero pages; no better base than none) are dropped (their fingerprints recorded), staged patches
+  // dropped and forgotten.
   void Record(const Epoch& epoch);
   // The standby's copy of these pages is no longer what was recorded (a catch-up resent them as they are now,
   // or they changed in epochs that were folded without being sent).
@@ -77,10 +79,19 @@ class DeltaBase {
   // Forgets every page (a full resync: the standby's copies are whatever the resync read from live RAM).
   void Clear();
 
+  // The second tier (null: none). The cache keeps `fingerprints` such that a page's fingerprints are known only
+  // when they are its standby copy's and the page is not cached: a page entering the cache is forgotten there
+  // (its bytes are here; a page rewritten every epoch is never fingerprinted), a page evicted (or recorded by a
+  // cache without room, or recorded filled) leaves its fingerprints, so that its next change still travels as
+  // the chunks that changed; Invalidate forgets the page there too and Clear forgets all. A resync may then
+  // Record the pages it sent into `fingerprints` itself (exactly what the standby got), or leave them unknown.
+  void set_fingerprints(PageFingerprints* fingerprints) { fingerprints_ = fingerprints; }
+
  private:
   static constexpr uint64_t kNoKey = ~uint64_t{0};
   static constexpr uint32_t kNoSlot = ~uint32_t{0};
-  static uint64_t Key(uint32_t block, uint64_t offset) { return uint64_t{block} << 40 | offset / kPageSize; }
+  static constexpr int kPageBits = 40;  // page numbers below 2^40 (4 PiB blocks), blocks below 2^24
+  static uint64_t Key(uint32_t block, uint64_t offset) { return uint64_t{block} << kPageBits | offset / kPageSize; }
   size_t Home(uint64_t key) const { return size_t((key * 0x9e3779b97f4a7c15ull) >> index_shift_); }
   // Index position holding `key`, or the empty position where it would go.
   size_t Find(uint64_t key) const;
@@ -101,6 +112,7 @@ class DeltaBase {
   uint32_t unused_ = 0;  // slots never used yet start here
   uint32_t hand_ = 0;
   DeltaBaseCounters counters_;
+  PageFingerprints* fingerprints_ = nullptr;
 };
 
 }  // namespace tandem::replicator

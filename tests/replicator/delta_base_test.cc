@@ -14,6 +14,7 @@
 
 #include "replicator/delta_base.h"
 #include "replicator/page_codec.h"
+#include "replicator/page_fingerprints.h"
 
 namespace {
 std::atomic<uint64_t> g_allocations{0};
@@ -205,9 +206,16 @@ TEST(DeltaBaseTest, UpdatesLookupsAndClearsAllocateNothing) {
 // The property the shipper relies on: with the cache as the encoder's base and the standby's true copy as the
 // decoder's, every page of every epoch decodes to what was sent. Pages in the cache travel relative to it, the
 // others standalone; resyncs (Clear) and catch-ups (Invalidate) in between change only which.
-TEST(DeltaBaseTest, EncoderUsingTheCacheAndDecoderUsingTheStandbyCopyAgreeOnEveryPage) {
+// With the second tier (PageFingerprints) misses may travel relative too, as their changed chunks: the cache
+// must keep the fingerprints of every page it does not hold equal to the standby's copy, or forgotten.
+class TwoTierTest : public ::testing::TestWithParam<bool> {};
+
+TEST_P(TwoTierTest, EncoderUsingTheCacheAndDecoderUsingTheStandbyCopyAgreeOnEveryPage) {
+  const bool with_fingerprints = GetParam();
   constexpr uint64_t kPages = 512;
   DeltaBase cache(96 * kSlotBytes);  // a fifth of RAM: plenty of misses and evictions
+  auto fingerprints = std::move(PageFingerprints::Create({{"mem", kPages * kPageSize}})).value();
+  if (with_fingerprints) cache.set_fingerprints(fingerprints.get());
   std::vector<uint8_t> ram(kPages * kPageSize), standby(kPages * kPageSize);
   std::mt19937_64 rng(11);
   for (size_t i = 0; i < ram.size(); i += 8) {
@@ -217,8 +225,8 @@ TEST(DeltaBaseTest, EncoderUsingTheCacheAndDecoderUsingTheStandbyCopyAgreeOnEver
   standby = ram;  // the initial full sync
   PageEncoder encoder(PageCodecOptions{});
   PageDecoder decoder;
-  std::vector<uint8_t> wire(kMaxEncodedPage), decoded(kPageSize);
-  uint64_t relative = 0, standalone = 0;
+  std::vector<uint8_t> wire(kMaxEncodedPage), scratch(kMaxEncodedPage), decoded(kPageSize);
+  uint64_t relative = 0, standalone = 0, chunks = 0;
   Epoch epoch;
   for (uint64_t number = 1; number <= 400; ++number) {
     // The guest: a hot set rewritten often, the rest now and then; sparse or dense changes, sometimes zeroed.
@@ -254,9 +262,12 @@ TEST(DeltaBaseTest, EncoderUsingTheCacheAndDecoderUsingTheStandbyCopyAgreeOnEver
       if (base != nullptr) {
         ASSERT_EQ(memcmp(base, held, kPageSize), 0) << "the cache is not the standby's copy";
       }
-      const EncodedPage e = encoder.Encode(epoch.PageData(rec), base, wire.data());
+      const EncodedPage e =
+          base != nullptr ? encoder.Encode(epoch.PageData(rec), base, wire.data())
+                          : EncodeWithoutBase(encoder, with_fingerprints ? fingerprints.get() : nullptr, rec.block,
+                                              rec.offset, epoch.PageData(rec), wire.data(), scratch.data());
       (IsRelativeEncoding(e.encoding) ? relative : standalone)++;
-      ASSERT_TRUE(base != nullptr || !IsRelativeEncoding(e.encoding));
+      chunks += base == nullptr && IsRelativeEncoding(e.encoding);
       ASSERT_TRUE(decoder.Decode(e.encoding, wire.data(), e.size, held, decoded.data()).ok());
       ASSERT_EQ(memcmp(decoded.data(), epoch.PageData(rec), kPageSize), 0) << "epoch " << number;
       memcpy(held, decoded.data(), kPageSize);
@@ -273,9 +284,17 @@ TEST(DeltaBaseTest, EncoderUsingTheCacheAndDecoderUsingTheStandbyCopyAgreeOnEver
   }
   EXPECT_EQ(standby, ram);
   EXPECT_GT(relative, 1000u);
-  EXPECT_GT(standalone, 300u);
+  EXPECT_GT(standalone, with_fingerprints ? 50u : 300u);
+  if (with_fingerprints) {
+    EXPECT_GT(chunks, 300u) << "misses should travel as their changed chunks";
+  } else {
+    EXPECT_EQ(chunks, 0u) << "a miss without fingerprints has no base";
+  }
   EXPECT_GT(cache.counters().evictions, 0u);
 }
+
+INSTANTIATE_TEST_SUITE_P(CacheAlone, TwoTierTest, ::testing::Values(false));
+INSTANTIATE_TEST_SUITE_P(CacheAndFingerprints, TwoTierTest, ::testing::Values(true));
 
 TEST(DeltaBaseTest, DefaultBudgetIsAnEighthOfRamWithinBounds) {
   EXPECT_EQ(DefaultDeltaBaseBudget(uint64_t{4} << 30), uint64_t{512} << 20);
