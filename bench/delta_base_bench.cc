@@ -160,19 +160,24 @@ void Run(benchmark::State& state, const Pairs* p, Mode mode, replicator::PageCod
   state.counters["base_mib"] = mib / 1048576.0;
 }
 
-// Memory of the primary besides QEMU's RAM file, per design (sizes of the real structures).
+// The primary's memory per guest size, from the structures' real sizes: today QEMU's RAM + the mirror +
+// page_epochs_ (8 bytes a page, kept either way), vs QEMU's RAM + DeltaBase (default budget) + PageFingerprints
+// + page_epochs_ + GuestRam's copies of the small blocks (ROMs, ACPI tables: a few MiB on q35; 4 MiB assumed).
 void PrintMemory() {
-  printf("primary memory besides the guest's RAM (1x), per guest size: mirror today vs DeltaBase (default budget)\n");
-  printf("%8s %14s %14s %14s %12s\n", "guest", "mirror MiB", "cache MiB", "page_epochs", "host x RAM");
+  printf("primary host memory in MiB (x guest RAM), default budget: mirror today vs DeltaBase + PageFingerprints\n");
+  printf("%6s %10s %10s %10s %10s %10s %16s %16s\n", "guest", "mirror", "cache", "fingerpr.", "epochs", "small",
+         "today", "bounded");
   for (uint64_t gib : {1, 2, 4, 16}) {
     const uint64_t ram = gib << 30;
     const DeltaBase cache(replicator::DefaultDeltaBaseBudget(ram));
-    const double epochs_mib = double(ram / kPageSize * sizeof(uint64_t)) / 1048576.0;
-    const double small_blocks_mib = 4;  // GuestRam's copies of ROMs and ACPI tables (q35: well under this)
-    const double cache_mib = double(cache.memory_bytes()) / 1048576.0 + small_blocks_mib;
-    printf("%5" PRIu64 "GiB %14.0f %14.1f %14.1f %6.3f/%5.3f\n", gib, double(ram) / 1048576.0, cache_mib, epochs_mib,
-           1 + (double(ram) / 1048576.0 + epochs_mib) / double(ram >> 20),
-           1 + (cache_mib + epochs_mib) / double(ram >> 20));
+    auto fingerprints = replicator::PageFingerprints::Create({{"mem", ram}});
+    if (!fingerprints.ok()) std::exit(1);
+    const double mib = 1048576.0, ram_mib = double(ram) / mib;
+    const double epochs = double(ram / kPageSize * sizeof(uint64_t)) / mib, small = 4;
+    const double cache_mib = double(cache.memory_bytes()) / mib, fp = double((*fingerprints)->memory_bytes()) / mib;
+    const double today = 2 * ram_mib + epochs, bounded = ram_mib + cache_mib + fp + epochs + small;
+    printf("%3" PRIu64 "GiB %10.0f %10.1f %10.1f %10.1f %10.1f %9.0f (%.3f) %9.0f (%.3f)\n", gib, ram_mib, cache_mib, fp,
+           epochs, small, today, today / ram_mib, bounded, bounded / ram_mib);
   }
   fflush(stdout);
 }

@@ -18,8 +18,8 @@ uint64_t IndexEntries(uint64_t slots) { return std::bit_ceil(std::max<uint64_t>(
 }  // namespace
 
 uint64_t DefaultDeltaBaseBudget(uint64_t guest_ram_bytes) {
-  constexpr uint64_t kMin = uint64_t{32} << 20, kMax = uint64_t{8} << 30;
-  return std::min(guest_ram_bytes, std::clamp(guest_ram_bytes / 8, kMin, kMax));
+  constexpr uint64_t kMin = uint64_t{16} << 20, kMax = uint64_t{4} << 30;
+  return std::min(guest_ram_bytes, std::clamp(guest_ram_bytes / 16, kMin, kMax));
 }
 
 DeltaBase::DeltaBase(uint64_t budget_bytes) {

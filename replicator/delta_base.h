@@ -4,8 +4,9 @@
 // A cached page is exactly what the standby holds for it (every page shipped goes through Update after its epoch
 // was encoded, and the standby applies epochs in order), so a dirty page found here is XOR-encoded against it as
 // against the mirror today; a page not found is encoded standalone (PageEncoder::Encode with previous == nullptr).
-// Pages a guest dirties once in a while cost their standalone size; pages it keeps rewriting (stacks, counters,
-// kernel data) stay cached and cost what they cost against the mirror.
+// Pages it keeps rewriting (stacks, counters, kernel data) stay cached and cost what they cost against the
+// mirror; a page dirtied after a long while is found in the second tier, PageFingerprints (set_fingerprints),
+// and travels as its changed chunks, or standalone when its fingerprints are not known either.
 //
 // Eviction is CLOCK: a page recorded again while cached (dirtied again: the only "use" of a base that matters)
 // gets a second chance, a page recorded once is the first to go, so a burst of pages written once (a file being
@@ -30,9 +31,10 @@
 
 namespace tandem::replicator {
 
-// Budget for a guest of `guest_ram_bytes` when replication.delta_base_mib is 0 (auto): 1/8 of it, at least
-// 32 MiB (or all of a smaller guest) and at most 8 GiB. bench/delta_base_bench: 1/16 already keeps every page the
-// captured workloads rewrote; 1/8 leaves room for workloads with a larger working set.
+// Budget for a guest of `guest_ram_bytes` when replication.delta_base_mib is 0 (auto): 1/16 of it, at least
+// 16 MiB (or all of a smaller guest) and at most 4 GiB. With PageFingerprints (another 9.4%) the primary holds
+// about 1.16x guest RAM. bench/delta_base_bench: 1/16 keeps every page the captured workloads rewrote (1/8 and
+// 1/4 ship the same bytes); a page beyond it still travels as its changed chunks.
 uint64_t DefaultDeltaBaseBudget(uint64_t guest_ram_bytes);
 
 struct DeltaBaseCounters {

@@ -296,11 +296,11 @@ TEST_P(TwoTierTest, EncoderUsingTheCacheAndDecoderUsingTheStandbyCopyAgreeOnEver
 INSTANTIATE_TEST_SUITE_P(CacheAlone, TwoTierTest, ::testing::Values(false));
 INSTANTIATE_TEST_SUITE_P(CacheAndFingerprints, TwoTierTest, ::testing::Values(true));
 
-TEST(DeltaBaseTest, DefaultBudgetIsAnEighthOfRamWithinBounds) {
-  EXPECT_EQ(DefaultDeltaBaseBudget(uint64_t{4} << 30), uint64_t{512} << 20);
-  EXPECT_EQ(DefaultDeltaBaseBudget(uint64_t{128} << 20), uint64_t{32} << 20);
-  EXPECT_EQ(DefaultDeltaBaseBudget(uint64_t{16} << 20), uint64_t{16} << 20);
-  EXPECT_EQ(DefaultDeltaBaseBudget(uint64_t{1} << 40), uint64_t{8} << 30);
+TEST(DeltaBaseTest, DefaultBudgetIsASixteenthOfRamWithinBounds) {
+  EXPECT_EQ(DefaultDeltaBaseBudget(uint64_t{4} << 30), uint64_t{256} << 20);
+  EXPECT_EQ(DefaultDeltaBaseBudget(uint64_t{128} << 20), uint64_t{16} << 20);
+  EXPECT_EQ(DefaultDeltaBaseBudget(uint64_t{8} << 20), uint64_t{8} << 20);
+  EXPECT_EQ(DefaultDeltaBaseBudget(uint64_t{1} << 40), uint64_t{4} << 30);
 }
 
 }  // namespace
