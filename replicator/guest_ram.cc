@@ -1,5 +1,10 @@
 #include "replicator/guest_ram.h"
 
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
 #include <cstring>
 
 #include "replicator/page_codec.h"
@@ -14,7 +19,15 @@ Result<std::unique_ptr<GuestRam>> GuestRam::Open(const VmDescriptor& descriptor,
     if (!found) return Status::InvalidArgument("guest RAM file " + path + " for unknown RAM block " + name);
   }
   TANDEM_ASSIGN_OR_RETURN(std::unique_ptr<RamImage> image, RamImage::Create(descriptor, {}, shared_files));
-  return std::unique_ptr<GuestRam>(new GuestRam(std::move(image)));
+  std::unique_ptr<GuestRam> ram(new GuestRam(std::move(image)));
+  for (const RamBlockInfo& b : descriptor.ram_blocks) {
+    auto it = shared_files.find(b.name);
+    ram->files_.emplace_back(it == shared_files.end() ? -1 : ::open(it->second.c_str(), O_RDONLY | O_CLOEXEC));
+    if (it != shared_files.end() && !ram->files_.back().valid()) {
+      return Status::FromErrno("open guest RAM file " + it->second, errno);
+    }
+  }
+  return ram;
 }
 
 uint64_t GuestRam::copied_bytes() const {
@@ -54,6 +67,19 @@ bool GuestRam::ReadPage(uint32_t block, uint64_t offset, uint8_t* out) const {
   if (page == nullptr) return false;
   CopyPage(out, page);
   return true;
+}
+
+GuestRam::Extent GuestRam::NextData(uint32_t block, uint64_t offset) const {
+  const uint64_t size = image_->blocks()[block].size_bytes;
+  if (offset >= size) return {size, size};
+  if (!files_[block].valid()) return {offset, size};
+  const off_t data = lseek(files_[block].get(), off_t(offset), SEEK_DATA);
+  if (data < 0) return errno == ENXIO ? Extent{size, size} : Extent{offset, size};  // ENXIO: holes to the end
+  const uint64_t begin = uint64_t(data) / kPageSize * kPageSize;
+  if (begin >= size) return {size, size};
+  const off_t hole = lseek(files_[block].get(), off_t(begin), SEEK_HOLE);
+  const uint64_t end = hole < 0 ? size : std::min(size, (uint64_t(hole) + kPageSize - 1) / kPageSize * kPageSize);
+  return {begin, std::max(end, begin + kPageSize)};
 }
 
 uint8_t* GuestRam::PageBuffer(uint32_t block, uint64_t offset) {

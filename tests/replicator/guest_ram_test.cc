@@ -119,6 +119,31 @@ TEST_F(GuestRamTest, FoldKeepsTheCopiesCurrentAndWritesNothingIntoTheGuest) {
   EXPECT_EQ(ram->image().Page(1, kPageSize)[0], 0) << "a bad epoch must write nothing";
 }
 
+// A resync sends the file's holes as zero pages without reading them through the mapping (which would allocate
+// them): NextData skips them. The file here is fresh, so only the pages written are data.
+TEST_F(GuestRamTest, NextDataSkipsTheHolesOfTheGuestsFile) {
+  auto ram = Open();
+  ASSERT_NE(ram, nullptr);
+  EXPECT_EQ(ram->NextData(0, 0).begin, kMemPages * kPageSize) << "a fresh file is one hole";
+  GuestPage(3)[1] = 1;
+  for (uint64_t page = 100; page < 103; ++page) GuestPage(page)[4095] = 2;
+  ASSERT_EQ(msync(guest_, kMemPages * kPageSize, MS_SYNC), 0);
+  uint64_t data_pages = 0;
+  for (GuestRam::Extent e = ram->NextData(0, 0); e.begin < kMemPages * kPageSize; e = ram->NextData(0, e.end)) {
+    ASSERT_LT(e.begin, e.end);
+    ASSERT_EQ(e.begin % kPageSize, 0u);
+    for (uint64_t at = e.begin; at < e.end; at += kPageSize) data_pages++;
+  }
+  // Filesystems report data in blocks of their own; never fewer pages than were written, never most of the file.
+  EXPECT_GE(data_pages, 4u);
+  EXPECT_LT(data_pages, kMemPages / 2);
+  const GuestRam::Extent first = ram->NextData(0, 0);
+  EXPECT_LE(first.begin, 3 * kPageSize);
+  EXPECT_GT(first.end, 3 * kPageSize);
+  EXPECT_EQ(ram->NextData(1, kPageSize).begin, kPageSize) << "a copied block is all data";
+  EXPECT_EQ(ram->NextData(1, kPageSize).end, kRomPages * kPageSize);
+}
+
 TEST_F(GuestRamTest, RefusesAFileThatIsMissingTooSmallOrForAnUnknownBlock) {
   EXPECT_FALSE(GuestRam::Open(Vm(), {{"mem", dir_ + "/absent"}}).ok());
   EXPECT_FALSE(GuestRam::Open(Vm(), {{"pc.ram", path_}}).ok());
