@@ -8,30 +8,13 @@
 #include <cstdlib>
 #include <cstring>
 #include <map>
-#include <new>
 #include <random>
 #include <vector>
 
 #include "replicator/delta_base.h"
 #include "replicator/page_codec.h"
 #include "replicator/page_fingerprints.h"
-
-namespace {
-std::atomic<uint64_t> g_allocations{0};
-std::atomic<uint64_t> g_allocated_bytes{0};
-}  // namespace
-
-void* operator new(size_t n) {
-  g_allocations.fetch_add(1, std::memory_order_relaxed);
-  g_allocated_bytes.fetch_add(n, std::memory_order_relaxed);
-  if (void* p = std::malloc(n == 0 ? 1 : n)) return p;
-  throw std::bad_alloc();
-}
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wmismatched-new-delete"
-void operator delete(void* p) noexcept { std::free(p); }
-void operator delete(void* p, size_t) noexcept { std::free(p); }
-#pragma GCC diagnostic pop
+#include "tests/replicator/counting_new.h"
 
 namespace tandem::replicator {
 namespace {
