@@ -189,6 +189,34 @@ TEST(DeltaBaseTest, UpdatesLookupsAndClearsAllocateNothing) {
 // The property the shipper relies on: with the cache as the encoder's base and the standby's true copy as the
 // decoder's, every page of every epoch decodes to what was sent. Pages in the cache travel relative to it, the
 // others standalone; resyncs (Clear) and catch-ups (Invalidate) in between change only which.
+// The second tier's invariant: fingerprints are known only for pages the cache does not hold, and then they are
+// the standby's copy's. An evicted page leaves them; a page entering the cache or invalidated is forgotten.
+TEST(DeltaBaseTest, EvictedPagesLeaveTheirFingerprintsAndInvalidatedOnesForgetThem) {
+  auto fingerprints = std::move(PageFingerprints::Create({{"mem", 4096 * uint64_t(kPageSize)}})).value();
+  DeltaBase cache(4 * kSlotBytes);
+  cache.set_fingerprints(fingerprints.get());
+  std::vector<uint8_t> out(kPageSize);
+  const std::vector<uint8_t> shipped = TaggedPage(0, 1);
+  fingerprints->Record(0, 0, TaggedPage(0, 0).data());  // an older copy, fingerprinted before
+  cache.Update(0, 0, shipped.data());
+  EXPECT_EQ(fingerprints->ChangedChunks(0, 0, shipped.data(), out.data(), kPageSize), PageFingerprints::kNotKnown)
+      << "a cached page's old fingerprints must not survive";
+  for (uint64_t i = 1; cache.Lookup(0, 0) != nullptr; ++i) cache.Update(0, i * kPageSize, TaggedPage(i, 0).data());
+  EXPECT_EQ(fingerprints->ChangedChunks(0, 0, shipped.data(), out.data(), kPageSize), 0u)
+      << "the evicted copy left its fingerprints: unchanged";
+  cache.Invalidate(0, 0);
+  EXPECT_EQ(fingerprints->ChangedChunks(0, 0, shipped.data(), out.data(), kPageSize), PageFingerprints::kNotKnown);
+  Epoch zeroed;
+  zeroed.Reset(2, false);
+  zeroed.FilledPage(0, 0, 0);
+  cache.Record(zeroed);
+  EXPECT_EQ(fingerprints->ChangedChunks(0, 0, std::vector<uint8_t>(kPageSize, 0).data(), out.data(), kPageSize), 0u)
+      << "a filled page is fingerprinted as filled";
+  cache.Clear();
+  EXPECT_EQ(fingerprints->ChangedChunks(0, 0, std::vector<uint8_t>(kPageSize, 0).data(), out.data(), kPageSize),
+            PageFingerprints::kNotKnown);
+}
+
 // With the second tier (PageFingerprints) misses may travel relative too, as their changed chunks: the cache
 // must keep the fingerprints of every page it does not hold equal to the standby's copy, or forgotten.
 class TwoTierTest : public ::testing::TestWithParam<bool> {};
