@@ -99,7 +99,8 @@ Status Epoch::Absorb(const Epoch& later) {
 }
 
 Result<std::unique_ptr<RamImage>> RamImage::Create(const VmDescriptor& descriptor,
-                                                   const std::map<std::string, std::string>& file_backed) {
+                                                   const std::map<std::string, std::string>& file_backed,
+                                                   const std::map<std::string, std::string>& read_only) {
   if (descriptor.page_size != kPageSize) return Status::Unsupported("page size other than 4096");
   std::unique_ptr<RamImage> image(new RamImage());
   for (const RamBlockInfo& block : descriptor.ram_blocks) {
@@ -108,7 +109,19 @@ Result<std::unique_ptr<RamImage>> RamImage::Create(const VmDescriptor& descripto
     }
     void* base = MAP_FAILED;
     auto it = file_backed.find(block.name);
-    if (it != file_backed.end()) {
+    auto viewed = read_only.find(block.name);
+    if (viewed != read_only.end()) {
+      if (it != file_backed.end()) return Status::InvalidArgument("RAM block " + block.name + " mapped twice");
+      UniqueFd fd(::open(viewed->second.c_str(), O_RDONLY | O_CLOEXEC));
+      if (!fd.valid()) return Status::FromErrno("open guest RAM file " + viewed->second, errno);
+      struct stat st {};
+      if (fstat(fd.get(), &st) != 0) return Status::FromErrno("stat " + viewed->second, errno);
+      if (uint64_t(st.st_size) < block.size_bytes) {
+        return Status::InvalidArgument("guest RAM file " + viewed->second + " holds " + std::to_string(st.st_size) +
+                                       " bytes, RAM block " + block.name + " " + std::to_string(block.size_bytes));
+      }
+      base = mmap(nullptr, block.size_bytes, PROT_READ, MAP_SHARED, fd.get(), 0);
+    } else if (it != file_backed.end()) {
       UniqueFd fd(::open(it->second.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600));
       if (!fd.valid()) return Status::FromErrno("open replica file " + it->second, errno);
       struct stat st {};
@@ -123,6 +136,7 @@ Result<std::unique_ptr<RamImage>> RamImage::Create(const VmDescriptor& descripto
     if (base == MAP_FAILED) return Status::FromErrno("map RAM block " + block.name, errno);
     image->blocks_.push_back(block);
     image->bases_.push_back(static_cast<uint8_t*>(base));
+    image->read_only_.push_back(viewed != read_only.end());
   }
   return image;
 }
@@ -133,6 +147,7 @@ RamImage::~RamImage() {
 
 uint8_t* RamImage::PageBuffer(uint32_t block, uint64_t offset) {
   if (block >= blocks_.size() || offset % kPageSize != 0 || offset >= blocks_[block].size_bytes) return nullptr;
+  if (read_only_[block]) return nullptr;
   return bases_[block] + offset;
 }
 
@@ -155,6 +170,10 @@ Status RamImage::Apply(const Epoch& epoch, int threads) {
         page.offset >= blocks_[page.block].size_bytes) {
       return Status::Corruption("epoch " + std::to_string(epoch.number()) + ": page outside RAM block " +
                                 std::to_string(page.block));
+    }
+    if (read_only_[page.block]) {
+      return Status::InvalidArgument("epoch " + std::to_string(epoch.number()) + ": RAM block " +
+                                     blocks_[page.block].name + " is a read-only view");
     }
     if (page.patch_size > 0) {
       TANDEM_RETURN_IF_ERROR(CheckSparsePatch(epoch.PageData(page), page.patch_size)

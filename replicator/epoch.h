@@ -111,10 +111,16 @@ class Epoch final : public PageSink {
 // Guest RAM as tandem holds it: one mapping per RAM block. Blocks named in `file_backed` are mapped
 // MAP_SHARED from that file (created and sized if needed, contents kept) so a standby QEMU started with
 // mem-path=<file>,share=on sees exactly what tandem applied; the others are anonymous memory.
+// Blocks named in `read_only` are mapped MAP_SHARED and read-only from that existing file (at least the block's
+// size; nothing is created or resized): a view of RAM another process writes, the running guest's on the
+// primary (GuestRam). PageBuffer and FilledPage refuse their pages, Apply refuses epochs that touch them, and
+// Block() of such a block must not be written through.
 class RamImage final : public PageSink {
  public:
   static Result<std::unique_ptr<RamImage>> Create(const VmDescriptor& descriptor,
-                                                  const std::map<std::string, std::string>& file_backed);
+                                                  const std::map<std::string, std::string>& file_backed,
+                                                  const std::map<std::string, std::string>& read_only = {});
+  bool read_only(uint32_t index) const { return read_only_[index]; }
   ~RamImage() override;
   RamImage(const RamImage&) = delete;
   RamImage& operator=(const RamImage&) = delete;
@@ -139,6 +145,7 @@ class RamImage final : public PageSink {
   RamImage() = default;
   std::vector<RamBlockInfo> blocks_;
   std::vector<uint8_t*> bases_;
+  std::vector<bool> read_only_;
 };
 
 }  // namespace tandem::replicator

@@ -6,29 +6,9 @@
 #include <atomic>
 #include <cstdio>
 #include <cstdlib>
-#include <new>
 
+#include "tests/replicator/counting_new.h"
 #include "tests/replicator/stream_test_util.h"
-
-namespace {
-std::atomic<uint64_t> g_allocations{0};
-std::atomic<uint64_t> g_allocated_bytes{0};
-std::atomic<bool> g_trap{false};  // debugging aid: abort on the first counted allocation
-}  // namespace
-
-void* operator new(size_t n) {
-  g_allocations.fetch_add(1, std::memory_order_relaxed);
-  g_allocated_bytes.fetch_add(n, std::memory_order_relaxed);
-  if (g_trap.load(std::memory_order_relaxed)) abort();
-  if (void* p = std::malloc(n == 0 ? 1 : n)) return p;
-  throw std::bad_alloc();
-}
-// gcc 12 -O2 inlines the replaced operator new into std::vector and then flags the free() here as mismatched.
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wmismatched-new-delete"
-void operator delete(void* p) noexcept { std::free(p); }
-void operator delete(void* p, size_t) noexcept { std::free(p); }
-#pragma GCC diagnostic pop
 
 namespace tandem::replicator::testing {
 namespace {
