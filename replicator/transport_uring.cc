@@ -333,8 +333,7 @@ class UringTransport final : public Transport {
         continue;
       }
       if (shut_.load()) return Status::Aborted("transport shut down");
-      if (timed_out || n == -ECANCELED)
-        return Status::Timeout("send: no progress for " + std::to_string(timeout_ms) + " ms");
+      if (timed_out || n == -ECANCELED) return Status::Timeout("send: no progress for " + std::to_string(timeout_ms) + " ms");
       if (n == 0 || n == -EINTR || n == -EAGAIN) continue;
       if (n == -EPIPE || n == -ECONNRESET || n == -ENOTCONN) return Status::Closed("peer closed the connection");
       return Status::FromErrno("send (io_uring)", -n);
