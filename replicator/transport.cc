@@ -56,8 +56,9 @@ Result<UniqueFd> ListenUnix(const std::string& address, const sockaddr_un& addr)
     if (errno != EADDRINUSE) return Status::FromErrno("bind " + address, errno);
     // A file is there. Replace it only if it is a socket nobody listens on any more (a listener that died).
     struct stat st;
-    if (lstat(addr.sun_path, &st) != 0 || !S_ISSOCK(st.st_mode))
+    if (lstat(addr.sun_path, &st) != 0 || !S_ISSOCK(st.st_mode)) {
       return Status::FromErrno("bind " + address, EADDRINUSE);
+    }
     UniqueFd probe(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
     if (!probe.valid()) return Status::FromErrno("socket", errno);
     if (::connect(probe.get(), reinterpret_cast<const sockaddr*>(&addr), sizeof(addr)) == 0 || errno != ECONNREFUSED) {

@@ -38,8 +38,9 @@ class PollTransport final : public Transport {
           TANDEM_RETURN_IF_ERROR(PollFor(fd_.get(), POLLOUT, timeout_ms, "send"));
           continue;
         }
-        if (errno == EPIPE || errno == ECONNRESET || errno == ENOTCONN)
+        if (errno == EPIPE || errno == ECONNRESET || errno == ENOTCONN) {
           return Status::Closed("peer closed the connection");
+        }
         return Status::FromErrno("send", errno);
       }
       AdvanceIov(iov, count, &first, size_t(n));
