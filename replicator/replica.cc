@@ -195,33 +195,33 @@ DecodeStatus Replica::HandleEpochBegin(const RecordView& record) {
     same_generation = has_resume_ && resume_generation_ == session_generation_;
     last = resume_.epoch;
   }
-  auto Replay = [&](DecodeError error, const std::string& message) {
+  auto replay = [&](DecodeError error, const std::string& message) {
     reject_status_ = AckStatus::kReplay;
     return DecodeStatus(error, Status::Aborted(message));
   };
   if (begin.full) {
     // A full epoch replaces everything; it may repeat the state already held but not go back in time.
     if (same_generation && begin.epoch < last) {
-      return Replay(DecodeError::kReplayedEpoch,
+      return replay(DecodeError::kReplayedEpoch,
                     name() + " (full) is older than epoch " + std::to_string(last) + " already applied: replayed");
     }
   } else {
     if (!same_generation) {
-      return Replay(DecodeError::kOutOfOrderEpoch, name() + " is a delta but this standby holds no epoch of the "
+      return replay(DecodeError::kOutOfOrderEpoch, name() + " is a delta but this standby holds no epoch of the "
                                                            "primary's generation: a full epoch must come first");
     }
     if (replica_differs_) {
-      return Replay(DecodeError::kOutOfOrderEpoch, name() + " is a delta but this standby's replica failed a "
+      return replay(DecodeError::kOutOfOrderEpoch, name() + " is a delta but this standby's replica failed a "
                                                            "page's hash: a full epoch must come first");
     }
     if (begin.epoch <= last) {
-      return Replay(DecodeError::kReplayedEpoch,
+      return replay(DecodeError::kReplayedEpoch,
                     name() + " was already applied (last applied " + std::to_string(last) + "): replayed");
     }
     // A merged epoch (the primary's queue overflowed while it could not ship, or a catch-up after a broken
     // connection) holds checkpoints epoch - merged .. epoch: the first of them must be the next one.
     if (begin.epoch - begin.merged != last + 1) {
-      return Replay(DecodeError::kOutOfOrderEpoch,
+      return replay(DecodeError::kOutOfOrderEpoch,
                     name() + (begin.merged > 0 ? " (merging " + std::to_string(begin.merged) + " before it)" : "") +
                         " does not continue epoch " + std::to_string(last) + ": epochs missing");
     }
