@@ -11,53 +11,13 @@
 namespace tandem::heartbeat {
 
 Result<SocketAddress> ParseAddress(const std::string& text, bool allow_port_zero) {
-  const size_t colon = text.rfind(':');
-  if (colon == std::string::npos || colon == 0 || colon + 1 == text.size()) {
-    return Status::InvalidArgument("address '" + text + "' is not ip:port");
-  }
-  std::string host = text.substr(0, colon);
-  const std::string port_text = text.substr(colon + 1);
-  int port = 0;
-  for (char c : port_text) {
-    if (c < '0' || c > '9' || port > 65535) return Status::InvalidArgument("bad port in '" + text + "'");
-    port = port * 10 + (c - '0');
-  }
-  if (port > 65535 || (port == 0 && !allow_port_zero)) return Status::InvalidArgument("bad port in '" + text + "'");
-  SocketAddress addr;
-  if (host.size() >= 2 && host.front() == '[' && host.back() == ']') {
-    auto* in6 = reinterpret_cast<sockaddr_in6*>(&addr.storage);
-    in6->sin6_family = AF_INET6;
-    in6->sin6_port = htons(uint16_t(port));
-    if (inet_pton(AF_INET6, host.substr(1, host.size() - 2).c_str(), &in6->sin6_addr) != 1) {
-      return Status::InvalidArgument("bad IPv6 address in '" + text + "'");
-    }
-    addr.len = sizeof(sockaddr_in6);
-  } else {
-    auto* in4 = reinterpret_cast<sockaddr_in*>(&addr.storage);
-    in4->sin_family = AF_INET;
-    in4->sin_port = htons(uint16_t(port));
-    if (inet_pton(AF_INET, host.c_str(), &in4->sin_addr) != 1) {
-      return Status::InvalidArgument("bad IPv4 address in '" + text + "' (numeric ip:port expected)");
-    }
-    addr.len = sizeof(sockaddr_in);
-  }
-  return addr;
+  TANDEM_ASSIGN_OR_RETURN(const NetAddress parsed, ParseNetAddress(text));
+  if (parsed.is_unix || parsed.host.empty()) return Status::InvalidArgument("address '" + text + "' is not ip:port");
+  if (parsed.port == 0 && !allow_port_zero) return Status::InvalidArgument("bad port in '" + text + "'");
+  return ResolveInet(parsed, /*passive=*/false, /*allow_names=*/false);
 }
 
-std::string FormatAddress(const sockaddr_storage& s) {
-  char host[INET6_ADDRSTRLEN] = "?";
-  if (s.ss_family == AF_INET) {
-    const auto* in4 = reinterpret_cast<const sockaddr_in*>(&s);
-    inet_ntop(AF_INET, &in4->sin_addr, host, sizeof(host));
-    return std::string(host) + ":" + std::to_string(ntohs(in4->sin_port));
-  }
-  if (s.ss_family == AF_INET6) {
-    const auto* in6 = reinterpret_cast<const sockaddr_in6*>(&s);
-    inet_ntop(AF_INET6, &in6->sin6_addr, host, sizeof(host));
-    return "[" + std::string(host) + "]:" + std::to_string(ntohs(in6->sin6_port));
-  }
-  return "?";
-}
+std::string FormatAddress(const sockaddr_storage& s) { return FormatSocketAddress(s); }
 
 Result<UniqueFd> OpenUdpSocket(const SocketAddress& local, const std::string& what) {
   UniqueFd fd(socket(local.family(), SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));

@@ -9,18 +9,15 @@
 
 #include "common/env.h"
 #include "common/fd.h"
+#include "common/net_address.h"
 #include "common/status.h"
 
 namespace tandem::heartbeat {
 
-struct SocketAddress {
-  sockaddr_storage storage{};
-  socklen_t len = 0;
-  int family() const { return storage.ss_family; }
-  const sockaddr* get() const { return reinterpret_cast<const sockaddr*>(&storage); }
-};
+using ::tandem::SocketAddress;
 
-// "a.b.c.d:port" or "[v6]:port". Port 0 only when `allow_port_zero` (bind to an ephemeral port, for tests).
+// "a.b.c.d:port" or "[v6]:port" (common/net_address.h's grammar, numeric hosts only). Port 0 only when
+// `allow_port_zero` (bind to an ephemeral port, for tests).
 Result<SocketAddress> ParseAddress(const std::string& text, bool allow_port_zero = false);
 std::string FormatAddress(const sockaddr_storage& address);
 

@@ -10,6 +10,9 @@
 // it is encoded, and every thread encodes whole records (pages, page hashes, record checksum) with its own
 // PageEncoder while the calling thread hands the finished ones to the sink in order. The bytes are identical to
 // the single-threaded encoder's; only the wall time changes.
+//
+// Files: epoch_encoder.cc (framing, single thread), epoch_encoder_parallel.cc (the threads), epoch_decoder.cc;
+// the PAGES entry header they share is page_entry.h.
 #pragma once
 
 #include <cstdint>
@@ -18,6 +21,7 @@
 #include <vector>
 
 #include "common/status.h"
+#include "replicator/decode_error.h"
 #include "replicator/epoch.h"
 #include "replicator/messages.h"
 #include "replicator/page_codec.h"
@@ -85,9 +89,11 @@ class EpochEncoder {
                       EmitPages&& emit_pages);
   Status AddPage(uint32_t block, uint64_t offset, const uint8_t* page, const uint8_t* previous, EpochSink* sink);
   Status AddFilledPage(uint32_t block, uint64_t offset, uint8_t fill, EpochSink* sink);
+  void EntryWritten(const EncodedPage& e);  // the page entry at pages_cursor_ is complete
   Status MakeRoom(EpochSink* sink);
   Status FlushPages(EpochSink* sink);
   Status Emit(RecordType type, uint32_t payload_length, EpochSink* sink);
+  void CorruptPayload(RecordType type, uint32_t payload_length);  // CorruptNextEpoch's fault
 
   // Multi-threaded pages (see the top of this file). `source` lists the epoch's pages in wire order.
   struct PageSource;
@@ -131,9 +137,9 @@ class EpochDecoder {
   // staged, for a standby that holds nothing worth keeping if the epoch breaks off: no staging copy of all RAM.
   void Begin(const EpochBeginMessage& begin, const RecordView& begin_record, const RamImage* replica,
              RamImage* write_through = nullptr);
-  Status Add(const RecordView& record);
+  DecodeStatus Add(const RecordView& record);
   // Verifies EPOCH_END's totals against what was received.
-  Status End(const RecordView& end_record);
+  DecodeStatus End(const RecordView& end_record);
 
   bool in_epoch() const { return in_epoch_; }
   uint64_t epoch_number() const { return staged_.number(); }
@@ -148,10 +154,12 @@ class EpochDecoder {
   void Discard();
 
  private:
-  Status AddPages(std::span<const uint8_t> payload);
+  DecodeStatus AddPages(std::span<const uint8_t> payload);
   void PrefetchNextBase(std::span<const uint8_t> payload, size_t pos) const;
-  Status AddDeviceState(std::span<const uint8_t> payload);
-  Status Fail(const Status& st);
+  DecodeStatus AddDeviceState(std::span<const uint8_t> payload);
+  // `st` (or Corruption(`message`)) with the epoch's number as context.
+  DecodeStatus Fail(const DecodeStatus& st);
+  DecodeStatus Fail(DecodeError error, std::string_view message);
   // True if (block, offset) was already listed in this epoch; marks it.
   bool SeenBefore(uint32_t block, uint64_t offset);
   void ForgetSeen();

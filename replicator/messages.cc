@@ -129,45 +129,54 @@ void SerializeHello(const HelloMessage& hello, std::vector<uint8_t>* payload) {
   PutString(payload, d.qemu_vmdesc_json);
 }
 
-Status ParseHello(std::span<const uint8_t> payload, HelloMessage* hello) {
+DecodeStatus ParseHello(std::span<const uint8_t> payload, HelloMessage* hello) {
   Cursor c(payload);
   uint32_t version = 0;
-  if (!c.U32(&version)) return Status::Corruption("HELLO shorter than its version field");
+  if (!c.U32(&version)) return DecodeStatus::Corrupt(DecodeError::kTruncated, "HELLO shorter than its version field");
   if (version != kProtocolVersion) {
-    return Status::Unsupported("peer speaks replication protocol version " + std::to_string(version) +
-                               ", this build speaks only version " + std::to_string(kProtocolVersion));
+    return DecodeStatus(DecodeError::kUnknownVersion,
+                        Status::Unsupported("peer speaks replication protocol version " + std::to_string(version) +
+                                            ", this build speaks only version " + std::to_string(kProtocolVersion)));
   }
-  if (payload.size() < kHelloFixedSize) return Status::Corruption("HELLO shorter than its fixed part");
+  if (payload.size() < kHelloFixedSize) {
+    return DecodeStatus::Corrupt(DecodeError::kTruncated, "HELLO shorter than its fixed part");
+  }
   uint32_t role = 0, flags = 0, page_size = 0, blocks = 0, reserved = 0;
   HelloMessage h;
   h.version = version;
   (void)(c.U32(&role) && c.U64(&h.term) && c.U64(&h.generation) && c.U64(&h.last_applied) && c.U32(&flags) &&
          c.U32(&page_size) && c.U32(&blocks) && c.U32(&reserved));
   if (role != uint32_t(PeerRole::kPrimary) && role != uint32_t(PeerRole::kStandby)) {
-    return Status::Corruption("HELLO with unknown sender role " + std::to_string(role));
+    return DecodeStatus::Corrupt(DecodeError::kBadField, "HELLO with unknown sender role " + std::to_string(role));
   }
   if ((flags & ~kHelloHasResumePoint) != 0 || reserved != 0) {
-    return Status::Corruption("HELLO with unknown flags or reserved bits set");
+    return DecodeStatus::Corrupt(DecodeError::kBadField, "HELLO with unknown flags or reserved bits set");
   }
-  if (blocks > kMaxRamBlocks) return Status::Corruption("HELLO with " + std::to_string(blocks) + " RAM blocks");
+  if (blocks > kMaxRamBlocks) {
+    return DecodeStatus::Corrupt(DecodeError::kBadField, "HELLO with " + std::to_string(blocks) + " RAM blocks");
+  }
   h.role = static_cast<PeerRole>(role);
   h.has_resume_point = (flags & kHelloHasResumePoint) != 0;
   h.descriptor.page_size = page_size;
-  if (!c.String(&h.descriptor.vm_name, kMaxNameLength)) return Status::Corruption("HELLO: bad VM name");
+  if (!c.String(&h.descriptor.vm_name, kMaxNameLength)) {
+    return DecodeStatus::Corrupt(DecodeError::kTruncated, "HELLO: bad VM name");
+  }
   for (uint32_t i = 0; i < blocks; ++i) {
     RamBlockInfo b;
     if (!c.String(&b.name, kMaxNameLength) || !c.U64(&b.size_bytes)) {
-      return Status::Corruption("HELLO: bad RAM block table entry " + std::to_string(i));
+      return DecodeStatus::Corrupt(DecodeError::kTruncated, "HELLO: bad RAM block table entry " + std::to_string(i));
     }
     h.descriptor.ram_blocks.push_back(std::move(b));
   }
   if (!c.String(&h.descriptor.qemu_configuration, kMaxRecordPayload) ||
       !c.String(&h.descriptor.qemu_vmdesc_json, kMaxRecordPayload)) {
-    return Status::Corruption("HELLO: bad QEMU configuration or vmdesc length");
+    return DecodeStatus::Corrupt(DecodeError::kTruncated, "HELLO: bad QEMU configuration or vmdesc length");
   }
-  if (c.left() != 0) return Status::Corruption("HELLO with " + std::to_string(c.left()) + " trailing bytes");
+  if (c.left() != 0) {
+    return DecodeStatus::Corrupt(DecodeError::kBadLength, "HELLO with " + std::to_string(c.left()) + " trailing bytes");
+  }
   *hello = std::move(h);
-  return Status::Ok();
+  return DecodeStatus::Ok();
 }
 
 void SerializeEpochBegin(const EpochBeginMessage& m, uint8_t out[kEpochBeginSize]) {
@@ -177,21 +186,25 @@ void SerializeEpochBegin(const EpochBeginMessage& m, uint8_t out[kEpochBeginSize
   StoreLe32(out + 20, m.merged);
 }
 
-Status ParseEpochBegin(std::span<const uint8_t> payload, EpochBeginMessage* m) {
+DecodeStatus ParseEpochBegin(std::span<const uint8_t> payload, EpochBeginMessage* m) {
   if (payload.size() != kEpochBeginSize) {
-    return Status::Corruption("EPOCH_BEGIN of " + std::to_string(payload.size()) + " bytes");
+    return DecodeStatus::Corrupt(DecodeError::kBadLength,
+                                 "EPOCH_BEGIN of " + std::to_string(payload.size()) + " bytes");
   }
   const uint32_t flags = LoadLe32(payload.data() + 16);
-  if ((flags & ~kEpochFull) != 0) return Status::Corruption("EPOCH_BEGIN with unknown flags");
+  if ((flags & ~kEpochFull) != 0) {
+    return DecodeStatus::Corrupt(DecodeError::kBadField, "EPOCH_BEGIN with unknown flags");
+  }
   m->epoch = LoadLe64(payload.data());
   m->term = LoadLe64(payload.data() + 8);
   m->full = (flags & kEpochFull) != 0;
   m->merged = LoadLe32(payload.data() + 20);
   if (m->merged != 0 && (m->full || m->merged >= m->epoch)) {
-    return Status::Corruption("EPOCH_BEGIN of epoch " + std::to_string(m->epoch) + (m->full ? " (full)" : "") +
-                              " claims to merge " + std::to_string(m->merged) + " earlier checkpoints");
+    return DecodeStatus::Corrupt(DecodeError::kBadField, "EPOCH_BEGIN of epoch " + std::to_string(m->epoch) +
+                                                            (m->full ? " (full)" : "") + " claims to merge " +
+                                                            std::to_string(m->merged) + " earlier checkpoints");
   }
-  return Status::Ok();
+  return DecodeStatus::Ok();
 }
 
 void SerializeEpochEnd(const EpochEndMessage& m, uint8_t out[kEpochEndSize]) {
@@ -205,11 +218,13 @@ void SerializeEpochEnd(const EpochEndMessage& m, uint8_t out[kEpochEndSize]) {
   StoreLe64(out + 48, m.records_hash);
 }
 
-Status ParseEpochEnd(std::span<const uint8_t> payload, EpochEndMessage* m) {
+DecodeStatus ParseEpochEnd(std::span<const uint8_t> payload, EpochEndMessage* m) {
   if (payload.size() != kEpochEndSize) {
-    return Status::Corruption("EPOCH_END of " + std::to_string(payload.size()) + " bytes");
+    return DecodeStatus::Corrupt(DecodeError::kBadLength, "EPOCH_END of " + std::to_string(payload.size()) + " bytes");
   }
-  if (LoadLe32(payload.data() + 44) != 0) return Status::Corruption("EPOCH_END with reserved bits set");
+  if (LoadLe32(payload.data() + 44) != 0) {
+    return DecodeStatus::Corrupt(DecodeError::kBadField, "EPOCH_END with reserved bits set");
+  }
   m->epoch = LoadLe64(payload.data());
   m->page_count = LoadLe64(payload.data() + 8);
   m->payload_bytes = LoadLe64(payload.data() + 16);
@@ -217,7 +232,7 @@ Status ParseEpochEnd(std::span<const uint8_t> payload, EpochEndMessage* m) {
   m->device_state_hash = LoadLe64(payload.data() + 32);
   m->record_count = LoadLe32(payload.data() + 40);
   m->records_hash = LoadLe64(payload.data() + 48);
-  return Status::Ok();
+  return DecodeStatus::Ok();
 }
 
 void SerializeAck(const AckMessage& m, std::vector<uint8_t>* payload) {
@@ -228,17 +243,18 @@ void SerializeAck(const AckMessage& m, std::vector<uint8_t>* payload) {
   PutString(payload, reason);
 }
 
-Status ParseAck(std::span<const uint8_t> payload, AckMessage* m) {
+DecodeStatus ParseAck(std::span<const uint8_t> payload, AckMessage* m) {
   Cursor c(payload);
   uint32_t status = 0;
   if (!c.U64(&m->epoch) || !c.U32(&status) || !c.String(&m->reason, kMaxAckReason) || c.left() != 0) {
-    return Status::Corruption("malformed ACK of " + std::to_string(payload.size()) + " bytes");
+    return DecodeStatus::Corrupt(DecodeError::kBadLength,
+                                 "malformed ACK of " + std::to_string(payload.size()) + " bytes");
   }
   if (status > static_cast<uint32_t>(AckStatus::kInternal)) {
-    return Status::Corruption("ACK with unknown status " + std::to_string(status));
+    return DecodeStatus::Corrupt(DecodeError::kBadField, "ACK with unknown status " + std::to_string(status));
   }
   m->status = static_cast<AckStatus>(status);
-  return Status::Ok();
+  return DecodeStatus::Ok();
 }
 
 AckStatus AckStatusFor(const Status& st) {

@@ -1,6 +1,6 @@
 // The records of the replication stream as C++ values, and their (de)serialization. Layouts: format.h and
 // FORMAT.md. Parsers never trust a length: every field is bounds-checked against the payload and bad input is a
-// Status (Corruption, or Unsupported for a version this build does not speak).
+// DecodeStatus (Corruption, or Unsupported for a version this build does not speak, with its DecodeError).
 #pragma once
 
 #include <cstdint>
@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "common/status.h"
+#include "replicator/decode_error.h"
 #include "replicator/epoch.h"
 #include "replicator/format.h"
 
@@ -58,16 +59,16 @@ uint64_t FinishRecord(RecordType type, uint8_t* record, uint32_t payload_length)
 uint64_t RecordChecksum(const uint8_t* header8, std::span<const uint8_t> payload);
 
 void SerializeHello(const HelloMessage& hello, std::vector<uint8_t>* payload);
-Status ParseHello(std::span<const uint8_t> payload, HelloMessage* hello);
+DecodeStatus ParseHello(std::span<const uint8_t> payload, HelloMessage* hello);
 
 void SerializeEpochBegin(const EpochBeginMessage& m, uint8_t out[kEpochBeginSize]);
-Status ParseEpochBegin(std::span<const uint8_t> payload, EpochBeginMessage* m);
+DecodeStatus ParseEpochBegin(std::span<const uint8_t> payload, EpochBeginMessage* m);
 
 void SerializeEpochEnd(const EpochEndMessage& m, uint8_t out[kEpochEndSize]);
-Status ParseEpochEnd(std::span<const uint8_t> payload, EpochEndMessage* m);
+DecodeStatus ParseEpochEnd(std::span<const uint8_t> payload, EpochEndMessage* m);
 
 void SerializeAck(const AckMessage& m, std::vector<uint8_t>* payload);
-Status ParseAck(std::span<const uint8_t> payload, AckMessage* m);
+DecodeStatus ParseAck(std::span<const uint8_t> payload, AckMessage* m);
 
 // The ACK status that reports `st` to the primary.
 AckStatus AckStatusFor(const Status& st);

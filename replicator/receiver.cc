@@ -67,6 +67,7 @@ ReceiverStats EpochReceiver::stats() const {
   s.epochs_applied = c.epochs_applied;
   s.epochs_rejected = c.epochs_rejected;
   s.last_apply_ms = c.last_apply_ms;
+  s.last_rejection = c.last_rejection;
   std::lock_guard<std::mutex> lock(mu_);
   s.primary_connected = connected_;
   s.bytes_received = bytes_received_;
@@ -114,8 +115,8 @@ void EpochReceiver::Serve(std::unique_ptr<Transport> transport) {
   uint64_t counted = 0;
   std::string ended;  // why the connection ended, when it is worth reporting
   while (!stop_.load()) {
-    Status st = t->WaitReadable(kIdlePollMs);
-    if (st.IsTimeout()) {
+    Status waited = t->WaitReadable(kIdlePollMs);
+    if (waited.IsTimeout()) {
       if (NewConnectionPending()) {
         ended = "replaced by a new connection from the primary";
         TLOG_WARN("receiver", "a new primary connection is waiting: dropping the current one");
@@ -125,7 +126,8 @@ void EpochReceiver::Serve(std::unique_ptr<Transport> transport) {
     }
     RecordView rec;
     reply.clear();
-    if (st.ok()) st = reader.Next(options_.io_timeout_ms, options_.io_timeout_ms, &rec);
+    DecodeStatus st = waited.ok() ? reader.Next(options_.io_timeout_ms, options_.io_timeout_ms, &rec)
+                                  : DecodeStatus(waited);
     {
       std::lock_guard<std::mutex> lock(mu_);
       bytes_received_ += reader.bytes_read() - counted;
@@ -135,7 +137,7 @@ void EpochReceiver::Serve(std::unique_ptr<Transport> transport) {
       if (stop_.load()) break;
       replica_.OnStreamError(st, &reply);
       // A primary that closes between records is not an error worth reporting.
-      if (!(st.IsClosed() && st.message() == "end of stream")) ended = st.ToString();
+      if (!(st.status().IsClosed() && st.status().message() == "end of stream")) ended = st.ToString();
       if (!reply.empty()) {
         iovec iov{reply.data(), reply.size()};
         t->Send({&iov, 1}, options_.io_timeout_ms).ok();

@@ -1,7 +1,9 @@
 // The standby's side of replication: listens for the primary, applies only complete, verified epochs to the
 // replica RAM (a file the warm standby QEMU maps) and acknowledges each one. Any bad input rejects the
-// connection with an ACK that tells the primary why (the primary then reconnects and resyncs in full); nothing
-// of a rejected or incomplete epoch is ever applied. The protocol rules live in Replica (replica.h).
+// connection with an ACK that tells the primary why; nothing of a rejected or incomplete epoch is ever applied.
+// The primary then reconnects and resyncs: with a catch-up epoch when this standby's HELLO offers the epoch it
+// holds, in full when it offers none (Replica::HandleHello withholds it after a page rebuilt from the replica
+// failed its hash). The protocol rules live in Replica (replica.h).
 #pragma once
 
 #include <atomic>
@@ -22,7 +24,7 @@
 namespace tandem::replicator {
 
 struct ReceiverOptions {
-  std::string listen_address;  // host:port; port 0 picks a free one (see port())
+  std::string listen_address;  // "host:port", "[v6]:port" or "unix:/path"; port 0 picks a free one (see port())
   // RAM block name -> replica file. The file is kept across connections; a full epoch rewrites all of it.
   std::map<std::string, std::string> file_backed_blocks;
   std::string expected_vm_name;
@@ -40,6 +42,7 @@ struct ReceiverStats {
   uint64_t bytes_received = 0;
   double last_apply_ms = 0;
   std::string last_error;
+  DecodeError last_rejection = DecodeError::kNone;  // what was wrong with the last epoch or connection rejected
 };
 
 class EpochReceiver {

@@ -35,11 +35,11 @@ void Replica::StartSession() {
   reject_status_ = AckStatus::kOk;
 }
 
-Status Replica::OnRecord(const RecordView& record, std::vector<uint8_t>* reply) {
-  if (session_failed_) return Status::Aborted("session already rejected");
+DecodeStatus Replica::OnRecord(const RecordView& record, std::vector<uint8_t>* reply) {
+  if (session_failed_) return DecodeStatus(Status::Aborted("session already rejected"));
   reject_status_ = AckStatus::kOk;
   rejecting_epoch_valid_ = false;
-  Status st;
+  DecodeStatus st;
   switch (static_cast<RecordType>(record.type)) {
     case RecordType::kHello:
       st = HandleHello(record, reply);
@@ -52,18 +52,19 @@ Status Replica::OnRecord(const RecordView& record, std::vector<uint8_t>* reply) 
       break;
     default:
       if (!have_hello_) {
-        st = Status::Corruption(std::string(RecordTypeName(record.type)) + " record before HELLO");
+        st = DecodeStatus::Corrupt(DecodeError::kUnexpectedRecord,
+                                   std::string(RecordTypeName(record.type)) + " record before HELLO");
       } else {
         st = decoder_.Add(record);
       }
       break;
   }
-  if (!st.ok()) return Reject(st, reject_status_ != AckStatus::kOk ? reject_status_ : AckStatusFor(st), reply);
+  if (!st.ok()) return Reject(st, reject_status_ != AckStatus::kOk ? reject_status_ : AckStatusFor(st.status()), reply);
   return st;
 }
 
-void Replica::OnStreamError(const Status& error, std::vector<uint8_t>* reply) {
-  if (error.IsCorruption()) {
+void Replica::OnStreamError(const DecodeStatus& error, std::vector<uint8_t>* reply) {
+  if (error.status().IsCorruption()) {
     Reject(decoder_.in_epoch() ? error.WithContext("epoch " + std::to_string(decoder_.epoch_number())) : error,
            AckStatus::kCorruption, reply)
         .ok();
@@ -77,7 +78,7 @@ void Replica::OnStreamError(const Status& error, std::vector<uint8_t>* reply) {
   session_failed_ = true;
 }
 
-Status Replica::Reject(const Status& error, AckStatus status, std::vector<uint8_t>* reply) {
+DecodeStatus Replica::Reject(const DecodeStatus& error, AckStatus status, std::vector<uint8_t>* reply) {
   const bool epoch_level = decoder_.in_epoch() || rejecting_epoch_valid_;
   const uint64_t epoch = decoder_.in_epoch() ? decoder_.epoch_number() : rejecting_epoch_valid_ ? rejecting_epoch_ : 0;
   if (decoder_.replica_differs()) {
@@ -97,28 +98,34 @@ Status Replica::Reject(const Status& error, AckStatus status, std::vector<uint8_
     std::lock_guard<std::mutex> lock(mu_);
     if (epoch_level) counters_.epochs_rejected++;
     counters_.last_error = error.ToString();
+    counters_.last_rejection = error.error();
   }
   AppendAck(epoch, status, error.ToString(), &payload_, reply);
   return error;
 }
 
-Status Replica::HandleHello(const RecordView& record, std::vector<uint8_t>* reply) {
-  if (have_hello_) return Status::Corruption("second HELLO on one connection");
+DecodeStatus Replica::HandleHello(const RecordView& record, std::vector<uint8_t>* reply) {
+  if (have_hello_) return DecodeStatus::Corrupt(DecodeError::kUnexpectedRecord, "second HELLO on one connection");
   HelloMessage hello;
-  TANDEM_RETURN_IF_ERROR(ParseHello(record.payload, &hello));
-  if (hello.role != PeerRole::kPrimary) return Status::Corruption("HELLO from a standby: both ends are standbys");
+  TANDEM_RETURN_IF_DECODE_ERROR(ParseHello(record.payload, &hello));
+  if (hello.role != PeerRole::kPrimary) {
+    return DecodeStatus::Corrupt(DecodeError::kWrongPeer, "HELLO from a standby: both ends are standbys");
+  }
   if (hello.term < max_term_) {
     reject_status_ = AckStatus::kOldTerm;
-    return Status::Aborted("primary of term " + std::to_string(hello.term) + " is older than term " +
-                           std::to_string(max_term_) + " already seen: a newer primary exists");
+    return DecodeStatus(DecodeError::kOldTerm,
+                        Status::Aborted("primary of term " + std::to_string(hello.term) + " is older than term " +
+                                        std::to_string(max_term_) + " already seen: a newer primary exists"));
   }
   const VmDescriptor& d = hello.descriptor;
   if (!options_.expected_vm_name.empty() && d.vm_name != options_.expected_vm_name) {
-    return Status::InvalidArgument("primary replicates VM '" + d.vm_name + "' but this standby is for VM '" +
-                                   options_.expected_vm_name + "'");
+    return DecodeStatus(DecodeError::kWrongPeer,
+                        Status::InvalidArgument("primary replicates VM '" + d.vm_name +
+                                                "' but this standby is for VM '" + options_.expected_vm_name + "'"));
   }
   if (d.page_size != kPageSize) {
-    return Status::Unsupported("page size " + std::to_string(d.page_size) + " (only 4096 is supported)");
+    return DecodeStatus(DecodeError::kUnsupported,
+                        Status::Unsupported("page size " + std::to_string(d.page_size) + " (only 4096 is supported)"));
   }
   if (image_ == nullptr || !SameLayout(image_->blocks(), d.ram_blocks)) {
     if (image_ != nullptr) {
@@ -133,7 +140,7 @@ Status Replica::HandleHello(const RecordView& record, std::vector<uint8_t>* repl
     auto image = RamImage::Create(d, options_.file_backed_blocks);
     if (!image.ok()) {
       reject_status_ = image.status().code() == Status::Code::kIoError ? AckStatus::kInternal : AckStatus::kMismatch;
-      return image.status().WithContext("create replica");
+      return DecodeStatus(image.status().WithContext("create replica"));
     }
     image_ = std::move(image).value();
   }
@@ -159,24 +166,26 @@ Status Replica::HandleHello(const RecordView& record, std::vector<uint8_t>* repl
   AppendRecord(RecordType::kHello, payload_, reply);
   TLOG_INFO("replica", "primary connected: VM %s, term %" PRIu64 ", generation %016" PRIx64 ", %zu RAM blocks",
             d.vm_name.c_str(), hello.term, hello.generation, d.ram_blocks.size());
-  return Status::Ok();
+  return DecodeStatus::Ok();
 }
 
-Status Replica::HandleEpochBegin(const RecordView& record) {
-  if (!have_hello_) return Status::Corruption("EPOCH_BEGIN before HELLO");
+DecodeStatus Replica::HandleEpochBegin(const RecordView& record) {
+  if (!have_hello_) return DecodeStatus::Corrupt(DecodeError::kUnexpectedRecord, "EPOCH_BEGIN before HELLO");
   if (decoder_.in_epoch()) {
-    return Status::Corruption("EPOCH_BEGIN inside epoch " + std::to_string(decoder_.epoch_number()) +
-                              ": records out of order");
+    return DecodeStatus::Corrupt(
+        DecodeError::kUnexpectedRecord,
+        "EPOCH_BEGIN inside epoch " + std::to_string(decoder_.epoch_number()) + ": records out of order");
   }
   EpochBeginMessage begin;
-  TANDEM_RETURN_IF_ERROR(ParseEpochBegin(record.payload, &begin));
+  TANDEM_RETURN_IF_DECODE_ERROR(ParseEpochBegin(record.payload, &begin));
   rejecting_epoch_ = begin.epoch;
   rejecting_epoch_valid_ = true;
   // Built only on the error paths: steady-state epochs allocate nothing here.
   auto name = [&] { return "epoch " + std::to_string(begin.epoch); };
   if (begin.term != session_term_) {
-    return Status::Corruption(name() + " has term " + std::to_string(begin.term) + " but the HELLO said term " +
-                              std::to_string(session_term_));
+    return DecodeStatus::Corrupt(DecodeError::kTermMismatch, name() + " has term " + std::to_string(begin.term) +
+                                                                 " but the HELLO said term " +
+                                                                 std::to_string(session_term_));
   }
   bool same_generation, has_resume;
   uint64_t last;
@@ -186,42 +195,49 @@ Status Replica::HandleEpochBegin(const RecordView& record) {
     same_generation = has_resume_ && resume_generation_ == session_generation_;
     last = resume_.epoch;
   }
-  reject_status_ = AckStatus::kReplay;
+  auto replay = [&](DecodeError error, const std::string& message) {
+    reject_status_ = AckStatus::kReplay;
+    return DecodeStatus(error, Status::Aborted(message));
+  };
   if (begin.full) {
     // A full epoch replaces everything; it may repeat the state already held but not go back in time.
     if (same_generation && begin.epoch < last) {
-      return Status::Aborted(name() + " (full) is older than epoch " + std::to_string(last) + " already applied: replayed");
+      return replay(DecodeError::kReplayedEpoch,
+                    name() + " (full) is older than epoch " + std::to_string(last) + " already applied: replayed");
     }
   } else {
     if (!same_generation) {
-      return Status::Aborted(name() + " is a delta but this standby holds no epoch of the primary's generation: a full epoch must come first");
+      return replay(DecodeError::kOutOfOrderEpoch, name() + " is a delta but this standby holds no epoch of the "
+                                                           "primary's generation: a full epoch must come first");
     }
     if (replica_differs_) {
-      return Status::Aborted(name() + " is a delta but this standby's replica failed a page's hash: a full epoch must come first");
+      return replay(DecodeError::kOutOfOrderEpoch, name() + " is a delta but this standby's replica failed a "
+                                                           "page's hash: a full epoch must come first");
     }
     if (begin.epoch <= last) {
-      return Status::Aborted(name() + " was already applied (last applied " + std::to_string(last) + "): replayed");
+      return replay(DecodeError::kReplayedEpoch,
+                    name() + " was already applied (last applied " + std::to_string(last) + "): replayed");
     }
     // A merged epoch (the primary's queue overflowed while it could not ship, or a catch-up after a broken
     // connection) holds checkpoints epoch - merged .. epoch: the first of them must be the next one.
     if (begin.epoch - begin.merged != last + 1) {
-      return Status::Aborted(name() + (begin.merged > 0 ? " (merging " + std::to_string(begin.merged) + " before it)" : "") +
-                             " does not continue epoch " + std::to_string(last) + ": epochs missing");
+      return replay(DecodeError::kOutOfOrderEpoch,
+                    name() + (begin.merged > 0 ? " (merging " + std::to_string(begin.merged) + " before it)" : "") +
+                        " does not continue epoch " + std::to_string(last) + ": epochs missing");
     }
   }
-  reject_status_ = AckStatus::kOk;
   // A full epoch for a standby that holds no epoch at all (first sync, restarted standby) is written straight
   // into the replica: if it breaks off there is nothing to keep, and no staging copy of all RAM is needed. With
   // a resume point it is staged, so that the replica stays that resume point until the new copy is complete.
   decoder_.Begin(begin, record, image_.get(), begin.full && !has_resume ? image_.get() : nullptr);
-  return Status::Ok();
+  return DecodeStatus::Ok();
 }
 
-Status Replica::HandleEpochEnd(const RecordView& record, std::vector<uint8_t>* reply) {
-  if (!have_hello_) return Status::Corruption("EPOCH_END before HELLO");
+DecodeStatus Replica::HandleEpochEnd(const RecordView& record, std::vector<uint8_t>* reply) {
+  if (!have_hello_) return DecodeStatus::Corrupt(DecodeError::kUnexpectedRecord, "EPOCH_END before HELLO");
   rejecting_epoch_ = decoder_.epoch_number();
   rejecting_epoch_valid_ = decoder_.in_epoch();
-  TANDEM_RETURN_IF_ERROR(decoder_.End(record));
+  TANDEM_RETURN_IF_DECODE_ERROR(decoder_.End(record));
   if (options_.debug_apply_delay_ms > 0) {
     std::this_thread::sleep_for(std::chrono::milliseconds(options_.debug_apply_delay_ms));
   }
@@ -233,7 +249,7 @@ Status Replica::HandleEpochEnd(const RecordView& record, std::vector<uint8_t>* r
     // Under the lock: resume_point() sees the replica before or after this epoch, never half of it.
     std::lock_guard<std::mutex> lock(mu_);
     Status st = image_->Apply(staged, std::clamp(UsableCpus(), 1, std::max(1, options_.apply_threads)));
-    if (!st.ok()) return st.WithContext("apply");  // Apply checked every page before writing any
+    if (!st.ok()) return DecodeStatus(st.WithContext("apply"));  // Apply checked every page before writing any
     if (decoder_.has_device_state()) resume_.device_state.swap(staged.device_state());
     if (!has_resume_ || resume_generation_ != session_generation_) {
       if (!decoder_.has_device_state()) resume_.device_state.clear();
@@ -253,7 +269,7 @@ Status Replica::HandleEpochEnd(const RecordView& record, std::vector<uint8_t>* r
   }
   decoder_.Discard();
   AppendAck(number, AckStatus::kOk, "", &payload_, reply);
-  return Status::Ok();
+  return DecodeStatus::Ok();
 }
 
 std::optional<ResumePoint> Replica::resume_point() const {

@@ -47,6 +47,7 @@ struct ReplicaCounters {
   uint64_t epochs_rejected = 0;
   double last_apply_ms = 0;
   std::string last_error;
+  DecodeError last_rejection = DecodeError::kNone;  // what was wrong with the bytes of the last rejection
 };
 
 class Replica {
@@ -60,11 +61,12 @@ class Replica {
   void StartSession();
   // One record whose framing (length, checksum) RecordReader verified. On success *reply receives framed
   // records to send back, if any (the standby's HELLO, an epoch's ACK). On error nothing of the current epoch
-  // was applied, *reply receives an ACK that says why, and the session is over.
-  Status OnRecord(const RecordView& record, std::vector<uint8_t>* reply);
+  // was applied, *reply receives an ACK that says why, and the session is over; the DecodeError says what was
+  // wrong (kNone for a failure on the standby's side, e.g. creating the replica).
+  DecodeStatus OnRecord(const RecordView& record, std::vector<uint8_t>* reply);
   // The stream failed below the record level. Drops the epoch in progress. A corrupt record is a rejection
   // (counted, ACK in *reply); a stream that just ended or broke is not (the peer is gone, nothing to tell).
-  void OnStreamError(const Status& error, std::vector<uint8_t>* reply);
+  void OnStreamError(const DecodeStatus& error, std::vector<uint8_t>* reply);
 
   std::optional<ResumePoint> resume_point() const;
   ReplicaCounters counters() const;
@@ -72,10 +74,10 @@ class Replica {
   const RamImage* image() const { return image_.get(); }
 
  private:
-  Status HandleHello(const RecordView& record, std::vector<uint8_t>* reply);
-  Status HandleEpochBegin(const RecordView& record);
-  Status HandleEpochEnd(const RecordView& record, std::vector<uint8_t>* reply);
-  Status Reject(const Status& error, AckStatus status, std::vector<uint8_t>* reply);
+  DecodeStatus HandleHello(const RecordView& record, std::vector<uint8_t>* reply);
+  DecodeStatus HandleEpochBegin(const RecordView& record);
+  DecodeStatus HandleEpochEnd(const RecordView& record, std::vector<uint8_t>* reply);
+  DecodeStatus Reject(const DecodeStatus& error, AckStatus status, std::vector<uint8_t>* reply);
 
   const ReplicaOptions options_;
   Clock* clock_;

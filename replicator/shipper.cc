@@ -8,6 +8,7 @@
 
 #include "common/log.h"
 #include "replicator/epoch_codec.h"
+#include "replicator/link_meter.h"
 #include "replicator/messages.h"
 
 namespace tandem::replicator {
@@ -19,14 +20,6 @@ constexpr size_t kPoolCapacity = 16;
 constexpr int kAckPollMs = 100;
 // A full epoch is the whole RAM: the standby stages, verifies and applies all of it before acknowledging.
 constexpr int kFullEpochAckFactor = 10;
-// A standby that missed more than this share of RAM's pages is sent a full epoch instead of a catch-up.
-constexpr uint64_t kCatchUpMaxShare = 4;
-// Epochs that leave fewer bytes unsent are not watched while the link drains them (see TimeDrain).
-constexpr uint64_t kMinUnsentToTime = 64 << 10;
-// How often the sender looks at the send queue while it drains, and the shortest drain it times (5 polls: the
-// rate it finds is off by under a fifth).
-constexpr auto kDrainPoll = std::chrono::milliseconds(1);
-constexpr int64_t kMinDrainNs = 5'000'000;
 
 // Timeouts and deadlines run on real time even when a test drives clock_ (which only times what is reported).
 int64_t RealNowNs() {
@@ -75,11 +68,7 @@ struct EpochShipper::Connection {
   // From the standby's HELLO: it holds this epoch of this primary's generation (it missed only what followed).
   bool standby_holds_our_epoch = false;
   uint64_t standby_epoch = 0;
-  // Sender thread: the send queue when the last epoch was written, to measure what the link drains.
-  int64_t last_epoch_sent_ns = 0;
-  uint64_t queued_after_last_epoch = 0;
-  bool timing_drain = false;        // watching that queue empty (TimeDrain)
-  uint64_t drained_bytes_per_s = 0;  // what TimeDrain found, for the next epoch's sample; 0 = nothing
+  LinkMeter meter;  // sender thread
 };
 
 EpochShipper::EpochShipper(ShipperOptions options, Clock* clock)
@@ -98,21 +87,15 @@ Status EpochShipper::Start(const VmDescriptor& descriptor, std::unique_ptr<RamIm
   if (started_) return Status::InvalidArgument("shipper already started");
   if (mirror == nullptr) return Status::InvalidArgument("shipper needs the mirror of the VM's RAM");
   if (options_.max_in_flight < 1) return Status::InvalidArgument("max_in_flight must be at least 1");
-  std::string host;
-  uint16_t port = 0;
-  TANDEM_RETURN_IF_ERROR(ParseHostPort(options_.standby_address, &host, &port).WithContext("standby address"));
+  TANDEM_RETURN_IF_ERROR(CheckStreamAddress(options_.standby_address).WithContext("standby address"));
   if (mirror->blocks() != descriptor.ram_blocks) {
     return Status::InvalidArgument("mirror layout differs from the VM descriptor");
   }
   descriptor_ = descriptor;
-  mirror_ = std::move(mirror);
-  device_state_ = std::move(device_state);
-  mirror_epoch_ = first_epoch;
-  page_epochs_.clear();
-  for (const RamBlockInfo& b : descriptor.ram_blocks) page_epochs_.emplace_back(b.size_bytes / kPageSize, first_epoch);
+  mirror_.Reset(std::move(mirror), std::move(device_state), first_epoch);
   generation_ = NewGeneration(clock_);
-  queue_.resize(kQueueCapacity);
-  in_flight_.resize(kInFlightCapacity);
+  queue_.Reserve(kQueueCapacity);
+  in_flight_.Reserve(kInFlightCapacity);
   pool_.reserve(kPoolCapacity);
   stats_.last_submitted = first_epoch;
   started_ = true;
@@ -151,12 +134,13 @@ void EpochShipper::Submit(std::unique_ptr<Epoch> epoch) {
     return;
   }
   if (epoch->number() != stats_.last_submitted + 1) {
-    TLOG_WARN("shipper", "epoch %" PRIu64 " submitted after epoch %" PRIu64 ": the standby will refuse the gap and resync",
+    TLOG_WARN("shipper",
+              "epoch %" PRIu64 " submitted after epoch %" PRIu64 ": the standby will refuse the gap and resync",
               epoch->number(), stats_.last_submitted);
   }
   const size_t max_in_flight = size_t(options_.max_in_flight);
   auto may_queue = [&] {
-    return queue_size_ < queue_.size() && !(protected_ && queue_size_ + sending_ + in_flight_size_ >= max_in_flight);
+    return !queue_.full() && !(protected_ && queue_.size() + sending_ + in_flight_.size() >= max_in_flight);
   };
   bool merged = false;
   cv_.wait(lock, [&] {
@@ -170,8 +154,7 @@ void EpochShipper::Submit(std::unique_ptr<Epoch> epoch) {
     RecycleLocked(std::move(epoch));
     return;
   }
-  queue_[(queue_head_ + queue_size_) % queue_.size()] = std::move(epoch);
-  queue_size_++;
+  queue_.Push(std::move(epoch));
   cv_.notify_all();
 }
 
@@ -180,9 +163,8 @@ bool EpochShipper::MergeIntoNewestQueued(const Epoch& epoch) {
   // acknowledgement is awaited, so the VM must not wait either. The newest queued epoch absorbs this one; it
   // stays put while the queue is full (the sender takes from the head), and merging keeps memory bounded by
   // the pages dirtied meanwhile, not by the time the link takes.
-  if (queue_size_ < queue_.size()) return false;
-  Epoch& newest = *queue_[(queue_head_ + queue_size_ - 1) % queue_.size()];
-  if (Status st = newest.Absorb(epoch); !st.ok()) {
+  if (!queue_.full()) return false;
+  if (Status st = queue_.newest().Absorb(epoch); !st.ok()) {
     if (merge_refused_epoch_ != epoch.number()) {  // once, not on every wake-up of the waiting Submit
       TLOG_ERROR("shipper", "cannot merge epoch %" PRIu64 " into the queue (%s): the VM waits for the queue instead",
                  epoch.number(), st.ToString().c_str());
@@ -201,9 +183,7 @@ bool EpochShipper::MergeIntoNewestQueued(const Epoch& epoch) {
 
 std::unique_ptr<Epoch> EpochShipper::PopQueued() {
   // mu_ held by the caller.
-  std::unique_ptr<Epoch> e = std::move(queue_[queue_head_]);
-  queue_head_ = (queue_head_ + 1) % queue_.size();
-  queue_size_--;
+  std::unique_ptr<Epoch> e = queue_.Pop();
   cv_.notify_all();
   return e;
 }
@@ -224,26 +204,15 @@ void EpochShipper::Stop() {
   if (sender_.joinable()) sender_.join();
 }
 
-void EpochShipper::FoldIntoMirror(Epoch& epoch) {
-  Status st = mirror_->Apply(epoch);
-  if (!st.ok()) {
-    TLOG_ERROR("shipper", "epoch %" PRIu64 " does not fit the mirror: %s", epoch.number(), st.ToString().c_str());
-  } else {
-    for (const PageRecord& p : epoch.pages()) page_epochs_[p.block][p.offset / kPageSize] = epoch.number();
-  }
-  if (!epoch.device_state().empty()) device_state_.swap(epoch.device_state());
-  mirror_epoch_ = epoch.number();
-}
-
 void EpochShipper::FoldQueued() {
   for (;;) {
     std::unique_ptr<Epoch> e;
     {
       std::lock_guard<std::mutex> lock(mu_);
-      if (queue_size_ == 0) return;
+      if (queue_.size() == 0) return;
       e = PopQueued();
     }
-    FoldIntoMirror(*e);
+    mirror_.Fold(*e);
     Recycle(std::move(e));
   }
 }
@@ -253,7 +222,7 @@ void EpochShipper::MarkUnprotected(const Status& why) {
   const bool was = protected_;
   protected_ = false;
   stats_.standby_connected = false;
-  in_flight_size_ = 0;
+  in_flight_.Clear();
   if (!why.ok()) stats_.last_error = why.ToString();
   if (was || !unprotected_logged_) {
     TLOG_WARN("shipper", "%s standby %s (%s): the VM runs UNPROTECTED until a standby holds a full copy again",
@@ -318,8 +287,8 @@ void EpochShipper::SenderLoop() {
       std::unique_lock<std::mutex> lock(mu_);
       const int64_t left = deadline - RealNowNs();
       if (stop_ || left <= 0) break;
-      cv_.wait_for(lock, std::chrono::nanoseconds(left), [&] { return stop_ || queue_size_ > 0; });
-      if (queue_size_ > 0) {
+      cv_.wait_for(lock, std::chrono::nanoseconds(left), [&] { return stop_ || queue_.size() > 0; });
+      if (queue_.size() > 0) {
         lock.unlock();
         FoldQueued();
       }
@@ -342,7 +311,8 @@ Status EpochShipper::Connect(std::unique_ptr<Connection>* out) {
   TANDEM_RETURN_IF_ERROR(encoder_->EncodeHello(hello, conn->sink.get()).WithContext("send HELLO"));
   RecordReader reader(conn->transport.get());
   RecordView rec;
-  TANDEM_RETURN_IF_ERROR(reader.Next(options_.io_timeout_ms, options_.io_timeout_ms, &rec).WithContext("await standby HELLO"));
+  TANDEM_RETURN_IF_ERROR(
+      reader.Next(options_.io_timeout_ms, options_.io_timeout_ms, &rec).WithContext("await standby HELLO"));
   if (rec.type == uint32_t(RecordType::kAck)) {
     AckMessage ack;
     TANDEM_RETURN_IF_ERROR(ParseAck(rec.payload, &ack));
@@ -371,41 +341,24 @@ Status EpochShipper::Connect(std::unique_ptr<Connection>* out) {
   return Status::Ok();
 }
 
-bool EpochShipper::ChangedSince(uint64_t epoch, std::vector<PageRef>* pages) const {
-  if (epoch > mirror_epoch_ || mirror_epoch_ - epoch > UINT32_MAX) return false;
-  uint64_t total = 0;
-  for (const std::vector<uint64_t>& block : page_epochs_) total += block.size();
-  for (uint32_t b = 0; b < page_epochs_.size(); ++b) {
-    for (uint64_t i = 0; i < page_epochs_[b].size(); ++i) {
-      if (page_epochs_[b][i] <= epoch) continue;
-      if (pages->size() >= total / kCatchUpMaxShare) return false;  // as well send it all
-      pages->push_back({b, i * kPageSize});
-    }
-  }
-  return true;
-}
-
 void EpochShipper::NoteSentLocked(uint64_t epoch, uint64_t wire_bytes, int ack_timeout_factor) {
-  in_flight_[(in_flight_head_ + in_flight_size_++) % in_flight_.size()] = {
-      epoch, RealNowNs() + int64_t(options_.io_timeout_ms) * ack_timeout_factor * 1'000'000};
+  in_flight_.Sent(epoch, RealNowNs() + int64_t(options_.io_timeout_ms) * ack_timeout_factor * 1'000'000);
   stats_.last_sent = epoch;
   stats_.epochs_sent++;
   stats_.bytes_sent += wire_bytes;
 }
 
 Status EpochShipper::SendFull(Connection& conn) {
-  const uint64_t full = mirror_epoch_;
+  const uint64_t full = mirror_.epoch();
   {
     std::lock_guard<std::mutex> lock(mu_);
     resync_epoch_ = full;
   }
-  uint64_t ram = 0;
-  for (const RamBlockInfo& b : mirror_->blocks()) ram += b.size_bytes;
-  TLOG_INFO("shipper", "full resync: sending epoch %" PRIu64 " (%" PRIu64 " MiB of RAM, %zu bytes of device state)", full,
-            ram >> 20, device_state_.size());
+  TLOG_INFO("shipper", "full resync: sending epoch %" PRIu64 " (%" PRIu64 " MiB of RAM, %zu bytes of device state)",
+            full, mirror_.ram_bytes() >> 20, mirror_.device_state().size());
   const int64_t start = clock_->NowNanos();
   const uint64_t sent_before = conn.sink->bytes_sent();
-  Status st = encoder_->EncodeFull(full, options_.term, *mirror_, device_state_, conn.sink.get());
+  Status st = encoder_->EncodeFull(full, options_.term, mirror_.image(), mirror_.device_state(), conn.sink.get());
   if (!st.ok()) return st.WithContext("send full epoch " + std::to_string(full));
   TLOG_INFO("shipper", "full epoch %" PRIu64 " sent: %.1f MiB on the wire in %.1f ms", full,
             (conn.sink->bytes_sent() - sent_before) / 1048576.0, (clock_->NowNanos() - start) / 1e6);
@@ -416,7 +369,7 @@ Status EpochShipper::SendFull(Connection& conn) {
 }
 
 Status EpochShipper::SendCatchUp(Connection& conn, std::span<const PageRef> changed) {
-  const uint64_t held = conn.standby_epoch, now = mirror_epoch_;
+  const uint64_t held = conn.standby_epoch, now = mirror_.epoch();
   std::unique_lock<std::mutex> lock(mu_);
   resync_epoch_ = now;
   if (held == now) {
@@ -428,8 +381,8 @@ Status EpochShipper::SendCatchUp(Connection& conn, std::span<const PageRef> chan
   lock.unlock();
   const int64_t start = clock_->NowNanos();
   const uint64_t sent_before = conn.sink->bytes_sent();
-  Status st = encoder_->EncodeCatchUp(now, uint32_t(now - held - 1), options_.term, *mirror_, changed, device_state_,
-                                      conn.sink.get());
+  Status st = encoder_->EncodeCatchUp(now, uint32_t(now - held - 1), options_.term, mirror_.image(), changed,
+                                      mirror_.device_state(), conn.sink.get());
   if (!st.ok()) return st.WithContext("send catch-up epoch " + std::to_string(now));
   TLOG_INFO("shipper", "catch-up resync: standby holds epoch %" PRIu64 ", sent epochs %" PRIu64 "..%" PRIu64
             " as one: %zu changed pages, %.1f MiB on the wire in %.1f ms (not the whole RAM)", held, held + 1, now,
@@ -447,21 +400,22 @@ Status EpochShipper::Serve(Connection& conn) {
     std::lock_guard<std::mutex> lock(mu_);
     if (stop_) return Status::Aborted("stopping");
     current_ = &conn;
-    in_flight_size_ = 0;
+    in_flight_.Clear();
   }
   conn.ack_thread = std::thread([this, c = &conn] { AckLoop(c); });
   std::vector<PageRef> changed;
-  const bool catch_up = conn.standby_holds_our_epoch && ChangedSince(conn.standby_epoch, &changed);
+  const bool catch_up = conn.standby_holds_our_epoch && mirror_.ChangedSince(conn.standby_epoch, &changed);
   TANDEM_RETURN_IF_ERROR(catch_up ? SendCatchUp(conn, changed) : SendFull(conn));
 
   for (;;) {
     std::unique_ptr<Epoch> e;
     {
       std::unique_lock<std::mutex> lock(mu_);
-      auto ready = [&] { return stop_ || conn.failed || (queue_size_ > 0 && in_flight_size_ < in_flight_.size()); };
-      while (conn.timing_drain && !ready()) {
-        cv_.wait_for(lock, kDrainPoll);
-        TimeDrain(conn);
+      auto ready = [&] { return stop_ || conn.failed || (queue_.size() > 0 && !in_flight_.full()); };
+      // A link that idles between epochs is timed while it drains the last one (LinkMeter::PollDrain).
+      while (conn.meter.draining() && !ready()) {
+        cv_.wait_for(lock, LinkMeter::kDrainPoll);
+        conn.meter.PollDrain(conn.transport->QueuedBytes(), RealNowNs());
       }
       cv_.wait(lock, ready);
       if (stop_) return Status::Aborted("stopping");
@@ -480,7 +434,7 @@ Status EpochShipper::Serve(Connection& conn) {
       // Let the standby apply everything before this epoch, so that what it holds at our death is known.
       std::unique_lock<std::mutex> lock(mu_);
       cv_.wait_for(lock, std::chrono::milliseconds(options_.io_timeout_ms),
-                   [&] { return in_flight_size_ == 0 || conn.failed || stop_; });
+                   [&] { return in_flight_.size() == 0 || conn.failed || stop_; });
       const uint64_t records = EpochEncoder::RecordCount(e->pages().size(), e->device_state().size());
       die = std::make_unique<DieMidEpochSink>(sink, conn.transport.get(), number, std::max<uint64_t>(1, records / 2));
       sink = die.get();
@@ -490,8 +444,10 @@ Status EpochShipper::Serve(Connection& conn) {
     const uint64_t queued_before = conn.transport->QueuedBytes();
     const int64_t encode_start = RealNowNs();
     Status st = encoder_->EncodeEpoch(*e, options_.term, mirror_.get(), sink);
-    const ShipSample sample = MeasureShipping(conn, e->pages().size() * kPageSize, sent_before, send_ns_before,
-                                              queued_before, encode_start);
+    const int64_t written = RealNowNs();
+    const ShipSample sample = conn.meter.EpochWritten(
+        e->pages().size() * kPageSize, conn.sink->bytes_sent() - sent_before, conn.sink->send_ns() - send_ns_before,
+        uint64_t(written - encode_start), queued_before, conn.transport->QueuedBytes(), written);
     if (st.code() == Status::Code::kInvalidArgument) {
       // Nothing of it was sent, and the mirror cannot take it either: a bug upstream, not the standby's fault.
       TLOG_ERROR("shipper", "dropping epoch %" PRIu64 ": %s", number, st.ToString().c_str());
@@ -501,7 +457,7 @@ Status EpochShipper::Serve(Connection& conn) {
       cv_.notify_all();
       continue;
     }
-    FoldIntoMirror(*e);  // sent or not, it is the VM's history: the next full resync covers it
+    mirror_.Fold(*e);  // sent or not, it is the VM's history: the next full resync covers it
     Recycle(std::move(e));
     const bool steered = st.ok() && SteerCompression(number, sample);
     std::lock_guard<std::mutex> lock(mu_);
@@ -513,46 +469,6 @@ Status EpochShipper::Serve(Connection& conn) {
       stats_.compression = "auto: " + CompressionGovernor::Describe(governor_.current());
       stats_.compression_changes++;
     }
-  }
-}
-
-ShipSample EpochShipper::MeasureShipping(Connection& conn, uint64_t raw_bytes, uint64_t sent_before,
-                                         uint64_t send_ns_before, uint64_t queued_before, int64_t encode_start) {
-  const int64_t now = RealNowNs();
-  const uint64_t queued_after = conn.transport->QueuedBytes();
-  ShipSample sample;
-  sample.raw_bytes = raw_bytes;
-  sample.wire_bytes = conn.sink->bytes_sent() - sent_before;
-  sample.send_ns = conn.sink->send_ns() - send_ns_before;
-  const uint64_t busy_ns = uint64_t(now - encode_start);
-  sample.encode_ns = busy_ns > sample.send_ns ? busy_ns - sample.send_ns : 0;
-  // Only this thread adds to the send queue. Still non-empty when this epoch started, so it never emptied since
-  // the last epoch was written: the link was busy all that time, and what it drained is its rate. An emptied
-  // queue says only that the link is faster than what it was given: no sample.
-  const uint64_t queued_then = conn.queued_after_last_epoch + sample.wire_bytes;
-  if (conn.last_epoch_sent_ns != 0 && queued_before > 0 && queued_after > 0 && queued_then > queued_after &&
-      now > conn.last_epoch_sent_ns) {
-    sample.link_bytes_per_s = (queued_then - queued_after) * 1'000'000'000 / uint64_t(now - conn.last_epoch_sent_ns);
-  }
-  // Else the rate TimeDrain measured after the epoch before, if it did: a link that idles between epochs.
-  if (sample.link_bytes_per_s == 0) sample.link_bytes_per_s = conn.drained_bytes_per_s;
-  conn.drained_bytes_per_s = 0;
-  conn.last_epoch_sent_ns = now;
-  conn.queued_after_last_epoch = queued_after;
-  conn.timing_drain = queued_after >= kMinUnsentToTime;
-  return sample;
-}
-
-// A slow link that idles between epochs: the queue empties before the next epoch, so MeasureShipping sees no
-// rate, yet the standby waited on the link for the part of each epoch still unsent when its sends were done.
-// The time that part takes to leave says how fast the link is: the sender looks at the queue every kDrainPoll
-// while it waits for the next epoch (only then: when the next epoch comes first, MeasureShipping measures).
-void EpochShipper::TimeDrain(Connection& conn) {
-  if (conn.transport->QueuedBytes() > 0) return;
-  conn.timing_drain = false;
-  const int64_t took = RealNowNs() - conn.last_epoch_sent_ns;
-  if (took >= kMinDrainNs) {
-    conn.drained_bytes_per_s = conn.queued_after_last_epoch * 1'000'000'000 / uint64_t(took);
   }
 }
 
@@ -582,10 +498,7 @@ void EpochShipper::AckLoop(Connection* conn) {
       uint64_t late = 0;
       {
         std::lock_guard<std::mutex> lock(mu_);
-        if (in_flight_size_ > 0 && RealNowNs() > in_flight_[in_flight_head_].deadline_ns) {
-          overdue = true;
-          late = in_flight_[in_flight_head_].epoch;
-        }
+        overdue = in_flight_.Overdue(RealNowNs(), &late);
       }
       if (overdue) {
         return FailConnection(conn, Status::Timeout("standby did not acknowledge epoch " + std::to_string(late) +
@@ -613,10 +526,7 @@ void EpochShipper::AckLoop(Connection* conn) {
     }
     std::lock_guard<std::mutex> lock(mu_);
     stats_.last_acked = std::max(stats_.last_acked, ack.epoch);
-    while (in_flight_size_ > 0 && in_flight_[in_flight_head_].epoch <= ack.epoch) {
-      in_flight_head_ = (in_flight_head_ + 1) % in_flight_.size();
-      in_flight_size_--;
-    }
+    in_flight_.AckedUpTo(ack.epoch);
     if (!protected_ && ack.epoch >= resync_epoch_) MarkProtectedLocked(ack.epoch);
     cv_.notify_all();
   }

@@ -3,9 +3,10 @@
 //
 // A sender thread connects to the standby (retrying every reconnect_interval_ms), exchanges HELLOs, resyncs it,
 // then sends every submitted epoch in order. The resync is a catch-up epoch (the pages changed since the epoch
-// the standby says it holds, when it holds one of ours and missed under a quarter of RAM: a broken connection)
-// or else a full epoch (the whole mirror and the current device state: first sync, a restarted standby, and
-// always after the standby rejected an epoch). Acks come back on the same socket and are read by a second
+// the standby's HELLO says it holds, when it holds one of ours and missed under a quarter of RAM: a broken
+// connection, or a rejected epoch, of which nothing was applied) or else a full epoch (the whole mirror and the
+// current device state: first sync, a restarted standby, or a standby that offers no epoch because a page
+// rebuilt from its replica failed its hash). Acks come back on the same socket and are read by a second
 // thread. While no standby holds a full copy the VM runs UNPROTECTED (logged once per transition): Submit does
 // not wait, and the epochs are folded into the mirror for the next resync (or, while a resync is being sent
 // and the queue is full, merged into the newest queued epoch). Once protected, Submit blocks
@@ -26,13 +27,15 @@
 #include "common/status.h"
 #include "replicator/compression_governor.h"
 #include "replicator/epoch.h"
+#include "replicator/epoch_queue.h"
 #include "replicator/page_codec.h"
+#include "replicator/shipper_mirror.h"
 #include "replicator/transport.h"
 
 namespace tandem::replicator {
 
 struct ShipperOptions {
-  std::string standby_address;  // host:port
+  std::string standby_address;  // "host:port", "[v6]:port" or "unix:/path" (common/net_address.h)
   int max_in_flight = 2;
   int reconnect_interval_ms = 200;
   int io_timeout_ms = 2000;
@@ -89,9 +92,8 @@ class EpochShipper {
   Status Connect(std::unique_ptr<Connection>* out);
   Status Serve(Connection& conn);
   // A standby that (re)connects either holds an epoch of ours and gets what changed since (SendCatchUp), or
-  // gets the whole mirror (SendFull). The catch-up is chosen when ChangedSince finds under 1/kCatchUpMaxShare of
-  // the pages changed (a standby that cannot vouch for its replica offers no epoch: Replica::HandleHello).
-  bool ChangedSince(uint64_t epoch, std::vector<PageRef>* pages) const;
+  // gets the whole mirror (SendFull). The catch-up is chosen when ShipperMirror::ChangedSince finds few enough
+  // pages changed (a standby that cannot vouch for its replica offers no epoch: Replica::HandleHello).
   Status SendFull(Connection& conn);
   Status SendCatchUp(Connection& conn, std::span<const PageRef> changed);
   // mu_ held: epoch `epoch` is out (wire_bytes of it) and awaits its ack within io_timeout_ms x the factor.
@@ -100,19 +102,12 @@ class EpochShipper {
   void FailConnection(Connection* conn, const Status& why);
   // Applies queued epochs to the mirror without sending them (no standby to send them to).
   void FoldQueued();
-  void FoldIntoMirror(Epoch& epoch);
   void Recycle(std::unique_ptr<Epoch> epoch);
   void RecycleLocked(std::unique_ptr<Epoch> epoch);  // mu_ held
   void MarkUnprotected(const Status& why);
   void MarkProtectedLocked(uint64_t standby_epoch);  // mu_ held: the standby holds everything up to resync_epoch_
   std::unique_ptr<Epoch> PopQueued();
   bool MergeIntoNewestQueued(const Epoch& epoch);
-  // What shipping the epoch just written took (sample for the governor); updates the connection's send queue
-  // bookkeeping.
-  ShipSample MeasureShipping(Connection& conn, uint64_t raw_bytes, uint64_t sent_before, uint64_t send_ns_before,
-                             uint64_t queued_before, int64_t encode_start);
-  // Sender thread, waiting for the next epoch: has the last epoch's unsent part left yet (and how fast)?
-  void TimeDrain(Connection& conn);
   // After epoch `number` was shipped: feeds the governor and applies its choice to the encoder. True when the
   // compression changed.
   bool SteerCompression(uint64_t number, const ShipSample& sample);
@@ -123,10 +118,7 @@ class EpochShipper {
 
   // Sender thread only.
   VmDescriptor descriptor_;
-  std::unique_ptr<RamImage> mirror_;
-  std::vector<uint8_t> device_state_;
-  uint64_t mirror_epoch_ = 0;
-  std::vector<std::vector<uint64_t>> page_epochs_;  // per block, per page: the last epoch that changed it
+  ShipperMirror mirror_;
   std::unique_ptr<class EpochEncoder> encoder_;
   CompressionGovernor governor_;
 
@@ -134,16 +126,9 @@ class EpochShipper {
   std::condition_variable cv_;
   bool started_ = false;
   bool stop_ = false;
-  std::vector<std::unique_ptr<Epoch>> queue_;  // ring of submitted, unsent epochs
-  size_t queue_head_ = 0, queue_size_ = 0;
+  EpochQueue queue_;  // submitted, unsent epochs
   std::vector<std::unique_ptr<Epoch>> pool_;
-  // Sent, unacknowledged epochs: (number, ack deadline), a ring.
-  struct InFlight {
-    uint64_t epoch;
-    int64_t deadline_ns;
-  };
-  std::vector<InFlight> in_flight_;
-  size_t in_flight_head_ = 0, in_flight_size_ = 0;
+  AckWindow in_flight_;  // sent, unacknowledged epochs
   size_t sending_ = 0;  // popped from the queue, being encoded and sent
   bool protected_ = false;
   bool unprotected_logged_ = false;

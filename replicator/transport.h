@@ -16,6 +16,7 @@
 
 #include "common/fd.h"
 #include "common/status.h"
+#include "replicator/decode_error.h"
 
 namespace tandem::replicator {
 
@@ -64,12 +65,9 @@ std::unique_ptr<Transport> MakeFileTransport(UniqueFd file);
 // Bytes in memory as a read-only transport (Send fails): replaying a captured stream in tests.
 std::unique_ptr<Transport> MakeMemoryTransport(std::span<const uint8_t> bytes);
 
-// Stream addresses, accepted by ListenStream and ConnectStream:
-//   "host:port"        TCP; host may be empty or "*" for any, an IPv4 literal or a name. Port 0: any free port.
-//   "unix:/path.sock"  a unix stream socket, for both ends on one host (the path is at most 107 bytes).
-Status ParseHostPort(const std::string& address, std::string* host, uint16_t* port);
-bool IsUnixAddress(std::string_view address);
-// Ok when `address` is one of the forms above (for checking configuration before anything connects).
+// Stream addresses, accepted by ListenStream and ConnectStream: common/net_address.h's grammar ("host:port",
+// "[v6]:port", "unix:/path.sock"); names are resolved (IPv4). Port 0: any free port.
+// Ok when `address` is one of those forms (for checking configuration before anything connects).
 Status CheckStreamAddress(const std::string& address);
 // A listening socket (close-on-exec; TCP: SO_REUSEADDR). `*port` receives the bound TCP port (0 for unix).
 // Unix: a socket file left behind by a listener that is gone (nobody accepts on it) is replaced, a live one is
@@ -128,13 +126,14 @@ struct RecordView {
 };
 
 // Reads framed records from a Transport and checks their framing: a length above kMaxRecordPayload is refused
-// before anything is allocated (BadLength), a checksum mismatch is Corruption, a stream that ends between
-// records is Closed("end of stream"), inside one Closed("truncated record").
+// before anything is allocated (Corruption, kBadLength), a checksum mismatch is Corruption (kChecksumMismatch),
+// a stream that ends between records is Closed("end of stream") (kNone), inside one Closed("truncated record")
+// (kTruncated). Transport failures (timeouts, shutdown) pass through with kNone.
 class RecordReader {
  public:
   explicit RecordReader(Transport* transport) : transport_(transport) {}
   // Waits up to idle_timeout_ms (< 0: forever) for a record to start, then up to io_timeout_ms per read.
-  Status Next(int idle_timeout_ms, int io_timeout_ms, RecordView* record);
+  DecodeStatus Next(int idle_timeout_ms, int io_timeout_ms, RecordView* record);
   uint64_t bytes_read() const { return bytes_read_; }
 
  private:

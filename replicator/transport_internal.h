@@ -10,6 +10,9 @@
 
 namespace tandem::replicator {
 
+// Waits for `events` on fd. Ok when ready (or hung up: the next call reports it), Timeout otherwise.
+Status PollFor(int fd, short events, int timeout_ms, const char* what);
+
 // Consumes n sent bytes from iov[*first..count), advancing *first past exhausted entries.
 void AdvanceIov(iovec* iov, size_t count, size_t* first, size_t n);
 

@@ -23,6 +23,8 @@
 #include <fstream>
 #include <sstream>
 
+#include "common/net_address.h"
+
 namespace tandem::faults {
 namespace {
 
@@ -550,10 +552,9 @@ Status NetLab::StartRelay() {
 Status NetLab::RelayCommand(const std::string& line, std::string* reply) {
   UniqueFd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
   if (!fd.valid()) return Status::FromErrno("socket", errno);
-  sockaddr_un addr{};
-  addr.sun_family = AF_UNIX;
   const std::string path = dir_ + "/relay.ctl";
-  std::snprintf(addr.sun_path, sizeof(addr.sun_path), "%s", path.c_str());
+  sockaddr_un addr;
+  TANDEM_RETURN_IF_ERROR(MakeUnixSockaddr(path, &addr).WithContext("relay control socket"));
   if (::connect(fd.get(), reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) {
     return Status::FromErrno("connect " + path, errno);
   }

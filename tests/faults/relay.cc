@@ -40,6 +40,8 @@
 #include <unordered_map>
 #include <vector>
 
+#include "common/net_address.h"
+
 namespace {
 
 constexpr size_t kTcpQueueLimit = 1 << 20;
@@ -176,9 +178,8 @@ class Relay {
     if (timer_ < 0) Die("timerfd_create");
     Watch(timer_, EPOLLIN, {Kind::kTimer, nullptr});
     control_ = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    sockaddr_un addr{};
-    addr.sun_family = AF_UNIX;
-    snprintf(addr.sun_path, sizeof(addr.sun_path), "%s", control_path_.c_str());
+    sockaddr_un addr;
+    if (!tandem::MakeUnixSockaddr(control_path_, &addr).ok()) Die("control socket path");
     unlink(control_path_.c_str());
     if (bind(control_, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) Die("bind control");
     if (listen(control_, 8) != 0) Die("listen control");

@@ -168,7 +168,7 @@ double Percentile(std::vector<double> v, double p) {
   return v[std::min(v.size() - 1, size_t(p * double(v.size() - 1) + 0.5))];
 }
 
-TEST(FailoverTest, PrimaryProcessKilledStandbyTakesOverWithANewTerm) {
+TEST(HeartbeatFailoverTest, PrimaryProcessKilledStandbyTakesOverWithANewTerm) {
   std::vector<double> detect_ms, promote_ms, running_ms;
   uint64_t last_term = 0;
   Hosts s;
@@ -237,7 +237,7 @@ TEST(FailoverTest, PrimaryProcessKilledStandbyTakesOverWithANewTerm) {
   EXPECT_LT(Percentile(promote_ms, 1), 400);
 }
 
-TEST(FailoverTest, HostLinksCutNoPromotionPrimaryKeepsRunning) {
+TEST(HeartbeatFailoverTest, HostLinksCutNoPromotionPrimaryKeepsRunning) {
   Hosts s;
   WitnessServer witness(s.Witness(), SystemClock());
   ASSERT_TRUE(witness.Start().ok());
@@ -272,7 +272,7 @@ TEST(FailoverTest, HostLinksCutNoPromotionPrimaryKeepsRunning) {
   EXPECT_EQ(primary.guard->status().state, "running");
 }
 
-TEST(FailoverTest, WitnessDownPrimaryRunsOnThePromiseStandbyNeverPromotes) {
+TEST(HeartbeatFailoverTest, WitnessDownPrimaryRunsOnThePromiseStandbyNeverPromotes) {
   Hosts s;
   auto witness = std::make_unique<WitnessServer>(s.Witness(), SystemClock());
   ASSERT_TRUE(witness->Start().ok());

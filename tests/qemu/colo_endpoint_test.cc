@@ -10,6 +10,7 @@
 #include <thread>
 
 #include "common/fd.h"
+#include "common/net_address.h"
 #include "tests/qemu/qemu_test_util.h"
 
 namespace tandem::qemu {
@@ -54,9 +55,8 @@ Script LoadScript() {
 }
 
 UniqueFd ConnectTo(const std::string& path) {
-  sockaddr_un addr{};
-  addr.sun_family = AF_UNIX;
-  std::strncpy(addr.sun_path, path.c_str(), sizeof(addr.sun_path) - 1);
+  sockaddr_un addr;
+  if (!MakeUnixSockaddr(path, &addr).ok()) return UniqueFd();
   UniqueFd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
   if (::connect(fd.get(), reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) return UniqueFd();
   return fd;

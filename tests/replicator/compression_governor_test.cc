@@ -2,6 +2,8 @@
 
 #include <gtest/gtest.h>
 
+#include "replicator/link_meter.h"
+
 #include <string>
 #include <vector>
 
@@ -123,6 +125,46 @@ TEST(CompressionGovernorTest, SmallEpochsDoNotSteer) {
   tiny.raw_bytes = CompressionGovernor::kMinSampleBytes - 4096;
   for (int i = 0; i < 50; ++i) EXPECT_FALSE(g.Observe(tiny));
   EXPECT_EQ(CompressionGovernor::Describe(g.current()), "lz4 acceleration 1");
+}
+
+// The link rate the governor is given (LinkMeter): what the send queue drained while the link stayed busy...
+TEST(LinkMeterTest, BusyLinkRateIsWhatTheSendQueueDrainedBetweenEpochs) {
+  LinkMeter meter;
+  constexpr int64_t kStart = 1'000'000'000;
+  const ShipSample first = meter.EpochWritten(4 << 20, 1 << 20, 0, 0, 0, 1 << 20, kStart);
+  EXPECT_EQ(first.link_bytes_per_s, 0u) << "nothing to compare with yet";
+  // One more MiB written; a second later 1 MiB is still queued: the link moved 1 MiB in that second.
+  const ShipSample busy = meter.EpochWritten(4 << 20, 1 << 20, 500'000'000, 800'000'000, 512 << 10, 1 << 20,
+                                             kStart + 1'000'000'000);
+  EXPECT_EQ(busy.link_bytes_per_s, uint64_t(1) << 20);
+  EXPECT_EQ(busy.encode_ns, 300'000'000u);
+  EXPECT_EQ(busy.send_ns, 500'000'000u);
+}
+
+// ...or, for a link that idles between epochs, how long the unsent tail of the last epoch took to leave.
+TEST(LinkMeterTest, IdleLinkIsTimedWhileItDrainsTheLastEpoch) {
+  LinkMeter meter;
+  constexpr int64_t kStart = 1'000'000'000;
+  meter.EpochWritten(4 << 20, 1 << 20, 0, 0, 0, 128 << 10, kStart);
+  ASSERT_TRUE(meter.draining());
+  meter.PollDrain(64 << 10, kStart + 2'000'000);
+  EXPECT_TRUE(meter.draining());
+  meter.PollDrain(0, kStart + 10'000'000);
+  EXPECT_FALSE(meter.draining());
+  const ShipSample next = meter.EpochWritten(4 << 20, 1 << 20, 0, 0, 0, 0, kStart + 50'000'000);
+  EXPECT_EQ(next.link_bytes_per_s, (uint64_t(128) << 10) * 100);  // 128 KiB in 10 ms
+  EXPECT_FALSE(meter.draining()) << "nothing left unsent";
+}
+
+TEST(LinkMeterTest, DrainsTooShortToTimeOrTooSmallToWatchGiveNoRate) {
+  LinkMeter meter;
+  constexpr int64_t kStart = 1'000'000'000;
+  meter.EpochWritten(4 << 20, 1 << 20, 0, 0, 0, 128 << 10, kStart);
+  meter.PollDrain(0, kStart + LinkMeter::kMinDrainNs - 1);
+  EXPECT_EQ(meter.EpochWritten(4 << 20, 1 << 20, 0, 0, 0, LinkMeter::kMinUnsentToTime - 1, kStart + 50'000'000)
+                .link_bytes_per_s,
+            0u);
+  EXPECT_FALSE(meter.draining());
 }
 
 }  // namespace

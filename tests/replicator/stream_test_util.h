@@ -13,6 +13,11 @@
 #include "replicator/replica.h"
 #include "replicator/transport.h"
 
+namespace tandem::replicator {
+// gtest prints a DecodeError by name.
+inline void PrintTo(DecodeError error, std::ostream* os) { *os << DecodeErrorName(error); }
+}  // namespace tandem::replicator
+
 namespace tandem::replicator::testing {
 
 inline VmDescriptor SmallVm(const std::string& name = "vm1") {
@@ -143,6 +148,7 @@ inline std::vector<std::vector<uint8_t>> SplitRecords(const std::vector<uint8_t>
 
 struct FeedResult {
   Status status;  // Ok when the stream ended cleanly between records
+  DecodeError error = DecodeError::kNone;  // what was wrong with the bytes, when status is not Ok
   std::vector<AckMessage> acks;
   std::vector<HelloMessage> hellos;
 };
@@ -173,11 +179,12 @@ inline FeedResult Feed(Replica& replica, std::span<const uint8_t> bytes) {
   for (size_t i = 0; i < bytes.size() + 1; ++i) {  // at most one record per byte
     RecordView rec;
     std::vector<uint8_t> reply;
-    Status st = reader.Next(-1, 1000, &rec);
+    DecodeStatus st = reader.Next(-1, 1000, &rec);
     if (!st.ok()) {
-      if (!(st.IsClosed() && st.message() == "end of stream")) {
+      if (!(st.status().IsClosed() && st.status().message() == "end of stream")) {
         replica.OnStreamError(st, &reply);
         result.status = st;
+        result.error = st.error();
       }
       ParseReplies(reply, &result);
       return result;
@@ -186,6 +193,7 @@ inline FeedResult Feed(Replica& replica, std::span<const uint8_t> bytes) {
     ParseReplies(reply, &result);
     if (!st.ok()) {
       result.status = st;
+      result.error = st.error();
       return result;
     }
   }

@@ -339,6 +339,28 @@ TEST(TransportTest, BadAddresses) {
   EXPECT_EQ(ParseIoEngine("io_uring").value(), IoEngine::kIoUring);
 }
 
+// "[v6]:port" is the grammar heartbeats use too (common/net_address.h): a stream listens and connects on it.
+TEST(TransportTest, Ipv6LiteralAddressCarriesAStream) {
+  int port = 0;
+  auto listener = ListenStream("[::1]:0", &port);
+  ASSERT_TRUE(listener.ok()) << listener.status().ToString();
+  ASSERT_NE(port, 0);
+  auto fd = ConnectStream("[::1]:" + std::to_string(port), 1000);
+  ASSERT_TRUE(fd.ok()) << fd.status().ToString();
+  UniqueFd accepted(::accept4(listener->get(), nullptr, nullptr, SOCK_CLOEXEC));
+  ASSERT_TRUE(accepted.valid());
+  auto client = MakeSocketTransport(std::move(fd).value(), IoEngine::kPoll);
+  auto server = MakeSocketTransport(std::move(accepted), IoEngine::kPoll);
+  ASSERT_TRUE(client.ok() && server.ok());
+  char out[] = "epoch";
+  iovec iov{out, sizeof(out)};
+  ASSERT_TRUE((*client)->Send({&iov, 1}, 1000).ok());
+  char in[sizeof(out)] = {};
+  ASSERT_TRUE((*server)->Recv(in, sizeof(in), 1000).ok());
+  EXPECT_STREQ(in, "epoch");
+  EXPECT_FALSE(CheckStreamAddress("::1:7400").ok()) << "an IPv6 host needs its brackets";
+}
+
 TEST(TransportTest, UnixAddressWithAnEmptyPath) {
   int port = 0;
   auto listener = ListenStream("unix:", &port);

@@ -1,0 +1,259 @@
+// EpochEncoder on the calling thread: records, framing, totals (the multi-threaded pages: epoch_encoder_parallel.cc).
+#include <sched.h>
+#include <xxhash.h>
+#include <xxh_x86dispatch.h>  // XXH3 on AVX2/AVX-512 when the CPU has them: see messages.cc
+
+#include <algorithm>
+#include <cinttypes>
+#include <cstdio>
+#include <cstring>
+#include <thread>
+
+#include "common/log.h"
+#include "replicator/epoch_codec_internal.h"
+#include "replicator/messages.h"
+#include "replicator/page_entry.h"
+
+namespace tandem::replicator {
+
+void ChainChecksum(XXH3_state_t* state, uint64_t checksum) {
+  uint8_t le[8];
+  StoreLe64(le, checksum);
+  XXH3_64bits_update(state, le, sizeof(le));
+}
+
+std::string PageName(uint32_t block, uint64_t offset) {
+  char buf[64];
+  snprintf(buf, sizeof(buf), "page (block %u, offset 0x%" PRIx64 ")", block, offset);
+  return buf;
+}
+
+EncodedPage WriteEntry(PageEncoder& encoder, uint8_t* entry, uint32_t block, uint64_t offset, const uint8_t* page,
+                       const uint8_t* previous) {
+  uint8_t* data = entry + kPageEntryHeaderSize;
+  const EncodedPage e = encoder.Encode(page, previous, data);
+  const uint64_t hash = e.encoding == PageEncoding::kFilled ? FilledPageHash(data[0]) : PageHash(page);
+  StorePageEntryHeader(entry, offset, block, e.size, hash, static_cast<uint8_t>(e.encoding));
+  return e;
+}
+
+EncodedPage WriteFilledEntry(uint8_t* entry, uint32_t block, uint64_t offset, uint8_t fill) {
+  StorePageEntryHeader(entry, offset, block, 1, FilledPageHash(fill), static_cast<uint8_t>(PageEncoding::kFilled));
+  entry[kPageEntryHeaderSize] = fill;
+  return {PageEncoding::kFilled, 1};
+}
+
+int UsableCpus() {
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  if (sched_getaffinity(0, sizeof(set), &set) != 0) return std::max(1u, std::thread::hardware_concurrency());
+  return std::max(1, CPU_COUNT(&set));
+}
+
+uint64_t EpochEncoder::RecordCount(uint64_t pages, uint64_t device_state_bytes) {
+  return 2 + (pages + kMaxPagesPerRecord - 1) / kMaxPagesPerRecord +
+         (device_state_bytes + kDeviceStateChunk - 1) / kDeviceStateChunk;
+}
+
+Status EpochEncoder::EncodeHello(const HelloMessage& hello, EpochSink* sink) {
+  SerializeHello(hello, &hello_);
+  if (hello_.size() > kMaxRecordPayload) return Status::InvalidArgument("HELLO larger than a record");
+  std::vector<uint8_t> record;
+  AppendRecord(RecordType::kHello, hello_, &record);
+  TANDEM_RETURN_IF_ERROR(sink->WriteRecord(record));
+  return sink->Flush();
+}
+
+Status EpochEncoder::Emit(RecordType type, uint32_t payload_length, EpochSink* sink) {
+  if (corrupting_) [[unlikely]] CorruptPayload(type, payload_length);
+  const uint64_t sum = FinishRecord(type, record_.data(), payload_length);
+  if (type != RecordType::kEpochEnd) {
+    ChainChecksum(totals_->records.get(), sum);
+    totals_->payload_bytes += payload_length;
+    totals_->record_count++;
+  }
+  stats_.records++;
+  stats_.wire_bytes += kRecordHeaderSize + payload_length;
+  return sink->WriteRecord({record_.data(), kRecordHeaderSize + payload_length});
+}
+
+// CorruptNextEpoch's fault, once per record and not per page: one bit of the first page payload (or device state
+// chunk) of the record, flipped after the page hashes were taken and before the record checksum is.
+void EpochEncoder::CorruptPayload(RecordType type, uint32_t payload_length) {
+  uint8_t* payload = record_.data() + kRecordHeaderSize;
+  if (type == RecordType::kDeviceState) {
+    payload[kDeviceStateHeaderSize + (payload_length - kDeviceStateHeaderSize) / 2] ^= 0x10;
+    corrupting_ = false;
+    return;
+  }
+  if (type != RecordType::kPages) return;
+  for (size_t pos = kPagesHeaderSize; pos < payload_length;) {
+    const PageEntryHeader entry = LoadPageEntryHeader(payload + pos);
+    if (entry.size > 0) {
+      payload[pos + kPageEntryHeaderSize + entry.size / 2] ^= 0x10;
+      corrupting_ = false;
+      return;
+    }
+    pos += kPageEntryHeaderSize + entry.size;
+  }
+}
+
+Status EpochEncoder::FlushPages(EpochSink* sink) {
+  if (pages_in_record_ == 0) return Status::Ok();
+  StoreLe32(record_.data() + kRecordHeaderSize, pages_in_record_);
+  StoreLe32(record_.data() + kRecordHeaderSize + 4, 0);
+  const uint32_t length = uint32_t(pages_cursor_ - kRecordHeaderSize);
+  pages_in_record_ = 0;
+  pages_cursor_ = kRecordHeaderSize + kPagesHeaderSize;
+  return Emit(RecordType::kPages, length, sink);
+}
+
+Status EpochEncoder::MakeRoom(EpochSink* sink) {
+  if (pages_in_record_ == kMaxPagesPerRecord) return FlushPages(sink);
+  return Status::Ok();
+}
+
+Status EpochEncoder::AddPage(uint32_t block, uint64_t offset, const uint8_t* page, const uint8_t* previous,
+                             EpochSink* sink) {
+  TANDEM_RETURN_IF_ERROR(MakeRoom(sink));
+  uint8_t* entry = record_.data() + pages_cursor_;
+  EntryWritten(WriteEntry(page_encoder_, entry, block, offset, page, previous));
+  return Status::Ok();
+}
+
+Status EpochEncoder::AddFilledPage(uint32_t block, uint64_t offset, uint8_t fill, EpochSink* sink) {
+  TANDEM_RETURN_IF_ERROR(MakeRoom(sink));
+  uint8_t* entry = record_.data() + pages_cursor_;
+  EntryWritten(WriteFilledEntry(entry, block, offset, fill));
+  return Status::Ok();
+}
+
+void EpochEncoder::EntryWritten(const EncodedPage& e) {
+  pages_cursor_ += kPageEntryHeaderSize + e.size;
+  pages_in_record_++;
+  totals_->page_count++;
+  stats_.pages++;
+  stats_.page_payload_bytes += e.size;
+  stats_.by_encoding[static_cast<uint8_t>(e.encoding)]++;
+}
+
+template <typename EmitPages>
+Status EpochEncoder::EncodeCommon(const EpochBeginMessage& begin, std::span<const uint8_t> device_state,
+                                  EpochSink* sink, EmitPages&& emit_pages) {
+  if (device_state.size() > kMaxDeviceState) return Status::InvalidArgument("device state larger than 1 GiB");
+  stats_ = EncodeStats();
+  totals_->Reset();
+  corrupting_ = corrupt_next_;
+  corrupt_next_ = false;
+  pages_in_record_ = 0;
+  pages_cursor_ = kRecordHeaderSize + kPagesHeaderSize;
+
+  SerializeEpochBegin(begin, record_.data() + kRecordHeaderSize);
+  TANDEM_RETURN_IF_ERROR(Emit(RecordType::kEpochBegin, kEpochBeginSize, sink));
+  TANDEM_RETURN_IF_ERROR(emit_pages());
+  TANDEM_RETURN_IF_ERROR(FlushPages(sink));
+
+  const uint64_t device_hash = device_state.empty() ? 0 : XXH3_64bits(device_state.data(), device_state.size());
+  for (size_t at = 0; at < device_state.size(); at += kDeviceStateChunk) {
+    const size_t n = std::min(kDeviceStateChunk, device_state.size() - at);
+    uint8_t* payload = record_.data() + kRecordHeaderSize;
+    StoreLe64(payload, device_state.size());
+    StoreLe64(payload + 8, at);
+    memcpy(payload + kDeviceStateHeaderSize, device_state.data() + at, n);
+    TANDEM_RETURN_IF_ERROR(Emit(RecordType::kDeviceState, uint32_t(kDeviceStateHeaderSize + n), sink));
+  }
+  if (corrupting_) {
+    TLOG_WARN("encoder", "epoch %" PRIu64 " has no page payload nor device state: nothing to corrupt", begin.epoch);
+    corrupting_ = false;
+  }
+
+  EpochEndMessage end;
+  end.epoch = begin.epoch;
+  end.page_count = totals_->page_count;
+  end.payload_bytes = totals_->payload_bytes;
+  end.device_state_bytes = device_state.size();
+  end.device_state_hash = device_hash;
+  end.record_count = totals_->record_count;
+  end.records_hash = XXH3_64bits_digest(totals_->records.get());
+  SerializeEpochEnd(end, record_.data() + kRecordHeaderSize);
+  TANDEM_RETURN_IF_ERROR(Emit(RecordType::kEpochEnd, kEpochEndSize, sink));
+  return sink->Flush();
+}
+
+Status EpochEncoder::EncodeEpoch(const Epoch& epoch, uint64_t term, const RamImage* base, EpochSink* sink) {
+  // Checked up front so that a bad epoch fails before anything of it was written to the sink.
+  if (base != nullptr) {
+    for (const PageRecord& p : epoch.pages()) {
+      if (base->Page(p.block, p.offset) == nullptr) {
+        return Status::InvalidArgument("epoch " + std::to_string(epoch.number()) + ": " + PageName(p.block, p.offset) +
+                                       " outside the RAM layout");
+      }
+    }
+  }
+  const EpochBeginMessage begin{epoch.number(), term, false, epoch.merged()};
+  return EncodeCommon(begin, epoch.device_state(), sink, [&]() -> Status {
+    if (UseParallel(epoch.pages().size(), false)) {
+      PageSource source;
+      source.epoch = &epoch;
+      source.base = base;
+      source.pages = epoch.pages().size();
+      return EncodePagesParallel(source, sink);
+    }
+    for (const PageRecord& p : epoch.pages()) {
+      if (p.filled) {
+        TANDEM_RETURN_IF_ERROR(AddFilledPage(p.block, p.offset, p.fill, sink));
+      } else {
+        const uint8_t* previous = base != nullptr ? base->Page(p.block, p.offset) : nullptr;
+        TANDEM_RETURN_IF_ERROR(AddPage(p.block, p.offset, epoch.PageData(p), previous, sink));
+      }
+    }
+    return Status::Ok();
+  });
+}
+
+Status EpochEncoder::EncodeCatchUp(uint64_t number, uint32_t merged, uint64_t term, const RamImage& image,
+                                   std::span<const PageRef> pages, std::span<const uint8_t> device_state,
+                                   EpochSink* sink) {
+  for (const PageRef& p : pages) {
+    if (image.Page(p.block, p.offset) == nullptr) {
+      return Status::InvalidArgument("catch-up epoch " + std::to_string(number) + ": " + PageName(p.block, p.offset) +
+                                     " outside the RAM layout");
+    }
+  }
+  return EncodeCommon({number, term, false, merged}, device_state, sink, [&]() -> Status {
+    if (UseParallel(pages.size(), false)) {
+      PageSource source;
+      source.image = &image;
+      source.listed = pages;
+      source.pages = pages.size();
+      return EncodePagesParallel(source, sink);
+    }
+    for (const PageRef& p : pages) {
+      TANDEM_RETURN_IF_ERROR(AddPage(p.block, p.offset, image.Page(p.block, p.offset), nullptr, sink));
+    }
+    return Status::Ok();
+  });
+}
+
+Status EpochEncoder::EncodeFull(uint64_t number, uint64_t term, const RamImage& image,
+                                std::span<const uint8_t> device_state, EpochSink* sink) {
+  return EncodeCommon({number, term, true, 0}, device_state, sink, [&]() -> Status {
+    uint64_t pages = 0;
+    for (const RamBlockInfo& b : image.blocks()) pages += b.size_bytes / kPageSize;
+    if (UseParallel(pages, true)) {
+      PageSource source;
+      source.image = &image;
+      source.pages = pages;
+      return EncodePagesParallel(source, sink);
+    }
+    for (uint32_t b = 0; b < image.blocks().size(); ++b) {
+      std::span<const uint8_t> block = image.Block(b);
+      for (uint64_t off = 0; off < block.size(); off += kPageSize) {
+        TANDEM_RETURN_IF_ERROR(AddPage(b, off, block.data() + off, nullptr, sink));
+      }
+    }
+    return Status::Ok();
+  });
+}
+
+}  // namespace tandem::replicator
