@@ -106,7 +106,13 @@ const std::map<std::string, Setter>& Setters() {
       {"primary.heartbeat", List(&Config::primary_heartbeat, ',')},
       {"standby.state_dir", Str(&Config::standby_state_dir)},
       {"standby.replication", Str(&Config::standby_replication)},
-      {"standby.replica_dir", Str(&Config::replica_dir)},
+      {"standby.replica_dir",
+       [](Config&, const std::string&) -> Status {
+         return Status::InvalidArgument(
+             "replaced by [vm] memory_dir: a private directory tandem creates for the RAM file and the replica "
+             "(default /dev/shm/tandem; /dev/shm itself is open to everyone and refused)");
+       }},
+      {"vm.memory_dir", Str(&Config::memory_dir)},
       {"standby.heartbeat", List(&Config::standby_heartbeat, ',')},
       {"heartbeat.interval_ms", Num<int>(&Config::heartbeat_interval_ms, 1, 10000)},
       {"heartbeat.timeout_ms", Num<int>(&Config::heartbeat_timeout_ms, 2, 600000)},
@@ -145,6 +151,9 @@ Status Validate(const Config& c) {
   }
   if (c.accel != "kvm" && c.accel != "tcg") return Status::InvalidArgument("vm.accel must be kvm or tcg");
   if (c.kernel.empty()) return Status::InvalidArgument("vm.kernel is required");
+  if (c.memory_dir.empty() || c.memory_dir.front() != '/') {
+    return Status::InvalidArgument("vm.memory_dir must be an absolute path");
+  }
   if (c.primary_heartbeat.empty() || c.primary_heartbeat.size() != c.standby_heartbeat.size()) {
     return Status::InvalidArgument(
         "primary.heartbeat and standby.heartbeat must list the same number (>= 1) of link addresses");

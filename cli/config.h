@@ -1,9 +1,9 @@
 // tandem's configuration file: one INI-style file shared by both hosts (each host runs the role it is given).
 //
 //   [vm]          name, memory_mb, vcpus, accel (kvm|tcg), machine, kernel, initrd, append, epoch_ms, qemu_extra,
-//                 on_guest_crash (report|reset)
+//                 on_guest_crash (report|reset), memory_dir (private directory of the guest-memory files)
 //   [primary]     state_dir, heartbeat (comma-separated local UDP addresses, one per link)
-//   [standby]     state_dir, replication (listen host:port), replica_dir, heartbeat (one address per link)
+//   [standby]     state_dir, replication (listen host:port), heartbeat (one address per link)
 //   [heartbeat]   interval_ms, timeout_ms, psk | psk_file
 //   [replication] max_in_flight, io_timeout_ms, io_engine (auto|io_uring|epoll), encode_threads, apply_threads,
 //                 compression (auto|lz4|zstd|none), lz4_acceleration, zstd_level
@@ -39,13 +39,15 @@ struct Config {
   // What to do when the guest crashes (QMP GUEST_PANICKED): report (leave the guest to its own panic handling)
   // or reset it.
   bool reset_guest_on_crash = false;
+  // Where the files that hold guest memory live (the primary's RAM file, the standby's replica): a directory
+  // tandem creates 0700 and refuses to use when anyone else could enter it (common/SECURITY.md).
+  std::string memory_dir = "/dev/shm/tandem";
   // [primary]
   std::string primary_state_dir = "/run/tandem/primary";
   std::vector<std::string> primary_heartbeat;
   // [standby]
   std::string standby_state_dir = "/run/tandem/standby";
   std::string standby_replication = "127.0.0.1:7400";
-  std::string replica_dir = "/dev/shm";
   std::vector<std::string> standby_heartbeat;
   // [heartbeat]
   int heartbeat_interval_ms = 10;
@@ -77,7 +79,10 @@ struct Config {
   uint64_t debug_corrupt_epoch = 0;   // primary flips one bit of this epoch's first page after checksumming
 
   bool HasWitness() const { return !witness_address.empty(); }
-  std::string ReplicaPath() const { return replica_dir + "/tandem-" + vm_name + ".replica"; }
+  // The files of this VM in memory_dir all start with "<vm>." (what `tandem status` lists).
+  std::string MemoryFilePrefix() const { return vm_name + "."; }
+  std::string PrimaryRamPath() const { return memory_dir + "/" + MemoryFilePrefix() + "primary.ram"; }
+  std::string ReplicaPath() const { return memory_dir + "/" + MemoryFilePrefix() + "replica"; }
 };
 
 // Parses INI text; unknown sections or keys are errors (a typo must not silently change behaviour).

@@ -1,5 +1,6 @@
 // tandem: fault tolerance for a QEMU/KVM VM on two hosts. See README.md.
 #include <signal.h>
+#include <sys/stat.h>
 
 #include <cerrno>
 #include <cstdio>
@@ -96,7 +97,7 @@ int RunWitness(const Config& config) {
     fprintf(stderr, "tandem: witness.address (or witness.listen) is not set: this configuration has no witness\n");
     return 1;
   }
-  if (Status st = roles::MakeDirs(config.witness_state_dir); !st.ok()) {
+  if (Status st = EnsurePrivateDir(config.witness_state_dir); !st.ok()) {
     fprintf(stderr, "tandem: %s\n", st.ToString().c_str());
     return 1;
   }
@@ -124,7 +125,13 @@ int ShowStatus(const Config& config, bool json) {
       all[role].erase("peer");
     }
   }
+  // Guest memory still on this host: in use by a running role, or left behind by one that was killed.
+  nlohmann::json memory_files = nlohmann::json::array();
+  for (const FileOnDisk& file : ListFiles(config.memory_dir, config.MemoryFilePrefix())) {
+    memory_files.push_back({{"path", file.path}, {"bytes", file.bytes}});
+  }
   if (json) {
+    all["memory_files"] = memory_files;
     printf("%s\n", all.dump(2).c_str());
     return 0;
   }
@@ -164,6 +171,10 @@ int ShowStatus(const Config& config, bool json) {
       }
     }
   }
+  for (const auto& file : memory_files) {
+    printf("memory file %s: %.1f MiB\n", file["path"].get<std::string>().c_str(),
+           file["bytes"].get<uint64_t>() / 1048576.0);
+  }
   return 0;
 }
 
@@ -180,6 +191,9 @@ int Main(int argc, char** argv) {
   }
   if (args.verbose) SetLogLevel(LogLevel::kDebug);
   if (args.command == "primary" || args.command == "standby") {
+    // Everything the roles and their QEMU create (sockets, logs, status) is for this user only; the directories
+    // are private too (common/SECURITY.md), this is the second wall.
+    umask(077);
     static roles::Shutdown shutdown;  // lives as long as the signal thread
     roles::RequestShutdownOnSignals(&shutdown);
     return args.command == "primary" ? roles::RunPrimary(MakePrimaryOptions(*config), &shutdown)

@@ -50,7 +50,7 @@ qemu::VmConfig MakeVmConfig(const Config& config, qemu::QemuRole role) {
   vm.kernel = config.kernel;
   vm.initrd = config.initrd;
   vm.append = config.append;
-  vm.ram_path = primary ? "/dev/shm/tandem-" + config.vm_name + "-primary.ram" : config.ReplicaPath();
+  vm.ram_path = primary ? config.PrimaryRamPath() : config.ReplicaPath();
   vm.qmp_socket = state_dir + "/qmp.sock";
   vm.serial_log = state_dir + "/serial.log";
   vm.extra_args = config.qemu_extra;

@@ -1,5 +1,7 @@
 #include "common/env.h"
 
+#include "common/net_address.h"
+
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -41,12 +43,8 @@ class RealClock final : public Clock {
 };
 
 Result<sockaddr_un> UnixAddress(const std::string& path) {
-  sockaddr_un addr{};
-  addr.sun_family = AF_UNIX;
-  if (path.empty() || path.size() >= sizeof(addr.sun_path)) {
-    return Status::InvalidArgument("unix socket path empty or too long: " + path);
-  }
-  std::memcpy(addr.sun_path, path.c_str(), path.size() + 1);
+  sockaddr_un addr;
+  TANDEM_RETURN_IF_ERROR(MakeUnixSockaddr(path, &addr).WithContext(path));
   return addr;
 }
 

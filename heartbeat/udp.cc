@@ -3,7 +3,6 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <netinet/ip.h>
-#include <sys/random.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -43,17 +42,5 @@ int BoundPort(int fd) {
   return 0;
 }
 
-uint64_t RandomIncarnation(Clock* clock) {
-  uint64_t v = 0;
-  for (int attempt = 0; attempt < 4 && v == 0; ++attempt) {
-    if (getrandom(&v, sizeof(v), 0) != ssize_t(sizeof(v))) v = 0;
-  }
-  if (v == 0) {
-    // No entropy source: still unique enough per start (pid and time), never 0.
-    v = uint64_t(clock->WallNanos()) * 0x9E3779B97F4A7C15ull ^ uint64_t(getpid());
-    if (v == 0) v = 1;
-  }
-  return v;
-}
 
 }  // namespace tandem::heartbeat

@@ -28,7 +28,4 @@ Result<UniqueFd> OpenUdpSocket(const SocketAddress& local, const std::string& wh
 // The port a bound socket got (0 on error).
 int BoundPort(int fd);
 
-// A random, never-zero 64-bit process incarnation (getrandom, falling back to time and pid).
-uint64_t RandomIncarnation(Clock* clock);
-
 }  // namespace tandem::heartbeat

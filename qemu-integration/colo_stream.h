@@ -1,5 +1,5 @@
 // The QEMU 7.2 migration stream as a COLO primary sends it, parsed from any byte source (a socket, or bytes
-// recorded from one by scripts/record-colo-stream). Wire facts: /work/shared/notes/qemu-colo-stream.md.
+// recorded from one by scripts/record-colo-stream). Wire facts: qemu-integration/COLO_STREAM.md.
 //
 // Only RAM is parsed: QEMU's device sections have no length and are kept as opaque bytes. Pages are copied
 // straight from the read buffer into the PageSink's buffers: nothing is allocated per page.

@@ -1,7 +1,6 @@
 #include "replicator/receiver.h"
 
 #include <poll.h>
-#include <sys/eventfd.h>
 #include <sys/socket.h>
 
 #include <chrono>
@@ -34,8 +33,7 @@ EpochReceiver::~EpochReceiver() { Stop(); }
 Status EpochReceiver::Start() {
   if (thread_.joinable() || stopped_) return Status::InvalidArgument("receiver already started");
   TANDEM_ASSIGN_OR_RETURN(listen_fd_, ListenStream(options_.listen_address, &port_));
-  wake_fd_.reset(eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
-  if (!wake_fd_.valid()) return Status::FromErrno("eventfd", errno);
+  TANDEM_RETURN_IF_ERROR(wake_.Open("receiver"));
   TLOG_INFO("receiver", "listening for the primary on %s (port %d)", options_.listen_address.c_str(), port_);
   thread_ = std::thread([this] { Loop(); });
   return Status::Ok();
@@ -45,11 +43,7 @@ void EpochReceiver::Stop() {
   if (stopped_) return;
   stopped_ = true;
   stop_.store(true);
-  if (wake_fd_.valid()) {
-    uint64_t one = 1;
-    ssize_t ignored = ::write(wake_fd_.get(), &one, sizeof(one));
-    (void)ignored;
-  }
+  wake_.Wake();
   {
     std::lock_guard<std::mutex> lock(mu_);
     if (current_ != nullptr) current_->Shutdown();
@@ -82,7 +76,7 @@ bool EpochReceiver::NewConnectionPending() {
 
 void EpochReceiver::Loop() {
   while (!stop_.load()) {
-    pollfd fds[2] = {{listen_fd_.get(), POLLIN, 0}, {wake_fd_.get(), POLLIN, 0}};
+    pollfd fds[2] = {{listen_fd_.get(), POLLIN, 0}, {wake_.fd(), POLLIN, 0}};
     int n = ::poll(fds, 2, -1);
     if (n < 0 && errno != EINTR) {
       TLOG_ERROR("receiver", "poll: %s", strerror(errno));

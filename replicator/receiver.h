@@ -17,6 +17,7 @@
 
 #include "common/env.h"
 #include "common/fd.h"
+#include "common/waker.h"
 #include "common/status.h"
 #include "replicator/replica.h"
 #include "replicator/transport.h"
@@ -73,7 +74,7 @@ class EpochReceiver {
   Clock* clock_;
   Replica replica_;
   UniqueFd listen_fd_;
-  UniqueFd wake_fd_;  // eventfd: Stop() wakes the accept wait
+  Waker wake_;  // Stop() wakes the accept wait
   int port_ = 0;
   std::atomic<bool> stop_{false};
   bool stopped_ = false;

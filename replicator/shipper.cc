@@ -1,12 +1,12 @@
 #include "replicator/shipper.h"
 
 #include <signal.h>
-#include <sys/random.h>
 
 #include <algorithm>
 #include <cinttypes>
 
 #include "common/log.h"
+#include "common/random.h"
 #include "replicator/epoch_codec.h"
 #include "replicator/link_meter.h"
 #include "replicator/messages.h"
@@ -25,12 +25,6 @@ constexpr int kFullEpochAckFactor = 10;
 int64_t RealNowNs() {
   return std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now().time_since_epoch())
       .count();
-}
-
-uint64_t NewGeneration(Clock* clock) {
-  uint64_t g = 0;
-  if (getrandom(&g, sizeof(g), 0) != sizeof(g)) g = uint64_t(clock->WallNanos()) ^ uint64_t(getpid()) << 32;
-  return g == 0 ? 1 : g;
 }
 
 // Fault injection for debug_die_mid_epoch: dies like a crashed primary once half the epoch's records are out,
@@ -93,7 +87,7 @@ Status EpochShipper::Start(const VmDescriptor& descriptor, std::unique_ptr<RamIm
   }
   descriptor_ = descriptor;
   mirror_.Reset(std::move(mirror), std::move(device_state), first_epoch);
-  generation_ = NewGeneration(clock_);
+  generation_ = RandomNonZeroId(clock_);
   queue_.Reserve(kQueueCapacity);
   in_flight_.Reserve(kInFlightCapacity);
   pool_.reserve(kPoolCapacity);

@@ -201,11 +201,15 @@ int RunPrimaryRole(const PrimaryOptions& options, const PrimaryEnv& env) {
 int RunPrimary(const PrimaryOptions& options, Shutdown* shutdown) {
   SetLogTag("primary");
   Clock* clock = SystemClock();
-  if (Status st = MakeDirs(options.state_dir); !st.ok()) {
-    TLOG_ERROR("main", "%s", st.ToString().c_str());
+  if (Status st = EnsurePrivateDir(options.state_dir); !st.ok()) {
+    TLOG_ERROR("main", "state dir: %s", st.ToString().c_str());
     return kExitFailed;
   }
-  ::unlink(options.vm.ram_path.c_str());
+  auto ram_file = CreateGuestMemoryFile(options.vm.ram_path, options.vm.memory_mb << 20);
+  if (!ram_file.ok()) {
+    ReportFailure(options.state_dir, "primary", "guest RAM file", ram_file.status());
+    return kExitFailed;
+  }
 
   heartbeat::HeartbeatService heartbeats(options.heartbeat, clock);
   heartbeats.OnPeerLost([] { TLOG_WARN("heartbeat", "standby lost on every link: the VM runs UNPROTECTED"); });

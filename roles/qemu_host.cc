@@ -84,21 +84,9 @@ Result<std::unique_ptr<CheckpointSource>> QemuHost::ListenForCheckpoints(const s
   return std::unique_ptr<CheckpointSource>(std::make_unique<ColoCheckpoints>(std::move(endpoint)));
 }
 
-Status MakeDirs(const std::string& path) {
-  for (size_t pos = 1; pos != std::string::npos;) {
-    pos = path.find('/', pos + 1);
-    std::string prefix = path.substr(0, pos);
-    if (mkdir(prefix.c_str(), 0700) != 0 && errno != EEXIST) return Status::FromErrno("mkdir " + prefix, errno);
-  }
-  return Status::Ok();
-}
-
-Status CreateReplicaFile(const std::string& path, uint64_t bytes) {
-  ::unlink(path.c_str());
-  UniqueFd fd(::open(path.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600));
-  if (!fd.valid()) return Status::FromErrno("create replica " + path, errno);
-  if (ftruncate(fd.get(), off_t(bytes)) != 0) return Status::FromErrno("size replica " + path, errno);
-  return Status::Ok();
+Result<RemoveOnExit> CreateGuestMemoryFile(const std::string& path, uint64_t bytes) {
+  TANDEM_ASSIGN_OR_RETURN(UniqueFd fd, CreatePrivateFile(path, bytes));
+  return RemoveOnExit(path);
 }
 
 }  // namespace tandem::roles

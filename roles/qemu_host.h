@@ -3,6 +3,7 @@
 
 #include <string>
 
+#include "common/private_files.h"
 #include "common/status.h"
 #include "roles/vm_host.h"
 
@@ -15,8 +16,9 @@ class QemuHost final : public VmHost {
   Result<std::unique_ptr<CheckpointSource>> ListenForCheckpoints(const std::string& unix_socket) override;
 };
 
-Status MakeDirs(const std::string& path);
-// A fresh replica file of `bytes`: the warm standby QEMU maps it before the first epoch arrives.
-Status CreateReplicaFile(const std::string& path, uint64_t bytes);
+// A fresh private file of `bytes` that holds guest memory (the primary's RAM file QEMU maps, the standby's
+// replica), in a private directory (common/private_files.h). Created by tandem, not by QEMU, which would create a
+// missing mem-path file 0644. The returned guard removes it on every exit of the role, a clean stop included.
+Result<RemoveOnExit> CreateGuestMemoryFile(const std::string& path, uint64_t bytes);
 
 }  // namespace tandem::roles

@@ -143,8 +143,9 @@ int RunStandby(const StandbyOptions& options, Shutdown* shutdown) {
     ReportFailure(options.state_dir, "standby", what, st);
     return kExitFailed;
   };
-  if (Status st = MakeDirs(options.state_dir); !st.ok()) return fail("state dir", st);
-  if (Status st = CreateReplicaFile(options.replica_path, options.replica_bytes); !st.ok()) return fail("replica", st);
+  if (Status st = EnsurePrivateDir(options.state_dir); !st.ok()) return fail("state dir", st);
+  auto replica_file = CreateGuestMemoryFile(options.replica_path, options.replica_bytes);
+  if (!replica_file.ok()) return fail("replica", replica_file.status());
   Receiver receiver(options.receive, clock);
   if (Status st = receiver.Start(); !st.ok()) return fail("replication listener", st);
   heartbeat::HeartbeatService heartbeats(options.heartbeat, clock);

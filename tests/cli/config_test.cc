@@ -39,7 +39,20 @@ TEST(ConfigTest, ParsesEverySection) {
   EXPECT_EQ(config->primary_heartbeat[1], "127.0.0.2:7101");
   EXPECT_EQ(config->standby_heartbeat[1], "127.0.0.2:7201");
   EXPECT_EQ(config->heartbeat_timeout_ms, 80);
-  EXPECT_EQ(config->ReplicaPath(), "/dev/shm/tandem-demo.replica");
+  EXPECT_EQ(config->PrimaryRamPath(), "/dev/shm/tandem/demo.primary.ram");
+  EXPECT_EQ(config->ReplicaPath(), "/dev/shm/tandem/demo.replica");
+}
+
+TEST(ConfigTest, OldReplicaDirKeyPointsToMemoryDir) {
+  auto config = ParseConfig(std::string(kValid) + "\n[standby]\nreplica_dir = /dev/shm\n");
+  ASSERT_FALSE(config.ok());
+  EXPECT_NE(config.status().message().find("memory_dir"), std::string::npos) << config.status().ToString();
+}
+
+TEST(ConfigTest, RelativeMemoryDirIsRejected) {
+  auto config = ParseConfig(std::string(kValid) + "\n[vm]\nmemory_dir = shm/tandem\n");
+  ASSERT_FALSE(config.ok());
+  EXPECT_NE(config.status().message().find("vm.memory_dir"), std::string::npos) << config.status().ToString();
 }
 
 TEST(ConfigTest, UnknownKeyIsAnErrorWithItsLine) {

@@ -100,14 +100,14 @@ void FaultCluster::WriteConfig() {
   // The observer QMP socket is relative: each role's QEMU runs in its state dir (the cwd we give tandem), so the
   // same qemu_extra yields one socket per role.
   conf << "[vm]\nname = " << vm_name_ << "\nmemory_mb = 32\naccel = kvm\nkernel = " << TANDEM_TEST_GUEST
-       << "\nappend = pages=64 rate=2000\nepoch_ms = " << options_.epoch_ms
+       << "\nappend = pages=64 rate=2000\nepoch_ms = " << options_.epoch_ms << "\nmemory_dir = " << MemoryDir()
        << "\nqemu_extra = -qmp unix:observer.qmp,server=on,wait=off\n\n"
        << "[primary]\nstate_dir = " << StateDir("primary") << "\nheartbeat = "
        << Endpoint(Host::kPrimary, Link::kData0, kHeartbeatPort) << ", "
        << Endpoint(Host::kPrimary, Link::kData1, kHeartbeatPort) << "\n\n"
        << "[standby]\nstate_dir = " << StateDir("standby")
        << "\nreplication = " << Endpoint(Host::kStandby, Link::kData0, kReplicationPort)
-       << "\nreplica_dir = /dev/shm\nheartbeat = " << Endpoint(Host::kStandby, Link::kData0, kHeartbeatPort) << ", "
+       << "\nheartbeat = " << Endpoint(Host::kStandby, Link::kData0, kHeartbeatPort) << ", "
        << Endpoint(Host::kStandby, Link::kData1, kHeartbeatPort) << "\n\n"
        << "[heartbeat]\ninterval_ms = " << options_.interval_ms << "\ntimeout_ms = " << options_.timeout_ms
        << "\npsk = fault-key-" << vm_name_ << "\n\n";
@@ -128,8 +128,7 @@ FaultCluster::~FaultCluster() {
     }
   }
   lab_.reset();  // kills every process in the lab, deletes the namespaces and (unless kept) the directory
-  std::filesystem::remove("/dev/shm/tandem-" + vm_name_ + "-primary.ram");
-  std::filesystem::remove("/dev/shm/tandem-" + vm_name_ + ".replica");
+  std::filesystem::remove_all(MemoryDir());
 }
 
 pid_t FaultCluster::Start(const std::string& role) {

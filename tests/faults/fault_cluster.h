@@ -69,6 +69,7 @@ class FaultCluster {
 
  private:
   std::string StateDir(const std::string& role) const { return dir_ + "/" + role; }
+  std::string MemoryDir() const { return "/dev/shm/tandem-test-" + vm_name_; }
   void WriteConfig();
 
   ClusterOptions options_;

@@ -60,11 +60,12 @@ Cluster::Cluster(const std::string& extra_config, int epoch_ms) {
   const std::string name = "it" + std::to_string(getpid()) + "-" + dir_.substr(dir_.size() - 6);
   std::ofstream conf(config_path());
   conf << "[vm]\nname = " << name << "\nmemory_mb = 32\naccel = kvm\nkernel = " << TANDEM_TEST_GUEST
-       << "\nappend = pages=64 rate=2000\nepoch_ms = " << epoch_ms << "\n\n"
+       << "\nappend = pages=64 rate=2000\nepoch_ms = " << epoch_ms << "\nmemory_dir = " << memory_dir()
+       << "\n\n"
        << "[primary]\nstate_dir = " << dir_ << "/primary\nheartbeat = 127.0.0.1:" << FreePort(SOCK_DGRAM)
        << ", 127.0.0.2:" << FreePort(SOCK_DGRAM) << "\n\n"
        << "[standby]\nstate_dir = " << dir_ << "/standby\nreplication = 127.0.0.1:" << FreePort(SOCK_STREAM)
-       << "\nreplica_dir = " << dir_ << "\nheartbeat = 127.0.0.1:" << FreePort(SOCK_DGRAM)
+       << "\nheartbeat = 127.0.0.1:" << FreePort(SOCK_DGRAM)
        << ", 127.0.0.2:" << FreePort(SOCK_DGRAM) << "\n\n"
        << "[heartbeat]\ninterval_ms = 10\ntimeout_ms = 80\npsk = test-key-" << name << "\n\n"
        << "[witness]\naddress = 127.0.0.1:" << FreePort(SOCK_DGRAM) << "\nstate_dir = " << dir_ << "/witness\n\n"
@@ -82,8 +83,7 @@ Cluster::~Cluster() {
   for (pid_t pid : spawned_) kill(pid, SIGKILL);
   for (pid_t pid : spawned_) waitpid(pid, nullptr, WNOHANG);
   if (!std::getenv("TANDEM_KEEP_TEST_DIRS")) std::filesystem::remove_all(dir_);
-  std::filesystem::remove("/dev/shm/tandem-it" + std::to_string(getpid()) + "-" + dir_.substr(dir_.size() - 6) +
-                          "-primary.ram");
+  std::filesystem::remove_all(memory_dir());
 }
 
 pid_t Cluster::Spawn(const std::string& role) {

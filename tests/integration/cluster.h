@@ -29,6 +29,8 @@ class Cluster {
 
   const std::string& dir() const { return dir_; }
   std::string config_path() const { return dir_ + "/tandem.conf"; }
+  // Where the roles keep guest memory (tmpfs, like the default; a private directory tandem creates).
+  std::string memory_dir() const { return "/dev/shm/tandem-test" + dir_.substr(dir_.rfind('.')); }
 
   pid_t StartStandby();
   pid_t StartPrimary();
