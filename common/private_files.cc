@@ -67,12 +67,15 @@ Status CheckOwnedPrivate(const std::string& path, const struct stat& st, const c
   return Status::Ok();
 }
 
-Status CheckPrivateDirItself(const std::string& path) {
+// A real directory or regular file (never followed through a symlink) of this user, closed to everyone else.
+Status CheckPrivatePath(const std::string& path, bool directory) {
   struct stat st;
   if (::lstat(path.c_str(), &st) != 0) return Status::FromErrno("stat " + path, errno);
   if (S_ISLNK(st.st_mode)) return Status::InvalidArgument(path + " is a symlink: refusing to follow it");
-  if (!S_ISDIR(st.st_mode)) return Status::InvalidArgument(path + " is not a directory");
-  return CheckOwnedPrivate(path, st, "directory (expected 0700)");
+  if (directory ? !S_ISDIR(st.st_mode) : !S_ISREG(st.st_mode)) {
+    return Status::InvalidArgument(path + (directory ? " is not a directory" : " is not a regular file"));
+  }
+  return CheckOwnedPrivate(path, st, directory ? "directory (expected 0700)" : "file (expected 0600)");
 }
 
 }  // namespace
@@ -92,7 +95,7 @@ Status EnsurePrivateDir(const std::string& requested) {
     existing = ParentOf(existing);
   }
   if (missing.empty()) {
-    TANDEM_RETURN_IF_ERROR(CheckPrivateDirItself(path));
+    TANDEM_RETURN_IF_ERROR(CheckPrivatePath(path, /*directory=*/true));
     existing = ParentOf(path);
   }
   char resolved[PATH_MAX];
@@ -100,18 +103,13 @@ Status EnsurePrivateDir(const std::string& requested) {
   TANDEM_RETURN_IF_ERROR(CheckTrustedChain(resolved));
   for (auto it = missing.rbegin(); it != missing.rend(); ++it) {
     if (::mkdir(it->c_str(), 0700) != 0 && errno != EEXIST) return Status::FromErrno("mkdir " + *it, errno);
-    TANDEM_RETURN_IF_ERROR(CheckPrivateDirItself(*it));  // also catches one created by someone else meanwhile
+    // Also catches a directory someone else created there meanwhile.
+    TANDEM_RETURN_IF_ERROR(CheckPrivatePath(*it, /*directory=*/true));
   }
   return Status::Ok();
 }
 
-Status CheckPrivateFile(const std::string& path) {
-  struct stat st;
-  if (::lstat(path.c_str(), &st) != 0) return Status::FromErrno("stat " + path, errno);
-  if (S_ISLNK(st.st_mode)) return Status::InvalidArgument(path + " is a symlink: refusing to follow it");
-  if (!S_ISREG(st.st_mode)) return Status::InvalidArgument(path + " is not a regular file");
-  return CheckOwnedPrivate(path, st, "file (expected 0600)");
-}
+Status CheckPrivateFile(const std::string& path) { return CheckPrivatePath(path, /*directory=*/false); }
 
 Result<UniqueFd> CreatePrivateFile(const std::string& path, uint64_t size_bytes) {
   TANDEM_RETURN_IF_ERROR(EnsurePrivateDir(ParentOf(path)));

@@ -18,7 +18,7 @@ namespace {
 
 using Op = FaultInjectingEnv::Op;
 
-using TempDir = ::tandem::testing::ScratchDir;
+using TempDir = ::tandem::testing::TempDir;
 
 std::string Contents(const std::string& path) {
   std::ifstream in(path);

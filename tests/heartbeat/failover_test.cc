@@ -22,6 +22,7 @@
 #include <vector>
 
 #include "common/fd.h"
+#include "tests/support/free_port.h"
 #include "heartbeat/guard.h"
 #include "heartbeat/heartbeat.h"
 #include "heartbeat/witness.h"
@@ -33,16 +34,7 @@ namespace {
 constexpr const char* kPsk = "failover-test-pre-shared-key";
 constexpr int kInterval = 10, kTimeout = 60, kPromise = 60, kLease = 150;
 
-int FreeUdpPort(const char* ip) {
-  UniqueFd fd(socket(AF_INET, SOCK_DGRAM, 0));
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  inet_pton(AF_INET, ip, &addr.sin_addr);
-  EXPECT_EQ(0, bind(fd.get(), reinterpret_cast<sockaddr*>(&addr), sizeof(addr)));
-  socklen_t len = sizeof(addr);
-  getsockname(fd.get(), reinterpret_cast<sockaddr*>(&addr), &len);
-  return ntohs(addr.sin_port);
-}
+using ::tandem::testing::FreeUdpPort;
 
 std::string Addr(const char* ip, int port) { return std::string(ip) + ":" + std::to_string(port); }
 

@@ -18,22 +18,14 @@
 #include <vector>
 
 #include "common/fd.h"
+#include "tests/support/free_port.h"
 
 namespace tandem::heartbeat {
 namespace {
 
 constexpr const char* kPsk = "service-test-pre-shared-key";
 
-int FreeUdpPort(const char* ip) {
-  UniqueFd fd(socket(AF_INET, SOCK_DGRAM, 0));
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  inet_pton(AF_INET, ip, &addr.sin_addr);
-  EXPECT_EQ(0, bind(fd.get(), reinterpret_cast<sockaddr*>(&addr), sizeof(addr)));
-  socklen_t len = sizeof(addr);
-  getsockname(fd.get(), reinterpret_cast<sockaddr*>(&addr), &len);
-  return ntohs(addr.sin_port);
-}
+using ::tandem::testing::FreeUdpPort;
 
 std::string Addr(const char* ip, int port) { return std::string(ip) + ":" + std::to_string(port); }
 

@@ -26,7 +26,7 @@ namespace {
 constexpr int64_t kMs = 1'000'000;
 constexpr const char* kPsk = "witness-server-test-key";
 
-using TempDir = ::tandem::testing::ScratchDir;
+using TempDir = ::tandem::testing::TempDir;
 
 WitnessOptions Options(const TempDir& dir) {
   WitnessOptions o;

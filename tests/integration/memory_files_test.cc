@@ -46,6 +46,14 @@ bool StopCleanly(pid_t pid) {
   return false;
 }
 
+// The standby role up and waiting for a primary (its warm QEMU started, its replica created).
+pid_t StartStandbyAndWait(Cluster& c) {
+  const pid_t pid = c.StartStandby();
+  EXPECT_TRUE(c.WaitFor("standby", 30000, [](const json& s) { return s.value("state", "") == "standby"; }))
+      << c.Diagnostics();
+  return pid;
+}
+
 std::vector<std::string> FilesIn(const std::string& dir) {
   std::vector<std::string> names;
   std::error_code ec;
@@ -68,9 +76,7 @@ class MemoryFilesTest : public ::testing::Test {
 
 TEST_F(MemoryFilesTest, GuestMemoryIsPrivateWhileRunningAndGoneAfterACleanStop) {
   Cluster c(kTcg);
-  const pid_t standby = c.StartStandby();
-  ASSERT_TRUE(c.WaitFor("standby", 30000, [](const json& s) { return s.value("state", "") == "standby"; }))
-      << c.Diagnostics();
+  const pid_t standby = StartStandbyAndWait(c);
   const std::string replica = c.Status("standby").value("replica", std::string());
   ASSERT_FALSE(replica.empty());
   const pid_t primary = c.StartPrimary();
@@ -98,16 +104,12 @@ TEST_F(MemoryFilesTest, GuestMemoryIsPrivateWhileRunningAndGoneAfterACleanStop) 
 
 TEST_F(MemoryFilesTest, RestartAfterKill9RemovesTheStaleReplicaAndSaysSo) {
   Cluster c(kTcg);
-  pid_t standby = c.StartStandby();
-  ASSERT_TRUE(c.WaitFor("standby", 30000, [](const json& s) { return s.value("state", "") == "standby"; }))
-      << c.Diagnostics();
+  pid_t standby = StartStandbyAndWait(c);
   const std::string replica = c.Status("standby").value("replica", std::string());
   c.Kill9(standby);
   ASSERT_TRUE(std::filesystem::exists(replica)) << "kill -9 leaves the replica behind";
 
-  standby = c.StartStandby();
-  ASSERT_TRUE(c.WaitFor("standby", 30000, [](const json& s) { return s.value("state", "") == "standby"; }))
-      << c.Diagnostics();
+  standby = StartStandbyAndWait(c);
   EXPECT_NE(c.Log("standby").find("removed stale " + replica), std::string::npos) << c.Log("standby");
   EXPECT_TRUE(StopCleanly(standby));
   EXPECT_TRUE(FilesIn(c.memory_dir()).empty()) << "left behind:" << Joined(FilesIn(c.memory_dir()));
@@ -116,18 +118,14 @@ TEST_F(MemoryFilesTest, RestartAfterKill9RemovesTheStaleReplicaAndSaysSo) {
 TEST_F(MemoryFilesTest, PlantedSymlinkAtTheReplicaIsReplacedNotFollowed) {
   Cluster c(kTcg);
   // Learn the paths from a first run, then plant a symlink where the replica goes.
-  pid_t standby = c.StartStandby();
-  ASSERT_TRUE(c.WaitFor("standby", 30000, [](const json& s) { return s.value("state", "") == "standby"; }))
-      << c.Diagnostics();
+  pid_t standby = StartStandbyAndWait(c);
   const std::string replica = c.Status("standby").value("replica", std::string());
   ASSERT_TRUE(StopCleanly(standby));
   const std::string victim = c.dir() + "/victim";
   std::ofstream(victim) << "precious";
   ASSERT_EQ(symlink(victim.c_str(), replica.c_str()), 0);
 
-  standby = c.StartStandby();
-  ASSERT_TRUE(c.WaitFor("standby", 30000, [](const json& s) { return s.value("state", "") == "standby"; }))
-      << c.Diagnostics();
+  standby = StartStandbyAndWait(c);
   EXPECT_EQ(std::filesystem::file_size(victim), 8u) << "the symlink was followed";
   EXPECT_FALSE(std::filesystem::is_symlink(replica));
   EXPECT_EQ(ModeOf(replica), 0600u);

@@ -14,26 +14,16 @@
 #include <vector>
 
 #include "common/fd.h"
+#include "common/net_address.h"
+#include "tests/support/temp_dir.h"
 
 namespace tandem::output_commit {
 
-class TempDir {
- public:
-  TempDir() {
-    char tmpl[] = "/tmp/tandem-oc-XXXXXX";
-    path_ = ::mkdtemp(tmpl) ? tmpl : "";
-  }
-  ~TempDir() { std::filesystem::remove_all(path_); }
-  const std::string& path() const { return path_; }
-
- private:
-  std::string path_;
-};
+using ::tandem::testing::TempDir;
 
 inline sockaddr_un UnixAddr(const std::string& path) {
-  sockaddr_un a{};
-  a.sun_family = AF_UNIX;
-  std::strncpy(a.sun_path, path.c_str(), sizeof(a.sun_path) - 1);
+  sockaddr_un a;
+  if (!MakeUnixSockaddr(path, &a).ok()) a = sockaddr_un{};
   return a;
 }
 

@@ -21,23 +21,6 @@
 
 namespace tandem::qemu::testing {
 
-TempDir::TempDir() {
-  char tmpl[] = "/tmp/tandem-qt.XXXXXX";
-  if (mkdtemp(tmpl) == nullptr) throw std::runtime_error("mkdtemp failed");
-  path_ = tmpl;
-}
-
-TempDir::~TempDir() {
-  if (DIR* d = opendir(path_.c_str())) {
-    while (dirent* e = readdir(d)) {
-      if (std::strcmp(e->d_name, ".") != 0 && std::strcmp(e->d_name, "..") != 0)
-        ::unlink((path_ + "/" + e->d_name).c_str());
-    }
-    closedir(d);
-  }
-  ::rmdir(path_.c_str());
-}
-
 std::string ReadFileOrEmpty(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
   std::stringstream ss;

@@ -3,6 +3,7 @@
 #pragma once
 
 #include "tests/support/kvm.h"
+#include "tests/support/temp_dir.h"
 
 #include <cstdint>
 #include <functional>
@@ -14,17 +15,7 @@
 
 namespace tandem::qemu::testing {
 
-// A fresh directory under /tmp (short enough for unix socket paths), removed with its files on destruction.
-class TempDir {
- public:
-  TempDir();
-  ~TempDir();
-  const std::string& path() const { return path_; }
-  std::string operator/(const std::string& name) const { return path_ + "/" + name; }
-
- private:
-  std::string path_;
-};
+using ::tandem::testing::TempDir;
 
 std::string ReadFileOrEmpty(const std::string& path);
 // A zstd-compressed fixture from tests/qemu/data/.

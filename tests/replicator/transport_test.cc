@@ -18,30 +18,14 @@
 #include <thread>
 
 #include "replicator/transport.h"
+#include "tests/support/temp_dir.h"
 
 namespace tandem::replicator {
 namespace {
 
 enum class Family { kTcp, kUnix };
 
-// A temp dir for unix sockets, removed with everything in it.
-class TempDir {
- public:
-  TempDir() {
-    char tmpl[] = "/tmp/tandem-transport-test.XXXXXX";
-    const char* made = mkdtemp(tmpl);
-    EXPECT_NE(made, nullptr);
-    path_ = made != nullptr ? made : "";
-  }
-  ~TempDir() {
-    std::error_code ec;
-    if (!path_.empty()) std::filesystem::remove_all(path_, ec);
-  }
-  const std::string& path() const { return path_; }
-
- private:
-  std::string path_;
-};
+using ::tandem::testing::TempDir;
 
 struct Pair {
   std::unique_ptr<Transport> client, server;
