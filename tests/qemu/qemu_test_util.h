@@ -11,7 +11,9 @@
 #include <string>
 #include <vector>
 
+#include "qemu-integration/colo_stream.h"
 #include "qemu-integration/qemu_args.h"
+#include "replicator/epoch.h"
 
 namespace tandem::qemu::testing {
 
@@ -49,6 +51,27 @@ bool WaitUntil(int timeout_ms, const std::function<bool()>& done);
 // verify_check_word=false (magic, index, page count, counter and tail words are checked either way).
 std::string CheckGuestPages(std::span<const uint8_t> ram, uint32_t pages, uint32_t* counter,
                             bool verify_check_word = true);
+
+// A precopy parsed into a fresh replicator::RamImage.
+struct Parsed {
+  Status status;
+  replicator::VmDescriptor descriptor;
+  std::vector<uint8_t> device_state;
+  std::unique_ptr<replicator::RamImage> image;
+};
+
+inline Parsed ParsePrecopyBytes(ColoStreamParser& parser) {
+  Parsed p;
+  p.status = parser.ParsePrecopy(
+      [&](const replicator::VmDescriptor& layout) -> Result<replicator::PageSink*> {
+        auto image = replicator::RamImage::Create(layout, {});
+        if (!image.ok()) return image.status();
+        p.image = std::move(image).value();
+        return static_cast<replicator::PageSink*>(p.image.get());
+      },
+      &p.descriptor, &p.device_state);
+  return p;
+}
 
 }  // namespace tandem::qemu::testing
 
