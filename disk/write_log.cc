@@ -97,18 +97,18 @@ Status ReplicatedDisk::Write(uint64_t offset, std::span<const uint8_t> data, boo
 }
 
 Status ReplicatedDisk::WriteZeroes(uint64_t offset, uint64_t length, bool fua) {
-  TANDEM_RETURN_IF_ERROR(log_->WaitForRoom());
-  Status st = image_->WriteZeroes(offset, length, fua);
-  if (!st.ok()) return LogWhatTheImageHolds(offset, length, st);
-  log_->Append(WriteKind::kZero, offset, length);
-  return Status::Ok();
+  return ChangeRange(WriteKind::kZero, offset, length, fua);
 }
 
 Status ReplicatedDisk::Trim(uint64_t offset, uint64_t length, bool fua) {
+  return ChangeRange(WriteKind::kTrim, offset, length, fua);
+}
+
+Status ReplicatedDisk::ChangeRange(WriteKind kind, uint64_t offset, uint64_t length, bool fua) {
   TANDEM_RETURN_IF_ERROR(log_->WaitForRoom());
-  Status st = image_->Trim(offset, length, fua);
+  Status st = kind == WriteKind::kZero ? image_->WriteZeroes(offset, length, fua) : image_->Trim(offset, length, fua);
   if (!st.ok()) return LogWhatTheImageHolds(offset, length, st);
-  log_->Append(WriteKind::kTrim, offset, length);
+  log_->Append(kind, offset, length);
   return Status::Ok();
 }
 

@@ -82,6 +82,8 @@ class ReplicatedDisk : public BlockDevice {
   Status Flush() override { return image_->Flush(); }
 
  private:
+  // WriteZeroes and Trim: the same path with another kind of change.
+  Status ChangeRange(WriteKind kind, uint64_t offset, uint64_t length, bool fua);
   Status LogWhatTheImageHolds(uint64_t offset, uint64_t length, Status failure);
 
   BlockDevice* image_;

@@ -10,19 +10,15 @@
 
 #include <gtest/gtest.h>
 
+#include "tests/support/temp_dir.h"
+
 namespace tandem {
 namespace {
 
 constexpr uid_t kNobody = 65534;
 
-class PrivateFilesTest : public testing::Test {
+class PrivateFilesTest : public ::testing::Test {
  protected:
-  void SetUp() override {
-    char tmpl[] = "/tmp/tandem-private-XXXXXX";
-    ASSERT_NE(mkdtemp(tmpl), nullptr);
-    root_ = tmpl;
-  }
-  void TearDown() override { std::filesystem::remove_all(root_); }
 
   static mode_t ModeOf(const std::string& path) {
     struct stat st;
@@ -35,7 +31,8 @@ class PrivateFilesTest : public testing::Test {
     return std::string(std::istreambuf_iterator<char>(in), {});
   }
 
-  std::string root_;
+  testing::TempDir scratch_;
+  const std::string root_ = scratch_.path();
 };
 
 TEST_F(PrivateFilesTest, CreatesDirectories0700AndFiles0600WhateverTheUmask) {

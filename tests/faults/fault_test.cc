@@ -17,16 +17,10 @@ namespace {
 
 using nlohmann::json;
 
-#define REQUIRE_LAB_AND_KVM()                                                          \
-  do {                                                                                 \
-    if (std::string why = LabUnavailableReason(); !why.empty()) {                      \
-      fprintf(stderr, "\n!!! SKIPPED: FAULT LAB UNAVAILABLE: %s\n", why.c_str());      \
-      GTEST_SKIP() << why;                                                             \
-    }                                                                                  \
-    if (std::string why = KvmUnusableReason(); !why.empty()) {                         \
-      fprintf(stderr, "\n!!! SKIPPED: %s\n", why.c_str());                             \
-      GTEST_SKIP() << why;                                                             \
-    }                                                                                  \
+#define REQUIRE_LAB_AND_KVM()                                                                    \
+  do {                                                                                           \
+    TANDEM_SKIP_UNLESS_AVAILABLE(LabUnavailableReason(), "FAULT LAB UNAVAILABLE: ");             \
+    TANDEM_REQUIRE_KVM();                                                                        \
   } while (0)
 
 void Sleep(int ms) { std::this_thread::sleep_for(std::chrono::milliseconds(ms)); }

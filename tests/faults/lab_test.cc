@@ -17,17 +17,12 @@
 #include <thread>
 
 #include "tests/faults/lab.h"
+#include "tests/support/kvm.h"
 
 namespace tandem::faults {
 namespace {
 
-#define REQUIRE_LAB()                                                         \
-  do {                                                                        \
-    if (std::string why = LabUnavailableReason(); !why.empty()) {             \
-      fprintf(stderr, "\n!!! SKIPPED: FAULT LAB UNAVAILABLE: %s\n", why.c_str()); \
-      GTEST_SKIP() << why;                                                    \
-    }                                                                         \
-  } while (0)
+#define REQUIRE_LAB() TANDEM_SKIP_UNLESS_AVAILABLE(LabUnavailableReason(), "FAULT LAB UNAVAILABLE: ")
 
 double MonoMs() {
   timespec ts{};

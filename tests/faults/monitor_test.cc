@@ -13,9 +13,12 @@
 #include "qemu-integration/qemu_process.h"
 #include "qemu-integration/qmp.h"
 #include "tests/faults/monitor.h"
+#include "tests/support/temp_dir.h"
 
 namespace tandem::faults {
 namespace {
+
+using ::tandem::testing::TempDir;
 
 struct Vm {
   std::unique_ptr<qemu::QemuProcess> process;
@@ -25,15 +28,7 @@ struct Vm {
 
 class MonitorTest : public ::testing::Test {
  protected:
-  void SetUp() override {
-    char tmpl[] = "/tmp/tandem-monitor.XXXXXX";
-    ASSERT_NE(mkdtemp(tmpl), nullptr);
-    dir_ = tmpl;
-  }
-  void TearDown() override {
-    vms_.clear();
-    std::filesystem::remove_all(dir_);
-  }
+  void TearDown() override { vms_.clear(); }
 
   // A VM named `name`, running unless `paused` (-S).
   Vm& Start(const std::string& name, bool paused) {
@@ -76,7 +71,8 @@ class MonitorTest : public ::testing::Test {
     FAIL() << "the monitor does not sample: " << m.Report().Summary();
   }
 
-  std::string dir_;
+  TempDir scratch_;
+  const std::string dir_ = scratch_.path();
   std::deque<Vm> vms_;  // references stay valid as VMs are added
 };
 

@@ -59,13 +59,7 @@ std::string UnavailableReason() {
   return reason;
 }
 
-#define REQUIRE_SERVICE_QEMU()                                  \
-  do {                                                          \
-    if (std::string why = UnavailableReason(); !why.empty()) {  \
-      fprintf(stderr, "\n!!! SKIPPED: %s\n", why.c_str());      \
-      GTEST_SKIP() << why;                                      \
-    }                                                           \
-  } while (0)
+#define REQUIRE_SERVICE_QEMU() TANDEM_SKIP_UNLESS_AVAILABLE(UnavailableReason(), "")
 
 // KVM when it runs the test guest here (the checkpoint path needs it), else TCG; said once in the test log.
 std::string Accel() {

@@ -12,10 +12,14 @@ std::string KvmUnusableReason();
 
 }  // namespace tandem::testing
 
-#define TANDEM_REQUIRE_KVM()                                                       \
-  do {                                                                             \
-    if (std::string why = ::tandem::testing::KvmUnusableReason(); !why.empty()) { \
-      fprintf(stderr, "\n!!! SKIPPED: %s\n", why.c_str());                         \
-      GTEST_SKIP() << why;                                                         \
-    }                                                                              \
+// Skips the test LOUDLY (on stderr, where ctest's output shows it, and as GoogleTest's skip message) when
+// `reason_expr` yields a non-empty std::string: why what the test needs cannot run here.
+#define TANDEM_SKIP_UNLESS_AVAILABLE(reason_expr, what)                  \
+  do {                                                                   \
+    if (std::string why = (reason_expr); !why.empty()) {                 \
+      fprintf(stderr, "\n!!! SKIPPED: %s%s\n", what, why.c_str());     \
+      GTEST_SKIP() << why;                                               \
+    }                                                                    \
   } while (0)
+
+#define TANDEM_REQUIRE_KVM() TANDEM_SKIP_UNLESS_AVAILABLE(::tandem::testing::KvmUnusableReason(), "")
