@@ -5,6 +5,8 @@
 #include <functional>
 #include <sstream>
 
+#include "output-commit/qemu_options.h"
+
 namespace tandem::cli {
 namespace {
 
@@ -75,6 +77,24 @@ Result<bool> ParseGuestCrashAction(std::string_view v) {  // true: reset
   return Status::InvalidArgument(std::string(v));
 }
 
+Result<bool> ParseBool(std::string_view v) {
+  if (v == "true" || v == "false") return v == "true";
+  return Status::InvalidArgument(std::string(v));
+}
+
+Result<bool> ParseWhenUnprotected(std::string_view v) {  // true: release
+  if (v == "release" || v == "hold") return v == "release";
+  return Status::InvalidArgument(std::string(v));
+}
+
+// Any [nic] key makes the section present.
+Setter Nic(Setter set) {
+  return [set](Config& c, const std::string& v) {
+    c.nic = true;
+    return set(c, v);
+  };
+}
+
 Status SetCompression(Config& c, const std::string& v) {
   c.compression_auto = v == "auto";
   if (v == "auto" || v == "lz4") {
@@ -113,6 +133,15 @@ const std::map<std::string, Setter>& Setters() {
              "(default /dev/shm/tandem; /dev/shm itself is open to everyone and refused)");
        }},
       {"vm.memory_dir", Str(&Config::memory_dir)},
+      {"vm.allow_unprotected_devices", Enum(&Config::allow_unprotected_devices, ParseBool, "true or false")},
+      {"nic.mac", Nic(Str(&Config::nic_mac))},
+      {"nic.tap", Nic(Str(&Config::nic_tap))},
+      {"nic.bridge", Nic(Str(&Config::nic_bridge))},
+      {"nic.model", Nic(Str(&Config::nic_model))},
+      {"nic.hold_max_kib", Nic(Num<uint64_t>(&Config::nic_hold_max_kib, 64, 1 << 20))},
+      {"nic.hold_max_frames", Nic(Num<uint64_t>(&Config::nic_hold_max_frames, 1, 1 << 20))},
+      {"nic.when_unprotected",
+       Nic(Enum(&Config::release_when_unprotected, ParseWhenUnprotected, "release or hold"))},
       {"standby.heartbeat", List(&Config::standby_heartbeat, ',')},
       {"heartbeat.interval_ms", Num<int>(&Config::heartbeat_interval_ms, 1, 10000)},
       {"heartbeat.timeout_ms", Num<int>(&Config::heartbeat_timeout_ms, 2, 600000)},
@@ -145,6 +174,77 @@ const std::map<std::string, Setter>& Setters() {
   return setters;
 }
 
+bool StartsWith(std::string_view s, std::string_view prefix) { return s.substr(0, prefix.size()) == prefix; }
+
+// The -device models that are a NIC or a disk (or pass a host device through): their output or state would not
+// be held or replicated.
+bool IsNicOrDiskModel(std::string_view model) {
+  static constexpr std::string_view kPrefixes[] = {
+      "virtio-net", "e1000", "rtl8139", "ne2k", "pcnet", "vmxnet", "i8255", "igb", "usb-net", "tulip", "sungem",
+      "virtio-blk", "virtio-scsi", "vhost-", "scsi-", "ide-", "nvme", "usb-storage", "usb-bot", "usb-uas", "floppy",
+      "sd-card", "megasas", "lsi53c", "am53c974", "dc390", "mptsas", "pvscsi", "vfio-", "virtio-9p", "vhost-user"};
+  for (std::string_view prefix : kPrefixes) {
+    if (StartsWith(model, prefix)) return true;
+  }
+  return false;
+}
+
+// What a qemu_extra option adds that tandem does not protect, with the supported way; empty if nothing.
+std::string UnprotectedDevice(std::string_view option, std::string_view value) {
+  if (StartsWith(option, "--")) option.remove_prefix(1);  // QEMU takes --drive as -drive
+  static constexpr std::string_view kDisk[] = {"-drive", "-blockdev", "-hda", "-hdb", "-hdc", "-hdd", "-cdrom",
+                                               "-fda", "-fdb", "-sd", "-mtdblock", "-pflash", "-virtfs", "-fsdev"};
+  for (std::string_view disk : kDisk) {
+    if (option == disk) return "a disk (" + std::string(option) + "): disks are not replicated yet";
+  }
+  if (option == "-netdev" || option == "-nic" || option == "-net") {
+    return "a NIC backend (" + std::string(option) + "): give the VM its NIC with the [nic] section";
+  }
+  if (option == "-chardev" || option == "-serial" || option == "-parallel") {
+    return "a character device (" + std::string(option) +
+           "): COM1 already goes through tandem's console output commit (<state_dir>/serial.log)";
+  }
+  if (option == "-device") {
+    std::string_view model = value.substr(0, value.find(','));
+    if (StartsWith(model, "driver=")) model.remove_prefix(7);
+    if (IsNicOrDiskModel(model)) {
+      return "a NIC or disk device (-device " + std::string(model) +
+             "): NICs through the [nic] section; disks are not replicated yet";
+    }
+  }
+  return "";
+}
+
+Status CheckQemuExtra(Config* c) {
+  c->unprotected_devices.clear();
+  for (size_t i = 0; i < c->qemu_extra.size(); ++i) {
+    const std::string& option = c->qemu_extra[i];
+    const std::string value = i + 1 < c->qemu_extra.size() ? c->qemu_extra[i + 1] : "";
+    std::string what = UnprotectedDevice(option, value);
+    if (!what.empty()) c->unprotected_devices.push_back(option + " " + value + ": " + what);
+  }
+  if (c->unprotected_devices.empty() || c->allow_unprotected_devices) return Status::Ok();
+  return Status::InvalidArgument(
+      "vm.qemu_extra adds " + c->unprotected_devices.front() +
+      ". Its output or state would escape the protection (seen before the standby has it, or lost at failover). "
+      "Remove it, or set [vm] allow_unprotected_devices = true to run it unprotected");
+}
+
+Status ValidateNic(const Config& c) {
+  if (!c.nic) return Status::Ok();
+  if (c.nic_mac.empty()) return Status::InvalidArgument("nic.mac is required in a [nic] section");
+  if (c.nic_tap.empty() || c.nic_tap.size() >= 16 || c.nic_tap.find_first_of("/ \t") != std::string::npos) {
+    return Status::InvalidArgument("nic.tap must be a host interface name (1..15 characters, no '/' or spaces)");
+  }
+  if (c.nic_bridge.size() >= 16) return Status::InvalidArgument("nic.bridge is longer than 15 characters");
+  if (c.nic_hold_max_kib * 1024 < 65536) return Status::InvalidArgument("nic.hold_max_kib must be >= 64");
+  for (const std::string* dir : {&c.primary_state_dir, &c.standby_state_dir}) {
+    auto args = output_commit::QemuNicArgs({c.nic_mac, c.nic_model}, *dir);
+    if (!args.ok()) return args.status().WithContext("[nic]");
+  }
+  return Status::Ok();
+}
+
 Status Validate(const Config& c) {
   if (c.vm_name.empty() || c.vm_name.find_first_of("/ \t") != std::string::npos) {
     return Status::InvalidArgument("vm.name must be a non-empty word without '/' or spaces");
@@ -154,6 +254,11 @@ Status Validate(const Config& c) {
   if (c.memory_dir.empty() || c.memory_dir.front() != '/') {
     return Status::InvalidArgument("vm.memory_dir must be an absolute path");
   }
+  for (const std::string* dir : {&c.primary_state_dir, &c.standby_state_dir}) {
+    auto console = output_commit::QemuConsoleArgs(*dir);
+    if (!console.ok()) return console.status().WithContext("state_dir " + *dir);
+  }
+  TANDEM_RETURN_IF_ERROR(ValidateNic(c));
   if (c.primary_heartbeat.empty() || c.primary_heartbeat.size() != c.standby_heartbeat.size()) {
     return Status::InvalidArgument(
         "primary.heartbeat and standby.heartbeat must list the same number (>= 1) of link addresses");
@@ -192,6 +297,7 @@ Result<Config> ParseConfig(const std::string& text) {
     TANDEM_RETURN_IF_ERROR(it->second(config, Trim(line.substr(eq + 1))).WithContext(where + " (" + key + ")"));
   }
   TANDEM_RETURN_IF_ERROR(Validate(config));
+  TANDEM_RETURN_IF_ERROR(CheckQemuExtra(&config));
   return config;
 }
 

@@ -1,7 +1,10 @@
 // tandem's configuration file: one INI-style file shared by both hosts (each host runs the role it is given).
 //
 //   [vm]          name, memory_mb, vcpus, accel (kvm|tcg), machine, kernel, initrd, append, epoch_ms, qemu_extra,
-//                 on_guest_crash (report|reset), memory_dir (private directory of the guest-memory files)
+//                 on_guest_crash (report|reset), memory_dir (private directory of the guest-memory files),
+//                 allow_unprotected_devices (qemu_extra may add disks/NICs/chardevs tandem does not protect)
+//   [nic]         mac, tap, bridge, model, hold_max_kib, hold_max_frames, when_unprotected (release|hold)
+//                 (absent: the VM has no NIC)
 //   [primary]     state_dir, heartbeat (comma-separated local UDP addresses, one per link)
 //   [standby]     state_dir, replication (listen host:port), heartbeat (one address per link)
 //   [heartbeat]   interval_ms, timeout_ms, psk | psk_file
@@ -21,6 +24,7 @@
 
 #include "common/status.h"
 #include "heartbeat/arbiter.h"
+#include "output-commit/hold_queue.h"
 #include "replicator/page_codec.h"
 #include "replicator/transport.h"
 
@@ -42,6 +46,19 @@ struct Config {
   // Where the files that hold guest memory live (the primary's RAM file, the standby's replica): a directory
   // tandem creates 0700 and refuses to use when anyone else could enter it (common/SECURITY.md).
   std::string memory_dir = "/dev/shm/tandem";
+  // qemu_extra may add devices whose output or state tandem does not protect (a disk, a NIC outside [nic], a
+  // chardev): refused at load unless this is set; then the roles log them as a WARN at every start.
+  bool allow_unprotected_devices = false;
+  std::vector<std::string> unprotected_devices;  // what qemu_extra adds that is not protected (filled at load)
+  // [nic]: the guest's NIC, its output held until the standby has the epoch that sent it (output-commit/).
+  bool nic = false;  // a [nic] section was given
+  std::string nic_mac, nic_tap, nic_bridge, nic_model = "virtio-net-pci";
+  uint64_t nic_hold_max_kib = 4096;
+  uint64_t nic_hold_max_frames = 4096;
+  // No standby connected: release the output at once (run unprotected, like Remus/VMware FT; logged) or hold it
+  // (the guest's network stalls once the hold queue is full, until a standby acknowledges). Applies to the
+  // console too.
+  bool release_when_unprotected = true;
   // [primary]
   std::string primary_state_dir = "/run/tandem/primary";
   std::vector<std::string> primary_heartbeat;

@@ -1,5 +1,7 @@
 #include "cli/options.h"
 
+#include "output-commit/qemu_options.h"
+
 namespace tandem::cli {
 namespace {
 
@@ -9,6 +11,17 @@ void FillRoleOptions(const Config& config, qemu::QemuRole role, roles::RoleOptio
   options->state_dir = primary ? config.primary_state_dir : config.standby_state_dir;
   options->vm = MakeVmConfig(config, role);
   options->reset_guest_on_crash = config.reset_guest_on_crash;
+  options->unprotected_devices = config.unprotected_devices;
+  options->outputs.console_log = options->vm.serial_log;
+  options->outputs.release_when_unprotected = config.release_when_unprotected;
+  if (config.nic) {
+    roles::NicOptions nic;
+    nic.tap = config.nic_tap;
+    nic.bridge = config.nic_bridge;
+    nic.limits.max_bytes = config.nic_hold_max_kib << 10;
+    nic.limits.max_records = config.nic_hold_max_frames;
+    options->outputs.nic = nic;
+  }
 
   // Heartbeat links pair up by position between [primary] and [standby].
   heartbeat::HeartbeatOptions& hb = options->heartbeat;
@@ -52,7 +65,13 @@ qemu::VmConfig MakeVmConfig(const Config& config, qemu::QemuRole role) {
   vm.append = config.append;
   vm.ram_path = primary ? config.PrimaryRamPath() : config.ReplicaPath();
   vm.qmp_socket = state_dir + "/qmp.sock";
-  vm.serial_log = state_dir + "/serial.log";
+  vm.serial_log = state_dir + "/serial.log";  // written by tandem's console output commit, not by QEMU
+  // COM1 (and the NIC) through tandem's output commit. LoadConfig checked these options for both state dirs.
+  vm.output_args = output_commit::QemuConsoleArgs(state_dir).value();
+  if (config.nic) {
+    const std::vector<std::string> nic = output_commit::QemuNicArgs({config.nic_mac, config.nic_model}, state_dir).value();
+    vm.output_args.insert(vm.output_args.end(), nic.begin(), nic.end());
+  }
   vm.extra_args = config.qemu_extra;
   return vm;
 }

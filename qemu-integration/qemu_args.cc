@@ -66,7 +66,6 @@ std::vector<std::string> BuildQemuArgs(const VmConfig& vm, QemuRole role) {
       // No default devices (no NIC, no disks, no VGA with its own RAM block): every device is explicit, so both
       // roles have the same device list and no state lives outside the replicated RAM and device blob.
       "-nodefaults", "-no-user-config", "-vga", "none", "-display", "none",
-      "-serial", "file:" + vm.serial_log,
       "-qmp", "unix:" + vm.qmp_socket + ",server=on,wait=off",
       "-kernel", vm.kernel,
       // A guest crash is not a reason to fail over (the replica holds the same crash): the pvpanic device makes
@@ -77,6 +76,12 @@ std::vector<std::string> BuildQemuArgs(const VmConfig& vm, QemuRole role) {
       "-action", "panic=none",
   };
   // clang-format on
+  // -nodefaults has no serial port: COM1 is the first -serial given.
+  if (vm.output_args.empty()) {
+    args.insert(args.end(), {"-serial", "file:" + vm.serial_log});
+  } else {
+    args.insert(args.end(), vm.output_args.begin(), vm.output_args.end());
+  }
   if (!vm.initrd.empty()) args.insert(args.end(), {"-initrd", vm.initrd});
   if (!vm.append.empty()) args.insert(args.end(), {"-append", vm.append});
   args.insert(args.end(), vm.extra_args.begin(), vm.extra_args.end());

@@ -21,7 +21,10 @@ struct VmConfig {
   std::string append;    // optional kernel command line
   std::string ram_path;  // file that backs guest RAM (share=on): tandem maps the same file
   std::string qmp_socket;
-  std::string serial_log;               // COM1 goes to this file
+  std::string serial_log;               // COM1's log: written by QEMU (`-serial file:`) unless output_args is set
+  // The roles: the options attaching COM1 (and the NIC) to tandem's output commit (output-commit/qemu_options.h),
+  // which writes serial_log itself, only what the standby holds. Replaces `-serial file:<serial_log>`.
+  std::vector<std::string> output_args;
   std::vector<std::string> extra_args;  // appended verbatim, on both roles
 };
 

@@ -4,21 +4,42 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "heartbeat/arbiter.h"
 #include "heartbeat/heartbeat.h"
 #include "heartbeat/witness_client.h"
+#include "output-commit/hold_queue.h"
 #include "qemu-integration/qemu_args.h"
 #include "replicator/receiver.h"
 #include "replicator/shipper.h"
 
 namespace tandem::roles {
 
+// The guest's NIC on this host (output-commit/README.md): QEMU's side is in vm.output_args.
+struct NicOptions {
+  std::string tap;     // the host interface tandem opens (the same name on both hosts, same L2 segment)
+  std::string bridge;  // optional: the existing bridge the TAP joins
+  output_commit::HoldLimits limits;
+};
+
+// What the guest writes to the world (console, NIC) is held until the standby has the epoch that wrote it.
+struct OutputOptions {
+  std::string console_log;        // released console bytes are appended here (vm.serial_log)
+  std::optional<NicOptions> nic;  // none: the VM has no NIC
+  // No standby connected: release at once and run unprotected (logged), or keep holding (the guest's network
+  // stalls when the queue is full).
+  bool release_when_unprotected = true;
+};
+
 // What both roles share.
 struct RoleOptions {
   std::string vm_name;
   std::string state_dir;  // status.json, QEMU's sockets and log
   qemu::VmConfig vm;      // this host's QEMU
+  OutputOptions outputs;
+  // qemu_extra devices the configuration allowed although tandem does not protect them: a WARN at every start.
+  std::vector<std::string> unprotected_devices;
   // On a guest crash (QMP GUEST_PANICKED): reset the guest, or only report it.
   bool reset_guest_on_crash = false;
   heartbeat::HeartbeatOptions heartbeat;

@@ -8,6 +8,7 @@
 
 #include "common/log.h"
 #include "roles/guard.h"
+#include "roles/outputs.h"
 #include "roles/pause_stats.h"
 #include "roles/qemu_host.h"
 #include "roles/status_file.h"
@@ -43,6 +44,7 @@ class PrimaryRun {
   std::optional<Shutdown::Hook> stop_vm_on_shutdown_;
   std::unique_ptr<VmMonitor> monitor_;
   std::unique_ptr<EpochShipping> shipper_;
+  std::unique_ptr<GuestOutputs> outputs_;  // after shipper_: its follower reads the shipper's stats
 };
 
 int PrimaryRun::Fail(const char* what, const Status& st) {
@@ -70,6 +72,9 @@ Status PrimaryRun::Protect() {
   const std::string colo_socket = o_.state_dir + "/colo.sock";
   failed_step_ = "COLO socket";
   TANDEM_ASSIGN_OR_RETURN(checkpoints_, env_.host->ListenForCheckpoints(colo_socket));
+  // Output commit (output-commit/README.md): the console listens before QEMU connects to it at startup.
+  failed_step_ = "guest outputs";
+  TANDEM_ASSIGN_OR_RETURN(outputs_, OpenGuestOutputs(o_, env_.host, /*with_nic=*/true));
   failed_step_ = "primary QEMU";
   TANDEM_ASSIGN_OR_RETURN(vm_, env_.host->Launch(o_.vm, qemu::QemuRole::kPrimary, o_.state_dir));
   // A blocked checkpoint read ends when QEMU does.
@@ -92,10 +97,13 @@ Status PrimaryRun::Protect() {
             precopy.descriptor.ram_blocks.size(), ram_bytes >> 20, precopy.device_state.size(),
             (env_.clock->NowNanos() - precopy_start) / 1e6);
 
+  // The VM stays stopped until CHECKPOINT_READY: what it wrote so far belongs to the precopy, epoch 0.
+  outputs_->OnEpochBoundary(0);
   failed_step_ = "start shipper";
   shipper_ = env_.make_shipper(env_.guard->term());
   TANDEM_RETURN_IF_ERROR(
       shipper_->Start(precopy.descriptor, std::move(precopy.image), std::move(precopy.device_state)));
+  outputs_->Follow([shipper = shipper_.get()] { return shipper->stats(); }, 1);
   failed_step_ = "CHECKPOINT_READY";
   TANDEM_RETURN_IF_ERROR(checkpoints_->SendCheckpointReady());
   TLOG_INFO("main", "VM %s protected: checkpoint every %d ms to standby %s", o_.vm_name.c_str(), o_.epoch_ms,
@@ -119,6 +127,8 @@ int PrimaryRun::CheckpointLoop() {
       if (env_.shutdown->Requested()) return kExitOk;
       return Fail(vm_->Running() ? "checkpoint stream broke" : "primary QEMU exited", st);
     }
+    // The VM is stopped for checkpoint `number` until ResumeVm: the output boundary goes here, never later.
+    outputs_->OnEpochBoundary(number);
     const uint64_t pages = epoch->pages().size(), page_bytes = epoch->page_bytes();
     const size_t device_bytes = epoch->device_state().size();
     // Submit blocks only when the standby is max_in_flight epochs behind: the VM then stays paused, which is
@@ -131,6 +141,7 @@ int PrimaryRun::CheckpointLoop() {
       PublishStatus(number, 0);
     }
     if (guard.superseded()) {
+      outputs_->DropUnreleased();  // the new primary's output is the world's now
       PublishStatus(number, 0);
       TLOG_ERROR("main", "superseded: killing this host's copy of VM %s (it must never run again here)",
                  o_.vm_name.c_str());
@@ -188,6 +199,7 @@ nlohmann::json PrimaryRun::StatusJson(uint64_t epoch, double last_pause_ms) cons
                        {"compression", ship.compression},
                        {"compression_changes", ship.compression_changes},
                        {"last_error", ship.last_error}}},
+          {"outputs", outputs_->StatusJson()},
           {"peer", {{"alive", peer.alive}, {"links", PeerLinksJson(peer)}}}};
 }
 

@@ -9,6 +9,9 @@
 
 #include "common/fd.h"
 #include "common/log.h"
+#include "output-commit/console_commit.h"
+#include "output-commit/nic_commit.h"
+#include "output-commit/qemu_options.h"
 #include "qemu-integration/colo_endpoint.h"
 #include "qemu-integration/qemu_process.h"
 #include "qemu-integration/qmp.h"
@@ -82,6 +85,32 @@ Result<std::unique_ptr<Vm>> QemuHost::Launch(const qemu::VmConfig& vm, qemu::Qem
 Result<std::unique_ptr<CheckpointSource>> QemuHost::ListenForCheckpoints(const std::string& unix_socket) {
   TANDEM_ASSIGN_OR_RETURN(std::unique_ptr<qemu::ColoEndpoint> endpoint, qemu::ColoEndpoint::Listen(unix_socket));
   return std::unique_ptr<CheckpointSource>(std::make_unique<ColoCheckpoints>(std::move(endpoint)));
+}
+
+Result<std::unique_ptr<OutputChannel>> QemuHost::OpenConsole(const std::string& state_dir, const std::string& log) {
+  output_commit::ConsoleOptions options;
+  options.socket_path = output_commit::PathsIn(state_dir).console_socket;
+  options.log_path = log;
+  TANDEM_ASSIGN_OR_RETURN(std::unique_ptr<output_commit::ConsoleOutputCommit> console,
+                          output_commit::ConsoleOutputCommit::Create(std::move(options), SystemClock()));
+  console->Start();
+  return WrapHeldOutput(std::move(console));
+}
+
+Result<std::unique_ptr<OutputChannel>> QemuHost::OpenNic(const NicOptions& nic, const std::string& state_dir) {
+  const output_commit::OutputPaths paths = output_commit::PathsIn(state_dir);
+  output_commit::NicOptions options;
+  options.socket_path = paths.nic_socket;
+  options.qemu_socket_path = paths.nic_qemu_socket;
+  options.limits = nic.limits;
+  TANDEM_ASSIGN_OR_RETURN(options.outside, output_commit::OpenTap(nic.tap));
+  TANDEM_RETURN_IF_ERROR(output_commit::BringUpTap(nic.tap, nic.bridge));
+  TANDEM_ASSIGN_OR_RETURN(std::unique_ptr<output_commit::NicOutputCommit> channel,
+                          output_commit::NicOutputCommit::Create(std::move(options), SystemClock()));
+  channel->Start();
+  TLOG_INFO("output", "NIC on TAP %s%s%s: guest frames held until the standby has their epoch", nic.tap.c_str(),
+            nic.bridge.empty() ? "" : " in bridge ", nic.bridge.c_str());
+  return WrapHeldOutput(std::move(channel));
 }
 
 Result<RemoveOnExit> CreateGuestMemoryFile(const std::string& path, uint64_t bytes) {

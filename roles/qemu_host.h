@@ -14,6 +14,8 @@ class QemuHost final : public VmHost {
   Result<std::unique_ptr<Vm>> Launch(const qemu::VmConfig& vm, qemu::QemuRole role,
                                      const std::string& state_dir) override;
   Result<std::unique_ptr<CheckpointSource>> ListenForCheckpoints(const std::string& unix_socket) override;
+  Result<std::unique_ptr<OutputChannel>> OpenConsole(const std::string& state_dir, const std::string& log) override;
+  Result<std::unique_ptr<OutputChannel>> OpenNic(const NicOptions& nic, const std::string& state_dir) override;
 };
 
 // A fresh private file of `bytes` that holds guest memory (the primary's RAM file QEMU maps, the standby's

@@ -8,6 +8,7 @@
 #include "common/log.h"
 #include "qemu-integration/resume.h"
 #include "roles/guard.h"
+#include "roles/outputs.h"
 #include "roles/qemu_host.h"
 #include "roles/status_file.h"
 #include "roles/vm_monitor.h"
@@ -39,9 +40,15 @@ class StandbyRun {
   const StandbyEnv& env_;
   std::unique_ptr<Vm> vm_;
   std::unique_ptr<RunGuard> guard_;  // once promoted
+  std::unique_ptr<GuestOutputs> outputs_;
 };
 
 int StandbyRun::Run() {
+  // The warm QEMU's console chardev connects once, at startup: the console listens first. The NIC waits for the
+  // failover (README.md of output-commit/).
+  auto outputs = OpenGuestOutputs(o_, env_.host, /*with_nic=*/false);
+  if (!outputs.ok()) return Fail("guest outputs", outputs.status());
+  outputs_ = std::move(outputs).value();
   auto vm = env_.host->Launch(o_.vm, qemu::QemuRole::kStandby, o_.state_dir);
   if (!vm.ok()) return Fail("standby QEMU", vm.status());
   vm_ = std::move(vm).value();
@@ -83,8 +90,24 @@ int StandbyRun::Failover() {
   if (!point) return Fail("resume", Status::Aborted("promoted without a complete epoch to resume from"));
   TLOG_WARN("failover", "primary lost on every link, promoted to term %" PRIu64 " (%s): resuming VM %s from epoch %" PRIu64,
             decision.term, decision.reason.c_str(), o_.vm_name.c_str(), point->epoch);
+  // The old primary is superseded and no other copy can resume from an older epoch: this host's output leaves
+  // at once (pass-through), on its own TAP.
+  if (o_.outputs.nic) {
+    auto nic = env_.host->OpenNic(*o_.outputs.nic, o_.state_dir);
+    if (!nic.ok()) return Fail("NIC", nic.status());
+    outputs_->Add("nic", std::move(nic).value());
+  }
+  outputs_->PassThrough();
   const std::string stream = qemu::BuildResumeStream(point->descriptor, point->device_state);
   if (Status st = vm_->Resume(stream, o_.state_dir + "/incoming.sock", 10000); !st.ok()) return Fail("resume", st);
+  if (o_.outputs.nic) {
+    // The switches learn the MAC's new port: QEMU's RARPs, and the guest's gratuitous ARPs (virtio-net).
+    auto announced = vm_->Execute("announce-self", {{"initial", 50}, {"max", 550}, {"rounds", 5}, {"step", 100}});
+    if (!announced.ok()) {
+      TLOG_WARN("failover", "announce-self failed (the network learns the VM's new port from its next frame): %s",
+                announced.status().ToString().c_str());
+    }
+  }
   const double resume_ms = (env_.clock->NowNanos() - decision.peer_lost_ns) / 1e6;
   TLOG_WARN("failover", "VM %s RUNNING on this host from epoch %" PRIu64 ": resume_ms=%.1f (heartbeat loss detected -> guest running), now unprotected",
             o_.vm_name.c_str(), point->epoch, resume_ms);
@@ -106,6 +129,7 @@ int StandbyRun::Failover() {
     status["vm_liveness"] = monitor.StatusJson();
     status["resumed_epoch"] = point->epoch;
     status["resume_ms"] = resume_ms;
+    status["outputs"] = outputs_->StatusJson();
     WriteStatusFile(o_.state_dir, status).ok();
     env_.shutdown->WaitFor(200);
   }

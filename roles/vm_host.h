@@ -14,6 +14,8 @@
 #include "qemu-integration/colo_endpoint.h"
 #include "qemu-integration/qemu_args.h"
 #include "replicator/epoch.h"
+#include "roles/options.h"
+#include "roles/outputs.h"
 
 namespace tandem::roles {
 
@@ -52,6 +54,12 @@ class VmHost {
   virtual Result<std::unique_ptr<Vm>> Launch(const qemu::VmConfig& vm, qemu::QemuRole role,
                                              const std::string& state_dir) = 0;
   virtual Result<std::unique_ptr<CheckpointSource>> ListenForCheckpoints(const std::string& unix_socket) = 0;
+  // The guest's console, started: listens on <state_dir>/console.sock (before QEMU starts: its chardev connects
+  // once, at startup) and appends released bytes to `log`.
+  virtual Result<std::unique_ptr<OutputChannel>> OpenConsole(const std::string& state_dir,
+                                                             const std::string& log) = 0;
+  // The guest's NIC, started: opens and brings up the TAP, binds <state_dir>/nic.sock.
+  virtual Result<std::unique_ptr<OutputChannel>> OpenNic(const NicOptions& nic, const std::string& state_dir) = 0;
 };
 
 }  // namespace tandem::roles

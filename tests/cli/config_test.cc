@@ -122,5 +122,87 @@ TEST(ConfigTest, CompressionIsAutoUnlessTheOperatorFixesIt) {
   EXPECT_FALSE(ParseConfig(std::string(kValid) + "[replication]\nlz4_acceleration = 0\n").ok());
 }
 
+
+std::string Message(const Result<Config>& config) { return config.ok() ? "" : config.status().message(); }
+
+TEST(ConfigTest, NicSectionGivesTheVmAHeldNic) {
+  auto config = ParseConfig(std::string(kValid) +
+                            "\n[nic]\nmac = 52:54:00:12:34:56\ntap = tdweb1\nbridge = br0\nhold_max_kib = 8192\n"
+                            "hold_max_frames = 100\n");
+  ASSERT_TRUE(config.ok()) << config.status().ToString();
+  EXPECT_TRUE(config->nic);
+  EXPECT_EQ(config->nic_mac, "52:54:00:12:34:56");
+  EXPECT_EQ(config->nic_tap, "tdweb1");
+  EXPECT_EQ(config->nic_bridge, "br0");
+  EXPECT_EQ(config->nic_hold_max_kib, 8192u);
+  EXPECT_EQ(config->nic_hold_max_frames, 100u);
+  EXPECT_TRUE(config->release_when_unprotected) << "default: like Remus/VMware FT, run unprotected";
+  EXPECT_FALSE(ParseConfig(kValid)->nic) << "no [nic]: no NIC";
+}
+
+TEST(ConfigTest, NicWhenUnprotectedIsReleaseOrHold) {
+  auto hold = ParseConfig(std::string(kValid) + "\n[nic]\nmac = 52:54:00:12:34:56\ntap = t0\nwhen_unprotected = hold\n");
+  ASSERT_TRUE(hold.ok()) << hold.status().ToString();
+  EXPECT_FALSE(hold->release_when_unprotected);
+  auto bad = ParseConfig(std::string(kValid) + "\n[nic]\nmac = 52:54:00:12:34:56\ntap = t0\nwhen_unprotected = drop\n");
+  EXPECT_NE(Message(bad).find("release or hold"), std::string::npos) << Message(bad);
+}
+
+TEST(ConfigTest, NicNeedsAUnicastMacAndATap) {
+  EXPECT_NE(Message(ParseConfig(std::string(kValid) + "\n[nic]\ntap = t0\n")).find("nic.mac"), std::string::npos);
+  EXPECT_NE(Message(ParseConfig(std::string(kValid) + "\n[nic]\nmac = 52:54:00:12:34:56\n")).find("nic.tap"),
+            std::string::npos);
+  EXPECT_NE(Message(ParseConfig(std::string(kValid) + "\n[nic]\nmac = 01:00:5e:00:00:01\ntap = t0\n"))
+                .find("multicast"),
+            std::string::npos);
+  EXPECT_NE(Message(ParseConfig(std::string(kValid) + "\n[nic]\nmac = 52:54:00\ntap = t0\n")).find("52:54:00"),
+            std::string::npos);
+}
+
+TEST(ConfigTest, QemuExtraDisksAreRefusedNamingTheOption) {
+  for (const char* extra : {"-drive file=/d.img,if=virtio", "-blockdev driver=file,filename=/d", "-hda /d.img",
+                            "--drive file=/d.img", "-device virtio-blk-pci,drive=d0", "-device driver=nvme,serial=1"}) {
+    auto config = ParseConfig(std::string(kValid) + "\n[vm]\nqemu_extra = " + extra + "\n");
+    ASSERT_FALSE(config.ok()) << extra;
+    EXPECT_NE(Message(config).find("not replicated yet"), std::string::npos) << Message(config);
+    EXPECT_NE(Message(config).find(std::string(extra).substr(0, std::string(extra).find(' '))), std::string::npos)
+        << Message(config);
+    EXPECT_NE(Message(config).find("allow_unprotected_devices"), std::string::npos) << Message(config);
+  }
+}
+
+TEST(ConfigTest, QemuExtraNicsAreRefusedPointingToTheNicSection) {
+  for (const char* extra : {"-netdev user,id=u0", "-nic user", "-net nic", "-device e1000,netdev=u0",
+                            "-device virtio-net-pci,netdev=u0"}) {
+    auto config = ParseConfig(std::string(kValid) + "\n[vm]\nqemu_extra = " + extra + "\n");
+    ASSERT_FALSE(config.ok()) << extra;
+    EXPECT_NE(Message(config).find("[nic]"), std::string::npos) << Message(config);
+  }
+}
+
+TEST(ConfigTest, QemuExtraChardevsAndSerialPortsAreRefused) {
+  for (const char* extra : {"-chardev socket,id=c0,path=/x", "-serial stdio"}) {
+    auto config = ParseConfig(std::string(kValid) + "\n[vm]\nqemu_extra = " + extra + "\n");
+    ASSERT_FALSE(config.ok()) << extra;
+    EXPECT_NE(Message(config).find("console"), std::string::npos) << Message(config);
+  }
+}
+
+TEST(ConfigTest, QemuExtraMonitorsAndHarmlessDevicesStayAllowed) {
+  auto config = ParseConfig(std::string(kValid) +
+                            "\n[vm]\nqemu_extra = -qmp unix:observer.qmp,server=on,wait=off -rtc base=utc "
+                            "-device virtio-rng-pci\n");
+  ASSERT_TRUE(config.ok()) << config.status().ToString();
+  EXPECT_TRUE(config->unprotected_devices.empty());
+}
+
+TEST(ConfigTest, AllowUnprotectedDevicesAcceptsThemAndListsThem) {
+  auto config = ParseConfig(std::string(kValid) +
+                            "\n[vm]\nallow_unprotected_devices = true\nqemu_extra = -drive file=/d.img -rtc base=utc\n");
+  ASSERT_TRUE(config.ok()) << config.status().ToString();
+  ASSERT_EQ(config->unprotected_devices.size(), 1u);
+  EXPECT_NE(config->unprotected_devices[0].find("-drive file=/d.img"), std::string::npos);
+}
+
 }  // namespace
 }  // namespace tandem::cli

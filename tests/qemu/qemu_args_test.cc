@@ -60,6 +60,19 @@ TEST(QemuArgsTest, NoDefaultDevicesSerialToFileQmpOnUnixSocket) {
   EXPECT_FALSE(Has(args, "-incoming"));
 }
 
+TEST(QemuArgsTest, OutputArgsReplaceTheSerialFile) {
+  testing::TempDir dir;
+  VmConfig vm = Valid(dir);
+  vm.output_args = {"-chardev", "socket,id=ser0,path=/s/console.sock,server=off", "-serial", "chardev:ser0",
+                    "-netdev", "dgram,id=n0", "-device", "virtio-net-pci,netdev=n0"};
+  const std::vector<std::string> args = BuildQemuArgs(vm, QemuRole::kPrimary);
+  EXPECT_EQ(ValueOf(args, "-serial"), "chardev:ser0");
+  EXPECT_EQ(std::count(args.begin(), args.end(), "-serial"), 1);
+  EXPECT_EQ(ValueOf(args, "-chardev"), "socket,id=ser0,path=/s/console.sock,server=off");
+  EXPECT_EQ(ValueOf(args, "-netdev"), "dgram,id=n0");
+  for (const std::string& a : args) EXPECT_EQ(a.find("file:"), std::string::npos) << a;
+}
+
 TEST(QemuArgsTest, StandbyDiffersOnlyByIncomingDefer) {
   testing::TempDir dir;
   VmConfig vm = Valid(dir);

@@ -5,6 +5,8 @@
 
 #include <signal.h>
 
+#include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <functional>
@@ -51,6 +53,17 @@ struct FakeQemu {
   int colo_checkpoint_ms = 0;
   int handed_out = 0, resumed = 0;
   std::string resume_stream, resume_socket;
+  // The order of what the role did to the VM and its outputs: "launch", "resume <n>" (VMSTATE_LOADED of
+  // checkpoint n), "<channel>:boundary <n>", "<channel>:release <n>", "<channel>:drop", "<channel>:pass on|off",
+  // "<channel>:open", "failover resume", "qmp <command>".
+  std::vector<std::string> events;
+  Status console_error, nic_error;
+  std::string console_log;  // what OpenConsole was given
+
+  std::vector<std::string> Events() {
+    std::lock_guard<std::mutex> lock(mu);
+    return events;
+  }
 
   bool Killed(int sig) {
     std::lock_guard<std::mutex> lock(mu);
@@ -76,6 +89,7 @@ class FakeVm final : public Vm {
   Result<nlohmann::json> Execute(const std::string& command, const nlohmann::json&, int) override {
     std::lock_guard<std::mutex> lock(q_->mu);
     q_->qmp_commands.push_back(command);
+    q_->events.push_back("qmp " + command);
     return nlohmann::json::object();
   }
   Result<std::vector<nlohmann::json>> TakeEvents() override { return std::vector<nlohmann::json>(); }
@@ -89,6 +103,7 @@ class FakeVm final : public Vm {
     std::lock_guard<std::mutex> lock(q_->mu);
     q_->resume_stream = stream;
     q_->resume_socket = incoming_socket;
+    q_->events.push_back("failover resume");
     return q_->resume_error;
   }
 
@@ -133,6 +148,7 @@ class FakeCheckpoints final : public CheckpointSource {
     {
       std::lock_guard<std::mutex> lock(q_->mu);
       n = ++q_->resumed;
+      q_->events.push_back("resume " + std::to_string(n));
       q_->clock->Advance(2'000'000);  // every pause lasts 2 ms
     }
     q_->on_resume_vm(n);
@@ -141,6 +157,31 @@ class FakeCheckpoints final : public CheckpointSource {
 
  private:
   FakeQemu* q_;
+};
+
+// An output channel that records what the role asked of it into FakeQemu::events.
+class FakeChannel final : public OutputChannel {
+ public:
+  FakeChannel(FakeQemu* q, std::string name) : q_(q), name_(std::move(name)) { Record("open"); }
+  Status OnEpochBoundary(uint64_t epoch) override {
+    Record("boundary " + std::to_string(epoch));
+    return Status::Ok();
+  }
+  void ReleaseThrough(uint64_t acked) override { Record("release " + std::to_string(acked)); }
+  uint64_t DropUnreleased() override {
+    Record("drop");
+    return 0;
+  }
+  void SetPassThrough(bool on) override { Record(on ? "pass on" : "pass off"); }
+  output_commit::OutputStats stats() const override { return {}; }
+
+ private:
+  void Record(const std::string& what) {
+    std::lock_guard<std::mutex> lock(q_->mu);
+    q_->events.push_back(name_ + ":" + what);
+  }
+  FakeQemu* q_;
+  std::string name_;
 };
 
 class FakeHost final : public VmHost {
@@ -154,11 +195,27 @@ class FakeHost final : public VmHost {
     qemu.launched = true;
     qemu.role = role;
     qemu.running = !qemu.exits_at_start;
+    qemu.events.push_back("launch");
     launched_config = vm;
     return std::unique_ptr<Vm>(std::make_unique<FakeVm>(&qemu));
   }
   Result<std::unique_ptr<CheckpointSource>> ListenForCheckpoints(const std::string&) override {
     return std::unique_ptr<CheckpointSource>(std::make_unique<FakeCheckpoints>(&qemu));
+  }
+  Result<std::unique_ptr<OutputChannel>> OpenConsole(const std::string&, const std::string& log) override {
+    {
+      std::lock_guard<std::mutex> lock(qemu.mu);
+      if (!qemu.console_error.ok()) return qemu.console_error;
+      qemu.console_log = log;
+    }
+    return std::unique_ptr<OutputChannel>(std::make_unique<FakeChannel>(&qemu, "console"));
+  }
+  Result<std::unique_ptr<OutputChannel>> OpenNic(const NicOptions&, const std::string&) override {
+    {
+      std::lock_guard<std::mutex> lock(qemu.mu);
+      if (!qemu.nic_error.ok()) return qemu.nic_error;
+    }
+    return std::unique_ptr<OutputChannel>(std::make_unique<FakeChannel>(&qemu, "nic"));
   }
 };
 
@@ -171,6 +228,13 @@ struct ShipperLog {
   bool got_mirror = false;
   std::vector<uint8_t> device_state;
   std::vector<uint64_t> submitted;
+  // What stats() reports: the test moves the standby's acks.
+  uint64_t last_acked = 0;
+  bool standby_connected = true;
+  void Ack(uint64_t epoch) {
+    std::lock_guard<std::mutex> lock(mu);
+    last_acked = epoch;
+  }
 };
 
 class FakeShipper final : public EpochShipping {
@@ -194,7 +258,13 @@ class FakeShipper final : public EpochShipping {
     std::lock_guard<std::mutex> lock(log_->mu);
     log_->submitted.push_back(epoch->number());
   }
-  replicator::ShipperStats stats() const override { return {}; }
+  replicator::ShipperStats stats() const override {
+    std::lock_guard<std::mutex> lock(log_->mu);
+    replicator::ShipperStats stats;
+    stats.last_acked = log_->last_acked;
+    stats.standby_connected = log_->standby_connected;
+    return stats;
+  }
 
  private:
   ShipperLog* log_;

@@ -2,7 +2,9 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <sstream>
+#include <thread>
 
 #include "roles/status_file.h"
 #include "tests/qemu/qemu_test_util.h"
@@ -77,6 +79,102 @@ TEST_F(PrimaryRoleTest, PrecopySeedsTheShipperAndEveryCheckpointIsSubmittedThenR
   EXPECT_TRUE(shipped_.destroyed);
 }
 
+size_t IndexOf(const std::vector<std::string>& events, const std::string& event) {
+  return size_t(std::find(events.begin(), events.end(), event) - events.begin());
+}
+
+std::vector<std::string> Matching(const std::vector<std::string>& events, const std::string& prefix) {
+  std::vector<std::string> out;
+  for (const std::string& e : events) {
+    if (e.rfind(prefix, 0) == 0) out.push_back(e);
+  }
+  return out;
+}
+
+bool WaitForEvent(testing::FakeQemu& qemu, const std::string& event) {
+  for (int i = 0; i < 400; ++i) {
+    const std::vector<std::string> events = qemu.Events();
+    if (std::find(events.begin(), events.end(), event) != events.end()) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  return false;
+}
+
+TEST_F(PrimaryRoleTest, EveryCheckpointMarksItsOutputBoundaryWhileTheVmIsStopped) {
+  options_.outputs.nic = NicOptions{"tdtap0", "", {}};
+  ShutDownAfter(4);
+  EXPECT_EQ(Run(), kExitOk);
+  const std::vector<std::string> events = host_.qemu.Events();
+  EXPECT_LT(IndexOf(events, "console:open"), IndexOf(events, "launch")) << "QEMU's chardev connects at startup";
+  EXPECT_LT(IndexOf(events, "nic:open"), IndexOf(events, "launch"));
+  for (const std::string channel : {"console:", "nic:"}) {
+    // The precopy is epoch 0: its boundary comes before the VM first runs (CHECKPOINT_READY).
+    ASSERT_LT(IndexOf(events, channel + "boundary 0"), IndexOf(events, "resume 1")) << channel;
+    for (int n = 1; n <= 4; ++n) {
+      const size_t boundary = IndexOf(events, channel + "boundary " + std::to_string(n));
+      ASSERT_LT(boundary, events.size()) << channel << n;
+      EXPECT_LT(boundary, IndexOf(events, "resume " + std::to_string(n)))
+          << channel << n << ": a boundary after VMSTATE_LOADED tags the next epoch's output with this one";
+      if (n > 1) {
+        EXPECT_GT(boundary, IndexOf(events, "resume " + std::to_string(n - 1))) << channel << n;
+      }
+    }
+  }
+}
+
+TEST_F(PrimaryRoleTest, OutputIsReleasedOnlyThroughEpochsTheStandbyAcknowledged) {
+  ShutDownAfter(4);
+  // The standby acknowledges epoch n once the VM resumed from it; checkpoint n+1 waits for the release.
+  host_.qemu.on_resume_vm = [&](int n) { shipped_.Ack(uint64_t(n)); };
+  host_.qemu.before_checkpoint = [&, inner = host_.qemu.before_checkpoint](int n) {
+    if (n > 1) {
+      EXPECT_TRUE(WaitForEvent(host_.qemu, "console:release " + std::to_string(n - 1))) << n;
+    }
+    return inner(n);
+  };
+  EXPECT_EQ(Run(), kExitOk);
+  const std::vector<std::string> events = host_.qemu.Events();
+  const std::vector<std::string> releases = Matching(events, "console:release");
+  ASSERT_GE(releases.size(), 3u);
+  EXPECT_EQ(IndexOf(events, "console:release 0"), events.size()) << "last_acked 0 is no ack";
+  for (const std::string& release : releases) {
+    const std::string n = release.substr(std::string("console:release ").size());
+    EXPECT_GT(IndexOf(events, release), IndexOf(events, "resume " + n)) << release << " before its ack";
+  }
+}
+
+TEST_F(PrimaryRoleTest, UnprotectedPrimaryReleasesAtOnceByDefault) {
+  shipped_.standby_connected = false;
+  ShutDownAfter(2);
+  host_.qemu.before_checkpoint = [&, inner = host_.qemu.before_checkpoint](int n) {
+    if (n == 2) {
+      EXPECT_TRUE(WaitForEvent(host_.qemu, "console:pass on"));
+    }
+    return inner(n);
+  };
+  EXPECT_EQ(Run(), kExitOk);
+  EXPECT_LT(IndexOf(host_.qemu.Events(), "console:pass on"), host_.qemu.Events().size());
+}
+
+TEST_F(PrimaryRoleTest, UnprotectedPrimaryHoldsWhenConfiguredTo) {
+  options_.outputs.release_when_unprotected = false;
+  shipped_.standby_connected = false;
+  ShutDownAfter(2);
+  host_.qemu.before_checkpoint = [&, inner = host_.qemu.before_checkpoint](int n) {
+    if (n == 2) std::this_thread::sleep_for(std::chrono::milliseconds(50));  // the follower looks many times
+    return inner(n);
+  };
+  EXPECT_EQ(Run(), kExitOk);
+  EXPECT_TRUE(Matching(host_.qemu.Events(), "console:pass").empty());
+}
+
+TEST_F(PrimaryRoleTest, ConsoleThatCannotListenFailsBeforeQemuStarts) {
+  host_.qemu.console_error = Status::IoError("bind console.sock: Address in use");
+  EXPECT_EQ(Run(), kExitFailed);
+  EXPECT_FALSE(host_.qemu.launched);
+  EXPECT_NE(StatusFile().value("error", "").find("console.sock"), std::string::npos) << StatusFile().dump();
+}
+
 TEST_F(PrimaryRoleTest, EpochsCsvHasOneLinePerCheckpointWithItsPause) {
   ShutDownAfter(3);
   EXPECT_EQ(Run(), kExitOk);
@@ -120,8 +218,13 @@ TEST_F(PrimaryRoleTest, SupersededKillsTheVmAndExitsThree) {
     if (n == 3) guard_.Supersede();
     return Status::Ok();
   };
+  host_.qemu.on_resume_vm = [&](int n) { shipped_.Ack(uint64_t(n)); };
   EXPECT_EQ(Run(), kExitSuperseded);
   EXPECT_EQ(host_.qemu.resumed, 2) << "a superseded primary must not resume the VM again";
+  const std::vector<std::string> events = host_.qemu.Events();
+  const size_t drop = IndexOf(events, "console:drop");
+  ASSERT_LT(drop, events.size()) << "a superseded primary's held output must never leave";
+  EXPECT_TRUE(Matching(std::vector<std::string>(events.begin() + drop, events.end()), "console:release").empty());
   EXPECT_TRUE(host_.qemu.Killed(SIGKILL));
   EXPECT_EQ(StatusFile().value("state", ""), "superseded");
 }

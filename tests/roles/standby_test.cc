@@ -166,6 +166,60 @@ TEST_F(StandbyRoleTest, PromotionResumesFromTheReceiversResumePointWithItsStream
   EXPECT_TRUE(host_.qemu.Killed(SIGKILL));
 }
 
+size_t IndexOf(const std::vector<std::string>& events, const std::string& event) {
+  return size_t(std::find(events.begin(), events.end(), event) - events.begin());
+}
+
+TEST_F(StandbyRoleTest, ConsoleListensBeforeTheWarmQemuStartsAndHoldsUntilFailover) {
+  options_.outputs.console_log = dir_ / "serial.log";
+  options_.outputs.nic = NicOptions{"tdtap0", "", {}};
+  const int code = RunUntil([](const nlohmann::json& s) { return s.value("state", "") == "standby"; });
+  EXPECT_EQ(code, kExitOk);
+  const std::vector<std::string> events = host_.qemu.Events();
+  ASSERT_LT(IndexOf(events, "console:open"), events.size());
+  EXPECT_LT(IndexOf(events, "console:open"), IndexOf(events, "launch")) << "QEMU's chardev connects at startup";
+  EXPECT_EQ(host_.qemu.console_log, dir_ / "serial.log");
+  EXPECT_EQ(IndexOf(events, "nic:open"), events.size()) << "the standby opens its TAP only at failover";
+  EXPECT_EQ(IndexOf(events, "console:pass on"), events.size()) << "no pass-through before the failover";
+}
+
+TEST_F(StandbyRoleTest, FailoverOpensTheNicPassesOutputThroughAndAnnouncesTheMac) {
+  options_.outputs.nic = NicOptions{"tdtap0", "br0", {}};
+  receiver_.Applied(Epoch(7));
+  promotion_.Promote(5);
+  const int code = RunUntil([](const nlohmann::json& s) { return s.value("state", "") == "active"; });
+  EXPECT_EQ(code, kExitOk);
+  const std::vector<std::string> events = host_.qemu.Events();
+  const size_t resume = IndexOf(events, "failover resume");
+  ASSERT_LT(resume, events.size());
+  EXPECT_LT(IndexOf(events, "nic:open"), resume);
+  EXPECT_LT(IndexOf(events, "nic:pass on"), resume) << "the resumed VM's first frame leaves at once";
+  EXPECT_LT(IndexOf(events, "console:pass on"), resume);
+  const size_t announce = IndexOf(events, "qmp announce-self");
+  ASSERT_LT(announce, events.size()) << "the switches must learn the MAC's new port";
+  EXPECT_GT(announce, resume);
+}
+
+TEST_F(StandbyRoleTest, FailoverWithoutANicDoesNotAnnounce) {
+  receiver_.Applied(Epoch(7));
+  promotion_.Promote(5);
+  EXPECT_EQ(RunUntil([](const nlohmann::json& s) { return s.value("state", "") == "active"; }), kExitOk);
+  const std::vector<std::string> events = host_.qemu.Events();
+  EXPECT_LT(IndexOf(events, "console:pass on"), IndexOf(events, "failover resume"));
+  EXPECT_EQ(IndexOf(events, "nic:open"), events.size());
+  EXPECT_EQ(IndexOf(events, "qmp announce-self"), events.size());
+}
+
+TEST_F(StandbyRoleTest, NicThatCannotOpenFailsTheFailoverBeforeResuming) {
+  options_.outputs.nic = NicOptions{"tdtap0", "", {}};
+  host_.qemu.nic_error = Status::IoError("TUNSETIFF tdtap0: Operation not permitted");
+  receiver_.Applied(Epoch(7));
+  promotion_.Promote(5);
+  EXPECT_EQ(Run(), kExitFailed);
+  EXPECT_TRUE(host_.qemu.resume_stream.empty()) << "a VM without its NIC must not run";
+  EXPECT_NE(ReadStatusFile(dir_.path()).value().value("error", "").find("tdtap0"), std::string::npos);
+}
+
 TEST_F(StandbyRoleTest, ResumesOnlyOnceAnEpochIsComplete) {
   promotion_.Promote(5);  // allowed, but nothing applied yet: the arbiter waits for a resume point
   const int code = RunUntil([](const nlohmann::json& s) { return s.value("state", "") == "standby"; });
