@@ -6,6 +6,7 @@
 #include <sstream>
 
 #include "output-commit/qemu_options.h"
+#include "qemu-integration/qemu_args.h"
 
 namespace tandem::cli {
 namespace {
@@ -174,55 +175,8 @@ const std::map<std::string, Setter>& Setters() {
   return setters;
 }
 
-bool StartsWith(std::string_view s, std::string_view prefix) { return s.substr(0, prefix.size()) == prefix; }
-
-// The -device models that are a NIC or a disk (or pass a host device through): their output or state would not
-// be held or replicated.
-bool IsNicOrDiskModel(std::string_view model) {
-  static constexpr std::string_view kPrefixes[] = {
-      "virtio-net", "e1000", "rtl8139", "ne2k", "pcnet", "vmxnet", "i8255", "igb", "usb-net", "tulip", "sungem",
-      "virtio-blk", "virtio-scsi", "vhost-", "scsi-", "ide-", "nvme", "usb-storage", "usb-bot", "usb-uas", "floppy",
-      "sd-card", "megasas", "lsi53c", "am53c974", "dc390", "mptsas", "pvscsi", "vfio-", "virtio-9p", "vhost-user"};
-  for (std::string_view prefix : kPrefixes) {
-    if (StartsWith(model, prefix)) return true;
-  }
-  return false;
-}
-
-// What a qemu_extra option adds that tandem does not protect, with the supported way; empty if nothing.
-std::string UnprotectedDevice(std::string_view option, std::string_view value) {
-  if (StartsWith(option, "--")) option.remove_prefix(1);  // QEMU takes --drive as -drive
-  static constexpr std::string_view kDisk[] = {"-drive", "-blockdev", "-hda", "-hdb", "-hdc", "-hdd", "-cdrom",
-                                               "-fda", "-fdb", "-sd", "-mtdblock", "-pflash", "-virtfs", "-fsdev"};
-  for (std::string_view disk : kDisk) {
-    if (option == disk) return "a disk (" + std::string(option) + "): disks are not replicated yet";
-  }
-  if (option == "-netdev" || option == "-nic" || option == "-net") {
-    return "a NIC backend (" + std::string(option) + "): give the VM its NIC with the [nic] section";
-  }
-  if (option == "-chardev" || option == "-serial" || option == "-parallel") {
-    return "a character device (" + std::string(option) +
-           "): COM1 already goes through tandem's console output commit (<state_dir>/serial.log)";
-  }
-  if (option == "-device") {
-    std::string_view model = value.substr(0, value.find(','));
-    if (StartsWith(model, "driver=")) model.remove_prefix(7);
-    if (IsNicOrDiskModel(model)) {
-      return "a NIC or disk device (-device " + std::string(model) +
-             "): NICs through the [nic] section; disks are not replicated yet";
-    }
-  }
-  return "";
-}
-
 Status CheckQemuExtra(Config* c) {
-  c->unprotected_devices.clear();
-  for (size_t i = 0; i < c->qemu_extra.size(); ++i) {
-    const std::string& option = c->qemu_extra[i];
-    const std::string value = i + 1 < c->qemu_extra.size() ? c->qemu_extra[i + 1] : "";
-    std::string what = UnprotectedDevice(option, value);
-    if (!what.empty()) c->unprotected_devices.push_back(option + " " + value + ": " + what);
-  }
+  c->unprotected_devices = qemu::UnprotectedDevices(c->qemu_extra);
   if (c->unprotected_devices.empty() || c->allow_unprotected_devices) return Status::Ok();
   return Status::InvalidArgument(
       "vm.qemu_extra adds " + c->unprotected_devices.front() +

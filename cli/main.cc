@@ -16,7 +16,7 @@
 #include "roles/primary.h"
 #include "roles/qemu_host.h"
 #include "roles/standby.h"
-#include "roles/status_file.h"
+#include "roles/status_report.h"
 
 namespace tandem::cli {
 namespace {
@@ -114,67 +114,9 @@ int RunWitness(const Config& config) {
 }
 
 int ShowStatus(const Config& config, bool json) {
-  nlohmann::json all = nlohmann::json::object();
-  for (const auto& [role, dir] : {std::pair{"primary", config.primary_state_dir}, {"standby", config.standby_state_dir}}) {
-    auto status = roles::ReadStatusFile(dir);
-    all[role] = status.ok() ? status.value() : nlohmann::json{{"state", "not running here"}};
-    // A status file outlives a killed process: say so instead of showing its last state as current.
-    if (all[role].contains("pid") && kill(all[role]["pid"].get<int>(), 0) != 0 && errno == ESRCH) {
-      all[role]["state"] = "DEAD (pid " + all[role]["pid"].dump() + " gone; last state " +
-                           all[role].value("state", std::string("?")) + ")";
-      all[role].erase("peer");
-    }
-  }
-  // Guest memory still on this host: in use by a running role, or left behind by one that was killed.
-  nlohmann::json memory_files = nlohmann::json::array();
-  for (const FileOnDisk& file : ListFiles(config.memory_dir, config.MemoryFilePrefix())) {
-    memory_files.push_back({{"path", file.path}, {"bytes", file.bytes}});
-  }
-  if (json) {
-    all["memory_files"] = memory_files;
-    printf("%s\n", all.dump(2).c_str());
-    return 0;
-  }
-  printf("VM %s\n", config.vm_name.c_str());
-  printf("%-8s %-12s %-5s %-9s %-8s %-6s %-22s %s\n", "ROLE", "STATE", "TERM", "PROTECTED", "EPOCH", "PEER",
-         "WITNESS", "DETAIL");
-  for (const auto& [role, s] : all.items()) {
-    auto get = [&](const char* key) { return s.contains(key) ? s[key].dump() : std::string("-"); };
-    const nlohmann::json guard = s.value("guard", nlohmann::json::object());
-    std::string peer = s.contains("peer") ? (s["peer"].value("alive", false) ? "alive" : "lost") : "-";
-    std::string epoch = role == "primary" ? get("epoch") : get("last_applied");
-    std::string witness = "-";
-    if (guard.contains("witness")) {
-      const auto& w = guard["witness"];
-      witness = !w.value("configured", false) ? "none (two-host)"
-                : w.value("reachable", false) ? "reachable" : "UNREACHABLE";
-      if (guard.value("lease_valid_ms", int64_t(-1)) >= 0) {
-        witness += " lease " + std::to_string(guard["lease_valid_ms"].get<int64_t>()) + "ms";
-      }
-    }
-    std::string detail = s.contains("error") ? s["error"].get<std::string>()
-                         : role == "primary" ? "acked " + (s.contains("standby") ? s["standby"]["last_acked"].dump() : "-")
-                                             : "rejected " + get("epochs_rejected");
-    if (s.contains("resume_ms")) detail += " resume_ms " + get("resume_ms");
-    if (s.contains("standby") && s["standby"].contains("compression")) {
-      detail += ", compression " + s["standby"]["compression"].get<std::string>();
-    }
-    if (!guard.value("alarm", std::string()).empty()) detail += " ALARM: " + guard["alarm"].get<std::string>();
-    printf("%-8s %-12s %-5s %-9s %-8s %-6s %-22s %s\n", role.c_str(), s.value("state", "?").c_str(), get("term").c_str(),
-           role == "primary" ? (s.value("protected", false) ? "yes" : "NO") : "-", epoch.c_str(), peer.c_str(),
-           witness.c_str(), detail.c_str());
-    if (s.contains("peer") && s["peer"].contains("links")) {
-      for (const auto& link : s["peer"]["links"]) {
-        printf("         link %s -> %s: %s, rtt %.2f ms, loss %.0f%%\n", link.value("local", "").c_str(),
-               link.value("peer", "").c_str(), link.value("up", false) ? "up" : "DOWN", link.value("rtt_ms", 0.0),
-               100 * link.value("loss", 0.0));
-      }
-    }
-  }
-  for (const auto& file : memory_files) {
-    printf("memory file %s: %.1f MiB\n", file["path"].get<std::string>().c_str(),
-           file["bytes"].get<uint64_t>() / 1048576.0);
-  }
+  const nlohmann::json status = roles::CollectStatus({config.primary_state_dir, config.standby_state_dir,
+                                                      config.memory_dir, config.MemoryFilePrefix()});
+  fputs(json ? (status.dump(2) + "\n").c_str() : roles::FormatStatus(config.vm_name, status).c_str(), stdout);
   return 0;
 }
 

@@ -39,4 +39,9 @@ Status ValidateVmConfig(const VmConfig& vm);
 // argv for QEMU, without the binary itself.
 std::vector<std::string> BuildQemuArgs(const VmConfig& vm, QemuRole role);
 
+// What `extra_args` (options given to QEMU beside tandem's own) adds that tandem does not protect: disks, NIC
+// backends and models, character devices, host devices passed through. One line each, "<option> <value>: what
+// it is and the supported way"; empty when there is nothing.
+std::vector<std::string> UnprotectedDevices(const std::vector<std::string>& extra_args);
+
 }  // namespace tandem::qemu
