@@ -84,7 +84,9 @@ Status PrimaryRun::Protect() {
   failed_step_ = "QEMU did not connect";
   TANDEM_RETURN_IF_ERROR(checkpoints_->Accept(10000));
   failed_step_ = "precopy";
-  TANDEM_ASSIGN_OR_RETURN(qemu::Precopy precopy, checkpoints_->ReceivePrecopy());
+  // Into GuestRam: the main RAM block is QEMU's own file (no copy of it), the small blocks are copied.
+  TANDEM_ASSIGN_OR_RETURN(qemu::Precopy precopy,
+                          checkpoints_->ReceivePrecopy({{qemu::kMainRamBlock, o_.vm.ram_path}}));
   precopy.descriptor.vm_name = o_.vm_name;
   uint64_t ram_bytes = 0;
   for (const auto& block : precopy.descriptor.ram_blocks) ram_bytes += block.size_bytes;
@@ -95,7 +97,7 @@ Status PrimaryRun::Protect() {
   failed_step_ = "start shipper";
   shipper_ = env_.make_shipper(env_.guard->term());
   TANDEM_RETURN_IF_ERROR(
-      shipper_->Start(precopy.descriptor, std::move(precopy.image), std::move(precopy.device_state)));
+      shipper_->Start(precopy.descriptor, std::move(precopy.ram), std::move(precopy.device_state)));
   failed_step_ = "CHECKPOINT_READY";
   TANDEM_RETURN_IF_ERROR(checkpoints_->SendCheckpointReady());
   TLOG_INFO("main", "VM %s protected: checkpoint every %d ms to standby %s", o_.vm_name.c_str(), o_.epoch_ms,

@@ -100,10 +100,16 @@ class Harness {
     return o;
   }
 
+  // The shipper's GuestRam holds copies of the truth's blocks (as of epoch 0): resyncs are exact at once, not
+  // live (the live path: LiveResync tests below).
   Status StartShipper(EpochShipper& shipper) {
-    auto mirror = std::move(RamImage::Create(vm_, {})).value();
-    for (uint32_t b = 0; b < 2; ++b) memcpy(mirror->Block(b).data(), truth_->Block(b).data(), truth_->Block(b).size());
-    return shipper.Start(vm_, std::move(mirror), device_, 0);
+    auto ram = std::move(GuestRam::Open(vm_, {})).value();
+    for (uint32_t b = 0; b < 2; ++b) {
+      for (uint64_t off = 0; off < truth_->Block(b).size(); off += kPageSize) {
+        memcpy(ram->PageBuffer(b, off), truth_->Block(b).data() + off, kPageSize);
+      }
+    }
+    return shipper.Start(vm_, std::move(ram), device_, 0);
   }
 
   // Makes epoch `n` (a few changed pages, sometimes a zero or random page, new device state), applies it to the
