@@ -364,9 +364,12 @@ ResyncSource EpochShipper::ResyncOf(uint64_t epoch, uint64_t* settles_at) {
   // Asked once the last page was read. The primary submits an epoch while the VM is still paused for it, so every
   // guest write so far lies in an epoch up to last_submitted + 1: once that one is applied after the resync,
   // every page is as of its checkpoint (guest_ram.h).
+  // The VM is protected from the ack of that epoch on: set here, before EPOCH_END goes out and so before the
+  // standby can acknowledge the resync.
   source.settles_after = [this, epoch, settles_at]() -> uint32_t {
     std::lock_guard<std::mutex> lock(mu_);
     *settles_at = stats_.last_submitted + 1;
+    resync_epoch_ = *settles_at;
     return uint32_t(std::min<uint64_t>(*settles_at - epoch, UINT32_MAX));
   };
   return source;
@@ -376,7 +379,7 @@ Status EpochShipper::SendFull(Connection& conn) {
   const uint64_t full = history_.epoch();
   {
     std::lock_guard<std::mutex> lock(mu_);
-    resync_epoch_ = UINT64_MAX;  // known once the pages are read (a live epoch settles later)
+    resync_epoch_ = full;  // a live epoch raises it once its pages are read (ResyncOf)
   }
   TLOG_INFO("shipper", "full resync: sending epoch %" PRIu64 " (%" PRIu64 " MiB of RAM, %zu bytes of device state)",
             full, history_.ram_bytes() >> 20, history_.device_state().size());
@@ -393,7 +396,6 @@ Status EpochShipper::SendFull(Connection& conn) {
             settles_at > full ? (", read live: exact once epoch " + std::to_string(settles_at) + " is applied").c_str()
                               : "");
   std::lock_guard<std::mutex> lock(mu_);
-  resync_epoch_ = settles_at;
   NoteSentLocked(full, conn.sink->bytes_sent() - sent_before, kFullEpochAckFactor);
   stats_.resyncs++;
   return Status::Ok();
@@ -409,8 +411,7 @@ Status EpochShipper::SendCatchUp(Connection& conn, std::span<const PageRef> chan
     MarkProtectedLocked(now);
     return Status::Ok();
   }
-  resync_epoch_ = UINT64_MAX;
-  lock.unlock();
+  lock.unlock();  // resync_epoch_: a live catch-up raises it once its pages are read (ResyncOf)
   // The standby's copies of these pages become what the catch-up reads.
   delta_base_->Invalidate(changed);
   uint64_t settles_at = now;
@@ -424,7 +425,6 @@ Status EpochShipper::SendCatchUp(Connection& conn, std::span<const PageRef> chan
             " as one: %zu changed pages, %.1f MiB on the wire in %.1f ms (not the whole RAM)", held, held + 1, now,
             changed.size(), (conn.sink->bytes_sent() - sent_before) / 1048576.0, (clock_->NowNanos() - start) / 1e6);
   lock.lock();
-  resync_epoch_ = settles_at;
   NoteSentLocked(now, conn.sink->bytes_sent() - sent_before, kFullEpochAckFactor);
   stats_.catch_ups++;
   return Status::Ok();
