@@ -158,6 +158,7 @@ const std::map<std::string, Setter>& Setters() {
       {"replication.io_engine", Enum(&Config::io_engine, replicator::ParseIoEngine, "auto, io_uring or epoll")},
       {"replication.encode_threads", Num<int>(&Config::encode_threads, 1, 64)},
       {"replication.apply_threads", Num<int>(&Config::apply_threads, 1, 64)},
+      {"replication.delta_base_mib", Num<uint64_t>(&Config::delta_base_mib, 0, 1 << 20)},
       {"replication.compression", SetCompression},
       {"replication.lz4_acceleration", Num<int>(&Config::lz4_acceleration, 1, 65537)},
       {"replication.zstd_level", Num<int>(&Config::zstd_level, 1, 19)},

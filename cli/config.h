@@ -9,7 +9,7 @@
 //   [standby]     state_dir, replication (listen host:port), heartbeat (one address per link)
 //   [heartbeat]   interval_ms, timeout_ms, psk | psk_file
 //   [replication] max_in_flight, io_timeout_ms, io_engine (auto|io_uring|epoll), encode_threads, apply_threads,
-//                 compression (auto|lz4|zstd|none), lz4_acceleration, zstd_level
+//                 compression (auto|lz4|zstd|none), lz4_acceleration, zstd_level, delta_base_mib (0 = auto)
 //   [witness]     address (ip:port both hosts reach; empty = two-host mode), listen (the witness daemon's bind
 //                 address, default = address), state_dir (witness daemon), lease_ms, promise_ms,
 //                 two_host_policy (never-promote | standby-promotes; only without a witness)
@@ -77,6 +77,7 @@ struct Config {
   replicator::IoEngine io_engine = replicator::IoEngine::kAuto;
   int encode_threads = 4;          // for large epochs; capped at the CPUs the process may use
   int apply_threads = 4;           // standby: for large epochs (a full resync); capped likewise
+  uint64_t delta_base_mib = 0;     // primary: the delta base's budget; 0 = 1/16 of guest RAM (delta_base.h)
   // auto: effort follows whichever of encoder and link is the bottleneck (compression then is its lightest rung)
   bool compression_auto = true;
   replicator::Compression compression = replicator::Compression::kLz4;

@@ -86,6 +86,7 @@ roles::PrimaryOptions MakePrimaryOptions(const Config& config) {
   ship.io_timeout_ms = config.io_timeout_ms;
   ship.io_engine = config.io_engine;
   ship.encode_threads = config.encode_threads;
+  ship.delta_base_bytes = config.delta_base_mib << 20;
   ship.codec.compression = config.compression;
   ship.codec.zstd_level = config.zstd_level;
   ship.codec.lz4_acceleration = config.lz4_acceleration;

@@ -125,6 +125,18 @@ Result<Precopy> ColoEndpoint::ReceivePrecopyImage(int idle_timeout_ms) {
   return precopy;
 }
 
+Result<Precopy> ColoEndpoint::ReceivePrecopyGuestRam(const std::map<std::string, std::string>& shared_files,
+                                                     int idle_timeout_ms) {
+  Precopy precopy;
+  TANDEM_RETURN_IF_ERROR(ReceivePrecopy(
+      [&](const replicator::VmDescriptor& layout) -> Result<replicator::PageSink*> {
+        TANDEM_ASSIGN_OR_RETURN(precopy.ram, replicator::GuestRam::Open(layout, shared_files));
+        return static_cast<replicator::PageSink*>(precopy.ram.get());
+      },
+      &precopy.descriptor, &precopy.device_state, idle_timeout_ms));
+  return precopy;
+}
+
 Status ColoEndpoint::SendCheckpointReady() {
   if (!precopy_done_) return Status::InvalidArgument("CHECKPOINT_READY before the precopy was received");
   return Send(ColoMessage::kCheckpointReady).WithContext("CHECKPOINT_READY");

@@ -4,6 +4,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -14,6 +15,7 @@
 #include "qemu-integration/colo_stream.h"
 #include "qemu-integration/qmp.h"
 #include "replicator/epoch.h"
+#include "replicator/guest_ram.h"
 
 namespace tandem::qemu {
 
@@ -33,7 +35,8 @@ Status StartColoMigration(QmpClient& qmp, const std::string& unix_socket, int ch
 struct Precopy {
   replicator::VmDescriptor descriptor;
   std::vector<uint8_t> device_state;
-  std::unique_ptr<replicator::RamImage> image;
+  std::unique_ptr<replicator::RamImage> image;  // ReceivePrecopyImage: a copy of all RAM
+  std::unique_ptr<replicator::GuestRam> ram;    // ReceivePrecopyGuestRam: no copy of the shared blocks
 };
 
 class ColoEndpoint {
@@ -56,6 +59,11 @@ class ColoEndpoint {
                         std::vector<uint8_t>* device_state, int idle_timeout_ms = 30000);
   // ReceivePrecopy into a RamImage created for the layout QEMU announces.
   Result<Precopy> ReceivePrecopyImage(int idle_timeout_ms = 30000);
+  // ReceivePrecopy into a GuestRam (replicator/guest_ram.h) over `shared_files` (RAM block name -> the file QEMU
+  // keeps it in, share=on): the pages of those blocks are already in the file and are dropped, the small blocks
+  // are copied. What the primary's shipper reads instead of a mirror.
+  Result<Precopy> ReceivePrecopyGuestRam(const std::map<std::string, std::string>& shared_files,
+                                         int idle_timeout_ms = 30000);
   // Tells QEMU the standby side is ready for checkpoints (once, after the precopy).
   Status SendCheckpointReady();
   // Waits up to timeout_ms for CHECKPOINT_REQUEST, replies, and reads the checkpoint: dirty pages into *epoch

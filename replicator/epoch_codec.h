@@ -16,6 +16,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <span>
 #include <vector>
@@ -41,6 +42,22 @@ struct EncodeStats {
 // CPUs this process may run on (its affinity mask): the useful ceiling for encoder threads.
 int UsableCpus();
 
+class DeltaBase;
+class GuestRam;
+class PageFingerprints;
+
+// A resync read from GuestRam (guest_ram.h) while the guest runs: every page of a live block is copied once and
+// that copy encoded and hashed, holes go as zero pages without being touched, and when the RAM has a live block
+// the epoch is flagged live (FORMAT.md) with the settles_after the caller returns once every page was read.
+struct ResyncSource {
+  const GuestRam* ram = nullptr;
+  // Pages sent are recorded here, exactly the standby's copies, so that their next change travels as the chunks
+  // that changed (null: not recorded).
+  PageFingerprints* fingerprints = nullptr;
+  // Called once after the last page was read, before EPOCH_END, for a live epoch only: >= 1.
+  std::function<uint32_t()> settles_after;
+};
+
 class EpochEncoder {
  public:
   // Epochs of at least this many pages are split across the encoder's threads (full epochs always are).
@@ -57,6 +74,11 @@ class EpochEncoder {
   // The pages of `epoch`, each against the standby's copy in `base` (nullptr: standby's copy unknown, no
   // XOR-delta), then the epoch's device state. `base` must not have had `epoch` applied yet.
   Status EncodeEpoch(const Epoch& epoch, uint64_t term, const RamImage* base, EpochSink* sink);
+  // The same against a bounded base (delta_base.h): a page DeltaBase holds is XOR-encoded against it, any other
+  // goes as its changed chunks when `fingerprints` knows the standby's copy, else standalone (EncodeWithoutBase).
+  // `layout` (the VM's RAM blocks) is what the pages are checked against before anything is written.
+  Status EncodeEpoch(const Epoch& epoch, uint64_t term, const DeltaBase* base, const PageFingerprints* fingerprints,
+                     std::span<const RamBlockInfo> layout, EpochSink* sink);
   // A full epoch: every page of every block of `image`, in order, then `device_state`.
   Status EncodeFull(uint64_t number, uint64_t term, const RamImage& image, std::span<const uint8_t> device_state,
                     EpochSink* sink);
@@ -64,6 +86,11 @@ class EpochEncoder {
   // are (not relative to the standby's copy, which the caller does not know), then `device_state`: what a
   // standby that holds epoch number - merged - 1 lacks, when the caller knows which pages changed since.
   Status EncodeCatchUp(uint64_t number, uint32_t merged, uint64_t term, const RamImage& image,
+                       std::span<const PageRef> pages, std::span<const uint8_t> device_state, EpochSink* sink);
+  // EncodeFull and EncodeCatchUp of a GuestRam (see ResyncSource).
+  Status EncodeFull(uint64_t number, uint64_t term, const ResyncSource& source,
+                    std::span<const uint8_t> device_state, EpochSink* sink);
+  Status EncodeCatchUp(uint64_t number, uint32_t merged, uint64_t term, const ResyncSource& source,
                        std::span<const PageRef> pages, std::span<const uint8_t> device_state, EpochSink* sink);
 
   // Fault injection: the next encoded epoch gets one bit of a page payload flipped after that page's hash was
@@ -78,17 +105,21 @@ class EpochEncoder {
   }
 
   const EncodeStats& last_epoch_stats() const { return stats_; }
+  // The pages one epoch is made of (defined in epoch_codec_internal.h; not for callers).
+  struct PageSource;
   int threads() const { return threads_; }
   // Records an epoch of `pages` pages and `device_state_bytes` of device state is encoded into.
   static uint64_t RecordCount(uint64_t pages, uint64_t device_state_bytes);
 
  private:
-  // Writes the epoch's framing around `emit_pages`, which calls AddPage for every page.
+  // Writes the epoch's framing around `emit_pages`, which adds every page (MakeRoom, then EntryWritten).
   template <typename EmitPages>
   Status EncodeCommon(const EpochBeginMessage& begin, std::span<const uint8_t> device_state, EpochSink* sink,
-                      EmitPages&& emit_pages);
-  Status AddPage(uint32_t block, uint64_t offset, const uint8_t* page, const uint8_t* previous, EpochSink* sink);
-  Status AddFilledPage(uint32_t block, uint64_t offset, uint8_t fill, EpochSink* sink);
+                      EmitPages&& emit_pages, const ResyncSource* resync = nullptr);
+  // A delta epoch's pages against `source`'s base; a full or catch-up epoch of `source`'s image.
+  Status EncodeDelta(const Epoch& epoch, uint64_t term, const PageSource& source, EpochSink* sink);
+  Status EncodeResync(const EpochBeginMessage& begin, const PageSource& source, std::span<const uint8_t> device_state,
+                      const ResyncSource* resync, EpochSink* sink);
   void EntryWritten(const EncodedPage& e);  // the page entry at pages_cursor_ is complete
   Status MakeRoom(EpochSink* sink);
   Status FlushPages(EpochSink* sink);
@@ -96,13 +127,14 @@ class EpochEncoder {
   void CorruptPayload(RecordType type, uint32_t payload_length);  // CorruptNextEpoch's fault
 
   // Multi-threaded pages (see the top of this file). `source` lists the epoch's pages in wire order.
-  struct PageSource;
   struct Slot;
   struct Parallel;
   bool UseParallel(uint64_t pages, bool full) const;
   Status EncodePagesParallel(const PageSource& source, EpochSink* sink);
   Status EmitSlot(const Slot& slot, EpochSink* sink);
   static void EncodeRecord(PageEncoder& encoder, const PageSource& source, uint64_t index, Slot* slot);
+  static void Finish(Slot* slot, uint8_t* out, uint32_t count, size_t cursor, uint64_t payload_bytes,
+                     const uint64_t (&by_encoding)[8]);
   static void HelperLoop(Parallel* parallel);
 
   PageCodecOptions options_;
@@ -110,6 +142,8 @@ class EpochEncoder {
   std::unique_ptr<Parallel> parallel_;  // created with the first large epoch
   PageEncoder page_encoder_;
   std::vector<uint8_t> record_;  // header + largest payload, allocated once
+  std::vector<uint8_t> scratch_;    // EncodeWithoutBase's second buffer (kMaxEncodedPage)
+  std::vector<uint8_t> page_copy_;  // a live page read once (kPageSize)
   std::vector<uint8_t> hello_;
   uint32_t pages_in_record_ = 0;
   size_t pages_cursor_ = 0;
@@ -147,6 +181,9 @@ class EpochDecoder {
   // they were written through.
   Epoch& staged() { return staged_; }
   bool has_device_state() const { return device_total_ > 0; }
+  // Valid after End() succeeded: a live epoch is a resume point once epoch epoch_number() + settles_after() is
+  // applied; 0 for every other epoch.
+  uint32_t settles_after() const { return settles_after_; }
   // After a failed epoch: a page rebuilt from the replica's copy (IsRelativeEncoding) failed its hash, so the
   // replica may differ from what the primary believes the standby holds.
   bool replica_differs() const { return replica_differs_; }
@@ -176,6 +213,8 @@ class EpochDecoder {
   RamImage* write_through_ = nullptr;
   bool in_epoch_ = false;
   bool full_ = false;
+  bool live_ = false;
+  uint32_t settles_after_ = 0;
   bool replica_differs_ = false;
   uint64_t term_ = 0;
   // Full epochs must list every page in order: the next (block, offset) expected.

@@ -51,6 +51,8 @@ void EpochDecoder::Begin(const EpochBeginMessage& begin, const RecordView& begin
   }
   in_epoch_ = true;
   full_ = begin.full;
+  live_ = begin.live;
+  settles_after_ = 0;
   replica_differs_ = false;
   term_ = begin.term;
   next_block_ = 0;
@@ -250,6 +252,15 @@ DecodeStatus EpochDecoder::End(const RecordView& end_record) {
   if (full_ && next_block_ != replica_->blocks().size()) {
     return Fail(DecodeError::kPageOrder, "full epoch ends before " + PageName(next_block_, next_offset_));
   }
+  if (live_ != (end.settles_after > 0)) {
+    return Fail(DecodeError::kBadField, live_ ? "live epoch without settles_after in its EPOCH_END"
+                                              : "EPOCH_END settles_after " + std::to_string(end.settles_after) +
+                                                    " for an epoch that is not live");
+  }
+  if (end.settles_after > UINT64_MAX - end.epoch) {
+    return Fail(DecodeError::kBadField, "EPOCH_END settles_after beyond the last epoch number");
+  }
+  settles_after_ = end.settles_after;
   return DecodeStatus::Ok();
 }
 

@@ -10,7 +10,9 @@
 #include <thread>
 
 #include "common/log.h"
+#include "replicator/delta_base.h"
 #include "replicator/epoch_codec_internal.h"
+#include "replicator/guest_ram.h"
 #include "replicator/messages.h"
 #include "replicator/page_entry.h"
 
@@ -41,6 +43,51 @@ EncodedPage WriteFilledEntry(uint8_t* entry, uint32_t block, uint64_t offset, ui
   StorePageEntryHeader(entry, offset, block, 1, FilledPageHash(fill), static_cast<uint8_t>(PageEncoding::kFilled));
   entry[kPageEntryHeaderSize] = fill;
   return {PageEncoding::kFilled, 1};
+}
+
+EncodedPage WriteDeltaEntry(PageEncoder& encoder, uint8_t* entry, const EpochEncoder::PageSource& source,
+                            uint32_t block, uint64_t offset, const uint8_t* page, uint8_t* scratch) {
+  if (source.cache == nullptr) {
+    const uint8_t* previous = source.base != nullptr ? source.base->Page(block, offset) : nullptr;
+    return WriteEntry(encoder, entry, block, offset, page, previous);
+  }
+  if (const uint8_t* previous = source.cache->Lookup(block, offset); previous != nullptr) {
+    return WriteEntry(encoder, entry, block, offset, page, previous);
+  }
+  uint8_t* data = entry + kPageEntryHeaderSize;
+  const EncodedPage e = EncodeWithoutBase(encoder, source.fingerprints, block, offset, page, data, scratch);
+  const uint64_t hash = e.encoding == PageEncoding::kFilled ? FilledPageHash(data[0]) : PageHash(page);
+  StorePageEntryHeader(entry, offset, block, e.size, hash, static_cast<uint8_t>(e.encoding));
+  return e;
+}
+
+bool HoleWalker::InHole(uint32_t block, uint64_t offset) {
+  if (ram_ == nullptr || !ram_->live(block)) return false;
+  if (block != block_ || offset < from_ || offset >= end_) {
+    const GuestRam::Extent data = ram_->NextData(block, offset);
+    block_ = block;
+    from_ = offset;
+    begin_ = data.begin;
+    end_ = data.end;
+  }
+  return offset < begin_;
+}
+
+EncodedPage WriteResyncEntry(PageEncoder& encoder, uint8_t* entry, const EpochEncoder::PageSource& source,
+                             HoleWalker& holes, uint32_t block, uint64_t offset, uint8_t* copy) {
+  if (holes.InHole(block, offset)) {
+    if (source.record != nullptr) source.record->RecordFilled(block, offset, 0);
+    return WriteFilledEntry(entry, block, offset, 0);
+  }
+  const uint8_t* page = source.image->Page(block, offset);
+  if (source.live != nullptr && source.live->live(block)) {
+    // One read of the live page: encoding and hashing two reads could disagree (guest_ram.h).
+    CopyPage(copy, page);
+    page = copy;
+  }
+  const EncodedPage e = WriteEntry(encoder, entry, block, offset, page, nullptr);
+  if (source.record != nullptr) source.record->Record(block, offset, page);
+  return e;
 }
 
 int UsableCpus() {
@@ -113,21 +160,6 @@ Status EpochEncoder::MakeRoom(EpochSink* sink) {
   return Status::Ok();
 }
 
-Status EpochEncoder::AddPage(uint32_t block, uint64_t offset, const uint8_t* page, const uint8_t* previous,
-                             EpochSink* sink) {
-  TANDEM_RETURN_IF_ERROR(MakeRoom(sink));
-  uint8_t* entry = record_.data() + pages_cursor_;
-  EntryWritten(WriteEntry(page_encoder_, entry, block, offset, page, previous));
-  return Status::Ok();
-}
-
-Status EpochEncoder::AddFilledPage(uint32_t block, uint64_t offset, uint8_t fill, EpochSink* sink) {
-  TANDEM_RETURN_IF_ERROR(MakeRoom(sink));
-  uint8_t* entry = record_.data() + pages_cursor_;
-  EntryWritten(WriteFilledEntry(entry, block, offset, fill));
-  return Status::Ok();
-}
-
 void EpochEncoder::EntryWritten(const EncodedPage& e) {
   pages_cursor_ += kPageEntryHeaderSize + e.size;
   pages_in_record_++;
@@ -139,7 +171,7 @@ void EpochEncoder::EntryWritten(const EncodedPage& e) {
 
 template <typename EmitPages>
 Status EpochEncoder::EncodeCommon(const EpochBeginMessage& begin, std::span<const uint8_t> device_state,
-                                  EpochSink* sink, EmitPages&& emit_pages) {
+                                  EpochSink* sink, EmitPages&& emit_pages, const ResyncSource* resync) {
   if (device_state.size() > kMaxDeviceState) return Status::InvalidArgument("device state larger than 1 GiB");
   stats_ = EncodeStats();
   totals_->Reset();
@@ -175,6 +207,10 @@ Status EpochEncoder::EncodeCommon(const EpochBeginMessage& begin, std::span<cons
   end.device_state_hash = device_hash;
   end.record_count = totals_->record_count;
   end.records_hash = XXH3_64bits_digest(totals_->records.get());
+  // Asked only now: the epochs submitted while the pages were read are the ones that settle a live resync.
+  end.settles_after = 0;
+  if (begin.live && resync != nullptr && resync->settles_after) end.settles_after = std::max<uint32_t>(1, resync->settles_after());
+  if (begin.live && end.settles_after == 0) end.settles_after = 1;
   SerializeEpochEnd(end, record_.data() + kRecordHeaderSize);
   TANDEM_RETURN_IF_ERROR(Emit(RecordType::kEpochEnd, kEpochEndSize, sink));
   return sink->Flush();
@@ -190,70 +226,143 @@ Status EpochEncoder::EncodeEpoch(const Epoch& epoch, uint64_t term, const RamIma
       }
     }
   }
+  PageSource source;
+  source.epoch = &epoch;
+  source.base = base;
+  source.pages = epoch.pages().size();
+  return EncodeDelta(epoch, term, source, sink);
+}
+
+Status EpochEncoder::EncodeEpoch(const Epoch& epoch, uint64_t term, const DeltaBase* base,
+                                 const PageFingerprints* fingerprints, std::span<const RamBlockInfo> layout,
+                                 EpochSink* sink) {
+  for (const PageRecord& p : epoch.pages()) {
+    if (p.block >= layout.size() || p.offset % kPageSize != 0 || p.offset >= layout[p.block].size_bytes) {
+      return Status::InvalidArgument("epoch " + std::to_string(epoch.number()) + ": " + PageName(p.block, p.offset) +
+                                     " outside the RAM layout");
+    }
+  }
+  PageSource source;
+  source.epoch = &epoch;
+  source.cache = base;
+  source.fingerprints = fingerprints;
+  source.pages = epoch.pages().size();
+  return EncodeDelta(epoch, term, source, sink);
+}
+
+Status EpochEncoder::EncodeDelta(const Epoch& epoch, uint64_t term, const PageSource& source, EpochSink* sink) {
   const EpochBeginMessage begin{epoch.number(), term, false, epoch.merged()};
   return EncodeCommon(begin, epoch.device_state(), sink, [&]() -> Status {
-    if (UseParallel(epoch.pages().size(), false)) {
-      PageSource source;
-      source.epoch = &epoch;
-      source.base = base;
-      source.pages = epoch.pages().size();
-      return EncodePagesParallel(source, sink);
-    }
+    if (UseParallel(epoch.pages().size(), false)) return EncodePagesParallel(source, sink);
     for (const PageRecord& p : epoch.pages()) {
-      if (p.filled) {
-        TANDEM_RETURN_IF_ERROR(AddFilledPage(p.block, p.offset, p.fill, sink));
-      } else {
-        const uint8_t* previous = base != nullptr ? base->Page(p.block, p.offset) : nullptr;
-        TANDEM_RETURN_IF_ERROR(AddPage(p.block, p.offset, epoch.PageData(p), previous, sink));
-      }
+      TANDEM_RETURN_IF_ERROR(MakeRoom(sink));
+      uint8_t* entry = record_.data() + pages_cursor_;
+      EntryWritten(p.filled ? WriteFilledEntry(entry, p.block, p.offset, p.fill)
+                            : WriteDeltaEntry(page_encoder_, entry, source, p.block, p.offset, epoch.PageData(p),
+                                              scratch_.data()));
     }
     return Status::Ok();
   });
 }
 
-Status EpochEncoder::EncodeCatchUp(uint64_t number, uint32_t merged, uint64_t term, const RamImage& image,
-                                   std::span<const PageRef> pages, std::span<const uint8_t> device_state,
-                                   EpochSink* sink) {
+Status EpochEncoder::EncodeResync(const EpochBeginMessage& begin, const PageSource& source,
+                                  std::span<const uint8_t> device_state, const ResyncSource* resync,
+                                  EpochSink* sink) {
+  const RamImage& image = *source.image;
+  return EncodeCommon(
+      begin, device_state, sink,
+      [&]() -> Status {
+        if (UseParallel(source.pages, begin.full)) return EncodePagesParallel(source, sink);
+        HoleWalker holes(source.live);
+        auto add = [&](uint32_t b, uint64_t off) -> Status {
+          TANDEM_RETURN_IF_ERROR(MakeRoom(sink));
+          EntryWritten(WriteResyncEntry(page_encoder_, record_.data() + pages_cursor_, source, holes, b, off,
+                                        page_copy_.data()));
+          return Status::Ok();
+        };
+        if (!begin.full) {
+          for (const PageRef& p : source.listed) TANDEM_RETURN_IF_ERROR(add(p.block, p.offset));
+          return Status::Ok();
+        }
+        for (uint32_t b = 0; b < image.blocks().size(); ++b) {
+          for (uint64_t off = 0; off < image.blocks()[b].size_bytes; off += kPageSize) {
+            TANDEM_RETURN_IF_ERROR(add(b, off));
+          }
+        }
+        return Status::Ok();
+      },
+      resync);
+}
+
+namespace {
+
+Status CheckListed(uint64_t number, const RamImage& image, std::span<const PageRef> pages) {
   for (const PageRef& p : pages) {
     if (image.Page(p.block, p.offset) == nullptr) {
       return Status::InvalidArgument("catch-up epoch " + std::to_string(number) + ": " + PageName(p.block, p.offset) +
                                      " outside the RAM layout");
     }
   }
-  return EncodeCommon({number, term, false, merged}, device_state, sink, [&]() -> Status {
-    if (UseParallel(pages.size(), false)) {
-      PageSource source;
-      source.image = &image;
-      source.listed = pages;
-      source.pages = pages.size();
-      return EncodePagesParallel(source, sink);
-    }
-    for (const PageRef& p : pages) {
-      TANDEM_RETURN_IF_ERROR(AddPage(p.block, p.offset, image.Page(p.block, p.offset), nullptr, sink));
-    }
-    return Status::Ok();
-  });
+  return Status::Ok();
+}
+
+uint64_t PagesOf(const RamImage& image) {
+  uint64_t pages = 0;
+  for (const RamBlockInfo& b : image.blocks()) pages += b.size_bytes / kPageSize;
+  return pages;
+}
+
+bool HasLiveBlock(const GuestRam& ram) {
+  for (uint32_t b = 0; b < ram.image().blocks().size(); ++b) {
+    if (ram.live(b)) return true;
+  }
+  return false;
+}
+
+}  // namespace
+
+Status EpochEncoder::EncodeCatchUp(uint64_t number, uint32_t merged, uint64_t term, const RamImage& image,
+                                   std::span<const PageRef> pages, std::span<const uint8_t> device_state,
+                                   EpochSink* sink) {
+  TANDEM_RETURN_IF_ERROR(CheckListed(number, image, pages));
+  PageSource source;
+  source.image = &image;
+  source.listed = pages;
+  source.pages = pages.size();
+  return EncodeResync({number, term, false, merged}, source, device_state, nullptr, sink);
 }
 
 Status EpochEncoder::EncodeFull(uint64_t number, uint64_t term, const RamImage& image,
                                 std::span<const uint8_t> device_state, EpochSink* sink) {
-  return EncodeCommon({number, term, true, 0}, device_state, sink, [&]() -> Status {
-    uint64_t pages = 0;
-    for (const RamBlockInfo& b : image.blocks()) pages += b.size_bytes / kPageSize;
-    if (UseParallel(pages, true)) {
-      PageSource source;
-      source.image = &image;
-      source.pages = pages;
-      return EncodePagesParallel(source, sink);
-    }
-    for (uint32_t b = 0; b < image.blocks().size(); ++b) {
-      std::span<const uint8_t> block = image.Block(b);
-      for (uint64_t off = 0; off < block.size(); off += kPageSize) {
-        TANDEM_RETURN_IF_ERROR(AddPage(b, off, block.data() + off, nullptr, sink));
-      }
-    }
-    return Status::Ok();
-  });
+  PageSource source;
+  source.image = &image;
+  source.pages = PagesOf(image);
+  return EncodeResync({number, term, true, 0}, source, device_state, nullptr, sink);
+}
+
+Status EpochEncoder::EncodeCatchUp(uint64_t number, uint32_t merged, uint64_t term, const ResyncSource& resync,
+                                   std::span<const PageRef> pages, std::span<const uint8_t> device_state,
+                                   EpochSink* sink) {
+  const RamImage& image = resync.ram->image();
+  TANDEM_RETURN_IF_ERROR(CheckListed(number, image, pages));
+  PageSource source;
+  source.image = &image;
+  source.listed = pages;
+  source.live = resync.ram;
+  source.record = resync.fingerprints;
+  source.pages = pages.size();
+  return EncodeResync({number, term, false, merged, HasLiveBlock(*resync.ram)}, source, device_state, &resync, sink);
+}
+
+Status EpochEncoder::EncodeFull(uint64_t number, uint64_t term, const ResyncSource& resync,
+                                std::span<const uint8_t> device_state, EpochSink* sink) {
+  const RamImage& image = resync.ram->image();
+  PageSource source;
+  source.image = &image;
+  source.live = resync.ram;
+  source.record = resync.fingerprints;
+  source.pages = PagesOf(image);
+  return EncodeResync({number, term, true, 0, HasLiveBlock(*resync.ram)}, source, device_state, &resync, sink);
 }
 
 }  // namespace tandem::replicator

@@ -5,6 +5,7 @@
 #include <thread>
 
 #include "replicator/epoch_codec_internal.h"
+#include "replicator/guest_ram.h"
 #include "replicator/messages.h"
 
 namespace tandem::replicator {
@@ -18,6 +19,8 @@ namespace tandem::replicator {
 // Cache-line aligned: two threads fill neighbouring slots at the same time.
 struct alignas(64) EpochEncoder::Slot {
   std::vector<uint8_t> record;  // header + largest PAGES payload
+  std::vector<uint8_t> scratch;  // EncodeWithoutBase's second buffer, for the thread encoding this slot
+  std::vector<uint8_t> copy;     // a live page read once, likewise
   uint32_t payload_length = 0;
   uint64_t checksum = 0;
   uint64_t pages = 0;
@@ -63,16 +66,16 @@ void EpochEncoder::EncodeRecord(PageEncoder& encoder, const PageSource& source, 
   if (source.epoch != nullptr) {
     std::span<const PageRecord> pages = source.epoch->pages().subspan(first, count);
     for (const PageRecord& p : pages) {
-      if (p.filled) {
-        account(WriteFilledEntry(out + cursor, p.block, p.offset, p.fill));
-      } else {
-        const uint8_t* previous = source.base != nullptr ? source.base->Page(p.block, p.offset) : nullptr;
-        account(WriteEntry(encoder, out + cursor, p.block, p.offset, source.epoch->PageData(p), previous));
-      }
+      account(p.filled ? WriteFilledEntry(out + cursor, p.block, p.offset, p.fill)
+                       : WriteDeltaEntry(encoder, out + cursor, source, p.block, p.offset, source.epoch->PageData(p),
+                                         slot->scratch.data()));
     }
-  } else if (!source.listed.empty()) {
+    return Finish(slot, out, count, cursor, payload_bytes, by_encoding);
+  }
+  HoleWalker holes(source.live);
+  if (!source.listed.empty()) {
     for (const PageRef& p : source.listed.subspan(first, count)) {
-      account(WriteEntry(encoder, out + cursor, p.block, p.offset, source.image->Page(p.block, p.offset), nullptr));
+      account(WriteResyncEntry(encoder, out + cursor, source, holes, p.block, p.offset, slot->copy.data()));
     }
   } else {
     // Find the block holding page `first` of the image, then walk on from there.
@@ -85,11 +88,15 @@ void EpochEncoder::EncodeRecord(PageEncoder& encoder, const PageSource& source, 
     uint64_t offset = skip * kPageSize;
     for (uint32_t i = 0; i < count; ++i) {
       while (offset >= source.image->blocks()[block].size_bytes) ++block, offset = 0;
-      const uint8_t* page = source.image->Block(block).data() + offset;
-      account(WriteEntry(encoder, out + cursor, block, offset, page, nullptr));
+      account(WriteResyncEntry(encoder, out + cursor, source, holes, block, offset, slot->copy.data()));
       offset += kPageSize;
     }
   }
+  Finish(slot, out, count, cursor, payload_bytes, by_encoding);
+}
+
+void EpochEncoder::Finish(Slot* slot, uint8_t* out, uint32_t count, size_t cursor, uint64_t payload_bytes,
+                          const uint64_t (&by_encoding)[8]) {
   StoreLe32(out + kRecordHeaderSize, count);
   StoreLe32(out + kRecordHeaderSize + 4, 0);
   slot->pages = count;
@@ -141,7 +148,11 @@ Status EpochEncoder::EncodePagesParallel(const PageSource& source, EpochSink* si
   if (parallel_ == nullptr) {
     parallel_ = std::make_unique<Parallel>();
     parallel_->slots.resize(size_t(threads_) * 2);
-    for (Slot& slot : parallel_->slots) slot.record.resize(kRecordHeaderSize + kMaxPagesPayload);
+    for (Slot& slot : parallel_->slots) {
+      slot.record.resize(kRecordHeaderSize + kMaxPagesPayload);
+      slot.scratch.resize(kMaxEncodedPage);
+      slot.copy.resize(kPageSize);
+    }
     parallel_->options = options_;
     for (int i = 1; i < threads_; ++i) parallel_->helpers.emplace_back(HelperLoop, parallel_.get());
   }
@@ -189,6 +200,8 @@ EpochEncoder::EpochEncoder(const PageCodecOptions& options, int threads)
       threads_(std::max(1, threads)),
       page_encoder_(options),
       record_(kRecordHeaderSize + kMaxRecordPayload),
+      scratch_(kMaxEncodedPage),
+      page_copy_(kPageSize),
       totals_(new EpochTotals) {}
 
 EpochEncoder::~EpochEncoder() {

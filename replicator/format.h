@@ -21,9 +21,12 @@ namespace tandem::replicator {
 
 static_assert(std::endian::native == std::endian::little, "tandem's wire helpers assume a little-endian host");
 
-// Version 1 is this file. The first u32 of a HELLO payload is the version in every version, so any peer can
-// name the version it cannot speak.
-inline constexpr uint32_t kProtocolVersion = 1;
+// Version 2 is this file. The first u32 of a HELLO payload is the version in every version, so any peer can
+// name the version it cannot speak. Version 2 added the live resync (kEpochLive, EPOCH_END settles_after); a
+// version 1 stream is a version 2 stream that never sets them, so this build also reads version 1 peers (and
+// answers them as version 1), while a version 1 build refuses a version 2 HELLO.
+inline constexpr uint32_t kProtocolVersion = 2;
+inline constexpr uint32_t kMinProtocolVersion = 1;
 
 // Record types spell four ASCII characters in a hex dump: a stream read at the wrong offset shows up at once.
 constexpr uint32_t FourCc(char a, char b, char c, char d) {
@@ -55,6 +58,9 @@ inline constexpr uint32_t kMaxNameLength = 256;
 // EPOCH_BEGIN.
 inline constexpr size_t kEpochBeginSize = 24;
 inline constexpr uint32_t kEpochFull = 1u << 0;  // carries every page of every block, in order
+// Version 2: a full or catch-up epoch read from the running guest's RAM: exact only together with the epochs
+// after it up to the one its EPOCH_END's settles_after names.
+inline constexpr uint32_t kEpochLive = 1u << 1;
 
 // PAGES: u32 count, u32 reserved, then `count` entries of a fixed header followed by the encoded bytes.
 inline constexpr size_t kPagesHeaderSize = 8;

@@ -133,10 +133,11 @@ DecodeStatus ParseHello(std::span<const uint8_t> payload, HelloMessage* hello) {
   Cursor c(payload);
   uint32_t version = 0;
   if (!c.U32(&version)) return DecodeStatus::Corrupt(DecodeError::kTruncated, "HELLO shorter than its version field");
-  if (version != kProtocolVersion) {
+  if (version < kMinProtocolVersion || version > kProtocolVersion) {
     return DecodeStatus(DecodeError::kUnknownVersion,
                         Status::Unsupported("peer speaks replication protocol version " + std::to_string(version) +
-                                            ", this build speaks only version " + std::to_string(kProtocolVersion)));
+                                            ", this build speaks versions " + std::to_string(kMinProtocolVersion) +
+                                            " to " + std::to_string(kProtocolVersion)));
   }
   if (payload.size() < kHelloFixedSize) {
     return DecodeStatus::Corrupt(DecodeError::kTruncated, "HELLO shorter than its fixed part");
@@ -182,7 +183,7 @@ DecodeStatus ParseHello(std::span<const uint8_t> payload, HelloMessage* hello) {
 void SerializeEpochBegin(const EpochBeginMessage& m, uint8_t out[kEpochBeginSize]) {
   StoreLe64(out, m.epoch);
   StoreLe64(out + 8, m.term);
-  StoreLe32(out + 16, m.full ? kEpochFull : 0);
+  StoreLe32(out + 16, (m.full ? kEpochFull : 0) | (m.live ? kEpochLive : 0));
   StoreLe32(out + 20, m.merged);
 }
 
@@ -192,12 +193,13 @@ DecodeStatus ParseEpochBegin(std::span<const uint8_t> payload, EpochBeginMessage
                                  "EPOCH_BEGIN of " + std::to_string(payload.size()) + " bytes");
   }
   const uint32_t flags = LoadLe32(payload.data() + 16);
-  if ((flags & ~kEpochFull) != 0) {
+  if ((flags & ~(kEpochFull | kEpochLive)) != 0) {
     return DecodeStatus::Corrupt(DecodeError::kBadField, "EPOCH_BEGIN with unknown flags");
   }
   m->epoch = LoadLe64(payload.data());
   m->term = LoadLe64(payload.data() + 8);
   m->full = (flags & kEpochFull) != 0;
+  m->live = (flags & kEpochLive) != 0;
   m->merged = LoadLe32(payload.data() + 20);
   if (m->merged != 0 && (m->full || m->merged >= m->epoch)) {
     return DecodeStatus::Corrupt(DecodeError::kBadField, "EPOCH_BEGIN of epoch " + std::to_string(m->epoch) +
@@ -214,16 +216,13 @@ void SerializeEpochEnd(const EpochEndMessage& m, uint8_t out[kEpochEndSize]) {
   StoreLe64(out + 24, m.device_state_bytes);
   StoreLe64(out + 32, m.device_state_hash);
   StoreLe32(out + 40, m.record_count);
-  StoreLe32(out + 44, 0);
+  StoreLe32(out + 44, m.settles_after);
   StoreLe64(out + 48, m.records_hash);
 }
 
 DecodeStatus ParseEpochEnd(std::span<const uint8_t> payload, EpochEndMessage* m) {
   if (payload.size() != kEpochEndSize) {
     return DecodeStatus::Corrupt(DecodeError::kBadLength, "EPOCH_END of " + std::to_string(payload.size()) + " bytes");
-  }
-  if (LoadLe32(payload.data() + 44) != 0) {
-    return DecodeStatus::Corrupt(DecodeError::kBadField, "EPOCH_END with reserved bits set");
   }
   m->epoch = LoadLe64(payload.data());
   m->page_count = LoadLe64(payload.data() + 8);
@@ -232,6 +231,7 @@ DecodeStatus ParseEpochEnd(std::span<const uint8_t> payload, EpochEndMessage* m)
   m->device_state_hash = LoadLe64(payload.data() + 32);
   m->record_count = LoadLe32(payload.data() + 40);
   m->records_hash = LoadLe64(payload.data() + 48);
+  m->settles_after = LoadLe32(payload.data() + 44);  // checked against EPOCH_BEGIN's live flag (EpochDecoder::End)
   return DecodeStatus::Ok();
 }
 

@@ -32,6 +32,7 @@ struct EpochBeginMessage {
   uint64_t term = 0;
   bool full = false;
   uint32_t merged = 0;  // checkpoints before `epoch` this delta epoch also holds (Epoch::merged)
+  bool live = false;    // read from the running guest: a resume point only once it settled (EpochEndMessage)
 };
 
 struct EpochEndMessage {
@@ -42,6 +43,9 @@ struct EpochEndMessage {
   uint64_t device_state_hash = 0;  // XXH3-64 of the whole device state
   uint32_t record_count = 0;       // records of the epoch before EPOCH_END, EPOCH_BEGIN included
   uint64_t records_hash = 0;       // XXH3-64 over the u64 LE checksums of those records, in order
+  // A live epoch (EpochBeginMessage::live) is a resume point only once epoch `epoch + settles_after` is applied
+  // (>= 1); 0 for every other epoch.
+  uint32_t settles_after = 0;
 };
 
 struct AckMessage {

@@ -135,6 +135,7 @@ DecodeStatus Replica::HandleHello(const RecordView& record, std::vector<uint8_t>
     {
       std::lock_guard<std::mutex> lock(mu_);
       has_resume_ = false;
+      settling_until_ = 0;
       image_.reset();
     }
     auto image = RamImage::Create(d, options_.file_backed_blocks);
@@ -149,14 +150,17 @@ DecodeStatus Replica::HandleHello(const RecordView& record, std::vector<uint8_t>
   session_term_ = hello.term;
   session_generation_ = hello.generation;
   session_descriptor_ = hello.descriptor;
+  session_version_ = hello.version;
 
   HelloMessage mine;
+  mine.version = hello.version;  // a version 1 primary is answered in version 1 (format.h)
   mine.role = PeerRole::kStandby;
   mine.term = max_term_;
   {
     std::lock_guard<std::mutex> lock(mu_);
-    // Offered for a catch-up only if the replica is exactly that epoch (see replica_differs_).
-    const bool offer = has_resume_ && !replica_differs_;
+    // Offered for a catch-up only if the replica is exactly that epoch (see replica_differs_), not a live resync
+    // that has not settled yet.
+    const bool offer = has_resume_ && !replica_differs_ && settling_until_ == 0;
     mine.has_resume_point = offer;
     mine.generation = offer ? resume_generation_ : 0;
     mine.last_applied = offer ? resume_.epoch : 0;
@@ -187,11 +191,16 @@ DecodeStatus Replica::HandleEpochBegin(const RecordView& record) {
                                                                  " but the HELLO said term " +
                                                                  std::to_string(session_term_));
   }
+  if (begin.live && session_version_ < 2) {
+    return DecodeStatus::Corrupt(DecodeError::kBadField, name() + " is live but the HELLO said protocol version " +
+                                                             std::to_string(session_version_));
+  }
   bool same_generation, has_resume;
   uint64_t last;
   {
     std::lock_guard<std::mutex> lock(mu_);
-    has_resume = has_resume_;
+    // A replica that has not settled holds nothing worth keeping if a full epoch breaks off.
+    has_resume = has_resume_ && settling_until_ == 0;
     same_generation = has_resume_ && resume_generation_ == session_generation_;
     last = resume_.epoch;
   }
@@ -258,14 +267,23 @@ DecodeStatus Replica::HandleEpochEnd(const RecordView& record, std::vector<uint8
     }
     resume_.epoch = number;
     has_resume_ = true;
+    if (decoder_.settles_after() > 0) {
+      settling_until_ = number + decoder_.settles_after();
+    } else if (full || number >= settling_until_) {
+      if (settling_until_ != 0) {
+        TLOG_INFO("replica", "live resync settled at epoch %" PRIu64 ": the replica is a resume point again", number);
+      }
+      settling_until_ = 0;
+    }
     counters_.last_applied = number;
     counters_.epochs_applied++;
     counters_.last_apply_ms = (clock_->NowNanos() - start) / 1e6;
   }
   if (full) {
     replica_differs_ = false;
-    TLOG_INFO("replica", "full epoch %" PRIu64 " applied: replica now holds the primary's whole RAM (%.1f ms)", number,
-              (clock_->NowNanos() - start) / 1e6);
+    TLOG_INFO("replica", "full epoch %" PRIu64 " applied: replica now holds the primary's whole RAM (%.1f ms)%s",
+              number, (clock_->NowNanos() - start) / 1e6,
+              decoder_.settles_after() > 0 ? ", read live: a resume point once the epochs up to it are applied" : "");
   }
   decoder_.Discard();
   AppendAck(number, AckStatus::kOk, "", &payload_, reply);
@@ -274,7 +292,7 @@ DecodeStatus Replica::HandleEpochEnd(const RecordView& record, std::vector<uint8
 
 std::optional<ResumePoint> Replica::resume_point() const {
   std::lock_guard<std::mutex> lock(mu_);
-  if (!has_resume_) return std::nullopt;
+  if (!has_resume_ || settling_until_ != 0) return std::nullopt;
   return resume_;
 }
 

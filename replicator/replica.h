@@ -68,6 +68,7 @@ class Replica {
   // (counted, ACK in *reply); a stream that just ended or broke is not (the peer is gone, nothing to tell).
   void OnStreamError(const DecodeStatus& error, std::vector<uint8_t>* reply);
 
+  // The last applied epoch, unless a live resync has not settled yet (then nullopt: nothing to resume from).
   std::optional<ResumePoint> resume_point() const;
   ReplicaCounters counters() const;
   // The replica RAM, nullptr before the first HELLO. For tests; not synchronized with OnRecord.
@@ -103,6 +104,10 @@ class Replica {
   // offered to the primary for a catch-up, until a full epoch has replaced the replica. Receiver thread only.
   bool replica_differs_ = false;
   uint64_t resume_generation_ = 0;
+  // A live resync was applied: the replica mixes checkpoints until this epoch is applied (FORMAT.md, live
+  // epochs), so it is no resume point (resume_point(), HELLO) meanwhile. 0: settled. Guarded by mu_.
+  uint64_t settling_until_ = 0;
+  uint32_t session_version_ = 0;
   ResumePoint resume_;
   ReplicaCounters counters_;
 };

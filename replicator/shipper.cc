@@ -76,17 +76,29 @@ EpochShipper::EpochShipper(ShipperOptions options, Clock* clock)
 
 EpochShipper::~EpochShipper() { Stop(); }
 
-Status EpochShipper::Start(const VmDescriptor& descriptor, std::unique_ptr<RamImage> mirror,
+Status EpochShipper::Start(const VmDescriptor& descriptor, std::unique_ptr<GuestRam> ram,
                            std::vector<uint8_t> device_state, uint64_t first_epoch) {
   if (started_) return Status::InvalidArgument("shipper already started");
-  if (mirror == nullptr) return Status::InvalidArgument("shipper needs the mirror of the VM's RAM");
+  if (ram == nullptr) return Status::InvalidArgument("shipper needs the VM's RAM");
   if (options_.max_in_flight < 1) return Status::InvalidArgument("max_in_flight must be at least 1");
   TANDEM_RETURN_IF_ERROR(CheckStreamAddress(options_.standby_address).WithContext("standby address"));
-  if (mirror->blocks() != descriptor.ram_blocks) {
-    return Status::InvalidArgument("mirror layout differs from the VM descriptor");
+  if (ram->image().blocks() != descriptor.ram_blocks) {
+    return Status::InvalidArgument("guest RAM layout differs from the VM descriptor");
   }
+  TANDEM_ASSIGN_OR_RETURN(fingerprints_, PageFingerprints::Create(descriptor.ram_blocks));
   descriptor_ = descriptor;
-  mirror_.Reset(std::move(mirror), std::move(device_state), first_epoch);
+  history_.Reset(std::move(ram), std::move(device_state), first_epoch);
+  const uint64_t ram_bytes = history_.ram_bytes();
+  delta_base_ = std::make_unique<DeltaBase>(options_.delta_base_bytes != 0 ? options_.delta_base_bytes
+                                                                           : DefaultDeltaBaseBudget(ram_bytes));
+  delta_base_->set_fingerprints(fingerprints_.get());
+  TLOG_INFO("shipper",
+            "no mirror of the guest's %" PRIu64 " MiB: delta base %" PRIu64 " MiB (%" PRIu64
+            " pages), chunk fingerprints %" PRIu64 " MiB, copies of small RAM blocks %" PRIu64 " MiB",
+            ram_bytes >> 20, delta_base_->memory_bytes() >> 20, delta_base_->capacity_pages(),
+            fingerprints_->memory_bytes() >> 20, history_.ram().copied_bytes() >> 20);
+  stats_.delta_base_mib = delta_base_->memory_bytes() >> 20;
+  stats_.fingerprints_mib = fingerprints_->memory_bytes() >> 20;
   generation_ = RandomNonZeroId(clock_);
   queue_.Reserve(kQueueCapacity);
   in_flight_.Reserve(kInFlightCapacity);
@@ -206,7 +218,9 @@ void EpochShipper::FoldQueued() {
       if (queue_.size() == 0) return;
       e = PopQueued();
     }
-    mirror_.Fold(*e);
+    // The standby did not get it: the delta base still holds the standby's copies, and the next resync
+    // invalidates (catch-up) or clears (full) what changed.
+    history_.Fold(*e);
     Recycle(std::move(e));
   }
 }
@@ -342,20 +356,45 @@ void EpochShipper::NoteSentLocked(uint64_t epoch, uint64_t wire_bytes, int ack_t
   stats_.bytes_sent += wire_bytes;
 }
 
+ResyncSource EpochShipper::ResyncOf(uint64_t epoch, uint64_t* settles_at) {
+  *settles_at = epoch;
+  ResyncSource source;
+  source.ram = &history_.ram();
+  source.fingerprints = fingerprints_.get();
+  // Asked once the last page was read. The primary submits an epoch while the VM is still paused for it, so every
+  // guest write so far lies in an epoch up to last_submitted + 1: once that one is applied after the resync,
+  // every page is as of its checkpoint (guest_ram.h).
+  // The VM is protected from the ack of that epoch on: set here, before EPOCH_END goes out and so before the
+  // standby can acknowledge the resync.
+  source.settles_after = [this, epoch, settles_at]() -> uint32_t {
+    std::lock_guard<std::mutex> lock(mu_);
+    *settles_at = stats_.last_submitted + 1;
+    resync_epoch_ = *settles_at;
+    return uint32_t(std::min<uint64_t>(*settles_at - epoch, UINT32_MAX));
+  };
+  return source;
+}
+
 Status EpochShipper::SendFull(Connection& conn) {
-  const uint64_t full = mirror_.epoch();
+  const uint64_t full = history_.epoch();
   {
     std::lock_guard<std::mutex> lock(mu_);
-    resync_epoch_ = full;
+    resync_epoch_ = full;  // a live epoch raises it once its pages are read (ResyncOf)
   }
   TLOG_INFO("shipper", "full resync: sending epoch %" PRIu64 " (%" PRIu64 " MiB of RAM, %zu bytes of device state)",
-            full, mirror_.ram_bytes() >> 20, mirror_.device_state().size());
+            full, history_.ram_bytes() >> 20, history_.device_state().size());
+  // The standby's copies become what this resync reads: nothing cached is its copy any more.
+  delta_base_->Clear();
+  uint64_t settles_at = full;
+  const ResyncSource source = ResyncOf(full, &settles_at);
   const int64_t start = clock_->NowNanos();
   const uint64_t sent_before = conn.sink->bytes_sent();
-  Status st = encoder_->EncodeFull(full, options_.term, mirror_.image(), mirror_.device_state(), conn.sink.get());
+  Status st = encoder_->EncodeFull(full, options_.term, source, history_.device_state(), conn.sink.get());
   if (!st.ok()) return st.WithContext("send full epoch " + std::to_string(full));
-  TLOG_INFO("shipper", "full epoch %" PRIu64 " sent: %.1f MiB on the wire in %.1f ms", full,
-            (conn.sink->bytes_sent() - sent_before) / 1048576.0, (clock_->NowNanos() - start) / 1e6);
+  TLOG_INFO("shipper", "full epoch %" PRIu64 " sent: %.1f MiB on the wire in %.1f ms%s", full,
+            (conn.sink->bytes_sent() - sent_before) / 1048576.0, (clock_->NowNanos() - start) / 1e6,
+            settles_at > full ? (", read live: exact once epoch " + std::to_string(settles_at) + " is applied").c_str()
+                              : "");
   std::lock_guard<std::mutex> lock(mu_);
   NoteSentLocked(full, conn.sink->bytes_sent() - sent_before, kFullEpochAckFactor);
   stats_.resyncs++;
@@ -363,7 +402,7 @@ Status EpochShipper::SendFull(Connection& conn) {
 }
 
 Status EpochShipper::SendCatchUp(Connection& conn, std::span<const PageRef> changed) {
-  const uint64_t held = conn.standby_epoch, now = mirror_.epoch();
+  const uint64_t held = conn.standby_epoch, now = history_.epoch();
   std::unique_lock<std::mutex> lock(mu_);
   resync_epoch_ = now;
   if (held == now) {
@@ -372,11 +411,15 @@ Status EpochShipper::SendCatchUp(Connection& conn, std::span<const PageRef> chan
     MarkProtectedLocked(now);
     return Status::Ok();
   }
-  lock.unlock();
+  lock.unlock();  // resync_epoch_: a live catch-up raises it once its pages are read (ResyncOf)
+  // The standby's copies of these pages become what the catch-up reads.
+  delta_base_->Invalidate(changed);
+  uint64_t settles_at = now;
+  const ResyncSource source = ResyncOf(now, &settles_at);
   const int64_t start = clock_->NowNanos();
   const uint64_t sent_before = conn.sink->bytes_sent();
-  Status st = encoder_->EncodeCatchUp(now, uint32_t(now - held - 1), options_.term, mirror_.image(), changed,
-                                      mirror_.device_state(), conn.sink.get());
+  Status st = encoder_->EncodeCatchUp(now, uint32_t(now - held - 1), options_.term, source, changed,
+                                      history_.device_state(), conn.sink.get());
   if (!st.ok()) return st.WithContext("send catch-up epoch " + std::to_string(now));
   TLOG_INFO("shipper", "catch-up resync: standby holds epoch %" PRIu64 ", sent epochs %" PRIu64 "..%" PRIu64
             " as one: %zu changed pages, %.1f MiB on the wire in %.1f ms (not the whole RAM)", held, held + 1, now,
@@ -385,6 +428,13 @@ Status EpochShipper::SendCatchUp(Connection& conn, std::span<const PageRef> chan
   NoteSentLocked(now, conn.sink->bytes_sent() - sent_before, kFullEpochAckFactor);
   stats_.catch_ups++;
   return Status::Ok();
+}
+
+void EpochShipper::CopyDeltaBaseStatsLocked() {
+  const DeltaBaseCounters& c = delta_base_->counters();
+  stats_.delta_base_hits = c.hits;
+  stats_.delta_base_misses = c.misses;
+  stats_.delta_base_evictions = c.evictions;
 }
 
 Status EpochShipper::Serve(Connection& conn) {
@@ -398,7 +448,7 @@ Status EpochShipper::Serve(Connection& conn) {
   }
   conn.ack_thread = std::thread([this, c = &conn] { AckLoop(c); });
   std::vector<PageRef> changed;
-  const bool catch_up = conn.standby_holds_our_epoch && mirror_.ChangedSince(conn.standby_epoch, &changed);
+  const bool catch_up = conn.standby_holds_our_epoch && history_.ChangedSince(conn.standby_epoch, &changed);
   TANDEM_RETURN_IF_ERROR(catch_up ? SendCatchUp(conn, changed) : SendFull(conn));
 
   for (;;) {
@@ -437,13 +487,13 @@ Status EpochShipper::Serve(Connection& conn) {
     const uint64_t send_ns_before = conn.sink->send_ns();
     const uint64_t queued_before = conn.transport->QueuedBytes();
     const int64_t encode_start = RealNowNs();
-    Status st = encoder_->EncodeEpoch(*e, options_.term, mirror_.get(), sink);
+    Status st = encoder_->EncodeEpoch(*e, options_.term, delta_base_.get(), fingerprints_.get(), history_.layout(), sink);
     const int64_t written = RealNowNs();
     const ShipSample sample = conn.meter.EpochWritten(
         e->pages().size() * kPageSize, conn.sink->bytes_sent() - sent_before, conn.sink->send_ns() - send_ns_before,
         uint64_t(written - encode_start), queued_before, conn.transport->QueuedBytes(), written);
     if (st.code() == Status::Code::kInvalidArgument) {
-      // Nothing of it was sent, and the mirror cannot take it either: a bug upstream, not the standby's fault.
+      // Nothing of it was sent, and it does not fit the RAM: a bug upstream, not the standby's fault.
       TLOG_ERROR("shipper", "dropping epoch %" PRIu64 ": %s", number, st.ToString().c_str());
       Recycle(std::move(e));
       std::lock_guard<std::mutex> lock(mu_);
@@ -451,7 +501,10 @@ Status EpochShipper::Serve(Connection& conn) {
       cv_.notify_all();
       continue;
     }
-    mirror_.Fold(*e);  // sent or not, it is the VM's history: the next full resync covers it
+    // Sent or not, its pages are now the standby's copies (a failed send ends the connection, and the resync
+    // that follows clears or invalidates them), and it is the VM's history.
+    delta_base_->Record(*e);
+    history_.Fold(*e);
     Recycle(std::move(e));
     const bool steered = st.ok() && SteerCompression(number, sample);
     std::lock_guard<std::mutex> lock(mu_);
@@ -459,6 +512,7 @@ Status EpochShipper::Serve(Connection& conn) {
     cv_.notify_all();
     if (!st.ok()) return st.WithContext("send epoch " + std::to_string(number));
     NoteSentLocked(number, sample.wire_bytes, 1);
+    CopyDeltaBaseStatsLocked();
     if (steered) {
       stats_.compression = "auto: " + CompressionGovernor::Describe(governor_.current());
       stats_.compression_changes++;

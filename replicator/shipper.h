@@ -1,14 +1,17 @@
 // The primary's side of replication: takes each checkpoint's epoch, ships it to the standby behind the VM's
-// back, and keeps the mirror (exactly what the standby holds) that every epoch is XOR-encoded against.
+// back, and keeps no copy of the guest's RAM: every dirty page is XOR-encoded against the bounded delta base
+// (DeltaBase: the last shipped version of recently rewritten pages), or sent as its changed chunks when
+// PageFingerprints knows the standby's copy, else standalone; resyncs read the guest's RAM itself (GuestRam)
+// while the VM runs, as live epochs the standby can resume from once the epochs after them are applied.
 //
 // A sender thread connects to the standby (retrying every reconnect_interval_ms), exchanges HELLOs, resyncs it,
 // then sends every submitted epoch in order. The resync is a catch-up epoch (the pages changed since the epoch
 // the standby's HELLO says it holds, when it holds one of ours and missed under a quarter of RAM: a broken
-// connection, or a rejected epoch, of which nothing was applied) or else a full epoch (the whole mirror and the
+// connection, or a rejected epoch, of which nothing was applied) or else a full epoch (the whole RAM and the
 // current device state: first sync, a restarted standby, or a standby that offers no epoch because a page
 // rebuilt from its replica failed its hash). Acks come back on the same socket and are read by a second
 // thread. While no standby holds a full copy the VM runs UNPROTECTED (logged once per transition): Submit does
-// not wait, and the epochs are folded into the mirror for the next resync (or, while a resync is being sent
+// not wait, and the epochs are folded into the history for the next resync (or, while a resync is being sent
 // and the queue is full, merged into the newest queued epoch). Once protected, Submit blocks
 // while max_in_flight epochs are unacknowledged, which keeps the VM paused: the backpressure that stops a slow
 // standby from falling further behind. A standby that stops acknowledging for io_timeout_ms is dropped.
@@ -27,9 +30,13 @@
 #include "common/status.h"
 #include "replicator/compression_governor.h"
 #include "replicator/epoch.h"
+#include "replicator/epoch_codec.h"
 #include "replicator/epoch_queue.h"
 #include "replicator/page_codec.h"
-#include "replicator/shipper_mirror.h"
+#include "replicator/delta_base.h"
+#include "replicator/guest_ram.h"
+#include "replicator/page_fingerprints.h"
+#include "replicator/shipper_history.h"
 #include "replicator/transport.h"
 
 namespace tandem::replicator {
@@ -50,6 +57,8 @@ struct ShipperOptions {
   // at the CPUs the process may run on. 1: the sender thread alone.
   int encode_threads = 4;
   IoEngine io_engine = IoEngine::kAuto;
+  // The delta base's budget (replication.delta_base_mib); 0: DefaultDeltaBaseBudget of the guest's RAM.
+  uint64_t delta_base_bytes = 0;
 };
 
 struct ShipperStats {
@@ -64,6 +73,12 @@ struct ShipperStats {
   uint64_t epochs_merged = 0;  // submitted while unprotected with a full queue: merged into the newest queued one
   std::string compression;     // what epochs are encoded with now (CompressionGovernor::Describe)
   uint64_t compression_changes = 0;
+  // The delta base (DeltaBaseCounters) and what it and the fingerprints hold.
+  uint64_t delta_base_hits = 0;
+  uint64_t delta_base_misses = 0;
+  uint64_t delta_base_evictions = 0;
+  uint64_t delta_base_mib = 0;
+  uint64_t fingerprints_mib = 0;
   std::string last_error;
 };
 
@@ -74,9 +89,9 @@ class EpochShipper {
   EpochShipper(const EpochShipper&) = delete;
   EpochShipper& operator=(const EpochShipper&) = delete;
 
-  // `mirror` holds the VM's RAM as of epoch `first_epoch` (the precopy) and `device_state` its device state.
-  // Submitted epochs must be numbered first_epoch + 1, + 2, ...
-  Status Start(const VmDescriptor& descriptor, std::unique_ptr<RamImage> mirror, std::vector<uint8_t> device_state,
+  // `ram` reads the VM's RAM (its copied blocks hold epoch `first_epoch`, the precopy) and `device_state` is its
+  // device state. Submitted epochs must be numbered first_epoch + 1, + 2, ...
+  Status Start(const VmDescriptor& descriptor, std::unique_ptr<GuestRam> ram, std::vector<uint8_t> device_state,
                uint64_t first_epoch);
   // An epoch to fill (recycled: no allocation in steady state). The caller Reset()s it.
   std::unique_ptr<Epoch> Borrow();
@@ -92,7 +107,7 @@ class EpochShipper {
   Status Connect(std::unique_ptr<Connection>* out);
   Status Serve(Connection& conn);
   // A standby that (re)connects either holds an epoch of ours and gets what changed since (SendCatchUp), or
-  // gets the whole mirror (SendFull). The catch-up is chosen when ShipperMirror::ChangedSince finds few enough
+  // gets the whole RAM (SendFull). The catch-up is chosen when ShipperHistory::ChangedSince finds few enough
   // pages changed (a standby that cannot vouch for its replica offers no epoch: Replica::HandleHello).
   Status SendFull(Connection& conn);
   Status SendCatchUp(Connection& conn, std::span<const PageRef> changed);
@@ -100,7 +115,7 @@ class EpochShipper {
   void NoteSentLocked(uint64_t epoch, uint64_t wire_bytes, int ack_timeout_factor);
   void AckLoop(Connection* conn);
   void FailConnection(Connection* conn, const Status& why);
-  // Applies queued epochs to the mirror without sending them (no standby to send them to).
+  // Folds queued epochs into the history without sending them (no standby to send them to).
   void FoldQueued();
   void Recycle(std::unique_ptr<Epoch> epoch);
   void RecycleLocked(std::unique_ptr<Epoch> epoch);  // mu_ held
@@ -118,8 +133,13 @@ class EpochShipper {
 
   // Sender thread only.
   VmDescriptor descriptor_;
-  ShipperMirror mirror_;
-  std::unique_ptr<class EpochEncoder> encoder_;
+  ShipperHistory history_;
+  std::unique_ptr<PageFingerprints> fingerprints_;
+  std::unique_ptr<DeltaBase> delta_base_;
+  // A resync: how it reads the RAM, and the epoch after which a live one is exact (ResyncSource::settles_after).
+  ResyncSource ResyncOf(uint64_t epoch, uint64_t* settles_at);
+  void CopyDeltaBaseStatsLocked();  // mu_ held
+  std::unique_ptr<EpochEncoder> encoder_;
   CompressionGovernor governor_;
 
   mutable std::mutex mu_;
@@ -134,7 +154,9 @@ class EpochShipper {
   bool unprotected_logged_ = false;
   bool merge_logged_ = false;  // once per unprotected spell
   uint64_t merge_refused_epoch_ = 0;
-  uint64_t resync_epoch_ = 0;  // the full or catch-up epoch whose ack makes the VM protected
+  // The epoch whose ack makes the VM protected: the full or catch-up epoch, or for a live one the epoch it
+  // settles at.
+  uint64_t resync_epoch_ = 0;
   Connection* current_ = nullptr;
   ShipperStats stats_;
   std::thread sender_;

@@ -89,7 +89,9 @@ Status PrimaryRun::Protect() {
   failed_step_ = "QEMU did not connect";
   TANDEM_RETURN_IF_ERROR(checkpoints_->Accept(10000));
   failed_step_ = "precopy";
-  TANDEM_ASSIGN_OR_RETURN(qemu::Precopy precopy, checkpoints_->ReceivePrecopy());
+  // Into GuestRam: the main RAM block is QEMU's own file (no copy of it), the small blocks are copied.
+  TANDEM_ASSIGN_OR_RETURN(qemu::Precopy precopy,
+                          checkpoints_->ReceivePrecopy({{qemu::kMainRamBlock, o_.vm.ram_path}}));
   precopy.descriptor.vm_name = o_.vm_name;
   uint64_t ram_bytes = 0;
   for (const auto& block : precopy.descriptor.ram_blocks) ram_bytes += block.size_bytes;
@@ -102,7 +104,7 @@ Status PrimaryRun::Protect() {
   failed_step_ = "start shipper";
   shipper_ = env_.make_shipper(env_.guard->term());
   TANDEM_RETURN_IF_ERROR(
-      shipper_->Start(precopy.descriptor, std::move(precopy.image), std::move(precopy.device_state)));
+      shipper_->Start(precopy.descriptor, std::move(precopy.ram), std::move(precopy.device_state)));
   outputs_->Follow([shipper = shipper_.get()] { return shipper->stats(); }, 1);
   failed_step_ = "CHECKPOINT_READY";
   TANDEM_RETURN_IF_ERROR(checkpoints_->SendCheckpointReady());

@@ -50,7 +50,9 @@ class ColoCheckpoints final : public CheckpointSource {
  public:
   explicit ColoCheckpoints(std::unique_ptr<qemu::ColoEndpoint> endpoint) : endpoint_(std::move(endpoint)) {}
   Status Accept(int timeout_ms) override { return endpoint_->Accept(timeout_ms); }
-  Result<qemu::Precopy> ReceivePrecopy() override { return endpoint_->ReceivePrecopyImage(); }
+  Result<qemu::Precopy> ReceivePrecopy(const std::map<std::string, std::string>& shared_files) override {
+    return endpoint_->ReceivePrecopyGuestRam(shared_files);
+  }
   Status SendCheckpointReady() override { return endpoint_->SendCheckpointReady(); }
   Status ReceiveCheckpoint(replicator::Epoch* epoch, int timeout_ms, qemu::CheckpointTiming* timing) override {
     return endpoint_->ReceiveCheckpoint(epoch, timeout_ms, timing);

@@ -17,7 +17,7 @@ namespace tandem::roles {
 class EpochShipping {
  public:
   virtual ~EpochShipping() = default;  // stops
-  virtual Status Start(const replicator::VmDescriptor& descriptor, std::unique_ptr<replicator::RamImage> mirror,
+  virtual Status Start(const replicator::VmDescriptor& descriptor, std::unique_ptr<replicator::GuestRam> ram,
                        std::vector<uint8_t> device_state) = 0;
   virtual std::unique_ptr<replicator::Epoch> Borrow() = 0;
   // May block (backpressure): the VM stays paused while the standby is max_in_flight epochs behind.
@@ -38,9 +38,9 @@ class EpochReceiving {
 class Shipper final : public EpochShipping {
  public:
   Shipper(replicator::ShipperOptions options, Clock* clock) : shipper_(std::move(options), clock) {}
-  Status Start(const replicator::VmDescriptor& descriptor, std::unique_ptr<replicator::RamImage> mirror,
+  Status Start(const replicator::VmDescriptor& descriptor, std::unique_ptr<replicator::GuestRam> ram,
                std::vector<uint8_t> device_state) override {
-    return shipper_.Start(descriptor, std::move(mirror), std::move(device_state), 0);
+    return shipper_.Start(descriptor, std::move(ram), std::move(device_state), 0);
   }
   std::unique_ptr<replicator::Epoch> Borrow() override { return shipper_.Borrow(); }
   void Submit(std::unique_ptr<replicator::Epoch> epoch) override { shipper_.Submit(std::move(epoch)); }

@@ -4,6 +4,7 @@
 
 #include <sys/types.h>
 
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -41,7 +42,8 @@ class CheckpointSource {
  public:
   virtual ~CheckpointSource() = default;
   virtual Status Accept(int timeout_ms) = 0;
-  virtual Result<qemu::Precopy> ReceivePrecopy() = 0;
+  // Into a GuestRam (Precopy::ram) over `shared_files` (RAM block name -> QEMU's file for it).
+  virtual Result<qemu::Precopy> ReceivePrecopy(const std::map<std::string, std::string>& shared_files) = 0;
   virtual Status SendCheckpointReady() = 0;
   virtual Status ReceiveCheckpoint(replicator::Epoch* epoch, int timeout_ms, qemu::CheckpointTiming* timing) = 0;
   virtual Status ResumeVm() = 0;

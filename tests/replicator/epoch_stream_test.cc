@@ -660,5 +660,100 @@ TEST(EpochStreamTest, FullEpochRewritesAReplicaFileAndKeepsItsContentsAcrossRepl
   unlink(path);
 }
 
+
+// A resync read from the running guest (EpochShipper with QEMU's RAM file) mixes checkpoints until the epochs
+// submitted while it was read are applied: the standby applies and acknowledges it but offers no resume point,
+// neither for a failover nor in its HELLO, until the epoch it settles at.
+TEST(EpochStreamTest, LiveResyncIsNoResumePointUntilTheEpochItSettlesAtIsApplied) {
+  FakePrimary primary;
+  Replica replica(Options(), SystemClock());
+  FeedResult r = Feed(replica, Concat({primary.Hello(), primary.LiveFull(1, 2)}));  // exact at epoch 3
+  ASSERT_TRUE(r.status.ok()) << r.status.ToString();
+  ASSERT_EQ(r.acks.size(), 1u);
+  EXPECT_EQ(r.acks[0].epoch, 1u);
+  EXPECT_FALSE(replica.resume_point().has_value());
+  EXPECT_EQ(Snapshot(*replica.image()), Snapshot(primary.mirror()));
+  r = Feed(replica, Concat({primary.Hello(), primary.NextDelta(2)}));
+  ASSERT_TRUE(r.status.ok()) << r.status.ToString();
+  ASSERT_EQ(r.hellos.size(), 1u);
+  EXPECT_FALSE(r.hellos[0].has_resume_point) << "a settling replica must not be offered for a catch-up";
+  EXPECT_FALSE(replica.resume_point().has_value());
+  // Epochs 2.. still continue epoch 1: the replica is not offered, but it takes them.
+  ASSERT_EQ(r.acks.size(), 1u);
+  EXPECT_EQ(r.acks[0].status, AckStatus::kOk);
+  r = Feed(replica, Concat({primary.Hello(), primary.NextDelta(3)}));
+  ASSERT_TRUE(r.status.ok()) << r.status.ToString();
+  ASSERT_TRUE(replica.resume_point().has_value());
+  EXPECT_EQ(replica.resume_point()->epoch, 3u);
+  EXPECT_EQ(Snapshot(*replica.image()), Snapshot(primary.mirror()));
+  r = Feed(replica, primary.Hello());
+  ASSERT_EQ(r.hellos.size(), 1u);
+  EXPECT_TRUE(r.hellos[0].has_resume_point);
+  EXPECT_EQ(r.hellos[0].last_applied, 3u);
+}
+
+// A full epoch that is not live ends the settling at once (it is exact as of its own checkpoint).
+TEST(EpochStreamTest, FullEpochThatIsNotLiveEndsASettlingReplica) {
+  FakePrimary primary;
+  Replica replica(Options(), SystemClock());
+  ASSERT_TRUE(Feed(replica, Concat({primary.Hello(), primary.LiveFull(1, 5)})).status.ok());
+  EXPECT_FALSE(replica.resume_point().has_value());
+  ASSERT_TRUE(Feed(replica, Concat({primary.Hello(), primary.NextDelta(2), primary.Full(2)})).status.ok());
+  ASSERT_TRUE(replica.resume_point().has_value());
+  EXPECT_EQ(replica.resume_point()->epoch, 2u);
+}
+
+// Version 2 only adds the live flag and settles_after: a version 1 primary's stream (which never sets them) is
+// read as before, and the standby answers it in version 1.
+TEST(EpochStreamTest, Version1StreamIsStillReadAndAnsweredInVersion1) {
+  FakePrimary primary;
+  Replica replica(Options(), SystemClock());
+  FeedResult r = Feed(replica, Concat({primary.Hello(1), primary.Full(1), primary.NextDelta(2)}));
+  ASSERT_TRUE(r.status.ok()) << r.status.ToString();
+  ASSERT_EQ(r.hellos.size(), 1u);
+  EXPECT_EQ(r.hellos[0].version, 1u);
+  ASSERT_TRUE(replica.resume_point().has_value());
+  EXPECT_EQ(replica.resume_point()->epoch, 2u);
+  EXPECT_EQ(Snapshot(*replica.image()), Snapshot(primary.mirror()));
+  // A live epoch is not version 1: refused on a version 1 connection.
+  FakePrimary other(SmallVm(), 1, 0x5678);
+  r = Feed(replica, Concat({other.Hello(1), other.LiveFull(1, 1)}));
+  ExpectRejected(r, AckStatus::kCorruption, DecodeError::kBadField);
+  EXPECT_EQ(replica.resume_point()->epoch, 2u);
+}
+
+TEST(EpochStreamTest, UnknownEpochFlagsAndInconsistentSettlesAfterAreRefused) {
+  uint8_t payload[kEpochBeginSize];
+  EpochBeginMessage parsed;
+  SerializeEpochBegin({5, 1, true, 0, true}, payload);
+  ASSERT_TRUE(ParseEpochBegin(payload, &parsed).ok());
+  EXPECT_TRUE(parsed.live);
+  StoreLe32(payload + 16, kEpochFull | kEpochLive | (1u << 2));  // a flag this version does not know
+  EXPECT_EQ(ParseEpochBegin(payload, &parsed).error(), DecodeError::kBadField);
+
+  // EPOCH_END's settles_after must be set exactly for a live epoch (the record re-checksummed: only the field
+  // is wrong).
+  auto with_settles_after = [](std::vector<uint8_t> stream, uint32_t settles_after) {
+    std::vector<std::vector<uint8_t>> records = SplitRecords(stream);
+    std::vector<uint8_t>& end = records.back();
+    EXPECT_EQ(LoadLe32(end.data()), uint32_t(RecordType::kEpochEnd));
+    StoreLe32(end.data() + kRecordHeaderSize + 44, settles_after);
+    FinishRecord(RecordType::kEpochEnd, end.data(), uint32_t(end.size() - kRecordHeaderSize));
+    std::vector<uint8_t> out;
+    for (const auto& rec : records) out.insert(out.end(), rec.begin(), rec.end());
+    return out;
+  };
+  FakePrimary primary;
+  Replica replica(Options(), SystemClock());
+  Seed(primary, replica);
+  const auto before = Snapshot(*replica.image());
+  FeedResult r = Feed(replica, Concat({primary.Hello(), with_settles_after(primary.NextDelta(2), 1)}));
+  ExpectRejected(r, AckStatus::kCorruption, DecodeError::kBadField);
+  r = Feed(replica, Concat({primary.Hello(), with_settles_after(primary.LiveFull(2, 1), 0)}));
+  ExpectRejected(r, AckStatus::kCorruption, DecodeError::kBadField);
+  EXPECT_EQ(Snapshot(*replica.image()), before);
+  EXPECT_EQ(replica.resume_point()->epoch, 1u);
+}
+
 }  // namespace
 }  // namespace tandem::replicator::testing

@@ -14,6 +14,7 @@
 #include <cstdio>
 #include <fstream>
 #include <functional>
+#include <map>
 #include <mutex>
 #include <random>
 #include <thread>
@@ -58,9 +59,13 @@ class Harness {
  public:
   // A RAM block of `mem_pages` pages that compress well, or of random bytes (a full epoch as large on the wire as
   // in memory).
-  explicit Harness(IoEngine engine, uint64_t mem_pages = 64, bool random = false)
+  // `live_ram`: the truth's "mem" block is a file the shipper reads as QEMU's RAM file (GuestRam, live resyncs).
+  explicit Harness(IoEngine engine, uint64_t mem_pages = 64, bool random = false, bool live_ram = false)
       : engine_(engine), vm_(Vm(mem_pages)), rng_(7) {
-    truth_ = std::move(RamImage::Create(vm_, {})).value();
+    char dir[] = "/tmp/tandem-repl-XXXXXX";
+    dir_ = mkdtemp(dir);
+    if (live_ram) shared_ = {{"mem", dir_ + "/truth-mem"}};
+    truth_ = std::move(RamImage::Create(vm_, shared_)).value();
     for (uint32_t b = 0; b < 2; ++b) {
       auto block = truth_->Block(b);
       for (size_t i = 0; i < block.size(); ++i) block[i] = uint8_t(i * 31 / 4096 + b);
@@ -73,10 +78,9 @@ class Harness {
       }
     }
     device_ = std::vector<uint8_t>(1000, 0x11);
-    char dir[] = "/tmp/tandem-repl-XXXXXX";
-    dir_ = mkdtemp(dir);
   }
   ~Harness() {
+    ::unlink((dir_ + "/truth-mem").c_str());
     ::unlink((dir_ + "/mem").c_str());
     ::unlink((dir_ + "/rom").c_str());
     ::rmdir(dir_.c_str());
@@ -100,10 +104,17 @@ class Harness {
     return o;
   }
 
+  // The shipper's GuestRam holds copies of the truth's blocks (as of epoch 0): resyncs are exact at once, not
+  // live (the live path: LiveResync tests below).
   Status StartShipper(EpochShipper& shipper) {
-    auto mirror = std::move(RamImage::Create(vm_, {})).value();
-    for (uint32_t b = 0; b < 2; ++b) memcpy(mirror->Block(b).data(), truth_->Block(b).data(), truth_->Block(b).size());
-    return shipper.Start(vm_, std::move(mirror), device_, 0);
+    auto ram = std::move(GuestRam::Open(vm_, shared_)).value();
+    for (uint32_t b = 0; b < 2; ++b) {
+      if (ram->live(b)) continue;  // the truth's own file
+      for (uint64_t off = 0; off < truth_->Block(b).size(); off += kPageSize) {
+        memcpy(ram->PageBuffer(b, off), truth_->Block(b).data() + off, kPageSize);
+      }
+    }
+    return shipper.Start(vm_, std::move(ram), device_, 0);
   }
 
   // Makes epoch `n` (a few changed pages, sometimes a zero or random page, new device state), applies it to the
@@ -180,6 +191,7 @@ class Harness {
   std::unique_ptr<RamImage> truth_;
   std::vector<uint8_t> device_;
   std::string dir_;
+  std::map<std::string, std::string> shared_;
 };
 
 // A TCP relay on 127.0.0.1 between the shipper and the receiver that slows down what the primary sends: each
@@ -337,6 +349,32 @@ TEST_P(ShipperReceiverTest, ManyEpochsAreAppliedAndTheLastOneIsAcked) {
   EXPECT_EQ(point->descriptor.ram_blocks, Vm().ram_blocks);
   EXPECT_EQ(point->descriptor.qemu_configuration, "config");
   h.ExpectReplicaMatches();
+  shipper.Stop();
+}
+
+// The shipper reads the guest's RAM file, not a mirror: its resync is live, the standby applies it but holds no
+// resume point, and the VM is not protected, until the epoch submitted after the read is applied.
+TEST_P(ShipperReceiverTest, LiveResyncProtectsOnlyOnceTheNextEpochIsApplied) {
+  Harness h(GetParam(), 64, false, /*live_ram=*/true);
+  EpochReceiver receiver(h.ReceiverOpts(), SystemClock());
+  ASSERT_TRUE(receiver.Start().ok());
+  EpochShipper shipper(h.ShipperOpts(receiver.port()), SystemClock());
+  ASSERT_TRUE(h.StartShipper(shipper).ok());
+  ASSERT_TRUE(WaitUntil([&] { return receiver.stats().epochs_applied >= 1; })) << shipper.stats().last_error;
+  EXPECT_FALSE(receiver.resume_point().has_value()) << "a live resync is no resume point before it settles";
+  EXPECT_FALSE(shipper.stats().standby_connected);
+  for (uint64_t n = 1; n <= 20; ++n) h.SubmitEpoch(shipper, n);
+  ASSERT_TRUE(WaitUntil([&] { return shipper.stats().last_acked == 20; })) << shipper.stats().last_acked;
+  EXPECT_TRUE(shipper.stats().standby_connected);
+  receiver.Stop();
+  auto point = receiver.resume_point();
+  ASSERT_TRUE(point.has_value());
+  EXPECT_EQ(point->epoch, 20u);
+  EXPECT_EQ(point->device_state, h.device());
+  h.ExpectReplicaMatches();
+  const ShipperStats s = shipper.stats();
+  EXPECT_EQ(s.resyncs, 1u);
+  EXPECT_GT(s.delta_base_hits + s.delta_base_misses, 0u);
   shipper.Stop();
 }
 

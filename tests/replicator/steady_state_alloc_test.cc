@@ -7,6 +7,8 @@
 #include <cstdio>
 #include <cstdlib>
 
+#include "replicator/delta_base.h"
+#include "replicator/page_fingerprints.h"
 #include "tests/replicator/counting_new.h"
 #include "tests/replicator/stream_test_util.h"
 
@@ -53,6 +55,19 @@ TEST(SteadyStateTest, EncodeDecodeVerifyAndApplyAllocateNothingAfterWarmUp) {
   ASSERT_TRUE(reader.Next(-1, 1000, &rec).ok());
   ASSERT_TRUE(replica.OnRecord(rec, &reply).ok());
 
+  // The primary's bounded base, as EpochShipper keeps it: a cache smaller than the VM's 18 pages (hits, misses,
+  // evictions) over fingerprints of every page the full epoch sent (misses go as changed chunks).
+  const std::vector<RamBlockInfo> layout = SmallVm().ram_blocks;
+  auto fingerprints = std::move(PageFingerprints::Create(layout)).value();
+  for (uint32_t b = 0; b < layout.size(); ++b) {
+    for (uint64_t off = 0; off < layout[b].size_bytes; off += kPageSize) {
+      fingerprints->Record(b, off, primary.mirror().Page(b, off));
+    }
+  }
+  DeltaBase base(12 * (kPageSize + DeltaBase::kSlotOverheadBytes));
+  base.set_fingerprints(fingerprints.get());
+  ASSERT_GT(base.capacity_pages(), 0u);
+
   Epoch epoch;
   constexpr uint64_t kWarmUp = 60, kEpochs = 300;  // warm-up covers every device state size MakeEpoch makes
   uint64_t counted_from = 0;
@@ -63,7 +78,8 @@ TEST(SteadyStateTest, EncodeDecodeVerifyAndApplyAllocateNothingAfterWarmUp) {
     }
     primary.MakeEpoch(n, &epoch);
     sink.bytes.clear();
-    ASSERT_TRUE(primary.encoder().EncodeEpoch(epoch, primary.term(), &primary.mirror(), &sink).ok());
+    ASSERT_TRUE(primary.encoder().EncodeEpoch(epoch, primary.term(), &base, fingerprints.get(), layout, &sink).ok());
+    base.Record(epoch);
     ASSERT_TRUE(primary.mirror().Apply(epoch).ok());
     transport.Rewind();
     reply.clear();
@@ -78,6 +94,9 @@ TEST(SteadyStateTest, EncodeDecodeVerifyAndApplyAllocateNothingAfterWarmUp) {
   EXPECT_EQ(allocations, 0u) << "allocations over " << kEpochs - kWarmUp << " steady-state epochs";
   EXPECT_EQ(replica.counters().last_applied, 1 + kEpochs);
   EXPECT_EQ(Snapshot(*replica.image()), Snapshot(primary.mirror()));
+  EXPECT_GT(base.counters().hits, 0u);
+  EXPECT_GT(base.counters().misses, 0u);
+  EXPECT_GT(base.counters().evictions, 0u);
 }
 
 // A standby that holds no epoch takes a full epoch straight into its replica: it has nothing to keep if the

@@ -4,12 +4,16 @@
 
 #include <gtest/gtest.h>
 
+#include <fcntl.h>
+#include <unistd.h>
+
 #include <cstring>
 #include <random>
 #include <span>
 #include <vector>
 
 #include "replicator/epoch_codec.h"
+#include "replicator/guest_ram.h"
 #include "replicator/replica.h"
 #include "replicator/transport.h"
 
@@ -72,6 +76,33 @@ class FakePrimary {
   std::vector<uint8_t> Full(uint64_t number) {
     BufferSink sink;
     Status st = encoder_.EncodeFull(number, term_, *mirror_, device_state_, &sink);
+    EXPECT_TRUE(st.ok()) << st.ToString();
+    return sink.bytes;
+  }
+
+  // A full epoch read live, as EpochShipper reads a resync while the guest runs: the "mem" block from a file
+  // holding the mirror's (GuestRam maps it read-only), flagged live, settling `settles_after` epochs later.
+  std::vector<uint8_t> LiveFull(uint64_t number, uint32_t settles_after) {
+    char path[] = "/tmp/tandem-live-ram-XXXXXX";
+    const int fd = mkstemp(path);
+    EXPECT_GE(fd, 0);
+    auto mem = mirror_->Block(0);
+    EXPECT_EQ(pwrite(fd, mem.data(), mem.size(), 0), ssize_t(mem.size()));
+    close(fd);
+    auto ram = GuestRam::Open(descriptor_, {{"mem", path}});
+    unlink(path);  // the mapping keeps it
+    EXPECT_TRUE(ram.ok()) << ram.status().ToString();
+    if (!ram.ok()) return {};
+    for (uint32_t b = 1; b < mirror_->blocks().size(); ++b) {
+      for (uint64_t off = 0; off < mirror_->Block(b).size(); off += kPageSize) {
+        memcpy((*ram)->PageBuffer(b, off), mirror_->Block(b).data() + off, kPageSize);
+      }
+    }
+    ResyncSource source;
+    source.ram = ram->get();
+    source.settles_after = [settles_after] { return settles_after; };
+    BufferSink sink;
+    Status st = encoder_.EncodeFull(number, term_, source, device_state_, &sink);
     EXPECT_TRUE(st.ok()) << st.ToString();
     return sink.bytes;
   }

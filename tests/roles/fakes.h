@@ -10,6 +10,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <functional>
+#include <map>
 #include <mutex>
 #include <thread>
 #include <vector>
@@ -50,6 +51,7 @@ struct FakeQemu {
   std::vector<int> signals;
   std::vector<std::string> qmp_commands;
   std::string colo_socket;
+  std::map<std::string, std::string> precopy_shared_files;  // what the primary said QEMU keeps its RAM in
   int colo_checkpoint_ms = 0;
   int handed_out = 0, resumed = 0;
   std::string resume_stream, resume_socket;
@@ -115,11 +117,16 @@ class FakeCheckpoints final : public CheckpointSource {
  public:
   explicit FakeCheckpoints(FakeQemu* q) : q_(q) {}
   Status Accept(int) override { return Status::Ok(); }
-  Result<qemu::Precopy> ReceivePrecopy() override {
+  // The fake VM's blocks are not QEMU's: `shared_files` is recorded, and its RAM is copies.
+  Result<qemu::Precopy> ReceivePrecopy(const std::map<std::string, std::string>& shared_files) override {
+    {
+      std::lock_guard<std::mutex> lock(q_->mu);
+      q_->precopy_shared_files = shared_files;
+    }
     qemu::Precopy precopy;
     precopy.descriptor = SmallVm();
     precopy.device_state = {1, 2, 3};
-    TANDEM_ASSIGN_OR_RETURN(precopy.image, replicator::RamImage::Create(precopy.descriptor, {}));
+    TANDEM_ASSIGN_OR_RETURN(precopy.ram, replicator::GuestRam::Open(precopy.descriptor, {}));
     return precopy;
   }
   Status SendCheckpointReady() override { return Status::Ok(); }
@@ -225,7 +232,7 @@ struct ShipperLog {
   uint64_t term = 0;
   bool started = false, destroyed = false;
   replicator::VmDescriptor descriptor;
-  bool got_mirror = false;
+  bool got_ram = false;
   std::vector<uint8_t> device_state;
   std::vector<uint64_t> submitted;
   // What stats() reports: the test moves the standby's acks.
@@ -244,12 +251,12 @@ class FakeShipper final : public EpochShipping {
     std::lock_guard<std::mutex> lock(log_->mu);
     log_->destroyed = true;
   }
-  Status Start(const replicator::VmDescriptor& descriptor, std::unique_ptr<replicator::RamImage> mirror,
+  Status Start(const replicator::VmDescriptor& descriptor, std::unique_ptr<replicator::GuestRam> ram,
                std::vector<uint8_t> device_state) override {
     std::lock_guard<std::mutex> lock(log_->mu);
     log_->started = true;
     log_->descriptor = descriptor;
-    log_->got_mirror = mirror != nullptr;
+    log_->got_ram = ram != nullptr;
     log_->device_state = std::move(device_state);
     return Status::Ok();
   }

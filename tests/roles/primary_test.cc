@@ -67,7 +67,10 @@ TEST_F(PrimaryRoleTest, PrecopySeedsTheShipperAndEveryCheckpointIsSubmittedThenR
   EXPECT_TRUE(shipped_.started);
   EXPECT_EQ(shipped_.term, 7u) << "the shipper carries the term the guard granted";
   EXPECT_EQ(shipped_.descriptor.vm_name, "vm7");
-  EXPECT_TRUE(shipped_.got_mirror);
+  EXPECT_TRUE(shipped_.got_ram);
+  // The shipper reads the guest's RAM from the file QEMU keeps it in (no mirror of it).
+  EXPECT_EQ(host_.qemu.precopy_shared_files,
+            (std::map<std::string, std::string>{{qemu::kMainRamBlock, options_.vm.ram_path}}));
   EXPECT_EQ(shipped_.device_state, (std::vector<uint8_t>{1, 2, 3}));
   EXPECT_EQ(shipped_.submitted, (std::vector<uint64_t>{1, 2, 3, 4}));
   EXPECT_EQ(host_.qemu.resumed, 4);

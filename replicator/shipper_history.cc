@@ -1,4 +1,4 @@
-#include "replicator/shipper_mirror.h"
+#include "replicator/shipper_history.h"
 
 #include <cinttypes>
 
@@ -6,18 +6,18 @@
 
 namespace tandem::replicator {
 
-void ShipperMirror::Reset(std::unique_ptr<RamImage> image, std::vector<uint8_t> device_state, uint64_t epoch) {
-  image_ = std::move(image);
+void ShipperHistory::Reset(std::unique_ptr<GuestRam> ram, std::vector<uint8_t> device_state, uint64_t epoch) {
+  ram_ = std::move(ram);
   device_state_ = std::move(device_state);
   epoch_ = epoch;
   page_epochs_.clear();
-  for (const RamBlockInfo& b : image_->blocks()) page_epochs_.emplace_back(b.size_bytes / kPageSize, epoch);
+  for (const RamBlockInfo& b : layout()) page_epochs_.emplace_back(b.size_bytes / kPageSize, epoch);
 }
 
-void ShipperMirror::Fold(Epoch& epoch) {
-  Status st = image_->Apply(epoch);
+void ShipperHistory::Fold(Epoch& epoch) {
+  Status st = ram_->Fold(epoch);
   if (!st.ok()) {
-    TLOG_ERROR("shipper", "epoch %" PRIu64 " does not fit the mirror: %s", epoch.number(), st.ToString().c_str());
+    TLOG_ERROR("shipper", "epoch %" PRIu64 " does not fit the RAM layout: %s", epoch.number(), st.ToString().c_str());
   } else {
     for (const PageRecord& p : epoch.pages()) page_epochs_[p.block][p.offset / kPageSize] = epoch.number();
   }
@@ -25,7 +25,7 @@ void ShipperMirror::Fold(Epoch& epoch) {
   epoch_ = epoch.number();
 }
 
-bool ShipperMirror::ChangedSince(uint64_t epoch, std::vector<PageRef>* pages) const {
+bool ShipperHistory::ChangedSince(uint64_t epoch, std::vector<PageRef>* pages) const {
   if (epoch > epoch_ || epoch_ - epoch > UINT32_MAX) return false;
   uint64_t total = 0;
   for (const std::vector<uint64_t>& block : page_epochs_) total += block.size();
@@ -39,9 +39,9 @@ bool ShipperMirror::ChangedSince(uint64_t epoch, std::vector<PageRef>* pages) co
   return true;
 }
 
-uint64_t ShipperMirror::ram_bytes() const {
+uint64_t ShipperHistory::ram_bytes() const {
   uint64_t ram = 0;
-  for (const RamBlockInfo& b : image_->blocks()) ram += b.size_bytes;
+  for (const RamBlockInfo& b : layout()) ram += b.size_bytes;
   return ram;
 }
 
