@@ -231,4 +231,27 @@ inline FeedResult Feed(Replica& replica, std::span<const uint8_t> bytes) {
   return result;
 }
 
+inline ReplicaOptions Options(const std::string& vm = "vm1") {
+  ReplicaOptions o;
+  o.expected_vm_name = vm;
+  return o;
+}
+
+// A standby that already applied full epoch 1 of `primary`.
+inline void Seed(FakePrimary& primary, Replica& replica, uint64_t number = 1) {
+  FeedResult r = Feed(replica, Concat({primary.Hello(), primary.Full(number)}));
+  ASSERT_TRUE(r.status.ok()) << r.status.ToString();
+  ASSERT_EQ(r.acks.size(), 1u);
+  ASSERT_EQ(r.acks[0].status, AckStatus::kOk);
+  ASSERT_EQ(Snapshot(*replica.image()), Snapshot(primary.mirror()));
+}
+
+// Rejected with an ACK of `status` for the reason `error`.
+inline void ExpectRejected(const FeedResult& r, AckStatus status, DecodeError error) {
+  EXPECT_FALSE(r.status.ok());
+  EXPECT_EQ(r.error, error) << r.status.ToString();
+  ASSERT_FALSE(r.acks.empty()) << r.status.ToString();
+  EXPECT_EQ(r.acks.back().status, status) << r.acks.back().reason;
+}
+
 }  // namespace tandem::replicator::testing
