@@ -1,53 +1,14 @@
 #include "cli/config.h"
 
-#include <charconv>
-#include <fstream>
 #include <functional>
-#include <sstream>
 
+#include "common/env.h"
+#include "common/ini.h"
 #include "output-commit/qemu_options.h"
 #include "qemu-integration/qemu_args.h"
 
 namespace tandem::cli {
 namespace {
-
-std::string Trim(std::string_view s) {
-  size_t b = s.find_first_not_of(" \t\r");
-  if (b == std::string_view::npos) return "";
-  size_t e = s.find_last_not_of(" \t\r");
-  return std::string(s.substr(b, e - b + 1));
-}
-
-std::vector<std::string> SplitList(const std::string& s, char sep) {
-  std::vector<std::string> out;
-  std::stringstream in(s);
-  std::string item;
-  while (std::getline(in, item, sep)) {
-    item = Trim(item);
-    if (!item.empty()) out.push_back(item);
-  }
-  return out;
-}
-
-template <typename Int>
-Status ParseInt(const std::string& value, Int min, Int max, Int* out) {
-  Int v{};
-  auto [end, ec] = std::from_chars(value.data(), value.data() + value.size(), v);
-  if (ec != std::errc() || end != value.data() + value.size()) return Status::InvalidArgument("not a number: " + value);
-  if (v < min || v > max) {
-    return Status::InvalidArgument(value + " is out of range [" + std::to_string(min) + ", " + std::to_string(max) + "]");
-  }
-  *out = v;
-  return Status::Ok();
-}
-
-Result<std::string> ReadFile(const std::string& path) {
-  std::ifstream in(path);
-  if (!in) return Status::NotFound("cannot read " + path);
-  std::stringstream buf;
-  buf << in.rdbuf();
-  return buf.str();
-}
 
 using Setter = std::function<Status(Config&, const std::string&)>;
 
@@ -59,7 +20,7 @@ Setter List(std::vector<std::string> Config::*field, char sep) {
 }
 template <typename Int>
 Setter Num(Int Config::*field, Int min, Int max) {
-  return [field, min, max](Config& c, const std::string& v) { return ParseInt(v, min, max, &(c.*field)); };
+  return [field, min, max](Config& c, const std::string& v) { return ParseBoundedInt(v, min, max, &(c.*field)); };
 }
 
 // A word from a fixed set, parsed once here: the roles get the typed value and a bad one stops the load.
@@ -149,8 +110,8 @@ const std::map<std::string, Setter>& Setters() {
       {"heartbeat.psk", Str(&Config::psk)},
       {"heartbeat.psk_file",
        [](Config& c, const std::string& path) -> Status {
-         TANDEM_ASSIGN_OR_RETURN(std::string key, ReadFile(path));
-         c.psk = Trim(key);
+         TANDEM_ASSIGN_OR_RETURN(std::string key, Env::Default()->ReadFile(path));
+         c.psk = TrimSpace(key);
          return Status::Ok();
        }},
       {"replication.max_in_flight", Num<int>(&Config::max_in_flight, 1, 64)},
@@ -232,24 +193,12 @@ Status Validate(const Config& c) {
 
 Result<Config> ParseConfig(const std::string& text) {
   Config config;
-  std::string section;
-  std::istringstream in(text);
-  std::string raw;
-  for (int line_no = 1; std::getline(in, raw); ++line_no) {
-    std::string line = Trim(raw.substr(0, raw.find_first_of("#;")));
-    if (line.empty()) continue;
-    const std::string where = "line " + std::to_string(line_no);
-    if (line.front() == '[') {
-      if (line.back() != ']') return Status::InvalidArgument(where + ": unterminated section header");
-      section = Trim(line.substr(1, line.size() - 2));
-      continue;
-    }
-    size_t eq = line.find('=');
-    if (eq == std::string::npos) return Status::InvalidArgument(where + ": expected key = value");
-    std::string key = section + "." + Trim(line.substr(0, eq));
-    auto it = Setters().find(key);
-    if (it == Setters().end()) return Status::InvalidArgument(where + ": unknown setting " + key);
-    TANDEM_RETURN_IF_ERROR(it->second(config, Trim(line.substr(eq + 1))).WithContext(where + " (" + key + ")"));
+  TANDEM_ASSIGN_OR_RETURN(std::vector<IniEntry> entries, ParseIni(text));
+  for (const IniEntry& entry : entries) {
+    const std::string where = "line " + std::to_string(entry.line);
+    auto it = Setters().find(entry.key);
+    if (it == Setters().end()) return Status::InvalidArgument(where + ": unknown setting " + entry.key);
+    TANDEM_RETURN_IF_ERROR(it->second(config, entry.value).WithContext(where + " (" + entry.key + ")"));
   }
   TANDEM_RETURN_IF_ERROR(Validate(config));
   TANDEM_RETURN_IF_ERROR(CheckQemuExtra(&config));
@@ -257,7 +206,7 @@ Result<Config> ParseConfig(const std::string& text) {
 }
 
 Result<Config> LoadConfig(const std::string& path) {
-  TANDEM_ASSIGN_OR_RETURN(std::string text, ReadFile(path));
+  TANDEM_ASSIGN_OR_RETURN(std::string text, Env::Default()->ReadFile(path));
   auto config = ParseConfig(text);
   if (!config.ok()) return config.status().WithContext(path);
   return config;
