@@ -1,5 +1,7 @@
 #include "tests/faults/fault_cluster.h"
 
+#include "tests/support/text_file.h"
+
 #include <fcntl.h>
 #include <signal.h>
 #include <unistd.h>
@@ -18,28 +20,13 @@
 namespace tandem::faults {
 namespace {
 
+using ::tandem::testing::ReadWholeFile;
+using ::tandem::testing::Tail;
+
 constexpr int kHeartbeatPort = 7101;
 constexpr int kReplicationPort = 7400;
 constexpr int kWitnessPort = 7200;
 constexpr const char* kRoles[] = {"witness", "standby", "primary"};
-
-std::string ReadWholeFile(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::stringstream s;
-  s << in.rdbuf();
-  return s.str();
-}
-
-// The last `lines` lines of `text`.
-std::string Tail(const std::string& text, size_t lines) {
-  size_t start = text.size();
-  if (start > 0 && text[start - 1] == '\n') --start;  // the final newline ends the last line
-  for (size_t n = 0; n < lines && start > 0; ++n) {
-    const size_t nl = text.rfind('\n', start - 1);
-    start = nl == std::string::npos ? 0 : nl;
-  }
-  return text.substr(start < text.size() && text[start] == '\n' ? start + 1 : start);
-}
 
 int RoleIndex(const std::string& role) {
   for (int i = 0; i < 3; ++i) {

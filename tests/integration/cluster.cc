@@ -1,6 +1,7 @@
 #include "tests/integration/cluster.h"
 
 #include "tests/support/free_port.h"
+#include "tests/support/text_file.h"
 
 #include <arpa/inet.h>
 #include <fcntl.h>
@@ -23,26 +24,6 @@
 extern char** environ;
 
 namespace tandem::testing {
-namespace {
-
-std::string ReadWholeFile(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::stringstream s;
-  s << in.rdbuf();
-  return s.str();
-}
-
-std::string Tail(const std::string& text, size_t lines) {
-  size_t start = text.size();
-  for (size_t n = 0; n <= lines && start > 0; ++n) {
-    const size_t newline = text.rfind('\n', start - 1);
-    if (newline == std::string::npos) return text;
-    start = newline;
-  }
-  return text.substr(start + (start < text.size() && text[start] == '\n' ? 1 : 0));
-}
-
-}  // namespace
 
 Cluster::Cluster(const std::string& extra_config, int epoch_ms) {
   char tmpl[] = "/tmp/tandem-it.XXXXXX";

@@ -48,10 +48,7 @@ RecordedRun ParseRecording(const std::vector<uint8_t>& bytes, size_t chunk, size
   Epoch epoch;
   for (size_t i = 0; i < checkpoints; ++i) {
     if (!(run.status = check()).ok()) return run;
-    epoch.Reset(i + 1, false);
-    run.status = parser.ExpectMessage(ColoMessage::kCheckpointRequest);
-    if (run.status.ok()) run.status = parser.ExpectMessage(ColoMessage::kVmstateSend);
-    if (run.status.ok()) run.status = parser.ParseCheckpointState(&epoch, &epoch.device_state());
+    run.status = testing::ParseNextCheckpoint(parser, &epoch, i + 1);
     run.error = parser.error();
     if (!run.status.ok()) return run;
     run.status = CheckDeviceSections(epoch.device_state(), run.precopy.descriptor.qemu_vmdesc_json, &run.error);
@@ -119,10 +116,7 @@ TEST(RecordedColoStreamTest, BootingGuestPrecopyResendsPagesAndParses) {
   EXPECT_GT(parser.precopy().pages + parser.precopy().filled_pages, total_pages);
   Epoch epoch;
   for (int i = 1; i <= 2; ++i) {
-    epoch.Reset(uint64_t(i), false);
-    ASSERT_TRUE(parser.ExpectMessage(ColoMessage::kCheckpointRequest).ok());
-    ASSERT_TRUE(parser.ExpectMessage(ColoMessage::kVmstateSend).ok());
-    Status st = parser.ParseCheckpointState(&epoch, &epoch.device_state());
+    Status st = testing::ParseNextCheckpoint(parser, &epoch, uint64_t(i));
     ASSERT_TRUE(st.ok()) << st.ToString();
     EXPECT_GT(epoch.pages().size(), 0u);
     EXPECT_TRUE(p.image->Apply(epoch).ok());

@@ -190,10 +190,7 @@ TEST(ColoStreamTest, CheckpointPagesAndDeviceStateGoIntoTheEpoch) {
   ASSERT_TRUE(p.status.ok()) << p.status.ToString();
   Epoch epoch;
   for (int i = 1; i <= 2; ++i) {
-    epoch.Reset(uint64_t(i), false);
-    ASSERT_TRUE(parser.ExpectMessage(ColoMessage::kCheckpointRequest).ok());
-    ASSERT_TRUE(parser.ExpectMessage(ColoMessage::kVmstateSend).ok());
-    Status st = parser.ParseCheckpointState(&epoch, &epoch.device_state());
+    Status st = testing::ParseNextCheckpoint(parser, &epoch, uint64_t(i));
     ASSERT_TRUE(st.ok()) << st.ToString();
     ASSERT_EQ(epoch.pages().size(), 3u);
     // CONTINUE at the start of a checkpoint refers to the last block of what came before: rom (index 1) after

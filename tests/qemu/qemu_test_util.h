@@ -73,6 +73,15 @@ inline Parsed ParsePrecopyBytes(ColoStreamParser& parser) {
   return p;
 }
 
+// The next checkpoint of a parsed stream (CHECKPOINT_REQUEST, VMSTATE_SEND, its pages and device state) into
+// `epoch`, numbered `number`.
+inline Status ParseNextCheckpoint(ColoStreamParser& parser, replicator::Epoch* epoch, uint64_t number) {
+  epoch->Reset(number, false);
+  TANDEM_RETURN_IF_ERROR(parser.ExpectMessage(ColoMessage::kCheckpointRequest));
+  TANDEM_RETURN_IF_ERROR(parser.ExpectMessage(ColoMessage::kVmstateSend));
+  return parser.ParseCheckpointState(epoch, &epoch->device_state());
+}
+
 }  // namespace tandem::qemu::testing
 
 #define REQUIRE_KVM() TANDEM_REQUIRE_KVM()
