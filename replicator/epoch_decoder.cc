@@ -148,10 +148,13 @@ DecodeStatus EpochDecoder::AddPages(std::span<const uint8_t> payload) {
                     PageName(block, offset) + " of a full epoch is relative to the standby's copy");
       }
     }
+    // Plain copies for the lambda: clang 14 cannot capture structured bindings.
+    const auto page_block = block;
+    const auto page_offset = offset;
     auto hash_mismatch = [&] {
       replica_differs_ = IsRelativeEncoding(encoding);
-      return Fail(DecodeError::kPageHashMismatch,
-                  PageName(block, offset) + " hash mismatch after decode (" + PageEncodingName(encoding) + ")");
+      return Fail(DecodeError::kPageHashMismatch, PageName(page_block, page_offset) + " hash mismatch after decode (" +
+                                                      PageEncodingName(encoding) + ")");
     };
     const bool first_entry = full_ || !SeenBefore(block, offset);
     if (encoding == PageEncoding::kFilled) {
