@@ -9,10 +9,7 @@
 namespace tandem::disk {
 namespace {
 
-using testing::Pattern;
-using testing::ReadWholeFile;
-using testing::TempDir;
-using testing::WriteWholeFile;
+using namespace testing;  // the disk tests' helpers (disk_test_util.h)
 
 constexpr uint64_t kBlock = 64 << 10;
 constexpr uint64_t kDisk = 40 * kBlock + 12345;  // a short last block

@@ -21,10 +21,7 @@
 namespace tandem::disk {
 namespace {
 
-using testing::Pattern;
-using testing::ReadWholeFile;
-using testing::TempDir;
-using testing::WriteWholeFile;
+using namespace testing;  // the disk tests' helpers (disk_test_util.h)
 
 constexpr uint64_t kDisk = 4 << 20;
 constexpr uint32_t kMaxPayload = 256 << 10;

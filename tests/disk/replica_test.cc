@@ -13,11 +13,7 @@
 namespace tandem::disk {
 namespace {
 
-using testing::FaultyFileSystem;
-using testing::Pattern;
-using testing::ReadWholeFile;
-using testing::TempDir;
-using testing::WriteWholeFile;
+using namespace testing;  // the disk tests' helpers (disk_test_util.h)
 
 constexpr uint64_t kDisk = 1 << 20;
 

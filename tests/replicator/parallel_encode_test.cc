@@ -104,6 +104,16 @@ struct CodecCase {
 const CodecCase kCodecs[] = {
     {Compression::kLz4, true}, {Compression::kZstd, true}, {Compression::kNone, true}, {Compression::kLz4, false}};
 
+// The HELLO a primary of term 1 and `generation` opens its stream with.
+HelloMessage PrimaryHello(const VmDescriptor& vm, uint64_t generation) {
+  HelloMessage hello;
+  hello.role = PeerRole::kPrimary;
+  hello.term = 1;
+  hello.generation = generation;
+  hello.descriptor = vm;
+  return hello;
+}
+
 TEST(ParallelEncodeTest, DeltaEpochIsByteIdenticalToSingleThreaded) {
   const VmDescriptor vm = LargeVm();
   auto mirror = MakeImage(vm, 1);
@@ -167,13 +177,8 @@ TEST(ParallelEncodeTest, StandbyAppliesParallelEncodedEpochs) {
   auto mirror = MakeImage(vm, 4);
   EpochEncoder encoder({Compression::kLz4, 1, true}, 2);
   EpochEncoder reference({Compression::kLz4, 1, true}, 1);
-  HelloMessage hello;
-  hello.role = PeerRole::kPrimary;
-  hello.term = 1;
-  hello.generation = 77;
-  hello.descriptor = vm;
   BufferSink stream;
-  ASSERT_TRUE(encoder.EncodeHello(hello, &stream).ok());
+  ASSERT_TRUE(encoder.EncodeHello(PrimaryHello(vm, 77), &stream).ok());
   ASSERT_TRUE(encoder.EncodeFull(1, 1, *mirror, std::vector<uint8_t>(100, 1), &stream).ok());
   Epoch epoch;
   for (uint64_t n = 2; n <= 4; ++n) {
@@ -201,13 +206,8 @@ TEST(ParallelEncodeTest, CorruptedLargeEpochIsRejectedByTheStandby) {
   const VmDescriptor vm = LargeVm();
   auto mirror = MakeImage(vm, 5);
   EpochEncoder encoder({}, 2);
-  HelloMessage hello;
-  hello.role = PeerRole::kPrimary;
-  hello.term = 1;
-  hello.generation = 78;
-  hello.descriptor = vm;
   BufferSink stream;
-  ASSERT_TRUE(encoder.EncodeHello(hello, &stream).ok());
+  ASSERT_TRUE(encoder.EncodeHello(PrimaryHello(vm, 78), &stream).ok());
   ASSERT_TRUE(encoder.EncodeFull(1, 1, *mirror, {}, &stream).ok());
   Epoch epoch;
   MakeLargeEpoch(2, 3000, *mirror, &epoch);
