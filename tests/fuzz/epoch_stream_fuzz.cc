@@ -25,7 +25,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   std::vector<uint8_t> reply;
   for (size_t records = 0; records <= size; ++records) {
     RecordView record;
-    Status st = reader.Next(-1, 1000, &record);
+    DecodeStatus st = reader.Next(-1, 1000, &record);
     if (!st.ok()) {
       replica.OnStreamError(st, &reply);
       break;
