@@ -4,6 +4,8 @@
 
 #include <algorithm>
 #include <cinttypes>
+#include <optional>
+#include <utility>
 
 #include "common/log.h"
 #include "common/random.h"
@@ -63,6 +65,10 @@ struct EpochShipper::Connection {
   bool standby_holds_our_epoch = false;
   uint64_t standby_epoch = 0;
   LinkMeter meter;  // sender thread
+  // Guarded by mu_. An epoch is noted as sent after its last byte is written, and its ack can come first: it
+  // waits here for the note, else stats would show it acked before sent and its stale in-flight entry time out.
+  std::optional<uint64_t> noted_up_to;  // the last epoch noted as sent on this connection
+  std::optional<uint64_t> early_ack;
 };
 
 EpochShipper::EpochShipper(ShipperOptions options, Clock* clock)
@@ -349,11 +355,20 @@ Status EpochShipper::Connect(std::unique_ptr<Connection>* out) {
   return Status::Ok();
 }
 
-void EpochShipper::NoteSentLocked(uint64_t epoch, uint64_t wire_bytes, int ack_timeout_factor) {
+void EpochShipper::NoteSentLocked(Connection& conn, uint64_t epoch, uint64_t wire_bytes, int ack_timeout_factor) {
   in_flight_.Sent(epoch, RealNowNs() + int64_t(options_.io_timeout_ms) * ack_timeout_factor * 1'000'000);
   stats_.last_sent = epoch;
   stats_.epochs_sent++;
   stats_.bytes_sent += wire_bytes;
+  conn.noted_up_to = epoch;
+  if (conn.early_ack.has_value() && *conn.early_ack <= epoch) ApplyAckLocked(*std::exchange(conn.early_ack, {}));
+}
+
+void EpochShipper::ApplyAckLocked(uint64_t epoch) {
+  stats_.last_acked = std::max(stats_.last_acked, epoch);
+  in_flight_.AckedUpTo(epoch);
+  if (!protected_ && epoch >= resync_epoch_) MarkProtectedLocked(epoch);
+  cv_.notify_all();
 }
 
 ResyncSource EpochShipper::ResyncOf(uint64_t epoch, uint64_t* settles_at) {
@@ -396,8 +411,8 @@ Status EpochShipper::SendFull(Connection& conn) {
             settles_at > full ? (", read live: exact once epoch " + std::to_string(settles_at) + " is applied").c_str()
                               : "");
   std::lock_guard<std::mutex> lock(mu_);
-  NoteSentLocked(full, conn.sink->bytes_sent() - sent_before, kFullEpochAckFactor);
   stats_.resyncs++;
+  NoteSentLocked(conn, full, conn.sink->bytes_sent() - sent_before, kFullEpochAckFactor);
   return Status::Ok();
 }
 
@@ -425,8 +440,8 @@ Status EpochShipper::SendCatchUp(Connection& conn, std::span<const PageRef> chan
             " as one: %zu changed pages, %.1f MiB on the wire in %.1f ms (not the whole RAM)", held, held + 1, now,
             changed.size(), (conn.sink->bytes_sent() - sent_before) / 1048576.0, (clock_->NowNanos() - start) / 1e6);
   lock.lock();
-  NoteSentLocked(now, conn.sink->bytes_sent() - sent_before, kFullEpochAckFactor);
   stats_.catch_ups++;
+  NoteSentLocked(conn, now, conn.sink->bytes_sent() - sent_before, kFullEpochAckFactor);
   return Status::Ok();
 }
 
@@ -511,12 +526,12 @@ Status EpochShipper::Serve(Connection& conn) {
     sending_ = 0;
     cv_.notify_all();
     if (!st.ok()) return st.WithContext("send epoch " + std::to_string(number));
-    NoteSentLocked(number, sample.wire_bytes, 1);
     CopyDeltaBaseStatsLocked();
     if (steered) {
       stats_.compression = "auto: " + CompressionGovernor::Describe(governor_.current());
       stats_.compression_changes++;
     }
+    NoteSentLocked(conn, number, sample.wire_bytes, 1);
   }
 }
 
@@ -573,10 +588,8 @@ void EpochShipper::AckLoop(Connection* conn) {
                                                   ack.reason));
     }
     std::lock_guard<std::mutex> lock(mu_);
-    stats_.last_acked = std::max(stats_.last_acked, ack.epoch);
-    in_flight_.AckedUpTo(ack.epoch);
-    if (!protected_ && ack.epoch >= resync_epoch_) MarkProtectedLocked(ack.epoch);
-    cv_.notify_all();
+    if (conn->noted_up_to.has_value() && ack.epoch <= *conn->noted_up_to) ApplyAckLocked(ack.epoch);
+    else conn->early_ack = std::max(conn->early_ack.value_or(0), ack.epoch);  // applied once the send is noted
   }
 }
 

@@ -111,8 +111,10 @@ class EpochShipper {
   // pages changed (a standby that cannot vouch for its replica offers no epoch: Replica::HandleHello).
   Status SendFull(Connection& conn);
   Status SendCatchUp(Connection& conn, std::span<const PageRef> changed);
-  // mu_ held: epoch `epoch` is out (wire_bytes of it) and awaits its ack within io_timeout_ms x the factor.
-  void NoteSentLocked(uint64_t epoch, uint64_t wire_bytes, int ack_timeout_factor);
+  // mu_ held: epoch `epoch` is out (wire_bytes of it) and awaits its ack within io_timeout_ms x the factor
+  // (or applies the ack that came first).
+  void NoteSentLocked(Connection& conn, uint64_t epoch, uint64_t wire_bytes, int ack_timeout_factor);
+  void ApplyAckLocked(uint64_t epoch);  // mu_ held: the standby holds every epoch up to `epoch`
   void AckLoop(Connection* conn);
   void FailConnection(Connection* conn, const Status& why);
   // Folds queued epochs into the history without sending them (no standby to send them to).
