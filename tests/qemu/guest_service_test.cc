@@ -12,6 +12,7 @@
 #include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cstdio>
@@ -169,6 +170,18 @@ class ServiceGuest {
   }
 
   void Kill() { process_.reset(); }  // SIGKILL and reap
+
+  // SIGSTOP, returning once every QEMU thread has stopped. kill() returns before the group stop completes: a
+  // vCPU that runs on while the RAM file is read makes the image a mix of two instants (the RAM check then
+  // finds a page of round c + 1 after pages of round c). The parent sees the child stopped only once all its
+  // threads are; WNOWAIT leaves that state (and an exit) for QemuProcess to reap.
+  void Freeze() {
+    ASSERT_TRUE(process_->Signal(SIGSTOP).ok());
+    siginfo_t info{};
+    ASSERT_EQ(::waitid(P_PID, id_t(pid()), &info, WSTOPPED | WEXITED | WNOWAIT), 0) << std::strerror(errno);
+    ASSERT_EQ(info.si_code, CLD_STOPPED) << "QEMU exited instead of stopping\n" << Diagnostics();
+  }
+  void Thaw() { ASSERT_TRUE(process_->Signal(SIGCONT).ok()); }
   pid_t pid() const { return process_->pid(); }
   std::string Serial() const { return "\n" + ReadFileOrEmpty(vm_.serial_log); }
   std::string Diagnostics() const { return "--- serial:" + Serial() + "\n--- qemu:\n" + ReadFileOrEmpty(log_); }
@@ -208,7 +221,7 @@ TEST_F(GuestService, CountsRequestsInOrderRecordsEachOnDiskAndResumesFromTheDisk
     EXPECT_EQ(guest.Serial().find("INVARIANT BROKEN"), std::string::npos) << guest.Diagnostics();
 
     // The RAM file of the stopped VM says the same (what a replica holds).
-    ::kill(guest.pid(), SIGSTOP);
+    ASSERT_NO_FATAL_FAILURE(guest.Freeze());
     UniqueFd fd(::open(guest.vm().ram_path.c_str(), O_RDONLY | O_CLOEXEC));
     const size_t size = size_t{32} << 20;
     void* ram = ::mmap(nullptr, size, PROT_READ, MAP_SHARED, fd.get(), 0);
@@ -219,7 +232,7 @@ TEST_F(GuestService, CountsRequestsInOrderRecordsEachOnDiskAndResumesFromTheDisk
     UniqueFd disk_fd(::open(disk.c_str(), O_RDONLY | O_CLOEXEC));
     ASSERT_EQ(::pread(disk_fd.get(), disk_bytes.data(), disk_bytes.size(), 0), ssize_t(disk_bytes.size()));
     auto disk_last = testguest::LastDiskRecord(disk_bytes);
-    ::kill(guest.pid(), SIGCONT);
+    ASSERT_NO_FATAL_FAILURE(guest.Thaw());
     ASSERT_TRUE(image.ok()) << image.status().ToString();
     ASSERT_TRUE(disk_last.ok()) << disk_last.status().ToString();
     EXPECT_EQ(disk_last.value(), 5u);
