@@ -1,20 +1,18 @@
-// tandem's configuration file: one INI-style file shared by both hosts (each host runs the role it is given).
+// tandem's configuration file: one TOML file shared by both hosts (each host runs the role it is given).
+// tandem.example.toml (top level of the repository) documents every key: its default, unit and meaning.
 //
-//   [vm]          name, memory_mb, vcpus, accel (kvm|tcg), machine, kernel, initrd, append, epoch_ms, qemu_extra,
-//                 on_guest_crash (report|reset), memory_dir (private directory of the guest-memory files),
-//                 allow_unprotected_devices (qemu_extra may add disks/NICs/chardevs tandem does not protect)
-//   [nic]         mac, tap, bridge, model, hold_max_kib, hold_max_frames, when_unprotected (release|hold)
-//                 (absent: the VM has no NIC)
-//   [primary]     state_dir, heartbeat (comma-separated local UDP addresses, one per link)
-//   [standby]     state_dir, replication (listen host:port), heartbeat (one address per link)
+//   [vm]          name, memory_mb, vcpus, accel ("kvm"|"tcg"), machine, kernel, initrd, append, epoch_ms,
+//                 qemu_extra (array), on_guest_crash ("report"|"reset"), memory_dir, allow_unprotected_devices
+//   [nic]         mac, tap, bridge, model, hold_max_kib, hold_max_frames, when_unprotected (absent: no NIC)
+//   [primary]     state_dir, heartbeat (array: one local UDP address per link)
+//   [standby]     state_dir, replication (listen host:port), heartbeat (array, one address per link)
 //   [heartbeat]   interval_ms, timeout_ms, psk | psk_file
-//   [replication] max_in_flight, io_timeout_ms, io_engine (auto|io_uring|epoll), encode_threads, apply_threads,
-//                 compression (auto|lz4|zstd|none), lz4_acceleration, zstd_level, delta_base_mib (0 = auto)
-//   [witness]     address (ip:port both hosts reach; empty = two-host mode), listen (the witness daemon's bind
-//                 address, default = address), state_dir (witness daemon), lease_ms, promise_ms,
-//                 two_host_policy (never-promote | standby-promotes; only without a witness)
+//   [replication] max_in_flight, io_timeout_ms, io_engine, encode_threads, apply_threads, compression,
+//                 lz4_acceleration, zstd_level, delta_base_mib
+//   [witness]     address, listen, state_dir, lease_ms, promise_ms, two_host_policy
 //
 // Heartbeat links pair up by position: primary.heartbeat[i] <-> standby.heartbeat[i].
+// Adding a key: a field here, one line in Keys() in config.cc, its documentation in tandem.example.toml.
 #pragma once
 
 #include <cstdint>
@@ -103,8 +101,14 @@ struct Config {
   std::string ReplicaPath() const { return memory_dir + "/" + MemoryFilePrefix() + "replica"; }
 };
 
-// Parses INI text; unknown sections or keys are errors (a typo must not silently change behaviour).
-Result<Config> ParseConfig(const std::string& text);
+// Parses TOML text. Unknown tables and keys, values of the wrong type, out of range or not among the allowed words
+// are errors (a typo must not silently change behaviour), each as "source:line:col: key: what is allowed"; every
+// such error of the file is reported at once, one per line. A file in the old INI format is refused with a note
+// on how to convert it.
+Result<Config> ParseConfig(const std::string& text, const std::string& source = "config");
 Result<Config> LoadConfig(const std::string& path);
+
+// "table.key" for every key the file may set (tests check that tandem.example.toml documents each one).
+std::vector<std::string> ConfigKeyNames();
 
 }  // namespace tandem::cli

@@ -8,6 +8,8 @@
 #include <string>
 #include <vector>
 
+#include <CLI/CLI.hpp>
+
 #include "cli/config.h"
 #include "cli/options.h"
 #include "common/log.h"
@@ -21,46 +23,6 @@
 namespace tandem::cli {
 namespace {
 
-constexpr const char* kUsage = R"(usage: tandem <command> --config FILE [options]
-
-commands:
-  primary     run the protected VM here and replicate it to the standby
-  standby     keep a replica of the VM and resume it when the primary is lost
-  witness     run the witness (the third vote: grants the primary role as a lease with a term)
-  qemu-args   print the QEMU command line tandem uses (--role primary|standby)
-  status      show the state of the roles on this host (--json for machine output)
-
-options:
-  --config FILE   the shared configuration file (see README.md)
-  --verbose       per-epoch debug logs
-)";
-
-struct Args {
-  std::string command, config, role = "primary";
-  bool json = false, verbose = false;
-};
-
-bool ParseArgs(int argc, char** argv, Args* args) {
-  if (argc < 2) return false;
-  args->command = argv[1];
-  for (int i = 2; i < argc; ++i) {
-    std::string a = argv[i];
-    if (a == "--config" && i + 1 < argc) {
-      args->config = argv[++i];
-    } else if (a == "--role" && i + 1 < argc) {
-      args->role = argv[++i];
-    } else if (a == "--json") {
-      args->json = true;
-    } else if (a == "--verbose") {
-      args->verbose = true;
-    } else {
-      fprintf(stderr, "tandem: unknown option %s\n", a.c_str());
-      return false;
-    }
-  }
-  return !args->config.empty();
-}
-
 std::string ShellQuote(const std::string& s) {
   if (!s.empty() && s.find_first_not_of("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789@%+=:,./_-") ==
                         std::string::npos) {
@@ -71,11 +33,7 @@ std::string ShellQuote(const std::string& s) {
   return out + "'";
 }
 
-int QemuArgs(const Config& config, const std::string& role) {
-  if (role != "primary" && role != "standby") {
-    fprintf(stderr, "tandem: --role must be primary or standby\n");
-    return 2;
-  }
+int QemuArgs(const Config& config, const std::string& role) {  // role: "primary" or "standby" (checked by CLI11)
   const qemu::QemuRole qemu_role = role == "primary" ? qemu::QemuRole::kPrimary : qemu::QemuRole::kStandby;
   const qemu::VmConfig vm = MakeVmConfig(config, qemu_role);
   if (Status st = qemu::ValidateVmConfig(vm); !st.ok()) {
@@ -120,32 +78,54 @@ int ShowStatus(const Config& config, bool json) {
   return 0;
 }
 
+// Exit codes: 0 done (and --help), 1 the command failed (a bad configuration included), 2 a bad command line.
 int Main(int argc, char** argv) {
-  Args args;
-  if (!ParseArgs(argc, argv, &args)) {
-    fputs(kUsage, stderr);
-    return 2;
+  CLI::App app("tandem: fault tolerance for a QEMU/KVM VM on two hosts (README.md)", "tandem");
+  app.require_subcommand(1);
+  std::string config_path, role = "primary";
+  bool json = false, verbose = false;
+  auto command = [&](const char* name, const char* description) {
+    CLI::App* sub = app.add_subcommand(name, description);
+    sub->add_option("--config", config_path, "the configuration file, the same on both hosts (TOML, see "
+                                             "tandem.example.toml)")
+        ->required()
+        ->type_name("FILE");
+    sub->add_flag("--verbose", verbose, "per-epoch debug logs");
+    return sub;
+  };
+  command("primary", "run the protected VM here and replicate it to the standby");
+  command("standby", "keep a replica of the VM and resume it when the primary is lost");
+  command("witness", "run the witness (the third vote: grants the primary role as a lease with a term)");
+  command("qemu-args", "print the QEMU command line tandem uses")
+      ->add_option("--role", role, "whose QEMU")
+      ->check(CLI::IsMember({"primary", "standby"}))
+      ->capture_default_str();
+  command("status", "show the state of the roles on this host")->add_flag("--json", json, "machine-readable output");
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e) == 0 ? 0 : 2;  // --help prints and succeeds; anything else is a usage error
   }
-  auto config = LoadConfig(args.config);
+  const std::string name = app.get_subcommands().front()->get_name();
+
+  auto config = LoadConfig(config_path);
   if (!config.ok()) {
     fprintf(stderr, "tandem: %s\n", config.status().ToString().c_str());
     return 1;
   }
-  if (args.verbose) SetLogLevel(LogLevel::kDebug);
-  if (args.command == "primary" || args.command == "standby") {
+  if (verbose) SetLogLevel(LogLevel::kDebug);
+  if (name == "primary" || name == "standby") {
     // Everything the roles and their QEMU create (sockets, logs, status) is for this user only; the directories
     // are private too (common/SECURITY.md), this is the second wall.
     umask(077);
     static roles::Shutdown shutdown;  // lives as long as the signal thread
     roles::RequestShutdownOnSignals(&shutdown);
-    return args.command == "primary" ? roles::RunPrimary(MakePrimaryOptions(*config), &shutdown)
-                                     : roles::RunStandby(MakeStandbyOptions(*config), &shutdown);
+    return name == "primary" ? roles::RunPrimary(MakePrimaryOptions(*config), &shutdown)
+                             : roles::RunStandby(MakeStandbyOptions(*config), &shutdown);
   }
-  if (args.command == "witness") return RunWitness(*config);
-  if (args.command == "qemu-args") return QemuArgs(*config, args.role);
-  if (args.command == "status") return ShowStatus(*config, args.json);
-  fputs(kUsage, stderr);
-  return 2;
+  if (name == "witness") return RunWitness(*config);
+  if (name == "qemu-args") return QemuArgs(*config, role);
+  return ShowStatus(*config, json);
 }
 
 }  // namespace

@@ -1,6 +1,7 @@
 #include "tests/faults/fault_cluster.h"
 
 #include "tests/support/text_file.h"
+#include "tests/support/toml_overlay.h"
 
 #include <fcntl.h>
 #include <signal.h>
@@ -22,6 +23,7 @@ namespace {
 
 using ::tandem::testing::ReadWholeFile;
 using ::tandem::testing::Tail;
+using ::tandem::testing::OverlayToml;
 
 constexpr int kHeartbeatPort = 7101;
 constexpr int kReplicationPort = 7400;
@@ -83,27 +85,29 @@ FaultCluster::FaultCluster(ClusterOptions options) : options_(std::move(options)
 }
 
 void FaultCluster::WriteConfig() {
-  std::ofstream conf(config_path());
+  // Every value here is an address, a path or a word without quotes or backslashes: quoting is enough.
+  auto q = [](const std::string& s) { return "\"" + s + "\""; };
+  std::ostringstream conf;
   // The observer QMP socket is relative: each role's QEMU runs in its state dir (the cwd we give tandem), so the
   // same qemu_extra yields one socket per role.
-  conf << "[vm]\nname = " << vm_name_ << "\nmemory_mb = 32\naccel = kvm\nkernel = " << TANDEM_TEST_GUEST
-       << "\nappend = pages=64 rate=2000\nepoch_ms = " << options_.epoch_ms << "\nmemory_dir = " << MemoryDir()
-       << "\nqemu_extra = -qmp unix:observer.qmp,server=on,wait=off\n\n"
-       << "[primary]\nstate_dir = " << StateDir("primary") << "\nheartbeat = "
-       << Endpoint(Host::kPrimary, Link::kData0, kHeartbeatPort) << ", "
-       << Endpoint(Host::kPrimary, Link::kData1, kHeartbeatPort) << "\n\n"
-       << "[standby]\nstate_dir = " << StateDir("standby")
-       << "\nreplication = " << Endpoint(Host::kStandby, Link::kData0, kReplicationPort)
-       << "\nheartbeat = " << Endpoint(Host::kStandby, Link::kData0, kHeartbeatPort) << ", "
-       << Endpoint(Host::kStandby, Link::kData1, kHeartbeatPort) << "\n\n"
+  conf << "[vm]\nname = " << q(vm_name_) << "\nmemory_mb = 32\naccel = \"kvm\"\nkernel = " << q(TANDEM_TEST_GUEST)
+       << "\nappend = \"pages=64 rate=2000\"\nepoch_ms = " << options_.epoch_ms << "\nmemory_dir = " << q(MemoryDir())
+       << "\nqemu_extra = [\"-qmp\", \"unix:observer.qmp,server=on,wait=off\"]\n\n"
+       << "[primary]\nstate_dir = " << q(StateDir("primary")) << "\nheartbeat = ["
+       << q(Endpoint(Host::kPrimary, Link::kData0, kHeartbeatPort)) << ", "
+       << q(Endpoint(Host::kPrimary, Link::kData1, kHeartbeatPort)) << "]\n\n"
+       << "[standby]\nstate_dir = " << q(StateDir("standby"))
+       << "\nreplication = " << q(Endpoint(Host::kStandby, Link::kData0, kReplicationPort))
+       << "\nheartbeat = [" << q(Endpoint(Host::kStandby, Link::kData0, kHeartbeatPort)) << ", "
+       << q(Endpoint(Host::kStandby, Link::kData1, kHeartbeatPort)) << "]\n\n"
        << "[heartbeat]\ninterval_ms = " << options_.interval_ms << "\ntimeout_ms = " << options_.timeout_ms
-       << "\npsk = fault-key-" << vm_name_ << "\n\n";
+       << "\npsk = " << q("fault-key-" + vm_name_) << "\n\n";
   if (options_.witness) {
-    conf << "[witness]\naddress = " << Endpoint(Host::kWitness, Link::kMgmt, kWitnessPort)
-         << "\nstate_dir = " << StateDir("witness") << "\nlease_ms = " << options_.lease_ms
+    conf << "[witness]\naddress = " << q(Endpoint(Host::kWitness, Link::kMgmt, kWitnessPort))
+         << "\nstate_dir = " << q(StateDir("witness")) << "\nlease_ms = " << options_.lease_ms
          << "\npromise_ms = " << options_.promise_ms << "\n\n";
   }
-  conf << options_.extra_config << "\n";
+  std::ofstream(config_path()) << OverlayToml(conf.str(), options_.extra_config);
 }
 
 FaultCluster::~FaultCluster() {

@@ -28,7 +28,7 @@ struct ClusterOptions {
   int promise_ms = 60;
   int lease_ms = 150;
   int epoch_ms = 50;
-  std::string extra_config;  // appended to the generated configuration
+  std::string extra_config;  // TOML laid over the generated configuration (its keys replace generated ones)
 };
 
 class FaultCluster {

@@ -2,6 +2,7 @@
 
 #include "tests/support/free_port.h"
 #include "tests/support/text_file.h"
+#include "tests/support/toml_overlay.h"
 
 #include <arpa/inet.h>
 #include <fcntl.h>
@@ -29,19 +30,19 @@ Cluster::Cluster(const std::string& extra_config, int epoch_ms) {
   char tmpl[] = "/tmp/tandem-it.XXXXXX";
   dir_ = mkdtemp(tmpl);
   const std::string name = "it" + std::to_string(getpid()) + "-" + dir_.substr(dir_.size() - 6);
-  std::ofstream conf(config_path());
-  conf << "[vm]\nname = " << name << "\nmemory_mb = 32\naccel = kvm\nkernel = " << TANDEM_TEST_GUEST
-       << "\nappend = pages=64 rate=2000\nepoch_ms = " << epoch_ms << "\nmemory_dir = " << memory_dir()
-       << "\n\n"
-       << "[primary]\nstate_dir = " << dir_ << "/primary\nheartbeat = 127.0.0.1:" << FreePort(SOCK_DGRAM)
-       << ", 127.0.0.2:" << FreePort(SOCK_DGRAM) << "\n\n"
-       << "[standby]\nstate_dir = " << dir_ << "/standby\nreplication = 127.0.0.1:" << FreePort(SOCK_STREAM)
-       << "\nheartbeat = 127.0.0.1:" << FreePort(SOCK_DGRAM)
-       << ", 127.0.0.2:" << FreePort(SOCK_DGRAM) << "\n\n"
-       << "[heartbeat]\ninterval_ms = 10\ntimeout_ms = 80\npsk = test-key-" << name << "\n\n"
-       << "[witness]\naddress = 127.0.0.1:" << FreePort(SOCK_DGRAM) << "\nstate_dir = " << dir_ << "/witness\n\n"
-       << extra_config << "\n";
-  conf.close();
+  std::ostringstream conf;
+  conf << "[vm]\nname = \"" << name << "\"\nmemory_mb = 32\naccel = \"kvm\"\nkernel = \"" << TANDEM_TEST_GUEST
+       << "\"\nappend = \"pages=64 rate=2000\"\nepoch_ms = " << epoch_ms << "\nmemory_dir = \"" << memory_dir()
+       << "\"\n\n"
+       << "[primary]\nstate_dir = \"" << dir_ << "/primary\"\nheartbeat = [\"127.0.0.1:" << FreePort(SOCK_DGRAM)
+       << "\", \"127.0.0.2:" << FreePort(SOCK_DGRAM) << "\"]\n\n"
+       << "[standby]\nstate_dir = \"" << dir_ << "/standby\"\nreplication = \"127.0.0.1:" << FreePort(SOCK_STREAM)
+       << "\"\nheartbeat = [\"127.0.0.1:" << FreePort(SOCK_DGRAM) << "\", \"127.0.0.2:" << FreePort(SOCK_DGRAM)
+       << "\"]\n\n"
+       << "[heartbeat]\ninterval_ms = 10\ntimeout_ms = 80\npsk = \"test-key-" << name << "\"\n\n"
+       << "[witness]\naddress = \"127.0.0.1:" << FreePort(SOCK_DGRAM) << "\"\nstate_dir = \"" << dir_
+       << "/witness\"\n";
+  std::ofstream(config_path()) << OverlayToml(conf.str(), extra_config);
   // The third vote: without it the standby may not promote (the default two-host policy never does).
   Spawn("witness");
 }

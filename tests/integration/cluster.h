@@ -21,7 +21,8 @@ struct CounterLine {
 
 class Cluster {
  public:
-  // `extra_config` is appended to the generated configuration (e.g. "[debug]\ncorrupt_epoch = 10\n").
+  // `extra_config` (TOML) is laid over the generated configuration (e.g. "[debug]\ncorrupt_epoch = 10\n" or
+  // "[vm]\naccel = \"tcg\"\n": its keys replace the generated ones).
   explicit Cluster(const std::string& extra_config = "", int epoch_ms = 50);
   ~Cluster();
   Cluster(const Cluster&) = delete;

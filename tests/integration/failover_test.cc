@@ -153,7 +153,7 @@ TEST(FailoverTest, StandbyKilledPrimaryKeepsRunningUnprotectedThenReprotects) {
 TEST(FailoverTest, GuestCrashIsReportedAndIsNoReasonToFailOver) {
   REQUIRE_KVM();
   // The guest reports a panic on the pvpanic port 4 s after its boot.
-  Cluster c("[vm]\nappend = pages=64 rate=2000 panic_after=4\n");
+  Cluster c("[vm]\nappend = \"pages=64 rate=2000 panic_after=4\"\n");
   StartProtected(c, 5);
   ASSERT_TRUE(c.WaitFor("primary", 30000, [](const json& s) {
     return s.contains("vm_liveness") && s["vm_liveness"].value("guest", "") == "panicked";

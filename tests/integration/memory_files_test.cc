@@ -18,7 +18,7 @@ namespace {
 
 using nlohmann::json;
 
-constexpr const char* kTcg = "[vm]\naccel = tcg\n";
+constexpr const char* kTcg = "[vm]\naccel = \"tcg\"\n";
 
 mode_t ModeOf(const std::string& path) {
   struct stat st;
