@@ -1,6 +1,7 @@
 /* tandem test guest: a freestanding multiboot kernel that dirties RAM pages in a checkable pattern and reports
  * on COM1. Command line (multiboot, from QEMU -append): pages=N (default 4096), rate=R pages/s (default 0 =
- * as fast as possible), fill=sparse|full (default sparse: see guest_layout.h), selftest=break (corrupt one page
+ * as fast as possible), fill=sparse|full|data (default sparse: see guest_layout.h), rounds=N (0 = forever:
+ * stop dirtying after N rounds and idle), selftest=break (corrupt one page
  * on purpose, to prove the checker fires), panic_after=S (crash on purpose S seconds after boot, reported on
  * the pvpanic port), ip=A.B.C.D (default 10.0.0.2) and port=P (default 7): the UDP request service's address,
  * used only when QEMU gives the guest a virtio-net device (see README.md). */
@@ -93,7 +94,10 @@ void guest_main(uint32_t magic, const struct multiboot_info* mbi) {
   struct workload_config cfg;
   cfg.pages = arg_u32("pages=", 4096);
   cfg.rate = arg_u32("rate=", 0);
-  cfg.fill_full = arg_is("fill=", "full");
+  cfg.fill = arg_is("fill=", "full")   ? TANDEM_GUEST_FILL_FULL
+             : arg_is("fill=", "data") ? TANDEM_GUEST_FILL_DATA
+                                       : TANDEM_GUEST_FILL_SPARSE;
+  cfg.rounds = arg_u32("rounds=", 0);
   cfg.selftest_break = arg_is("selftest=", "break");
   cfg.panic_after_s = arg_u32("panic_after=", 0);
   if (cfg.pages == 0) cfg.pages = 1;
@@ -115,7 +119,9 @@ void guest_main(uint32_t magic, const struct multiboot_info* mbi) {
   timer_init();
   serial_printf("tandem-guest boot pages=%u rate=%u\n", cfg.pages, cfg.rate);
   serial_printf("tandem-guest info: tsc_khz=%u ram_kib=%u base=%x fill=%s selftest=%s\n", timer_tsc_khz(),
-                (uint32_t)(ram_end >> 10), TANDEM_GUEST_PAGES_BASE, cfg.fill_full ? "full" : "sparse",
+                (uint32_t)(ram_end >> 10), TANDEM_GUEST_PAGES_BASE, cfg.fill == TANDEM_GUEST_FILL_FULL   ? "full"
+                : cfg.fill == TANDEM_GUEST_FILL_DATA ? "data"
+                                                     : "sparse",
                 cfg.selftest_break ? "break" : "off");
   struct service_config service;
   service.ip = arg_ipv4("ip=", 0x0a000002u);
