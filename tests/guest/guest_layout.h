@@ -3,7 +3,9 @@
  * holds one consistent epoch.
  *
  * Page i (0 <= i < pages) lives at guest-physical TANDEM_GUEST_PAGES_BASE + i * TANDEM_GUEST_PAGE_SIZE.
- * On q35 with less than ~2.75 GiB of RAM, guest-physical == offset in the RAM backing file.
+ * On q35 with less than ~2.75 GiB of RAM, guest-physical == offset in the RAM backing file; with more, and more
+ * pages than fit below 4 GiB, the guest maps the RAM above 4 GiB right after low RAM (paging.h), and its
+ * (virtual) addresses are again the offsets in the RAM file.
  * Each page is an array of 1024 little-endian 32-bit words:
  *   [0] TANDEM_GUEST_MAGIC   [1] page index   [2] number of pages   [3] counter
  *   [4] tandem_guest_check(index, pages, counter)   [5] fill mode (TANDEM_GUEST_FILL_*)

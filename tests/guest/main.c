@@ -8,6 +8,7 @@
 #include <stdint.h>
 
 #include "guest_layout.h"
+#include "paging.h"
 #include "serial.h"
 #include "service.h"
 #include "timer.h"
@@ -16,6 +17,8 @@
 #define MB_LOADER_MAGIC 0x2badb002u
 #define MBI_FLAG_MEM 0x001u
 #define MBI_FLAG_CMDLINE 0x004u
+#define MBI_FLAG_MMAP 0x040u
+#define MMAP_RAM 1u
 
 struct multiboot_info {
   uint32_t flags;
@@ -23,7 +26,28 @@ struct multiboot_info {
   uint32_t mem_upper; /* KiB from 1 MiB up to the first hole */
   uint32_t boot_device;
   uint32_t cmdline;
+  uint32_t mods_count, mods_addr, syms[4];
+  uint32_t mmap_length; /* the BIOS memory map: entries of struct mmap_entry */
+  uint32_t mmap_addr;
 };
+
+struct mmap_entry {
+  uint32_t size; /* of the rest of the entry */
+  uint64_t base, length;
+  uint32_t type;
+} __attribute__((packed));
+
+/* RAM at and above 4 GiB in the loader's memory map (QEMU: one range from 4 GiB), 0 without a map. */
+static uint64_t high_ram_bytes(const struct multiboot_info* mbi) {
+  if (!(mbi->flags & MBI_FLAG_MMAP)) return 0;
+  uint64_t bytes = 0;
+  for (uint32_t at = mbi->mmap_addr; at < mbi->mmap_addr + mbi->mmap_length;) {
+    const struct mmap_entry* e = (const struct mmap_entry*)(uintptr_t)at;
+    if (e->type == MMAP_RAM && e->base >= (1ull << 32)) bytes += e->length;
+    at += e->size + 4u;
+  }
+  return bytes;
+}
 
 extern char __image_end[];
 
@@ -78,7 +102,7 @@ static int arg_is(const char* key, const char* want) {
 
 void guest_main(uint32_t magic, const struct multiboot_info* mbi) {
   serial_init();
-  uint64_t ram_end = 0;
+  uint64_t ram_end = 0, high_ram = 0;
   if (magic == MB_LOADER_MAGIC) {
     if ((mbi->flags & MBI_FLAG_CMDLINE) && mbi->cmdline) {
       const char* src = (const char*)(uintptr_t)mbi->cmdline;
@@ -87,6 +111,7 @@ void guest_main(uint32_t magic, const struct multiboot_info* mbi) {
       cmdline[n] = '\0';
     }
     if (mbi->flags & MBI_FLAG_MEM) ram_end = 0x100000ull + (uint64_t)mbi->mem_upper * 1024u;
+    high_ram = high_ram_bytes(mbi);
   } else {
     serial_printf("tandem-guest: not started by a multiboot loader (eax=%x)\n", magic);
   }
@@ -104,6 +129,15 @@ void guest_main(uint32_t magic, const struct multiboot_info* mbi) {
   if (ram_end == 0) ram_end = 32ull << 20; /* no memory info: assume a small VM */
   /* The multiboot info and command line sit right after the image; we have copied what we need, but make
    * sure the pages cannot overlap the image itself. */
+  /* More pages than low RAM holds: RAM above 4 GiB, if any, is mapped right after it (paging.h). */
+  if (high_ram && (uint64_t)cfg.pages * TANDEM_GUEST_PAGE_SIZE > ram_end - TANDEM_GUEST_PAGES_BASE) {
+    uint32_t low_end = (uint32_t)ram_end;
+    ram_end = paging_map_high_ram(low_end, high_ram);
+    uint32_t window = (low_end + 0x1fffffu) & ~0x1fffffu;
+    if (ram_end > low_end)
+      serial_printf("tandem-guest paging: %u MiB of RAM above 4 GiB mapped from %x (= RAM file offset)\n",
+                    (uint32_t)((ram_end - window) >> 20), window);
+  }
   uint64_t base = TANDEM_GUEST_PAGES_BASE;
   uint64_t max_pages = ram_end > base ? (ram_end - base) / TANDEM_GUEST_PAGE_SIZE : 0;
   if ((uintptr_t)__image_end > TANDEM_GUEST_PAGES_BASE) max_pages = 0;
