@@ -99,7 +99,7 @@ Result<GuestImageState> CheckGuestImage(std::span<const uint8_t> ram) {
       return Status::NotFound("no test guest page at guest-physical 0x200000");
     st.pages = head[TANDEM_GUEST_W_PAGES];
     st.full_fill = head[TANDEM_GUEST_W_MODE] == TANDEM_GUEST_FILL_FULL;
-    if (head[TANDEM_GUEST_W_MODE] > TANDEM_GUEST_FILL_FULL)
+    if (head[TANDEM_GUEST_W_MODE] > TANDEM_GUEST_FILL_DATA)
       return Status::Corruption("page 0: unknown fill mode " + std::to_string(head[TANDEM_GUEST_W_MODE]));
     // The counter word is the first store of a page's round, so page 0's says c even if page 0 is torn.
     st.counter = head[TANDEM_GUEST_W_COUNTER];

@@ -119,6 +119,28 @@ TEST(GuestImage, FullFillConsistent) {
   EXPECT_EQ(r->boundary, 31u);
 }
 
+// fill=data: the fill words hold program-like bytes the checker does not verify; the header and tail still do.
+TEST(GuestImage, DataFillCheckedByItsHeaderAndTail) {
+  Image img(32);
+  img.At(3, 31);
+  for (uint32_t i = 0; i < 32; ++i) {
+    img.Set(i, TANDEM_GUEST_W_MODE, TANDEM_GUEST_FILL_DATA);
+    for (uint32_t w = TANDEM_GUEST_W_FILL; w < TANDEM_GUEST_W_TAIL; ++w) img.Set(i, w, i * 7919u + w * 31u);
+  }
+  auto r = img.Check();
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_FALSE(r->full_fill);
+  EXPECT_EQ(r->boundary, 31u);
+  img.Set(9, TANDEM_GUEST_W_TAIL, 2);
+  ExpectBroken(img.Check(), "page 9: tail word 2 vs 4");
+}
+
+TEST(GuestImage, UnknownFillModeIsCorruption) {
+  Image img(8);
+  img.Set(0, TANDEM_GUEST_W_MODE, TANDEM_GUEST_FILL_DATA + 1u);
+  ExpectBroken(img.Check(), "page 0: unknown fill mode 3");
+}
+
 // A replica that missed one dirty page: that page is one epoch behind its neighbours.
 TEST(GuestImage, MissedDirtyPage) {
   Image img(64);

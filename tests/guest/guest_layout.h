@@ -3,11 +3,15 @@
  * holds one consistent epoch.
  *
  * Page i (0 <= i < pages) lives at guest-physical TANDEM_GUEST_PAGES_BASE + i * TANDEM_GUEST_PAGE_SIZE.
- * On q35 with less than ~2.75 GiB of RAM, guest-physical == offset in the RAM backing file.
+ * On q35 with less than ~2.75 GiB of RAM, guest-physical == offset in the RAM backing file; with more, and more
+ * pages than fit below 4 GiB, the guest maps the RAM above 4 GiB right after low RAM (paging.h), and its
+ * (virtual) addresses are again the offsets in the RAM file.
  * Each page is an array of 1024 little-endian 32-bit words:
  *   [0] TANDEM_GUEST_MAGIC   [1] page index   [2] number of pages   [3] counter
  *   [4] tandem_guest_check(index, pages, counter)   [5] fill mode (TANDEM_GUEST_FILL_*)
- *   [6..1022] counter with fill=full; untouched (whatever RAM held) with fill=sparse
+ *   [6..1022] counter with fill=full; untouched (whatever RAM held) with fill=sparse; with fill=data, contents
+ *             like a real program's (text, small integers and pointers, mostly-zero pages, random bytes), a
+ *             function of (index, counter) that the checkers do not verify (tandem_guest_data_word)
  *   [1023] counter
  * Words 0, 1, 2 and 5 are written once at boot; each round rewrites 3, 4, 1023 (and the fill with fill=full).
  * fill=sparse is the default because on hosts where KVM emulates this 32-bit guest instruction by instruction
@@ -34,6 +38,7 @@
 #define TANDEM_GUEST_W_TAIL (TANDEM_GUEST_PAGE_WORDS - 1u)
 #define TANDEM_GUEST_FILL_SPARSE 0u
 #define TANDEM_GUEST_FILL_FULL 1u
+#define TANDEM_GUEST_FILL_DATA 2u
 
 /* Only a few instructions (see fill=sparse above), yet a page header copied from another page or another epoch
  * does not verify. */

@@ -43,6 +43,33 @@ static void fill_page(volatile uint32_t* p, uint32_t value) {
   __asm__ volatile("rep stosl" : "+D"(dst), "+c"(n) : "a"(value) : "memory");
 }
 
+/* fill=data: what a real program's pages hold, so that compression and XOR deltas see realistic bytes. The kind
+ * of page is fixed per index (a third text, a third records of small integers and pointers, a quarter mostly
+ * zero, the rest random like compressed data); the bytes are a function of (index, counter). Not verified: the
+ * header and tail words carry the invariant. */
+static const char text_chars[32] = "  eeetaoinshrdlcumwfgypbvk,.\nETA";
+
+static void fill_data(volatile uint32_t* p, uint32_t i, uint32_t value) {
+  uint32_t* w = (uint32_t*)(uintptr_t)(p + TANDEM_GUEST_W_FILL);
+  uint32_t* const end = (uint32_t*)(uintptr_t)(p + TANDEM_GUEST_W_TAIL);
+  uint32_t x = (i * TANDEM_GUEST_CHECK_COUNTER_MUL) ^ (value * TANDEM_GUEST_CHECK_INDEX_MUL) ^ 0x2545f491u;
+  const uint32_t kind = (i * TANDEM_GUEST_CHECK_COUNTER_MUL) >> 28; /* 16 buckets */
+  for (uint32_t n = 0; w != end; ++w, ++n) {
+    x ^= x << 13, x ^= x >> 17, x ^= x << 5; /* xorshift32 */
+    uint32_t v;
+    if (kind < 5) /* text */
+      v = (uint32_t)text_chars[x & 31u] | (uint32_t)text_chars[(x >> 8) & 31u] << 8 |
+          (uint32_t)text_chars[(x >> 16) & 31u] << 16 | (uint32_t)text_chars[x >> 27] << 24;
+    else if (kind < 10) /* records: pointer, small integer, zero, a field that counts */
+      v = (n & 3u) == 0 ? 0x00200000u + (x & 0x000ffff0u) : (n & 3u) == 1 ? x & 0xffu : (n & 3u) == 2 ? 0 : value + n;
+    else if (kind < 14) /* mostly zero: about 4 words set per page */
+      v = (x & 0xffu) == 0 ? x : 0;
+    else /* random */
+      v = x;
+    *w = v;
+  }
+}
+
 static void write_whole_page(uint32_t i, uint32_t value) {
   volatile uint32_t* p = page_at(i);
   p[TANDEM_GUEST_W_MAGIC] = TANDEM_GUEST_MAGIC;
@@ -52,6 +79,7 @@ static void write_whole_page(uint32_t i, uint32_t value) {
   p[TANDEM_GUEST_W_CHECK] = tandem_guest_check(i, npages, value);
   p[TANDEM_GUEST_W_MODE] = fill_mode;
   if (fill_mode == TANDEM_GUEST_FILL_FULL) fill_page(p, value);
+  if (fill_mode == TANDEM_GUEST_FILL_DATA && value != 0) fill_data(p, i, value); /* boot pass: rounds write it */
   p[TANDEM_GUEST_W_TAIL] = value;
 }
 
@@ -139,7 +167,7 @@ static __attribute__((noinline)) void precheck_failed(uint32_t i, volatile const
 /* One round: counter goes to c, pages 0..n-1 are rewritten in order. Specialised at compile time on the two
  * options so the common case (no rate limit, sparse) has no per-page branches for them, and written so that
  * everything stays in the 6 usable registers: about 15 instructions per page. */
-static inline __attribute__((always_inline)) void do_round(uint32_t c, const int limited, const int full) {
+static inline __attribute__((always_inline)) void do_round(uint32_t c, const int limited, const uint32_t fill) {
   const uint32_t prev = c - 1u;
   volatile uint32_t* p = page_at(0);
   volatile uint32_t* const end = page_at(npages);
@@ -151,17 +179,28 @@ static inline __attribute__((always_inline)) void do_round(uint32_t c, const int
       precheck_failed(page_index(p), p, prev);
     p[TANDEM_GUEST_W_COUNTER] = c;
     p[TANDEM_GUEST_W_CHECK] = check;
-    if (full) fill_page(p, c);
+    if (fill == TANDEM_GUEST_FILL_FULL) fill_page(p, c);
+    if (fill == TANDEM_GUEST_FILL_DATA) fill_data(p, page_index(p), c);
     p[TANDEM_GUEST_W_TAIL] = c;
     /* Every TICK_EVERY_PAGES pages (the pages base is aligned to more than that many pages). */
     if (((uintptr_t)p & TICK_MASK) == TICK_MASK) tick(page_index(p) + 1u);
   }
 }
 
+/* rounds=N done: nothing is dirtied any more but the few words of the status line, so a live migration (a
+ * precopy under TCG, where a round of GiBs takes seconds) converges; status lines and scans go on. */
+static __attribute__((noreturn, noinline)) void idle(void) {
+  serial_printf("tandem-guest idle: counter=%u, no more rounds\n", counter);
+  for (;;) {
+    tick(npages);
+    cpu_relax();
+  }
+}
+
 void workload_run(const struct workload_config* cfg) {
   npages = cfg->pages;
   rate = cfg->rate;
-  fill_mode = cfg->fill_full ? TANDEM_GUEST_FILL_FULL : TANDEM_GUEST_FILL_SPARSE;
+  fill_mode = cfg->fill;
   credit_cap = (uint64_t)rate * (CREDIT_PER_PAGE / 10u); /* 100 ms worth of pages */
   if (credit_cap < CREDIT_PER_PAGE) credit_cap = CREDIT_PER_PAGE;
   tick_interval = (uint64_t)timer_tsc_khz() * PRINT_INTERVAL_MS;
@@ -172,11 +211,16 @@ void workload_run(const struct workload_config* cfg) {
   tick_tsc = timer_rdtsc() - tick_interval; /* first status line right away */
   for (;;) {
     tick(npages); /* between rounds every page holds `counter` */
+    if (cfg->rounds && counter == cfg->rounds) idle();
     const uint32_t c = ++counter;
     if (rate)
-      fill_mode == TANDEM_GUEST_FILL_FULL ? do_round(c, 1, 1) : do_round(c, 1, 0);
+      fill_mode == TANDEM_GUEST_FILL_FULL   ? do_round(c, 1, TANDEM_GUEST_FILL_FULL)
+      : fill_mode == TANDEM_GUEST_FILL_DATA ? do_round(c, 1, TANDEM_GUEST_FILL_DATA)
+                                            : do_round(c, 1, TANDEM_GUEST_FILL_SPARSE);
     else
-      fill_mode == TANDEM_GUEST_FILL_FULL ? do_round(c, 0, 1) : do_round(c, 0, 0);
+      fill_mode == TANDEM_GUEST_FILL_FULL   ? do_round(c, 0, TANDEM_GUEST_FILL_FULL)
+      : fill_mode == TANDEM_GUEST_FILL_DATA ? do_round(c, 0, TANDEM_GUEST_FILL_DATA)
+                                            : do_round(c, 0, TANDEM_GUEST_FILL_SPARSE);
     if (cfg->panic_after_s && timer_now_us() >= (uint64_t)cfg->panic_after_s * 1000000u) {
       serial_printf("tandem-guest: PANIC on purpose (panic_after=%u) at counter=%u\n", cfg->panic_after_s, c);
       outb(0x505, 1); /* pvpanic: "guest panicked" */
