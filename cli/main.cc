@@ -13,6 +13,7 @@
 #include "cli/config.h"
 #include "cli/options.h"
 #include "common/log.h"
+#include "common/systemd_notifier.h"
 #include "heartbeat/witness.h"
 #include "qemu-integration/qemu_process.h"
 #include "roles/primary.h"
@@ -49,7 +50,7 @@ int QemuArgs(const Config& config, const std::string& role) {  // role: "primary
   return 0;
 }
 
-int RunWitness(const Config& config) {
+int RunWitness(const Config& config, ServiceNotifier* notifier) {
   SetLogTag("witness");
   if (!config.HasWitness() && config.witness_listen.empty()) {
     fprintf(stderr, "tandem: witness.address (or witness.listen) is not set: this configuration has no witness\n");
@@ -64,6 +65,7 @@ int RunWitness(const Config& config) {
   options.psk = config.psk;
   options.state_path = config.witness_state_dir + "/witness.json";
   options.lease_ms = config.lease_ms;
+  options.notifier = notifier;
   if (Status st = heartbeat::RunWitnessDaemon(options); !st.ok()) {
     TLOG_ERROR("witness", "%s", st.ToString().c_str());
     return 1;
@@ -114,16 +116,18 @@ int Main(int argc, char** argv) {
     return 1;
   }
   if (verbose) SetLogLevel(LogLevel::kDebug);
+  // Under systemd (Type=notify units in systemd/): READY, STATUS and the watchdog; elsewhere it does nothing.
+  static SystemdNotifier notifier;
   if (name == "primary" || name == "standby") {
     // Everything the roles and their QEMU create (sockets, logs, status) is for this user only; the directories
     // are private too (common/SECURITY.md), this is the second wall.
     umask(077);
     static roles::Shutdown shutdown;  // lives as long as the signal thread
     roles::RequestShutdownOnSignals(&shutdown);
-    return name == "primary" ? roles::RunPrimary(MakePrimaryOptions(*config), &shutdown)
-                             : roles::RunStandby(MakeStandbyOptions(*config), &shutdown);
+    return name == "primary" ? roles::RunPrimary(MakePrimaryOptions(*config), &shutdown, &notifier)
+                             : roles::RunStandby(MakeStandbyOptions(*config), &shutdown, &notifier);
   }
-  if (name == "witness") return RunWitness(*config);
+  if (name == "witness") return RunWitness(*config, &notifier);
   if (name == "qemu-args") return QemuArgs(*config, role);
   return ShowStatus(*config, json);
 }

@@ -58,6 +58,8 @@ void WitnessServer::Impl::Run() {
   uint8_t in[kWitnessMessageSize + 1];
   uint8_t out[kWitnessMessageSize];
   while (!stop.load()) {
+    // This thread answers every lease request: if it hangs, systemd restarts the witness (terms are on disk).
+    options.notifier->Watchdog();
     const int ready = ::poll(fds, 2, 1000);
     if (ready < 0 && errno != EINTR) {
       TLOG_ERROR(kLog, "poll: %s", strerror(errno));
@@ -195,6 +197,9 @@ Status RunWitnessDaemon(const WitnessOptions& options, const std::function<bool(
   WitnessServer server(options, env);
   Status st = server.Start();
   if (st.ok()) {
+    options.notifier->Status("witness on UDP port " + std::to_string(server.port()) + ", lease " +
+                             std::to_string(options.lease_ms) + " ms, state " + options.state_path);
+    options.notifier->Ready();
     for (;;) {
       if (stop_requested) {
         if (stop_requested()) break;

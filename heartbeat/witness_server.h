@@ -9,6 +9,7 @@
 #include <string_view>
 
 #include "common/env.h"
+#include "common/service_notifier.h"
 #include "common/status.h"
 #include "heartbeat/witness_core.h"
 
@@ -21,6 +22,9 @@ struct WitnessOptions {
   int lease_ms = 150;
   int startup_hold_ms = -1;  // -1: lease_ms. Values below lease_ms are raised to lease_ms.
   size_t max_vms = 1024;
+  // WATCHDOG=1 from every turn of the server's receive loop (at least once a second); READY=1 and STATUS= from
+  // RunWitnessDaemon once bound.
+  ServiceNotifier* notifier = NoServiceNotifier();
 };
 
 // WitnessCore on a UDP socket, with one thread, the state file and its lock.

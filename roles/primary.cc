@@ -5,12 +5,14 @@
 
 #include <algorithm>
 #include <cinttypes>
+#include <cstdio>
 
 #include "common/log.h"
 #include "roles/guard.h"
 #include "roles/outputs.h"
 #include "roles/pause_stats.h"
 #include "roles/qemu_host.h"
+#include "roles/service_status.h"
 #include "roles/status_file.h"
 #include "roles/vm_monitor.h"
 
@@ -20,7 +22,8 @@ namespace {
 // One run of the role. Everything it starts is a member, so every way out tears down the same way (~PrimaryRun).
 class PrimaryRun {
  public:
-  PrimaryRun(const PrimaryOptions& options, const PrimaryEnv& env) : o_(options), env_(env) {}
+  PrimaryRun(const PrimaryOptions& options, const PrimaryEnv& env)
+      : o_(options), env_(env), service_(env.notifier, env.clock, options.vm_name) {}
   ~PrimaryRun() {
     env_.guard->AttachVm(nullptr);  // the guard thread must not reach for a QEMU that is going
     if (vm_) vm_->Kill(SIGKILL);
@@ -31,6 +34,8 @@ class PrimaryRun {
   int Fail(const char* what, const Status& st);
   Status Protect();  // QEMU, precopy, shipper, CHECKPOINT_READY
   int CheckpointLoop();
+  // STATUS= (and a log line when it changed): superseded, fenced, protected or UNPROTECTED, with term and epoch.
+  void ReportState(uint64_t epoch, bool fenced);
   nlohmann::json StatusJson(uint64_t epoch, double last_pause_ms) const;
   void PublishStatus(uint64_t epoch, double last_pause_ms) const {
     WriteStatusFile(o_.state_dir, StatusJson(epoch, last_pause_ms)).ok();
@@ -39,6 +44,7 @@ class PrimaryRun {
   const PrimaryOptions& o_;
   const PrimaryEnv& env_;
   const char* failed_step_ = "";
+  ServiceStatus service_;
   std::unique_ptr<CheckpointSource> checkpoints_;
   std::unique_ptr<Vm> vm_;
   std::optional<Shutdown::Hook> stop_vm_on_shutdown_;
@@ -65,6 +71,8 @@ int PrimaryRun::Run() {
     return kExitFailed;
   }
   if (Status st = Protect(); !st.ok()) return Fail(failed_step_, st);
+  ReportState(0, /*fenced=*/false);
+  service_.Ready();
   return CheckpointLoop();
 }
 
@@ -122,6 +130,9 @@ int PrimaryRun::CheckpointLoop() {
   int64_t next_monitor_ns = 0;
   const int checkpoint_timeout_ms = std::max(5000, o_.epoch_ms * 10);
   for (uint64_t number = 1;; ++number) {
+    // Fed by this loop itself: a checkpoint loop stuck anywhere (QEMU's stream, the shipper, the guard) stops
+    // feeding it and systemd kills the role, whose heartbeats would otherwise keep the standby from taking over.
+    service_.Watchdog();
     std::unique_ptr<replicator::Epoch> epoch = shipper_->Borrow();
     epoch->Reset(number, /*full=*/false);
     qemu::CheckpointTiming timing;
@@ -137,13 +148,18 @@ int PrimaryRun::CheckpointLoop() {
     // the backpressure that keeps a slow standby from falling further behind.
     shipper_->Submit(std::move(epoch));
     // A fenced primary keeps the VM inside COLO's own pause: QEMU resumes it only after VMSTATE_LOADED.
+    bool fenced = false;
     while (!guard.WaitRunnable(200)) {
       if (guard.superseded() || env_.shutdown->Requested()) break;
+      fenced = true;
+      service_.Watchdog();
+      ReportState(number, fenced);
       monitor_->Poll();
       PublishStatus(number, 0);
     }
     if (guard.superseded()) {
       outputs_->DropUnreleased();  // the new primary's output is the world's now
+      ReportState(number, false);
       PublishStatus(number, 0);
       TLOG_ERROR("main", "superseded: killing this host's copy of VM %s (it must never run again here)",
                  o_.vm_name.c_str());
@@ -158,8 +174,9 @@ int PrimaryRun::CheckpointLoop() {
                pages, page_bytes, device_bytes, pause_ns / 1e6);
     csv.Add(number, pages, page_bytes, device_bytes, pause_ns);
     const int64_t now = clock->NowNanos();
-    if (now >= next_monitor_ns) {
+    if (now >= next_monitor_ns || fenced) {
       monitor_->Poll();
+      ReportState(number, false);
       next_monitor_ns = now + 250'000'000;
     }
     if (now - window_start >= 1'000'000'000) {
@@ -173,6 +190,22 @@ int PrimaryRun::CheckpointLoop() {
       window = PauseWindow();
       window_start = now;
     }
+  }
+}
+
+void PrimaryRun::ReportState(uint64_t epoch, bool fenced) {
+  const replicator::ShipperStats ship = shipper_->stats();
+  char progress[160];
+  snprintf(progress, sizeof(progress), "term %" PRIu64 ", epoch %" PRIu64 ", acked %" PRIu64, env_.guard->term(), epoch,
+           ship.last_acked);
+  if (env_.guard->superseded()) {
+    service_.Set(LogLevel::kError, "SUPERSEDED: a newer term runs the VM elsewhere, this copy is killed", progress);
+  } else if (fenced) {
+    service_.Set(LogLevel::kWarn, "FENCED: VM paused, this host has no right to run it now", progress);
+  } else if (ship.standby_connected) {
+    service_.Set(LogLevel::kInfo, "protected: the standby holds a copy", progress);
+  } else {
+    service_.Set(LogLevel::kWarn, "UNPROTECTED: no standby holds a copy", progress);
   }
 }
 
@@ -212,7 +245,7 @@ int RunPrimaryRole(const PrimaryOptions& options, const PrimaryEnv& env) {
   return run.Run();
 }
 
-int RunPrimary(const PrimaryOptions& options, Shutdown* shutdown) {
+int RunPrimary(const PrimaryOptions& options, Shutdown* shutdown, ServiceNotifier* notifier) {
   SetLogTag("primary");
   Clock* clock = SystemClock();
   if (Status st = EnsurePrivateDir(options.state_dir); !st.ok()) {
@@ -247,7 +280,8 @@ int RunPrimary(const PrimaryOptions& options, Shutdown* shutdown) {
                    replicator::ShipperOptions ship = options.ship;
                    ship.term = term;
                    return std::unique_ptr<EpochShipping>(std::make_unique<Shipper>(ship, clock));
-                 }};
+                 },
+                 notifier};
   return RunPrimaryRole(options, env);
 }
 

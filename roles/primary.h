@@ -7,6 +7,7 @@
 #include <memory>
 
 #include "common/env.h"
+#include "common/service_notifier.h"
 #include "roles/arbitration.h"
 #include "roles/options.h"
 #include "roles/replication.h"
@@ -27,6 +28,9 @@ struct PrimaryEnv {
   Shutdown* shutdown = nullptr;
   // The shipper of the term the guard granted.
   std::function<std::unique_ptr<EpochShipping>(uint64_t term)> make_shipper;
+  // READY=1 once the VM runs with its shipper started (protected or, with no standby yet, explicitly
+  // UNPROTECTED), STATUS= on every state change, WATCHDOG=1 from every turn of the checkpoint loop.
+  ServiceNotifier* notifier = NoServiceNotifier();
 };
 
 // The role once the heartbeats and the guard run: waits for the right to run the VM, starts QEMU, takes the
@@ -35,6 +39,6 @@ struct PrimaryEnv {
 int RunPrimaryRole(const PrimaryOptions& options, const PrimaryEnv& env);
 
 // The whole role on this host: heartbeats, witness client, guard, QEMU, shipper.
-int RunPrimary(const PrimaryOptions& options, Shutdown* shutdown);
+int RunPrimary(const PrimaryOptions& options, Shutdown* shutdown, ServiceNotifier* notifier = NoServiceNotifier());
 
 }  // namespace tandem::roles

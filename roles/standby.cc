@@ -4,12 +4,14 @@
 #include <unistd.h>
 
 #include <cinttypes>
+#include <cstdio>
 
 #include "common/log.h"
 #include "qemu-integration/resume.h"
 #include "roles/guard.h"
 #include "roles/outputs.h"
 #include "roles/qemu_host.h"
+#include "roles/service_status.h"
 #include "roles/status_file.h"
 #include "roles/vm_monitor.h"
 
@@ -19,7 +21,8 @@ namespace {
 // One run of the role. Everything it starts is a member, so every way out tears down the same way (~StandbyRun).
 class StandbyRun {
  public:
-  StandbyRun(const StandbyOptions& options, const StandbyEnv& env) : o_(options), env_(env) {}
+  StandbyRun(const StandbyOptions& options, const StandbyEnv& env)
+      : o_(options), env_(env), service_(env.notifier, env.clock, options.vm_name) {}
   ~StandbyRun() {
     if (guard_) guard_->AttachVm(nullptr);
     guard_.reset();
@@ -36,8 +39,12 @@ class StandbyRun {
   nlohmann::json StatusJson(const char* state, const replicator::ReceiverStats& stats,
                             const heartbeat::PeerStatus& peer) const;
 
+  // STATUS= (and a log line when it changed) while this host is the standby.
+  void ReportStandbyState(const replicator::ReceiverStats& stats, const nlohmann::json& term);
+
   const StandbyOptions& o_;
   const StandbyEnv& env_;
+  ServiceStatus service_;
   std::unique_ptr<Vm> vm_;
   std::unique_ptr<RunGuard> guard_;  // once promoted
   std::unique_ptr<GuestOutputs> outputs_;
@@ -61,7 +68,11 @@ int StandbyRun::Run() {
   Promotion& promotion = *env_.promotion;
   const Shutdown::Hook wake_on_shutdown(env_.shutdown, [&promotion] { promotion.Wake(); });
   uint64_t reported_applied = 0;
+  ReportStandbyState(env_.receiver->stats(), promotion.StatusJson()["term"]);
+  service_.Ready();
   while (!env_.shutdown->Requested()) {
+    // Fed by this loop itself: it is the one that must notice the promotion and fail over.
+    service_.Watchdog();
     // A promotion wakes this at once; otherwise status is published five times a second.
     if (promotion.WaitPromoted(200)) return env_.shutdown->Requested() ? kExitOk : Failover();
     const replicator::ReceiverStats stats = env_.receiver->stats();
@@ -77,9 +88,26 @@ int StandbyRun::Run() {
     nlohmann::json status = StatusJson("standby", stats, promotion.peer());
     status["guard"] = promotion.StatusJson();
     status["term"] = status["guard"]["term"];
+    ReportStandbyState(stats, status["term"]);
     WriteStatusFile(o_.state_dir, status).ok();
   }
   return kExitOk;
+}
+
+void StandbyRun::ReportStandbyState(const replicator::ReceiverStats& stats, const nlohmann::json& term) {
+  char progress[160];
+  snprintf(progress, sizeof(progress), "term %" PRIu64 ", applied epoch %" PRIu64,
+           term.is_number_integer() ? term.get<uint64_t>() : 0, stats.last_applied);
+  if (!stats.primary_connected) {
+    service_.Set(LogLevel::kWarn,
+                 stats.epochs_applied > 0 ? "standby: primary NOT connected, holding the last complete epoch"
+                                          : "standby: waiting for the primary, no copy of the VM yet",
+                 progress);
+  } else if (stats.epochs_applied > 0) {
+    service_.Set(LogLevel::kInfo, "standby: protecting the VM, replica in sync", progress);
+  } else {
+    service_.Set(LogLevel::kInfo, "standby: primary connected, first sync running", progress);
+  }
 }
 
 int StandbyRun::Failover() {
@@ -119,7 +147,11 @@ int StandbyRun::Failover() {
   guard_ = std::move(guard).value();
   guard_->AttachVm(vm_.get());
   VmMonitor monitor(vm_.get(), o_.reset_guest_on_crash);
+  char progress[160];
+  snprintf(progress, sizeof(progress), "term %" PRIu64 ", resumed from epoch %" PRIu64 " in %.1f ms", decision.term,
+           point->epoch, resume_ms);
   while (!env_.shutdown->Requested() && vm_->Running() && !guard_->superseded()) {
+    service_.Watchdog();
     monitor.Poll();
     const nlohmann::json guard_status = guard_->StatusJson();
     nlohmann::json status = StatusJson("active", env_.receiver->stats(), guard_->peer());
@@ -131,7 +163,15 @@ int StandbyRun::Failover() {
     status["resume_ms"] = resume_ms;
     status["outputs"] = outputs_->StatusJson();
     WriteStatusFile(o_.state_dir, status).ok();
+    if (status["state"] == "active") {
+      service_.Set(LogLevel::kWarn, "ACTIVE: VM running on this host after a failover, UNPROTECTED", progress);
+    } else {
+      service_.Set(LogLevel::kWarn, "promoted but " + status.value("state", std::string("?")) + ": VM paused", progress);
+    }
     env_.shutdown->WaitFor(200);
+  }
+  if (guard_->superseded()) {
+    service_.Set(LogLevel::kError, "SUPERSEDED: a newer term runs the VM elsewhere, this copy is killed", progress);
   }
   return kExitOk;
 }
@@ -160,7 +200,7 @@ int RunStandbyRole(const StandbyOptions& options, const StandbyEnv& env) {
   return run.Run();
 }
 
-int RunStandby(const StandbyOptions& options, Shutdown* shutdown) {
+int RunStandby(const StandbyOptions& options, Shutdown* shutdown, ServiceNotifier* notifier) {
   SetLogTag("standby");
   Clock* clock = SystemClock();
   auto fail = [&](const char* what, const Status& st) {
@@ -179,7 +219,7 @@ int RunStandby(const StandbyOptions& options, Shutdown* shutdown) {
   if (!authority.ok()) return fail("witness", authority.status());
   if (Status st = arbitration.Start(std::move(authority).value()); !st.ok()) return fail("standby guard", st);
   QemuHost host;
-  return RunStandbyRole(options, {clock, &host, &receiver, &arbitration, shutdown});
+  return RunStandbyRole(options, {clock, &host, &receiver, &arbitration, shutdown, notifier});
 }
 
 }  // namespace tandem::roles

@@ -20,6 +20,9 @@ struct StandbyEnv {
   EpochReceiving* receiver = nullptr;  // started
   Promotion* promotion = nullptr;      // started
   Shutdown* shutdown = nullptr;
+  // READY=1 once the warm standby QEMU runs and the receiver listens, STATUS= on every state change (primary
+  // connected or not, promoted, term), WATCHDOG=1 from every turn of the role's loop.
+  ServiceNotifier* notifier = NoServiceNotifier();
 };
 
 // The role once the replica, the receiver and the arbitration exist: starts the warm standby QEMU, publishes
@@ -28,6 +31,6 @@ struct StandbyEnv {
 int RunStandbyRole(const StandbyOptions& options, const StandbyEnv& env);
 
 // The whole role on this host: replica file, receiver, heartbeats, witness client, arbitration, QEMU.
-int RunStandby(const StandbyOptions& options, Shutdown* shutdown);
+int RunStandby(const StandbyOptions& options, Shutdown* shutdown, ServiceNotifier* notifier = NoServiceNotifier());
 
 }  // namespace tandem::roles

@@ -18,6 +18,7 @@
 #include "common/fd.h"
 #include "heartbeat/witness.h"
 #include "heartbeat/witness_client.h"
+#include "tests/support/recording_notifier.h"
 #include "tests/support/temp_dir.h"
 
 namespace tandem::heartbeat {
@@ -321,6 +322,38 @@ TEST(WitnessServerTest, RunWitnessDaemonStopsWhenAsked) {
   WitnessOptions bad = Options(dir);
   bad.psk.clear();
   EXPECT_EQ(RunWitnessDaemon(bad, [] { return true; }).code(), Status::Code::kInvalidArgument);
+}
+
+TEST(WitnessServerTest, DaemonIsReadyOnceBoundAndFeedsTheWatchdogFromItsReceiveLoop) {
+  TempDir dir;
+  ::tandem::testing::RecordingNotifier notifier;
+  WitnessOptions options = Options(dir);
+  options.notifier = &notifier;
+  std::atomic<bool> stop{false};
+  Status result = Status::Aborted("not run");
+  std::thread t([&] { result = RunWitnessDaemon(options, [&] { return stop.load(); }); });
+  for (int i = 0; i < 200 && notifier.ready() == 0; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  ASSERT_EQ(notifier.ready(), 1);
+  ASSERT_EQ(notifier.statuses().size(), 1u);
+  const std::string status = notifier.statuses()[0];
+  int port = 0;
+  ASSERT_EQ(sscanf(status.c_str(), "witness on UDP port %d", &port), 1) << status;
+  // Every datagram, even one it refuses, is a turn of the loop that answers the hosts.
+  const int fed = notifier.watchdogs();
+  UniqueFd udp(::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0));
+  sockaddr_in to{};
+  to.sin_family = AF_INET;
+  to.sin_port = htons(uint16_t(port));
+  to.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  for (int i = 0; i < 3; ++i) {
+    ::sendto(udp.get(), "junk", 4, 0, reinterpret_cast<sockaddr*>(&to), sizeof(to));
+    std::this_thread::sleep_for(std::chrono::milliseconds(30));
+  }
+  EXPECT_GE(notifier.watchdogs(), fed + 3);
+  stop = true;
+  t.join();
+  EXPECT_TRUE(result.ok()) << result.ToString();
+  EXPECT_EQ(notifier.ready(), 1);
 }
 
 }  // namespace

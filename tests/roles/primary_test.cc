@@ -9,6 +9,7 @@
 #include "roles/status_file.h"
 #include "tests/qemu/qemu_test_util.h"
 #include "tests/roles/fakes.h"
+#include "tests/support/recording_notifier.h"
 
 namespace tandem::roles {
 namespace {
@@ -32,7 +33,8 @@ class PrimaryRoleTest : public ::testing::Test {
     PrimaryEnv env{&clock_, &host_, &guard_, &shutdown_, [this](uint64_t term) {
                      shipped_.term = term;
                      return std::unique_ptr<EpochShipping>(std::make_unique<testing::FakeShipper>(&shipped_));
-                   }};
+                   },
+                   &notifier_};
     return RunPrimaryRole(options_, env);
   }
   // The checkpoint stream ends with a shutdown request after `n` checkpoints.
@@ -55,6 +57,7 @@ class PrimaryRoleTest : public ::testing::Test {
   Shutdown shutdown_;
   ShipperLog shipped_;
   PrimaryOptions options_;
+  tandem::testing::RecordingNotifier notifier_;
 };
 
 TEST_F(PrimaryRoleTest, PrecopySeedsTheShipperAndEveryCheckpointIsSubmittedThenResumed) {
@@ -258,6 +261,103 @@ TEST_F(PrimaryRoleTest, QemuThatCannotStartReportsFailed) {
   EXPECT_EQ(Run(), kExitFailed);
   EXPECT_EQ(StatusFile().value("state", ""), "failed");
   EXPECT_FALSE(shipped_.started);
+}
+
+
+bool StartsWith(const std::string& s, const std::string& prefix) { return s.rfind(prefix, 0) == 0; }
+
+TEST_F(PrimaryRoleTest, ReadyIsSentOnceWhenTheVmRunsWithItsShipperStarted) {
+  ShutDownAfter(5);
+  host_.qemu.before_checkpoint = [&, inner = host_.qemu.before_checkpoint](int n) {
+    if (n == 1) {
+      EXPECT_EQ(notifier_.ready(), 1) << "READY before the first checkpoint: the VM runs, the shipper is started";
+      EXPECT_TRUE(shipped_.started);
+    }
+    return inner(n);
+  };
+  EXPECT_EQ(Run(), kExitOk);
+  EXPECT_EQ(notifier_.ready(), 1);
+  const std::vector<std::string> events = notifier_.events();
+  ASSERT_GE(events.size(), 2u);
+  EXPECT_TRUE(StartsWith(events[0], "STATUS=protected")) << events[0];
+  EXPECT_NE(events[0].find("term 7"), std::string::npos) << events[0];
+  EXPECT_EQ(events[1], "READY") << "systemctl shows the state as soon as the start completes";
+}
+
+TEST_F(PrimaryRoleTest, RoleThatNeverCameUpIsNeverReady) {
+  host_.qemu.launch_error = Status::IoError("no qemu-system-x86_64");
+  EXPECT_EQ(Run(), kExitFailed);
+  guard_.NeverRunnable();
+  EXPECT_EQ(Run(), kExitFailed);
+  EXPECT_EQ(notifier_.ready(), 0);
+}
+
+TEST_F(PrimaryRoleTest, UnprotectedPrimaryIsReadyAndSaysItIsUnprotected) {
+  shipped_.standby_connected = false;
+  ShutDownAfter(1);
+  EXPECT_EQ(Run(), kExitOk);
+  EXPECT_EQ(notifier_.ready(), 1) << "no standby is no reason to hold the VM: it runs, explicitly unprotected";
+  ASSERT_FALSE(notifier_.statuses().empty());
+  EXPECT_TRUE(StartsWith(notifier_.statuses()[0], "UNPROTECTED")) << notifier_.statuses()[0];
+}
+
+TEST_F(PrimaryRoleTest, WatchdogIsFedFromEveryTurnOfTheCheckpointLoop) {
+  ShutDownAfter(6);
+  std::vector<int> fed_before;
+  host_.qemu.before_checkpoint = [&, inner = host_.qemu.before_checkpoint](int n) {
+    fed_before.push_back(notifier_.watchdogs());
+    return inner(n);
+  };
+  EXPECT_EQ(Run(), kExitOk);
+  ASSERT_EQ(fed_before.size(), 7u);
+  for (size_t i = 0; i < fed_before.size(); ++i) {
+    EXPECT_EQ(fed_before[i], int(i) + 1) << "checkpoint " << i + 1 << ": one feed per turn of the loop";
+  }
+}
+
+TEST_F(PrimaryRoleTest, StandbyLossIsOneStatusChangeFromProtectedToUnprotected) {
+  ShutDownAfter(8);
+  host_.qemu.before_checkpoint = [&, inner = host_.qemu.before_checkpoint](int n) {
+    if (n == 4) {
+      std::lock_guard<std::mutex> lock(shipped_.mu);
+      shipped_.standby_connected = false;
+    }
+    if (n >= 4) clock_.Advance(300'000'000);  // past the 250 ms between state checks
+    return inner(n);
+  };
+  EXPECT_EQ(Run(), kExitOk);
+  std::vector<std::string> states;
+  for (const std::string& status : notifier_.statuses()) {
+    const std::string state = status.substr(0, status.find(" ("));
+    if (states.empty() || states.back() != state) states.push_back(state);
+  }
+  EXPECT_EQ(states, (std::vector<std::string>{"protected: the standby holds a copy",
+                                              "UNPROTECTED: no standby holds a copy"}));
+}
+
+TEST_F(PrimaryRoleTest, FencedPrimaryFeedsTheWatchdogAndSaysItIsFenced) {
+  ShutDownAfter(3);
+  std::thread unfence;
+  host_.qemu.before_checkpoint = [&, inner = host_.qemu.before_checkpoint](int n) {
+    if (n == 2) {
+      guard_.SetRunnable(false);
+      unfence = std::thread([&] {
+        std::this_thread::sleep_for(std::chrono::milliseconds(700));
+        guard_.SetRunnable(true);
+      });
+    }
+    return inner(n);
+  };
+  EXPECT_EQ(Run(), kExitOk);
+  unfence.join();
+  EXPECT_GE(notifier_.watchdogs(), 3 + 2) << "a fenced loop still turns every 200 ms";
+  std::vector<std::string> fenced;
+  for (const std::string& status : notifier_.statuses()) {
+    if (StartsWith(status, "FENCED")) fenced.push_back(status);
+  }
+  EXPECT_FALSE(fenced.empty());
+  ASSERT_FALSE(notifier_.statuses().empty());
+  EXPECT_TRUE(StartsWith(notifier_.statuses().back(), "protected")) << "unfenced: back to protected at once";
 }
 
 }  // namespace

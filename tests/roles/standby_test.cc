@@ -5,6 +5,7 @@
 #include "roles/status_file.h"
 #include "tests/qemu/qemu_test_util.h"
 #include "tests/roles/fakes.h"
+#include "tests/support/recording_notifier.h"
 
 namespace tandem::roles {
 namespace {
@@ -33,6 +34,10 @@ class FakeReceiver final : public EpochReceiving {
   bool stopped() const {
     std::lock_guard<std::mutex> lock(mu_);
     return stopped_;
+  }
+  void SetPrimaryConnected(bool connected) {
+    std::lock_guard<std::mutex> lock(mu_);
+    stats_.primary_connected = connected;
   }
 
  private:
@@ -115,7 +120,7 @@ class StandbyRoleTest : public ::testing::Test {
     options_.arbitration = "NO witness: two-host policy standby-promotes";
     host_.qemu.clock = &clock_;
   }
-  int Run() { return RunStandbyRole(options_, {&clock_, &host_, &receiver_, &promotion_, &shutdown_}); }
+  int Run() { return RunStandbyRole(options_, {&clock_, &host_, &receiver_, &promotion_, &shutdown_, &notifier_}); }
   // Runs the role on its own thread until `done` holds for its status.json, then requests shutdown.
   int RunUntil(const std::function<bool(const nlohmann::json&)>& done) {
     int code = -1;
@@ -145,6 +150,7 @@ class StandbyRoleTest : public ::testing::Test {
   FakePromotion promotion_{&clock_, &active_guard_};
   Shutdown shutdown_;
   StandbyOptions options_;
+  tandem::testing::RecordingNotifier notifier_;
 };
 
 TEST_F(StandbyRoleTest, PromotionResumesFromTheReceiversResumePointWithItsStream) {
@@ -258,6 +264,64 @@ TEST_F(StandbyRoleTest, ShutdownEndsTheStandbyAtOnce) {
   EXPECT_EQ(code, kExitOk);
   EXPECT_TRUE(host_.qemu.Killed(SIGKILL));
   EXPECT_TRUE(host_.qemu.resume_stream.empty());
+}
+
+bool StartsWith(const std::string& s, const std::string& prefix) { return s.rfind(prefix, 0) == 0; }
+
+TEST_F(StandbyRoleTest, ReadyOnceTheWarmQemuRunsAndTheFeedKeepsTurning) {
+  const int code = RunUntil([&](const nlohmann::json& s) {
+    return s.value("state", "") == "standby" && notifier_.watchdogs() >= 3;
+  });
+  EXPECT_EQ(code, kExitOk);
+  EXPECT_TRUE(host_.qemu.launched);
+  EXPECT_EQ(notifier_.ready(), 1);
+  EXPECT_GE(notifier_.watchdogs(), 3) << "fed from every turn of the role's loop (200 ms)";
+  ASSERT_FALSE(notifier_.statuses().empty());
+  EXPECT_TRUE(StartsWith(notifier_.statuses()[0], "standby: waiting for the primary")) << notifier_.statuses()[0];
+  EXPECT_NE(notifier_.statuses()[0].find("term 4"), std::string::npos) << notifier_.statuses()[0];
+}
+
+TEST_F(StandbyRoleTest, StandbyWhoseQemuCannotStartIsNeverReady) {
+  host_.qemu.launch_error = Status::IoError("no qemu-system-x86_64");
+  EXPECT_EQ(Run(), kExitFailed);
+  EXPECT_EQ(notifier_.ready(), 0);
+}
+
+TEST_F(StandbyRoleTest, PrimaryConnectingAndLeavingAreStatusChanges) {
+  std::thread primary([&] {
+    std::this_thread::sleep_for(std::chrono::milliseconds(300));
+    receiver_.SetPrimaryConnected(true);
+    receiver_.Applied(Epoch(3));
+    std::this_thread::sleep_for(std::chrono::milliseconds(500));
+    receiver_.SetPrimaryConnected(false);
+  });
+  const int code = RunUntil([&](const nlohmann::json&) {
+    const std::vector<std::string> statuses = notifier_.statuses();
+    return !statuses.empty() && StartsWith(statuses.back(), "standby: primary NOT connected");
+  });
+  primary.join();
+  EXPECT_EQ(code, kExitOk);
+  std::vector<std::string> states;
+  for (const std::string& status : notifier_.statuses()) states.push_back(status.substr(0, status.find(" (")));
+  EXPECT_EQ(states, (std::vector<std::string>{"standby: waiting for the primary, no copy of the VM yet",
+                                              "standby: protecting the VM, replica in sync",
+                                              "standby: primary NOT connected, holding the last complete epoch"}));
+}
+
+TEST_F(StandbyRoleTest, PromotedStandbySaysItIsActiveAndKeepsFeedingTheWatchdog) {
+  receiver_.Applied(Epoch(7));
+  promotion_.Promote(5);
+  int fed_when_active = -1;
+  const int code = RunUntil([&](const nlohmann::json& s) {
+    if (s.value("state", "") != "active") return false;
+    if (fed_when_active < 0) fed_when_active = notifier_.watchdogs();
+    return notifier_.watchdogs() >= fed_when_active + 2;
+  });
+  EXPECT_EQ(code, kExitOk);
+  ASSERT_FALSE(notifier_.statuses().empty());
+  EXPECT_TRUE(StartsWith(notifier_.statuses().back(), "ACTIVE: VM running on this host after a failover"))
+      << notifier_.statuses().back();
+  EXPECT_NE(notifier_.statuses().back().find("term 5, resumed from epoch 7"), std::string::npos);
 }
 
 }  // namespace
