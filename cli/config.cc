@@ -57,6 +57,14 @@ Setter Nic(Setter set) {
   };
 }
 
+// Any [disk] key makes the section present.
+Setter Disk(Setter set) {
+  return [set](Config& c, const std::string& v) {
+    c.disk = true;
+    return set(c, v);
+  };
+}
+
 Status SetCompression(Config& c, const std::string& v) {
   c.compression_auto = v == "auto";
   if (v == "auto" || v == "lz4") {
@@ -102,6 +110,9 @@ const std::map<std::string, Setter>& Setters() {
       {"nic.model", Nic(Str(&Config::nic_model))},
       {"nic.hold_max_kib", Nic(Num<uint64_t>(&Config::nic_hold_max_kib, 64, 1 << 20))},
       {"nic.hold_max_frames", Nic(Num<uint64_t>(&Config::nic_hold_max_frames, 1, 1 << 20))},
+      {"disk.image", Disk(Str(&Config::disk_image))},
+      {"disk.format", Disk(Str(&Config::disk_format))},
+      {"disk.max_epoch_mib", Disk(Num<uint64_t>(&Config::disk_max_epoch_mib, 64, 1 << 16))},
       {"nic.when_unprotected",
        Nic(Enum(&Config::release_when_unprotected, ParseWhenUnprotected, "release or hold"))},
       {"standby.heartbeat", List(&Config::standby_heartbeat, ',')},
@@ -161,6 +172,24 @@ Status ValidateNic(const Config& c) {
   return Status::Ok();
 }
 
+Status ValidateDisk(const Config& c) {
+  if (!c.disk) return Status::Ok();
+  if (c.disk_image.empty()) {
+    return Status::InvalidArgument("disk.image (the path of a raw image; relative: in the role's state_dir) is "
+                                   "required in a [disk] section");
+  }
+  if (c.disk_format != "raw") {
+    return Status::InvalidArgument("disk.format '" + c.disk_format +
+                                   "': only raw images are served (convert: qemu-img convert -O raw in.qcow2 out.raw)");
+  }
+  for (const std::string* dir : {&c.primary_state_dir, &c.standby_state_dir}) {
+    if (dir->size() + sizeof("/disk.sock") - 1 > 107 || dir->find(',') != std::string::npos) {
+      return Status::InvalidArgument("[disk]: state_dir " + *dir + " is too long or has a comma for the disk socket");
+    }
+  }
+  return Status::Ok();
+}
+
 Status Validate(const Config& c) {
   if (c.vm_name.empty() || c.vm_name.find_first_of("/ \t") != std::string::npos) {
     return Status::InvalidArgument("vm.name must be a non-empty word without '/' or spaces");
@@ -175,6 +204,7 @@ Status Validate(const Config& c) {
     if (!console.ok()) return console.status().WithContext("state_dir " + *dir);
   }
   TANDEM_RETURN_IF_ERROR(ValidateNic(c));
+  TANDEM_RETURN_IF_ERROR(ValidateDisk(c));
   if (c.primary_heartbeat.empty() || c.primary_heartbeat.size() != c.standby_heartbeat.size()) {
     return Status::InvalidArgument(
         "primary.heartbeat and standby.heartbeat must list the same number (>= 1) of link addresses");

@@ -5,6 +5,9 @@
 //                 allow_unprotected_devices (qemu_extra may add disks/NICs/chardevs tandem does not protect)
 //   [nic]         mac, tap, bridge, model, hold_max_kib, hold_max_frames, when_unprotected (release|hold)
 //                 (absent: the VM has no NIC)
+//   [disk]        image (raw image, the same path on both hosts: each host its own copy; a relative path is in
+//                 the role's state_dir), format (raw),
+//                 max_epoch_mib (writes one epoch holds before the guest's I/O waits) (absent: no disk)
 //   [primary]     state_dir, heartbeat (comma-separated local UDP addresses, one per link)
 //   [standby]     state_dir, replication (listen host:port), heartbeat (one address per link)
 //   [heartbeat]   interval_ms, timeout_ms, psk | psk_file
@@ -59,6 +62,11 @@ struct Config {
   // (the guest's network stalls once the hold queue is full, until a standby acknowledges). Applies to the
   // console too.
   bool release_when_unprotected = true;
+  // [disk]: the guest's disk, served by tandem over NBD and replicated with the epochs (disk/README.md).
+  bool disk = false;  // a [disk] section was given
+  std::string disk_image;
+  std::string disk_format = "raw";  // the only one
+  uint64_t disk_max_epoch_mib = 256;
   // [primary]
   std::string primary_state_dir = "/run/tandem/primary";
   std::vector<std::string> primary_heartbeat;

@@ -7,6 +7,7 @@
 #include <memory>
 
 #include "common/env.h"
+#include "disk/block_device.h"
 #include "roles/arbitration.h"
 #include "roles/options.h"
 #include "roles/replication.h"
@@ -25,8 +26,8 @@ struct PrimaryEnv {
   VmHost* host = nullptr;
   RunGuard* guard = nullptr;  // started
   Shutdown* shutdown = nullptr;
-  // The shipper of the term the guard granted.
-  std::function<std::unique_ptr<EpochShipping>(uint64_t term)> make_shipper;
+  // The shipper of the term the guard granted; `disk` is the guest's disk image (null: no disk).
+  std::function<std::unique_ptr<EpochShipping>(uint64_t term, disk::BlockDevice* disk)> make_shipper;
 };
 
 // The role once the heartbeats and the guard run: waits for the right to run the VM, starts QEMU, takes the
