@@ -179,6 +179,9 @@ const std::vector<KeySpec>& Keys() {
       {"nic", "model", String(&Config::nic_model)},
       {"nic", "hold_max_kib", Integer(&Config::nic_hold_max_kib, 64, 1 << 20, "KiB")},
       {"nic", "hold_max_frames", Integer(&Config::nic_hold_max_frames, 1, 1 << 20, "frames")},
+      {"disk", "image", String(&Config::disk_image)},
+      {"disk", "format", String(&Config::disk_format)},
+      {"disk", "max_epoch_mib", Integer(&Config::disk_max_epoch_mib, 64, 1 << 16, "MiB")},
       {"nic", "when_unprotected", OneOf(&Config::release_when_unprotected, ParseWhenUnprotected, "\"release\" or \"hold\"")},
       {"primary", "state_dir", String(&Config::primary_state_dir)},
       {"primary", "heartbeat", Strings(&Config::primary_heartbeat)},
@@ -221,7 +224,7 @@ const std::map<std::string_view, const char*> kRemoved = {
 };
 
 // Tables whose presence alone switches something on (an empty [nic] is a NIC missing its mac, not no NIC).
-const std::map<std::string_view, bool Config::*> kPresence = {{"nic", &Config::nic}};
+const std::map<std::string_view, bool Config::*> kPresence = {{"nic", &Config::nic}, {"disk", &Config::disk}};
 
 std::vector<std::string> TableNames() {
   std::vector<std::string> names;
@@ -276,6 +279,24 @@ Status ValidateNic(const Config& c, const Positions& at) {
   return Status::Ok();
 }
 
+Status ValidateDisk(const Config& c, const Positions& at) {
+  if (!c.disk) return Status::Ok();
+  if (c.disk_image.empty()) {
+    return at.Refuse("disk.image", "disk.image (the path of a raw image; relative: in the role's state_dir) is "
+                                   "required in a [disk] section");
+  }
+  if (c.disk_format != "raw") {
+    return at.Refuse("disk.format", "disk.format '" + c.disk_format +
+                                   "': only raw images are served (convert: qemu-img convert -O raw in.qcow2 out.raw)");
+  }
+  for (const std::string* dir : {&c.primary_state_dir, &c.standby_state_dir}) {
+    if (dir->size() + sizeof("/disk.sock") - 1 > 107 || dir->find(',') != std::string::npos) {
+      return at.Refuse("disk.image", "[disk]: state_dir " + *dir + " is too long or has a comma for the disk socket");
+    }
+  }
+  return Status::Ok();
+}
+
 // What no single key can check: required keys and keys that must agree.
 Status Validate(const Config& c, const Positions& at) {
   if (c.vm_name.empty() || c.vm_name.find_first_of("/ \t") != std::string::npos) {
@@ -291,6 +312,7 @@ Status Validate(const Config& c, const Positions& at) {
     if (!console.ok()) return at.Refuse(key, std::string(key) + " " + dir + ": " + console.status().message());
   }
   TANDEM_RETURN_IF_ERROR(ValidateNic(c, at));
+  TANDEM_RETURN_IF_ERROR(ValidateDisk(c, at));
   if (c.primary_heartbeat.empty() || c.primary_heartbeat.size() != c.standby_heartbeat.size()) {
     return at.Refuse("standby.heartbeat",
                      "primary.heartbeat and standby.heartbeat must list the same number (>= 1) of link addresses");

@@ -4,6 +4,8 @@
 //   [vm]          name, memory_mb, vcpus, accel ("kvm"|"tcg"), machine, kernel, initrd, append, epoch_ms,
 //                 qemu_extra (array), on_guest_crash ("report"|"reset"), memory_dir, allow_unprotected_devices
 //   [nic]         mac, tap, bridge, model, hold_max_kib, hold_max_frames, when_unprotected (absent: no NIC)
+//   [disk]        image (raw image, the same path on both hosts: each host its own copy; a relative path is in
+//                 the role's state_dir), format ("raw"), max_epoch_mib (absent: no disk)
 //   [primary]     state_dir, heartbeat (array: one local UDP address per link)
 //   [standby]     state_dir, replication (listen host:port), heartbeat (array, one address per link)
 //   [heartbeat]   interval_ms, timeout_ms, psk | psk_file
@@ -57,6 +59,11 @@ struct Config {
   // (the guest's network stalls once the hold queue is full, until a standby acknowledges). Applies to the
   // console too.
   bool release_when_unprotected = true;
+  // [disk]: the guest's disk, served by tandem over NBD and replicated with the epochs (disk/README.md).
+  bool disk = false;  // a [disk] section was given
+  std::string disk_image;
+  std::string disk_format = "raw";  // the only one
+  uint64_t disk_max_epoch_mib = 256;
   // [primary]
   std::string primary_state_dir = "/run/tandem/primary";
   std::vector<std::string> primary_heartbeat;

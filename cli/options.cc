@@ -1,6 +1,7 @@
 #include "cli/options.h"
 
 #include "output-commit/qemu_options.h"
+#include "roles/disk.h"
 
 namespace tandem::cli {
 namespace {
@@ -14,6 +15,12 @@ void FillRoleOptions(const Config& config, qemu::QemuRole role, roles::RoleOptio
   options->unprotected_devices = config.unprotected_devices;
   options->outputs.console_log = options->vm.serial_log;
   options->outputs.release_when_unprotected = config.release_when_unprotected;
+  if (config.disk) {
+    // A relative image path is taken in the role's state directory (two roles on one machine: tests, demos).
+    const std::string image = config.disk_image.front() == '/' ? config.disk_image
+                                                                : options->state_dir + "/" + config.disk_image;
+    options->disk = roles::DiskOptions{image, config.disk_max_epoch_mib << 20};
+  }
   if (config.nic) {
     roles::NicOptions nic;
     nic.tap = config.nic_tap;
@@ -73,6 +80,7 @@ qemu::VmConfig MakeVmConfig(const Config& config, qemu::QemuRole role) {
     vm.output_args.insert(vm.output_args.end(), nic.begin(), nic.end());
   }
   vm.extra_args = config.qemu_extra;
+  if (config.disk) vm.disk_socket = roles::DiskSocketIn(state_dir);
   return vm;
 }
 

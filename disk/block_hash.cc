@@ -45,6 +45,12 @@ Result<BlockHashes> HashBlocks(BlockDevice& device, uint64_t block_size) {
                     [&](uint64_t offset, std::span<uint8_t> out) { return device.Read(offset, out); });
 }
 
+uint64_t HashBlockSizeFor(uint64_t disk_size) {
+  uint64_t block = kDefaultHashBlockSize;
+  while (block < (64u << 20) && (disk_size + block - 1) / block > kMaxHashBlocks) block *= 2;
+  return block;
+}
+
 std::vector<uint64_t> BlocksToSend(const BlockHashes& primary, const BlockHashes& standby) {
   const bool comparable = primary.block_size == standby.block_size && primary.disk_size == standby.disk_size &&
                           primary.hashes.size() == standby.hashes.size();

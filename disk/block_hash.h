@@ -15,6 +15,11 @@
 namespace tandem::disk {
 
 inline constexpr uint64_t kDefaultHashBlockSize = 64 << 10;
+// At most this many blocks, so that the list fits one replication record (2 MiB).
+inline constexpr uint64_t kMaxHashBlocks = 200'000;
+
+// The hash block size for a disk: kDefaultHashBlockSize, doubled until the disk has at most kMaxHashBlocks.
+uint64_t HashBlockSizeFor(uint64_t disk_size);
 
 struct BlockHashes {
   uint64_t block_size = kDefaultHashBlockSize;

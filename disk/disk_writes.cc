@@ -151,4 +151,24 @@ Result<DiskWrites> DecodeDiskWrites(std::span<const uint8_t> payload) {
   return out;
 }
 
+Result<std::vector<uint8_t>> MergeDiskWrites(std::span<const uint8_t> earlier, std::span<const uint8_t> later) {
+  TANDEM_ASSIGN_OR_RETURN(DiskWrites first, DecodeDiskWrites(earlier));
+  TANDEM_ASSIGN_OR_RETURN(DiskWrites second, DecodeDiskWrites(later));
+  if (first.disk_size != second.disk_size) {
+    return Status::InvalidArgument("DISK_WRITES of a " + std::to_string(first.disk_size) + "-byte and a " +
+                                   std::to_string(second.disk_size) + "-byte disk do not merge");
+  }
+  DiskWritesEncoder merged(first.disk_size);
+  for (const DiskWrites* writes : {&first, &second}) {
+    for (const DiskWrite& w : writes->writes) {
+      if (w.kind == WriteKind::kData) {
+        merged.AddData(w.offset, w.data);
+      } else {
+        merged.Add(w.kind, w.offset, w.length);
+      }
+    }
+  }
+  return merged.Finish(second.epoch);
+}
+
 }  // namespace tandem::disk

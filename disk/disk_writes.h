@@ -64,4 +64,8 @@ struct DiskWrites {
 // defect is a Corruption (Unsupported for another version) naming what is wrong.
 Result<DiskWrites> DecodeDiskWrites(std::span<const uint8_t> payload);
 
+// One payload with `earlier`'s writes, then `later`'s, for later's epoch: what applying both in turn does (the
+// primary merging queued epochs while no standby takes them). Both are verified first; disk sizes must agree.
+Result<std::vector<uint8_t>> MergeDiskWrites(std::span<const uint8_t> earlier, std::span<const uint8_t> later);
+
 }  // namespace tandem::disk

@@ -46,6 +46,10 @@ class DiskReplica {
   // Applies the journaled epoch again after a failed Apply (idempotent: every entry is an absolute write).
   Status Recover();
 
+  // A full resync starts a new sequence of epochs (a new primary numbers from its own start): the next Apply may
+  // carry any epoch number. The journal itself is unaffected.
+  void RestartEpochs() { has_epoch_ = false; }
+
   bool needs_recovery() const { return needs_recovery_; }
   const DiskRecovery& recovery() const { return recovery_; }
   // The last epoch applied (journaled or empty); meaningful once has_epoch().

@@ -51,7 +51,10 @@ Result<std::vector<std::string>> QemuNicArgs(const QemuNicConfig& nic, const std
       "-netdev", "dgram,id=" + nic.id + ",local.type=unix,local.path=" + paths.nic_qemu_socket +
                      ",remote.type=unix,remote.path=" + paths.nic_socket,
       // romfile= : no PXE option ROM (the guest boots from -kernel), so no extra RAM block and no ipxe files.
-      "-device", nic.model + ",netdev=" + nic.id + ",mac=" + nic.mac + ",romfile=",
+      // disable-modern=on (virtio models): legacy virtio, which the test guest's driver needs (tests/guest);
+      // Linux drives both.
+      "-device", nic.model + ",netdev=" + nic.id + ",mac=" + nic.mac + ",romfile=" +
+                     (nic.model.rfind("virtio-", 0) == 0 ? ",disable-modern=on" : ""),
   };
 }
 

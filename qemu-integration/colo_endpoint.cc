@@ -149,6 +149,7 @@ Status ColoEndpoint::ReceiveCheckpoint(replicator::Epoch* epoch, int timeout_ms,
   TANDEM_RETURN_IF_ERROR(
       parser_.ExpectMessage(ColoMessage::kCheckpointRequest).WithContext("waiting for CHECKPOINT_REQUEST"));
   timing->request_ns = clock->NowNanos();
+  if (on_request_) on_request_();
   TANDEM_RETURN_IF_ERROR(Send(ColoMessage::kCheckpointReply).WithContext("CHECKPOINT_REPLY"));
   timing->reply_ns = clock->NowNanos();
   // The VM is stopped now: QEMU streams as fast as it can, so silence means trouble.

@@ -70,6 +70,9 @@ class ColoEndpoint {
   // (pages are appended; the caller Reset()s it) and the device state into epoch->device_state(). The VM stays
   // paused until ResumeVm().
   Status ReceiveCheckpoint(replicator::Epoch* epoch, int timeout_ms, CheckpointTiming* timing);
+  // Called as soon as CHECKPOINT_REQUEST is read, before the reply: the disk's write log lets held writes
+  // through then, so that the drain of the vm_stop that follows can finish (disk/README.md, backpressure).
+  void OnCheckpointRequest(std::function<void()> hook) { on_request_ = std::move(hook); }
   // VMSTATE_RECEIVED + VMSTATE_LOADED: QEMU resumes the guest.
   Status ResumeVm();
 
@@ -95,6 +98,7 @@ class ColoEndpoint {
   StreamReader reader_;
   ColoStreamParser parser_;
   bool precopy_done_ = false;
+  std::function<void()> on_request_;
 };
 
 }  // namespace tandem::qemu

@@ -16,7 +16,7 @@ struct VmConfig {
   int vcpus = 1;
   std::string accel = "kvm";  // kvm | tcg
   std::string machine = "q35";
-  std::string kernel;    // -kernel (required: the guest boots from it, there are no disks)
+  std::string kernel;    // -kernel (required: the guest boots from it, not from its disk)
   std::string initrd;    // optional
   std::string append;    // optional kernel command line
   std::string ram_path;  // file that backs guest RAM (share=on): tandem maps the same file
@@ -26,6 +26,10 @@ struct VmConfig {
   // which writes serial_log itself, only what the standby holds. Replaces `-serial file:<serial_log>`.
   std::vector<std::string> output_args;
   std::vector<std::string> extra_args;  // appended verbatim, on both roles
+  // The guest's disk: QEMU's NBD client on this unix socket, which tandem serves (disk/README.md); empty: no
+  // disk. The export is the VM's name. A virtio-blk device, legacy-capable (disable-modern=on: the test guest's
+  // driver is legacy virtio; Linux drives either).
+  std::string disk_socket;
 };
 
 enum class QemuRole { kPrimary, kStandby };

@@ -28,6 +28,8 @@ const char* DecodeErrorName(DecodeError error) {
     case DecodeError::kOutOfOrderEpoch: return "out-of-order-epoch";
     case DecodeError::kUnsupported: return "unsupported";
     case DecodeError::kWrongPeer: return "wrong-peer";
+    case DecodeError::kDiskWritesOrder: return "disk-writes-order";
+    case DecodeError::kDiskWritesCorrupt: return "disk-writes-corrupt";
   }
   return "?";
 }

@@ -19,7 +19,7 @@ enum class DecodeError : uint8_t {
   kTruncated,                // the stream ended inside a record, or a payload inside one of its fields or entries
   kUnknownVersion,           // a HELLO of a protocol version this build does not speak
   kUnknownRecord,            // a record type the protocol does not have
-  kUnsupportedRecord,        // a record type this standby does not take (DISK_WRITES)
+  kUnsupportedRecord,        // a record type this connection does not take (DISK_WRITES when no disk was announced)
   kUnexpectedRecord,         // a known record where it may not be (before HELLO, outside an epoch, out of order)
   kBadField,                 // a field out of range: unknown flags, role or status, reserved bits set, bad counts
   kUnknownEncoding,          // a page entry with an encoding this build does not know
@@ -37,6 +37,9 @@ enum class DecodeError : uint8_t {
   kOutOfOrderEpoch,          // a delta epoch that does not continue the one held (or there is none to continue)
   kUnsupported,              // a feature this standby lacks (page size)
   kWrongPeer,                // a HELLO from the wrong role, or for another VM
+  kDiskWritesOrder,          // a DISK_WRITES chunk that does not continue the ones received, a bad total, or an
+                             // epoch of a disk-replicating primary without its DISK_WRITES
+  kDiskWritesCorrupt,        // the reassembled DISK_WRITES payload fails its own checks (disk_writes.h)
 };
 const char* DecodeErrorName(DecodeError error);
 

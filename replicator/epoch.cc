@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "common/fd.h"
+#include "disk/disk_writes.h"
 #include "replicator/page_codec.h"
 
 namespace tandem::replicator {
@@ -26,6 +27,7 @@ void Epoch::Reset(uint64_t number, bool full) {
   index_.clear();
   arena_used_ = 0;
   device_state_.clear();
+  disk_writes_.clear();
 }
 
 void Epoch::ReservePageBytes(uint64_t bytes) {
@@ -63,6 +65,14 @@ Status Epoch::Absorb(const Epoch& later) {
   }
   for (const PageRecord& p : later.pages()) {
     if (p.patch_size > 0) return Status::InvalidArgument("a staged patch does not merge");
+  }
+  // The disk first: it is the step that can fail, and this epoch must stay unchanged when it does.
+  if (!later.disk_writes().empty()) {
+    if (disk_writes_.empty()) {
+      disk_writes_ = later.disk_writes();
+    } else {
+      TANDEM_ASSIGN_OR_RETURN(disk_writes_, disk::MergeDiskWrites(disk_writes_, later.disk_writes()));
+    }
   }
   auto key = [](const PageRecord& p) { return uint64_t{p.block} << 48 | p.offset / kPageSize; };
   if (index_.empty()) {

@@ -86,6 +86,10 @@ class Epoch final : public PageSink {
   uint8_t* MutablePageData(const PageRecord& page) { return arena_.data() + page.data_offset; }
   std::vector<uint8_t>& device_state() { return device_state_; }
   const std::vector<uint8_t>& device_state() const { return device_state_; }
+  // The epoch's DISK_WRITES payload (disk/disk_writes.h): every write the guest's disk completed in it, empty
+  // when the VM has no replicated disk. Opaque here; the encoder ships it in DISK_WRITES records.
+  std::vector<uint8_t>& disk_writes() { return disk_writes_; }
+  const std::vector<uint8_t>& disk_writes() const { return disk_writes_; }
   // Bytes of page payload held (filled pages count zero, patches their size).
   uint64_t page_bytes() const { return arena_used_; }
 
@@ -106,6 +110,7 @@ class Epoch final : public PageSink {
   std::vector<uint8_t> arena_;
   uint64_t arena_used_ = 0;
   std::vector<uint8_t> device_state_;
+  std::vector<uint8_t> disk_writes_;
 };
 
 // Guest RAM as tandem holds it: one mapping per RAM block. Blocks named in `file_backed` are mapped

@@ -56,6 +56,9 @@ struct ResyncSource {
   PageFingerprints* fingerprints = nullptr;
   // Called once after the last page was read, before EPOCH_END, for a live epoch only: >= 1.
   std::function<uint32_t()> settles_after;
+  // The guest disk's blocks that differ on the standby, as one DISK_WRITES payload (empty: no disk). Read before
+  // the pages, so every disk write after the read is in an epoch the live epoch settles with.
+  std::span<const uint8_t> disk_writes;
 };
 
 class EpochEncoder {
@@ -79,9 +82,10 @@ class EpochEncoder {
   // `layout` (the VM's RAM blocks) is what the pages are checked against before anything is written.
   Status EncodeEpoch(const Epoch& epoch, uint64_t term, const DeltaBase* base, const PageFingerprints* fingerprints,
                      std::span<const RamBlockInfo> layout, EpochSink* sink);
-  // A full epoch: every page of every block of `image`, in order, then `device_state`.
+  // A full epoch: every page of every block of `image`, in order, then `disk_writes` (a DISK_WRITES payload, if
+  // the VM has a disk) and `device_state`.
   Status EncodeFull(uint64_t number, uint64_t term, const RamImage& image, std::span<const uint8_t> device_state,
-                    EpochSink* sink);
+                    EpochSink* sink, std::span<const uint8_t> disk_writes = {});
   // A delta epoch `number` holding checkpoints number - merged .. number, made of the `pages` of `image` as they
   // are (not relative to the standby's copy, which the caller does not know), then `device_state`: what a
   // standby that holds epoch number - merged - 1 lacks, when the caller knows which pages changed since.
@@ -109,13 +113,14 @@ class EpochEncoder {
   struct PageSource;
   int threads() const { return threads_; }
   // Records an epoch of `pages` pages and `device_state_bytes` of device state is encoded into.
-  static uint64_t RecordCount(uint64_t pages, uint64_t device_state_bytes);
+  static uint64_t RecordCount(uint64_t pages, uint64_t device_state_bytes, uint64_t disk_writes_bytes = 0);
 
  private:
   // Writes the epoch's framing around `emit_pages`, which adds every page (MakeRoom, then EntryWritten).
   template <typename EmitPages>
-  Status EncodeCommon(const EpochBeginMessage& begin, std::span<const uint8_t> device_state, EpochSink* sink,
-                      EmitPages&& emit_pages, const ResyncSource* resync = nullptr);
+  Status EncodeCommon(const EpochBeginMessage& begin, std::span<const uint8_t> device_state,
+                      std::span<const uint8_t> disk_writes, EpochSink* sink, EmitPages&& emit_pages,
+                      const ResyncSource* resync = nullptr);
   // A delta epoch's pages against `source`'s base; a full or catch-up epoch of `source`'s image.
   Status EncodeDelta(const Epoch& epoch, uint64_t term, const PageSource& source, EpochSink* sink);
   Status EncodeResync(const EpochBeginMessage& begin, const PageSource& source, std::span<const uint8_t> device_state,
@@ -181,6 +186,11 @@ class EpochDecoder {
   // they were written through.
   Epoch& staged() { return staged_; }
   bool has_device_state() const { return device_total_ > 0; }
+  // Whether DISK_WRITES records are taken in the epochs to come (the connection's HELLO announced a disk);
+  // otherwise one is refused as unsupported.
+  void set_accept_disk_writes(bool accept) { accept_disk_writes_ = accept; }
+  // Valid after End() succeeded: the epoch carried DISK_WRITES (reassembled in staged().disk_writes()).
+  bool has_disk_writes() const { return disk_total_ > 0; }
   // Valid after End() succeeded: a live epoch is a resume point once epoch epoch_number() + settles_after() is
   // applied; 0 for every other epoch.
   uint32_t settles_after() const { return settles_after_; }
@@ -194,6 +204,7 @@ class EpochDecoder {
   DecodeStatus AddPages(std::span<const uint8_t> payload);
   void PrefetchNextBase(std::span<const uint8_t> payload, size_t pos) const;
   DecodeStatus AddDeviceState(std::span<const uint8_t> payload);
+  DecodeStatus AddDiskWrites(std::span<const uint8_t> payload);
   // `st` (or Corruption(`message`)) with the epoch's number as context.
   DecodeStatus Fail(const DecodeStatus& st);
   DecodeStatus Fail(DecodeError error, std::string_view message);
@@ -224,6 +235,8 @@ class EpochDecoder {
   uint64_t payload_bytes_ = 0;
   uint32_t record_count_ = 0;
   uint64_t device_total_ = 0;
+  bool accept_disk_writes_ = false;
+  uint64_t disk_total_ = 0;
   struct Hashes;
   std::unique_ptr<Hashes> hashes_;
 };

@@ -61,6 +61,7 @@ void EpochDecoder::Begin(const EpochBeginMessage& begin, const RecordView& begin
   payload_bytes_ = begin_record.payload.size();
   record_count_ = 1;
   device_total_ = 0;
+  disk_total_ = 0;
   XXH3_64bits_reset(hashes_->records.get());
   XXH3_64bits_reset(hashes_->device.get());
   ChainChecksum(hashes_->records.get(), begin_record.checksum);
@@ -88,9 +89,13 @@ DecodeStatus EpochDecoder::Add(const RecordView& record) {
     case RecordType::kDeviceState:
       return AddDeviceState(record.payload);
     case RecordType::kDiskWrites:
-      return Fail(
-          DecodeStatus(DecodeError::kUnsupportedRecord,
-                       Status::Unsupported("DISK_WRITES record: disk replication is not supported by this standby")));
+      if (!accept_disk_writes_) {
+        return Fail(DecodeStatus(DecodeError::kUnsupportedRecord,
+                                 Status::Unsupported("DISK_WRITES record, but the primary's HELLO announced no disk")));
+      }
+      return AddDiskWrites(record.payload);
+    case RecordType::kDiskHashes:
+      return Fail(DecodeError::kUnexpectedRecord, "DISK_HASHES from the primary");
     case RecordType::kHello:
       return Fail(DecodeError::kUnexpectedRecord, "HELLO inside an epoch");
     case RecordType::kEpochBegin:
@@ -229,6 +234,31 @@ DecodeStatus EpochDecoder::AddDeviceState(std::span<const uint8_t> payload) {
   return DecodeStatus::Ok();
 }
 
+// The chunks reassemble into one DISK_WRITES payload; its contents are verified when it is applied (before the
+// RAM), by disk::DecodeDiskWrites.
+DecodeStatus EpochDecoder::AddDiskWrites(std::span<const uint8_t> payload) {
+  if (payload.size() <= kDiskWritesRecordHeaderSize) {
+    return Fail(DecodeError::kTruncated, "DISK_WRITES record without data");
+  }
+  const uint64_t total = LoadLe64(payload.data());
+  const uint64_t offset = LoadLe64(payload.data() + 8);
+  std::span<const uint8_t> chunk = payload.subspan(kDiskWritesRecordHeaderSize);
+  std::vector<uint8_t>& disk = staged_.disk_writes();
+  if (disk_total_ == 0) {
+    if (total == 0 || total > kMaxDiskWrites) {
+      return Fail(DecodeError::kDiskWritesOrder, "DISK_WRITES claims a total of " + std::to_string(total) + " bytes");
+    }
+    disk_total_ = total;
+  }
+  if (total != disk_total_ || offset != disk.size() || chunk.size() > total - disk.size()) {
+    return Fail(DecodeError::kDiskWritesOrder, "DISK_WRITES chunk at offset " + std::to_string(offset) + " of " +
+                                                   std::to_string(total) + " does not continue the " +
+                                                   std::to_string(disk.size()) + " bytes received");
+  }
+  disk.insert(disk.end(), chunk.begin(), chunk.end());
+  return DecodeStatus::Ok();
+}
+
 DecodeStatus EpochDecoder::End(const RecordView& end_record) {
   if (!in_epoch_) return DecodeStatus::Corrupt(DecodeError::kUnexpectedRecord, "EPOCH_END outside an epoch");
   in_epoch_ = false;
@@ -251,6 +281,11 @@ DecodeStatus EpochDecoder::End(const RecordView& end_record) {
   if (end.device_state_bytes != dev) return mismatch("counts device state bytes:", end.device_state_bytes, dev);
   if (dev > 0 && end.device_state_hash != XXH3_64bits_digest(hashes_->device.get())) {
     return Fail(DecodeError::kDeviceStateHashMismatch, "device state hash mismatch");
+  }
+  if (staged_.disk_writes().size() != disk_total_) {
+    return Fail(DecodeError::kDiskWritesOrder, "DISK_WRITES ends after " +
+                                                   std::to_string(staged_.disk_writes().size()) + " of " +
+                                                   std::to_string(disk_total_) + " bytes");
   }
   if (full_ && next_block_ != replica_->blocks().size()) {
     return Fail(DecodeError::kPageOrder, "full epoch ends before " + PageName(next_block_, next_offset_));

@@ -97,9 +97,10 @@ int UsableCpus() {
   return std::max(1, CPU_COUNT(&set));
 }
 
-uint64_t EpochEncoder::RecordCount(uint64_t pages, uint64_t device_state_bytes) {
+uint64_t EpochEncoder::RecordCount(uint64_t pages, uint64_t device_state_bytes, uint64_t disk_writes_bytes) {
   return 2 + (pages + kMaxPagesPerRecord - 1) / kMaxPagesPerRecord +
-         (device_state_bytes + kDeviceStateChunk - 1) / kDeviceStateChunk;
+         (device_state_bytes + kDeviceStateChunk - 1) / kDeviceStateChunk +
+         (disk_writes_bytes + kDiskWritesChunk - 1) / kDiskWritesChunk;
 }
 
 Status EpochEncoder::EncodeHello(const HelloMessage& hello, EpochSink* sink) {
@@ -124,10 +125,15 @@ Status EpochEncoder::Emit(RecordType type, uint32_t payload_length, EpochSink* s
   return sink->WriteRecord({record_.data(), kRecordHeaderSize + payload_length});
 }
 
-// CorruptNextEpoch's fault, once per record and not per page: one bit of the first page payload (or device state
-// chunk) of the record, flipped after the page hashes were taken and before the record checksum is.
+// CorruptNextEpoch's fault, once per record and not per page: one bit of the first page payload (or disk writes or
+// device state chunk) of the record, flipped after the page hashes were taken and before the record checksum is.
 void EpochEncoder::CorruptPayload(RecordType type, uint32_t payload_length) {
   uint8_t* payload = record_.data() + kRecordHeaderSize;
+  if (type == RecordType::kDiskWrites) {  // caught by the DISK_WRITES payload's own hashes, before anything applies
+    payload[kDiskWritesRecordHeaderSize + (payload_length - kDiskWritesRecordHeaderSize) / 2] ^= 0x10;
+    corrupting_ = false;
+    return;
+  }
   if (type == RecordType::kDeviceState) {
     payload[kDeviceStateHeaderSize + (payload_length - kDeviceStateHeaderSize) / 2] ^= 0x10;
     corrupting_ = false;
@@ -171,8 +177,10 @@ void EpochEncoder::EntryWritten(const EncodedPage& e) {
 
 template <typename EmitPages>
 Status EpochEncoder::EncodeCommon(const EpochBeginMessage& begin, std::span<const uint8_t> device_state,
-                                  EpochSink* sink, EmitPages&& emit_pages, const ResyncSource* resync) {
+                                  std::span<const uint8_t> disk_writes, EpochSink* sink, EmitPages&& emit_pages,
+                                  const ResyncSource* resync) {
   if (device_state.size() > kMaxDeviceState) return Status::InvalidArgument("device state larger than 1 GiB");
+  if (disk_writes.size() > kMaxDiskWrites) return Status::InvalidArgument("disk writes larger than 64 GiB");
   stats_ = EncodeStats();
   totals_->Reset();
   corrupting_ = corrupt_next_;
@@ -184,6 +192,16 @@ Status EpochEncoder::EncodeCommon(const EpochBeginMessage& begin, std::span<cons
   TANDEM_RETURN_IF_ERROR(Emit(RecordType::kEpochBegin, kEpochBeginSize, sink));
   TANDEM_RETURN_IF_ERROR(emit_pages());
   TANDEM_RETURN_IF_ERROR(FlushPages(sink));
+
+  // The disk's writes after the pages: the standby applies them before the pages, but only once EPOCH_END verified.
+  for (size_t at = 0; at < disk_writes.size(); at += kDiskWritesChunk) {
+    const size_t n = std::min(kDiskWritesChunk, disk_writes.size() - at);
+    uint8_t* payload = record_.data() + kRecordHeaderSize;
+    StoreLe64(payload, disk_writes.size());
+    StoreLe64(payload + 8, at);
+    memcpy(payload + kDiskWritesRecordHeaderSize, disk_writes.data() + at, n);
+    TANDEM_RETURN_IF_ERROR(Emit(RecordType::kDiskWrites, uint32_t(kDiskWritesRecordHeaderSize + n), sink));
+  }
 
   const uint64_t device_hash = device_state.empty() ? 0 : XXH3_64bits(device_state.data(), device_state.size());
   for (size_t at = 0; at < device_state.size(); at += kDeviceStateChunk) {
@@ -252,7 +270,7 @@ Status EpochEncoder::EncodeEpoch(const Epoch& epoch, uint64_t term, const DeltaB
 
 Status EpochEncoder::EncodeDelta(const Epoch& epoch, uint64_t term, const PageSource& source, EpochSink* sink) {
   const EpochBeginMessage begin{epoch.number(), term, false, epoch.merged()};
-  return EncodeCommon(begin, epoch.device_state(), sink, [&]() -> Status {
+  return EncodeCommon(begin, epoch.device_state(), epoch.disk_writes(), sink, [&]() -> Status {
     if (UseParallel(epoch.pages().size(), false)) return EncodePagesParallel(source, sink);
     for (const PageRecord& p : epoch.pages()) {
       TANDEM_RETURN_IF_ERROR(MakeRoom(sink));
@@ -270,7 +288,7 @@ Status EpochEncoder::EncodeResync(const EpochBeginMessage& begin, const PageSour
                                   EpochSink* sink) {
   const RamImage& image = *source.image;
   return EncodeCommon(
-      begin, device_state, sink,
+      begin, device_state, resync != nullptr ? resync->disk_writes : std::span<const uint8_t>(), sink,
       [&]() -> Status {
         if (UseParallel(source.pages, begin.full)) return EncodePagesParallel(source, sink);
         HoleWalker holes(source.live);
@@ -333,11 +351,14 @@ Status EpochEncoder::EncodeCatchUp(uint64_t number, uint32_t merged, uint64_t te
 }
 
 Status EpochEncoder::EncodeFull(uint64_t number, uint64_t term, const RamImage& image,
-                                std::span<const uint8_t> device_state, EpochSink* sink) {
+                                std::span<const uint8_t> device_state, EpochSink* sink,
+                                std::span<const uint8_t> disk_writes) {
   PageSource source;
   source.image = &image;
   source.pages = PagesOf(image);
-  return EncodeResync({number, term, true, 0}, source, device_state, nullptr, sink);
+  ResyncSource disk;  // not live: only its disk writes are read
+  disk.disk_writes = disk_writes;
+  return EncodeResync({number, term, true, 0}, source, device_state, &disk, sink);
 }
 
 Status EpochEncoder::EncodeCatchUp(uint64_t number, uint32_t merged, uint64_t term, const ResyncSource& resync,

@@ -21,11 +21,12 @@ namespace tandem::replicator {
 
 static_assert(std::endian::native == std::endian::little, "tandem's wire helpers assume a little-endian host");
 
-// Version 2 is this file. The first u32 of a HELLO payload is the version in every version, so any peer can
-// name the version it cannot speak. Version 2 added the live resync (kEpochLive, EPOCH_END settles_after); a
-// version 1 stream is a version 2 stream that never sets them, so this build also reads version 1 peers (and
-// answers them as version 1), while a version 1 build refuses a version 2 HELLO.
-inline constexpr uint32_t kProtocolVersion = 2;
+// Version 3 is this file. The first u32 of a HELLO payload is the version in every version, so any peer can
+// name the version it cannot speak. Version 2 added the live resync (kEpochLive, EPOCH_END settles_after);
+// version 3 the guest's disk (HELLO flag kHelloHasDisk, DISK_HASHES after the standby's HELLO, DISK_WRITES
+// inside epochs). An older stream is a newer one that never sets them, so this build also reads version 1 and 2
+// peers (and answers them in their version), while an older build refuses a newer HELLO.
+inline constexpr uint32_t kProtocolVersion = 3;
 inline constexpr uint32_t kMinProtocolVersion = 1;
 
 // Record types spell four ASCII characters in a hex dump: a stream read at the wrong offset shows up at once.
@@ -37,7 +38,8 @@ enum class RecordType : uint32_t {
   kEpochBegin = FourCc('T', 'E', 'B', 'G'),   // primary -> standby
   kPages = FourCc('T', 'P', 'G', 'S'),        // primary -> standby, inside an epoch
   kDeviceState = FourCc('T', 'D', 'E', 'V'),  // primary -> standby, inside an epoch
-  kDiskWrites = FourCc('T', 'D', 'S', 'K'),   // reserved: disk replication; rejected as unsupported today
+  kDiskWrites = FourCc('T', 'D', 'S', 'K'),   // primary -> standby, inside an epoch (version 3)
+  kDiskHashes = FourCc('T', 'D', 'H', 'S'),   // standby -> primary, right after its HELLO (version 3)
   kEpochEnd = FourCc('T', 'E', 'N', 'D'),     // primary -> standby, closes an epoch
   kAck = FourCc('T', 'A', 'C', 'K'),          // standby -> primary
 };
@@ -52,6 +54,9 @@ inline constexpr uint32_t kMaxRecordPayload = 2u << 20;
 inline constexpr size_t kHelloFixedSize = 48;
 enum class PeerRole : uint32_t { kPrimary = 1, kStandby = 2 };
 inline constexpr uint32_t kHelloHasResumePoint = 1u << 0;  // standby: last_applied is meaningful
+// Version 3: the sender replicates the guest's disk (primary) / holds a copy of it (standby: a DISK_HASHES
+// record follows its HELLO). Both ends must agree.
+inline constexpr uint32_t kHelloHasDisk = 1u << 1;
 inline constexpr uint32_t kMaxRamBlocks = 1024;
 inline constexpr uint32_t kMaxNameLength = 256;
 
@@ -75,6 +80,13 @@ inline constexpr size_t kDeviceStateHeaderSize = 16;
 inline constexpr size_t kDeviceStateChunk = 1u << 20;
 inline constexpr uint64_t kMaxDeviceState = 1ull << 30;
 
+// DISK_WRITES (version 3): u64 total size, u64 offset of this chunk, then the chunk. The chunks of an epoch
+// reassemble into one DISK_WRITES payload (disk/README.md: its own header, per-write and whole-payload XXH3).
+inline constexpr size_t kDiskWritesRecordHeaderSize = 16;
+inline constexpr size_t kDiskWritesChunk = 1u << 20;
+inline constexpr uint64_t kMaxDiskWrites = 64ull << 30;
+// DISK_HASHES (version 3): the standby's block hash list (disk/block_hash.h, EncodeBlockHashes), one record.
+
 // EPOCH_END.
 inline constexpr size_t kEpochEndSize = 56;
 
@@ -84,11 +96,11 @@ inline constexpr uint32_t kMaxAckReason = 4096;
 enum class AckStatus : uint32_t {
   kOk = 0,
   kCorruption = 1,   // bad checksum, length, order, page hash, totals
-  kUnsupported = 2,  // protocol version, record type (DISK_WRITES), page size
+  kUnsupported = 2,  // protocol version, record type, page size
   kReplay = 3,       // epoch number already applied, or not the next one
   kOldTerm = 4,      // the sender's term is older than one the standby has seen
-  kMismatch = 5,     // wrong VM name or a RAM layout the replica cannot take
-  kInternal = 6,     // the standby failed on its own side (I/O on the replica)
+  kMismatch = 5,     // wrong VM name, a RAM layout the replica cannot take, a disk on one side only
+  kInternal = 6,     // the standby failed on its own side (I/O on the replica, its disk full)
 };
 const char* AckStatusName(uint32_t status);
 

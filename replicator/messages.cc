@@ -66,6 +66,7 @@ const char* RecordTypeName(uint32_t type) {
     case RecordType::kPages: return "PAGES";
     case RecordType::kDeviceState: return "DEVICE_STATE";
     case RecordType::kDiskWrites: return "DISK_WRITES";
+    case RecordType::kDiskHashes: return "DISK_HASHES";
     case RecordType::kEpochEnd: return "EPOCH_END";
     case RecordType::kAck: return "ACK";
   }
@@ -116,7 +117,7 @@ void SerializeHello(const HelloMessage& hello, std::vector<uint8_t>* payload) {
   PutU64(payload, hello.term);
   PutU64(payload, hello.generation);
   PutU64(payload, hello.last_applied);
-  PutU32(payload, hello.has_resume_point ? kHelloHasResumePoint : 0);
+  PutU32(payload, (hello.has_resume_point ? kHelloHasResumePoint : 0) | (hello.has_disk ? kHelloHasDisk : 0));
   PutU32(payload, d.page_size);
   PutU32(payload, uint32_t(d.ram_blocks.size()));
   PutU32(payload, 0);  // reserved
@@ -150,7 +151,8 @@ DecodeStatus ParseHello(std::span<const uint8_t> payload, HelloMessage* hello) {
   if (role != uint32_t(PeerRole::kPrimary) && role != uint32_t(PeerRole::kStandby)) {
     return DecodeStatus::Corrupt(DecodeError::kBadField, "HELLO with unknown sender role " + std::to_string(role));
   }
-  if ((flags & ~kHelloHasResumePoint) != 0 || reserved != 0) {
+  const uint32_t known_flags = kHelloHasResumePoint | (version >= 3 ? kHelloHasDisk : 0);
+  if ((flags & ~known_flags) != 0 || reserved != 0) {
     return DecodeStatus::Corrupt(DecodeError::kBadField, "HELLO with unknown flags or reserved bits set");
   }
   if (blocks > kMaxRamBlocks) {
@@ -158,6 +160,7 @@ DecodeStatus ParseHello(std::span<const uint8_t> payload, HelloMessage* hello) {
   }
   h.role = static_cast<PeerRole>(role);
   h.has_resume_point = (flags & kHelloHasResumePoint) != 0;
+  h.has_disk = (flags & kHelloHasDisk) != 0;
   h.descriptor.page_size = page_size;
   if (!c.String(&h.descriptor.vm_name, kMaxNameLength)) {
     return DecodeStatus::Corrupt(DecodeError::kTruncated, "HELLO: bad VM name");

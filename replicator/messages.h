@@ -24,6 +24,7 @@ struct HelloMessage {
   // Standby: the last epoch it applied from `generation` (valid when has_resume_point). Primary: unused (0).
   uint64_t last_applied = 0;
   bool has_resume_point = false;
+  bool has_disk = false;    // version 3: replicates the guest's disk (primary) / holds its copy (standby)
   VmDescriptor descriptor;  // primary: the VM; standby: only vm_name (the one it expects)
 };
 

@@ -20,6 +20,7 @@ ReplicaOptions ToReplicaOptions(const ReceiverOptions& o) {
   r.expected_vm_name = o.expected_vm_name;
   r.apply_threads = o.apply_threads;
   r.debug_apply_delay_ms = o.debug_apply_delay_ms;
+  r.disk = o.disk;
   return r;
 }
 
@@ -62,6 +63,9 @@ ReceiverStats EpochReceiver::stats() const {
   s.epochs_rejected = c.epochs_rejected;
   s.last_apply_ms = c.last_apply_ms;
   s.last_rejection = c.last_rejection;
+  s.disk_writes_applied = c.disk_writes_applied;
+  s.disk_bytes_applied = c.disk_bytes_applied;
+  s.disk_needs_recovery = c.disk_needs_recovery;
   std::lock_guard<std::mutex> lock(mu_);
   s.primary_connected = connected_;
   s.bytes_received = bytes_received_;

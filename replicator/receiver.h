@@ -33,6 +33,7 @@ struct ReceiverOptions {
   IoEngine io_engine = IoEngine::kAuto;
   int apply_threads = 4;         // large epochs (a full resync) are applied on this many; capped at usable CPUs
   int debug_apply_delay_ms = 0;  // tests: a slow standby
+  disk::DiskReplica* disk = nullptr;  // the standby's copy of the guest's disk (ReplicaOptions::disk)
 };
 
 struct ReceiverStats {
@@ -44,6 +45,9 @@ struct ReceiverStats {
   double last_apply_ms = 0;
   std::string last_error;
   DecodeError last_rejection = DecodeError::kNone;  // what was wrong with the last epoch or connection rejected
+  uint64_t disk_writes_applied = 0;
+  uint64_t disk_bytes_applied = 0;
+  bool disk_needs_recovery = false;
 };
 
 class EpochReceiver {
@@ -59,6 +63,8 @@ class EpochReceiver {
   void Stop();
   // The last fully applied epoch: replica RAM + its device state. nullopt before the first one.
   std::optional<ResumePoint> resume_point() const { return replica_.resume_point(); }
+  // After Stop(): finishes a disk epoch that was journaled but not written (Replica::RecoverDisk).
+  Status RecoverDisk() { return replica_.RecoverDisk(); }
   ReceiverStats stats() const;
 
  private:

@@ -5,6 +5,10 @@
 #include <thread>
 
 #include "common/log.h"
+#include "disk/block_hash.h"
+#include "disk/disk_writes.h"
+#include "disk/file.h"
+#include "disk/replica.h"
 
 namespace tandem::replicator {
 namespace {
@@ -145,8 +149,12 @@ DecodeStatus Replica::HandleHello(const RecordView& record, std::vector<uint8_t>
     }
     image_ = std::move(image).value();
   }
+  std::vector<uint8_t> disk_hashes;
+  TANDEM_RETURN_IF_DECODE_ERROR(DiskHello(hello, &disk_hashes));
   max_term_ = hello.term;
   have_hello_ = true;
+  session_disk_ = hello.has_disk;
+  decoder_.set_accept_disk_writes(hello.has_disk);
   session_term_ = hello.term;
   session_generation_ = hello.generation;
   session_descriptor_ = hello.descriptor;
@@ -166,10 +174,94 @@ DecodeStatus Replica::HandleHello(const RecordView& record, std::vector<uint8_t>
     mine.last_applied = offer ? resume_.epoch : 0;
   }
   mine.descriptor.vm_name = options_.expected_vm_name;
+  mine.has_disk = session_disk_;
   SerializeHello(mine, &payload_);
   AppendRecord(RecordType::kHello, payload_, reply);
+  if (session_disk_) AppendRecord(RecordType::kDiskHashes, disk_hashes, reply);
   TLOG_INFO("replica", "primary connected: VM %s, term %" PRIu64 ", generation %016" PRIx64 ", %zu RAM blocks",
             d.vm_name.c_str(), hello.term, hello.generation, d.ram_blocks.size());
+  return DecodeStatus::Ok();
+}
+
+DecodeStatus Replica::DiskHello(const HelloMessage& hello, std::vector<uint8_t>* hashes) {
+  disk::DiskReplica* disk = options_.disk;
+  if (hello.has_disk != (disk != nullptr)) {
+    reject_status_ = AckStatus::kMismatch;
+    return DecodeStatus(DecodeError::kWrongPeer,
+                        Status::InvalidArgument(hello.has_disk ? "the primary replicates a disk but this standby has "
+                                                                 "none configured ([disk] section)"
+                                                               : "this standby has a disk ([disk] section) but the "
+                                                                 "primary replicates none"));
+  }
+  if (disk == nullptr) return DecodeStatus::Ok();
+  reject_status_ = AckStatus::kInternal;
+  if (Status st = RecoverDisk(); !st.ok()) return DecodeStatus(st);
+  // What the primary compares its disk with, to send only the blocks that differ (disk/block_hash.h).
+  auto list = disk::HashBlocks(disk->image(), disk::HashBlockSizeFor(disk->size()));
+  if (!list.ok()) return DecodeStatus(list.status().WithContext("hashing the standby disk"));
+  *hashes = disk::EncodeBlockHashes(*list);
+  reject_status_ = AckStatus::kOk;
+  return DecodeStatus::Ok();
+}
+
+Status Replica::RecoverDisk() {
+  if (options_.disk == nullptr || !options_.disk->needs_recovery()) return Status::Ok();
+  TANDEM_RETURN_IF_ERROR(options_.disk->Recover().WithContext("standby disk recovery"));
+  TLOG_INFO("replica", "standby disk: journaled epoch %" PRIu64 " applied again, disk and RAM agree",
+            options_.disk->applied_epoch());
+  std::lock_guard<std::mutex> lock(mu_);
+  counters_.disk_needs_recovery = false;
+  return Status::Ok();
+}
+
+DecodeStatus Replica::ApplyDisk(const Epoch& staged, bool* decided) {
+  *decided = false;
+  disk::DiskReplica* disk = options_.disk;
+  const std::vector<uint8_t>& payload = staged.disk_writes();
+  const std::string name = "epoch " + std::to_string(staged.number());
+  if (!decoder_.has_disk_writes()) {
+    return DecodeStatus::Corrupt(DecodeError::kDiskWritesOrder,
+                                 name + " has no DISK_WRITES, but its primary replicates a disk");
+  }
+  // Verified whole before anything is written (DiskReplica::Apply verifies it again: cheap beside the I/O).
+  auto writes = disk::DecodeDiskWrites(payload);
+  if (!writes.ok()) {
+    return DecodeStatus(DecodeError::kDiskWritesCorrupt, writes.status().WithContext(name));
+  }
+  if (writes->epoch != staged.number()) {
+    return DecodeStatus::Corrupt(DecodeError::kDiskWritesCorrupt,
+                                 name + " carries the DISK_WRITES of epoch " + std::to_string(writes->epoch));
+  }
+  if (writes->disk_size != disk->size()) {
+    reject_status_ = AckStatus::kMismatch;
+    return DecodeStatus(DecodeError::kNone,
+                        Status::InvalidArgument(name + ": the primary's disk has " + std::to_string(writes->disk_size) +
+                                                " bytes, this standby's image " + std::to_string(disk->size())));
+  }
+  // A full epoch starts over (a new primary numbers its epochs from its own start; a resync may repeat one).
+  if (staged.full()) disk->RestartEpochs();
+  Status st = disk->Apply(payload);
+  if (!st.ok() && disk->needs_recovery()) {
+    TLOG_WARN("replica", "%s: standby disk failed after its journal commit (%s): replaying it", name.c_str(),
+              st.ToString().c_str());
+    st = disk->Recover();
+    if (!st.ok()) {
+      *decided = true;
+      std::lock_guard<std::mutex> lock(mu_);
+      counters_.disk_needs_recovery = true;
+    }
+  }
+  if (!st.ok()) {
+    reject_status_ = AckStatus::kInternal;
+    if (disk::IsNoSpace(st)) {
+      return DecodeStatus(DecodeError::kNone,
+                          Status::IoError(name + ": standby disk full, epoch not applied: " + st.ToString()));
+    }
+    return DecodeStatus(DecodeError::kNone, st.WithContext(name + ": standby disk"));
+  }
+  std::lock_guard<std::mutex> lock(mu_);
+  counters_.disk_writes_applied += writes->writes.size();
+  counters_.disk_bytes_applied += writes->data_bytes;
   return DecodeStatus::Ok();
 }
 
@@ -254,6 +346,15 @@ DecodeStatus Replica::HandleEpochEnd(const RecordView& record, std::vector<uint8
   const uint64_t number = staged.number();
   const bool full = staged.full();
   const int64_t start = clock_->NowNanos();
+  // The disk first: a bad or unwritable DISK_WRITES refuses the epoch before its RAM is touched. Once the disk
+  // committed the epoch (decided), the RAM follows even if the disk could not finish: disk and RAM stay at the
+  // same epoch, and the epoch is not acknowledged.
+  bool disk_decided = false;
+  DecodeStatus disk_status = DecodeStatus::Ok();
+  if (session_disk_) {
+    disk_status = ApplyDisk(staged, &disk_decided);
+    if (!disk_status.ok() && !disk_decided) return disk_status;
+  }
   {
     // Under the lock: resume_point() sees the replica before or after this epoch, never half of it.
     std::lock_guard<std::mutex> lock(mu_);
@@ -285,6 +386,7 @@ DecodeStatus Replica::HandleEpochEnd(const RecordView& record, std::vector<uint8
               number, (clock_->NowNanos() - start) / 1e6,
               decoder_.settles_after() > 0 ? ", read live: a resume point once the epochs up to it are applied" : "");
   }
+  if (!disk_status.ok()) return disk_status;  // applied, but the disk must recover before it counts
   decoder_.Discard();
   AppendAck(number, AckStatus::kOk, "", &payload_, reply);
   return DecodeStatus::Ok();
@@ -292,7 +394,7 @@ DecodeStatus Replica::HandleEpochEnd(const RecordView& record, std::vector<uint8
 
 std::optional<ResumePoint> Replica::resume_point() const {
   std::lock_guard<std::mutex> lock(mu_);
-  if (!has_resume_ || settling_until_ != 0) return std::nullopt;
+  if (!has_resume_ || settling_until_ != 0 || counters_.disk_needs_recovery) return std::nullopt;
   return resume_;
 }
 

@@ -24,6 +24,10 @@
 #include "replicator/messages.h"
 #include "replicator/transport.h"
 
+namespace tandem::disk {
+class DiskReplica;
+}
+
 namespace tandem::replicator {
 
 // The last fully applied epoch: the replica RAM holds exactly its memory, `device_state` is its device state.
@@ -39,6 +43,9 @@ struct ReplicaOptions {
   std::string expected_vm_name;  // empty: accept any
   int apply_threads = 4;         // large epochs (a full resync) are applied on this many; capped at usable CPUs
   int debug_apply_delay_ms = 0;  // tests: a slow standby
+  // The standby's copy of the guest's disk (disk/replica.h), or null when the VM has no replicated disk. Only
+  // the receiver thread uses it until Stop(); a primary must announce a disk exactly when this is set.
+  disk::DiskReplica* disk = nullptr;
 };
 
 struct ReplicaCounters {
@@ -48,6 +55,11 @@ struct ReplicaCounters {
   double last_apply_ms = 0;
   std::string last_error;
   DecodeError last_rejection = DecodeError::kNone;  // what was wrong with the bytes of the last rejection
+  uint64_t disk_writes_applied = 0;  // entries of DISK_WRITES applied to the standby's disk
+  uint64_t disk_bytes_applied = 0;   // their data bytes
+  // An epoch is journaled on the standby's disk but not fully applied (an I/O error after the commit): no resume
+  // point until DiskReplica::Recover() succeeds (the next HELLO or the failover retries it).
+  bool disk_needs_recovery = false;
 };
 
 class Replica {
@@ -68,7 +80,12 @@ class Replica {
   // (counted, ACK in *reply); a stream that just ended or broke is not (the peer is gone, nothing to tell).
   void OnStreamError(const DecodeStatus& error, std::vector<uint8_t>* reply);
 
-  // The last applied epoch, unless a live resync has not settled yet (then nullopt: nothing to resume from).
+  // Finishes an epoch the standby's disk journaled but could not write (ReplicaCounters::disk_needs_recovery);
+  // Ok when there is none. Not concurrently with OnRecord: the receiver calls it on its thread (HELLO), the
+  // failover after the receiver stopped.
+  Status RecoverDisk();
+  // The last applied epoch, unless a live resync has not settled yet or the disk needs recovery (then nullopt:
+  // nothing to resume from).
   std::optional<ResumePoint> resume_point() const;
   ReplicaCounters counters() const;
   // The replica RAM, nullptr before the first HELLO. For tests; not synchronized with OnRecord.
@@ -79,6 +96,12 @@ class Replica {
   DecodeStatus HandleEpochBegin(const RecordView& record);
   DecodeStatus HandleEpochEnd(const RecordView& record, std::vector<uint8_t>* reply);
   DecodeStatus Reject(const DecodeStatus& error, AckStatus status, std::vector<uint8_t>* reply);
+  // The HELLO's disk handshake: both ends have a disk or neither; the standby's block hashes for the primary.
+  DecodeStatus DiskHello(const HelloMessage& hello, std::vector<uint8_t>* reply);
+  // The verified epoch's DISK_WRITES onto the standby's disk, before its RAM. On error nothing of the epoch is
+  // applied, unless *decided: the disk committed the epoch (its journal) but could not finish writing it, so
+  // the RAM must follow (disk and RAM stay one epoch) and the epoch is still not acknowledged.
+  DecodeStatus ApplyDisk(const Epoch& staged, bool* decided);
 
   const ReplicaOptions options_;
   Clock* clock_;
@@ -108,6 +131,7 @@ class Replica {
   // epochs), so it is no resume point (resume_point(), HELLO) meanwhile. 0: settled. Guarded by mu_.
   uint64_t settling_until_ = 0;
   uint32_t session_version_ = 0;
+  bool session_disk_ = false;  // this connection's primary replicates a disk (its HELLO said so)
   ResumePoint resume_;
   ReplicaCounters counters_;
 };

@@ -9,6 +9,9 @@
 
 #include "common/log.h"
 #include "common/random.h"
+#include "disk/block_device.h"
+#include "disk/block_hash.h"
+#include "disk/disk_writes.h"
 #include "replicator/epoch_codec.h"
 #include "replicator/link_meter.h"
 #include "replicator/messages.h"
@@ -22,6 +25,8 @@ constexpr size_t kPoolCapacity = 16;
 constexpr int kAckPollMs = 100;
 // A full epoch is the whole RAM: the standby stages, verifies and applies all of it before acknowledging.
 constexpr int kFullEpochAckFactor = 10;
+// The standby hashes its disk image before it sends DISK_HASHES.
+constexpr int kDiskHashesTimeoutMs = 120'000;
 
 // Timeouts and deadlines run on real time even when a test drives clock_ (which only times what is reported).
 int64_t RealNowNs() {
@@ -64,6 +69,7 @@ struct EpochShipper::Connection {
   // From the standby's HELLO: it holds this epoch of this primary's generation (it missed only what followed).
   bool standby_holds_our_epoch = false;
   uint64_t standby_epoch = 0;
+  disk::BlockHashes standby_disk;  // its DISK_HASHES, when the VM has a disk
   LinkMeter meter;  // sender thread
   // Guarded by mu_. An epoch is noted as sent after its last byte is written, and its ack can come first: it
   // waits here for the note, else stats would show it acked before sent and its stale in-flight entry time out.
@@ -322,6 +328,7 @@ Status EpochShipper::Connect(std::unique_ptr<Connection>* out) {
   hello.term = options_.term;
   hello.generation = generation_;
   hello.descriptor = descriptor_;
+  hello.has_disk = options_.disk != nullptr;
   TANDEM_RETURN_IF_ERROR(encoder_->EncodeHello(hello, conn->sink.get()).WithContext("send HELLO"));
   RecordReader reader(conn->transport.get());
   RecordView rec;
@@ -339,6 +346,24 @@ Status EpochShipper::Connect(std::unique_ptr<Connection>* out) {
   HelloMessage theirs;
   TANDEM_RETURN_IF_ERROR(ParseHello(rec.payload, &theirs).WithContext("standby HELLO"));
   if (theirs.role != PeerRole::kStandby) return Status::Corruption("peer at the standby address is not a standby");
+  if (theirs.has_disk != hello.has_disk) {
+    return Status::InvalidArgument(hello.has_disk ? "the standby holds no copy of the guest's disk"
+                                                  : "the standby has a disk but this primary replicates none");
+  }
+  if (hello.has_disk) {
+    // The standby hashes its whole image first: a large disk takes a while.
+    const int hash_timeout_ms = std::max(options_.io_timeout_ms, kDiskHashesTimeoutMs);
+    TANDEM_RETURN_IF_ERROR(reader.Next(hash_timeout_ms, options_.io_timeout_ms, &rec).WithContext("await DISK_HASHES"));
+    if (rec.type != uint32_t(RecordType::kDiskHashes)) {
+      return Status::Corruption(std::string("standby sent ") + RecordTypeName(rec.type) + " instead of DISK_HASHES");
+    }
+    TANDEM_ASSIGN_OR_RETURN(conn->standby_disk, disk::DecodeBlockHashes(rec.payload));
+    if (conn->standby_disk.disk_size != options_.disk->size()) {
+      return Status::InvalidArgument("the standby's disk image has " + std::to_string(conn->standby_disk.disk_size) +
+                                     " bytes, the primary's " + std::to_string(options_.disk->size()) +
+                                     ": both must be the same size");
+    }
+  }
   if (theirs.has_resume_point && theirs.generation == generation_) {
     conn->standby_holds_our_epoch = true;
     conn->standby_epoch = theirs.last_applied;
@@ -401,7 +426,9 @@ Status EpochShipper::SendFull(Connection& conn) {
   // The standby's copies become what this resync reads: nothing cached is its copy any more.
   delta_base_->Clear();
   uint64_t settles_at = full;
-  const ResyncSource source = ResyncOf(full, &settles_at);
+  TANDEM_ASSIGN_OR_RETURN(const std::vector<uint8_t> disk_blocks, DiskResync(conn, full));
+  ResyncSource source = ResyncOf(full, &settles_at);
+  source.disk_writes = disk_blocks;
   const int64_t start = clock_->NowNanos();
   const uint64_t sent_before = conn.sink->bytes_sent();
   Status st = encoder_->EncodeFull(full, options_.term, source, history_.device_state(), conn.sink.get());
@@ -430,7 +457,9 @@ Status EpochShipper::SendCatchUp(Connection& conn, std::span<const PageRef> chan
   // The standby's copies of these pages become what the catch-up reads.
   delta_base_->Invalidate(changed);
   uint64_t settles_at = now;
-  const ResyncSource source = ResyncOf(now, &settles_at);
+  TANDEM_ASSIGN_OR_RETURN(const std::vector<uint8_t> disk_blocks, DiskResync(conn, now));
+  ResyncSource source = ResyncOf(now, &settles_at);
+  source.disk_writes = disk_blocks;
   const int64_t start = clock_->NowNanos();
   const uint64_t sent_before = conn.sink->bytes_sent();
   Status st = encoder_->EncodeCatchUp(now, uint32_t(now - held - 1), options_.term, source, changed,
@@ -443,6 +472,27 @@ Status EpochShipper::SendCatchUp(Connection& conn, std::span<const PageRef> chan
   stats_.catch_ups++;
   NoteSentLocked(conn, now, conn.sink->bytes_sent() - sent_before, kFullEpochAckFactor);
   return Status::Ok();
+}
+
+Result<std::vector<uint8_t>> EpochShipper::DiskResync(const Connection& conn, uint64_t epoch) {
+  if (options_.disk == nullptr) return std::vector<uint8_t>();
+  // Read while the guest runs: a block written after its hash was taken is in an epoch after `epoch` (every
+  // write of `epoch` and before reached the image before its checkpoint), which follows this resync and
+  // rewrites it; the resync settles with the RAM's (ResyncOf), whose pages are read after this.
+  const int64_t start = clock_->NowNanos();
+  TANDEM_ASSIGN_OR_RETURN(disk::BlockHashes mine, disk::HashBlocks(*options_.disk, conn.standby_disk.block_size));
+  const std::vector<uint64_t> blocks = disk::BlocksToSend(mine, conn.standby_disk);
+  disk::DiskWritesEncoder encoder(options_.disk->size());
+  TANDEM_RETURN_IF_ERROR(disk::AppendBlocks(*options_.disk, mine.block_size, blocks, &encoder));
+  std::vector<uint8_t> payload = encoder.Finish(epoch);
+  TLOG_INFO("shipper", "disk resync for epoch %" PRIu64 ": %zu of %zu blocks of %" PRIu64
+            " KiB differ on the standby (%.1f MiB), compared in %.1f ms",
+            epoch, blocks.size(), mine.hashes.size(), mine.block_size >> 10, payload.size() / 1048576.0,
+            (clock_->NowNanos() - start) / 1e6);
+  std::lock_guard<std::mutex> lock(mu_);
+  stats_.disk_resync_blocks += blocks.size();
+  stats_.disk_resync_bytes += payload.size();
+  return payload;
 }
 
 void EpochShipper::CopyDeltaBaseStatsLocked() {
@@ -494,7 +544,8 @@ Status EpochShipper::Serve(Connection& conn) {
       std::unique_lock<std::mutex> lock(mu_);
       cv_.wait_for(lock, std::chrono::milliseconds(options_.io_timeout_ms),
                    [&] { return in_flight_.size() == 0 || conn.failed || stop_; });
-      const uint64_t records = EpochEncoder::RecordCount(e->pages().size(), e->device_state().size());
+      const uint64_t records =
+          EpochEncoder::RecordCount(e->pages().size(), e->device_state().size(), e->disk_writes().size());
       die = std::make_unique<DieMidEpochSink>(sink, conn.transport.get(), number, std::max<uint64_t>(1, records / 2));
       sink = die.get();
     }

@@ -39,6 +39,11 @@
 #include "replicator/shipper_history.h"
 #include "replicator/transport.h"
 
+namespace tandem::disk {
+class BlockDevice;
+struct BlockHashes;
+}
+
 namespace tandem::replicator {
 
 struct ShipperOptions {
@@ -59,6 +64,9 @@ struct ShipperOptions {
   IoEngine io_engine = IoEngine::kAuto;
   // The delta base's budget (replication.delta_base_mib); 0: DefaultDeltaBaseBudget of the guest's RAM.
   uint64_t delta_base_bytes = 0;
+  // The guest's disk as the primary serves it (disk/), or null when the VM has no replicated disk. Resyncs read
+  // it (only the blocks whose hash differs on the standby); the epochs' DISK_WRITES come with the epochs.
+  disk::BlockDevice* disk = nullptr;
 };
 
 struct ShipperStats {
@@ -79,6 +87,8 @@ struct ShipperStats {
   uint64_t delta_base_evictions = 0;
   uint64_t delta_base_mib = 0;
   uint64_t fingerprints_mib = 0;
+  uint64_t disk_resync_blocks = 0;  // disk blocks sent by resyncs (those whose hash differed on the standby)
+  uint64_t disk_resync_bytes = 0;
   std::string last_error;
 };
 
@@ -111,6 +121,9 @@ class EpochShipper {
   // pages changed (a standby that cannot vouch for its replica offers no epoch: Replica::HandleHello).
   Status SendFull(Connection& conn);
   Status SendCatchUp(Connection& conn, std::span<const PageRef> changed);
+  // The resync's disk part for epoch `epoch`: the blocks of options_.disk whose hash differs from the standby's
+  // (its DISK_HASHES), as one DISK_WRITES payload; empty without a disk.
+  Result<std::vector<uint8_t>> DiskResync(const Connection& conn, uint64_t epoch);
   // mu_ held: epoch `epoch` is out (wire_bytes of it) and awaits its ack within io_timeout_ms x the factor
   // (or applies the ack that came first).
   void NoteSentLocked(Connection& conn, uint64_t epoch, uint64_t wire_bytes, int ack_timeout_factor);

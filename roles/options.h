@@ -32,12 +32,21 @@ struct OutputOptions {
   bool release_when_unprotected = true;
 };
 
+// The guest's disk (disk/README.md): a raw image at the same path on both hosts, each host its own copy.
+struct DiskOptions {
+  std::string image_path;
+  // The open epoch's writes held at most (then the guest's disk I/O waits for the next checkpoint, which tandem
+  // asks QEMU to bring forward).
+  uint64_t max_epoch_bytes = 256ull << 20;
+};
+
 // What both roles share.
 struct RoleOptions {
   std::string vm_name;
   std::string state_dir;  // status.json, QEMU's sockets and log
   qemu::VmConfig vm;      // this host's QEMU
   OutputOptions outputs;
+  std::optional<DiskOptions> disk;  // none: the VM has no disk (vm.disk_socket empty)
   // qemu_extra devices the configuration allowed although tandem does not protect them: a WARN at every start.
   std::vector<std::string> unprotected_devices;
   // On a guest crash (QMP GUEST_PANICKED): reset the guest, or only report it.

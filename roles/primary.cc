@@ -4,10 +4,12 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cinttypes>
 #include <cstdio>
 
 #include "common/log.h"
+#include "roles/disk.h"
 #include "roles/guard.h"
 #include "roles/outputs.h"
 #include "roles/pause_stats.h"
@@ -46,6 +48,8 @@ class PrimaryRun {
   const char* failed_step_ = "";
   ServiceStatus service_;
   std::unique_ptr<CheckpointSource> checkpoints_;
+  std::unique_ptr<PrimaryDisk> disk_;  // before vm_: QEMU is killed first, then held writes are failed
+  std::atomic<Vm*> vm_for_disk_{nullptr};  // for the disk's early checkpoint request (NBD thread)
   std::unique_ptr<Vm> vm_;
   std::optional<Shutdown::Hook> stop_vm_on_shutdown_;
   std::unique_ptr<VmMonitor> monitor_;
@@ -83,8 +87,23 @@ Status PrimaryRun::Protect() {
   // Output commit (output-commit/README.md): the console listens before QEMU connects to it at startup.
   failed_step_ = "guest outputs";
   TANDEM_ASSIGN_OR_RETURN(outputs_, OpenGuestOutputs(o_, env_.host, /*with_nic=*/true));
+  if (o_.disk) {
+    // Served before QEMU starts (its -blockdev connects at startup). A full open epoch asks QEMU for an early
+    // checkpoint (QEMU 7.2 checkpoints at once when x-checkpoint-delay is set while in COLO) instead of letting
+    // the guest's I/O wait for the next one.
+    failed_step_ = "disk";
+    TANDEM_ASSIGN_OR_RETURN(disk_, PrimaryDisk::Start(*o_.disk, DiskSocketIn(o_.state_dir), o_.vm_name, [this] {
+      if (Vm* vm = vm_for_disk_.load(); vm != nullptr) {
+        auto asked = vm->Execute("migrate-set-parameters", {{"x-checkpoint-delay", o_.epoch_ms}});
+        TLOG_INFO("disk", "open epoch full (%" PRIu64 " MiB of writes): early checkpoint %s", o_.disk->max_epoch_bytes >> 20,
+                  asked.ok() ? "requested" : asked.status().ToString().c_str());
+      }
+    }));
+    checkpoints_->OnCheckpointRequest([disk = disk_.get()] { disk->CheckpointRequested(); });
+  }
   failed_step_ = "primary QEMU";
   TANDEM_ASSIGN_OR_RETURN(vm_, env_.host->Launch(o_.vm, qemu::QemuRole::kPrimary, o_.state_dir));
+  vm_for_disk_ = vm_.get();
   // A blocked checkpoint read ends when QEMU does.
   stop_vm_on_shutdown_.emplace(env_.shutdown, [vm = vm_.get()] { vm->Kill(SIGTERM); });
 
@@ -110,7 +129,7 @@ Status PrimaryRun::Protect() {
   // The VM stays stopped until CHECKPOINT_READY: what it wrote so far belongs to the precopy, epoch 0.
   outputs_->OnEpochBoundary(0);
   failed_step_ = "start shipper";
-  shipper_ = env_.make_shipper(env_.guard->term());
+  shipper_ = env_.make_shipper(env_.guard->term(), disk_ ? disk_->image() : nullptr);
   TANDEM_RETURN_IF_ERROR(
       shipper_->Start(precopy.descriptor, std::move(precopy.ram), std::move(precopy.device_state)));
   outputs_->Follow([shipper = shipper_.get()] { return shipper->stats(); }, 1);
@@ -140,8 +159,13 @@ int PrimaryRun::CheckpointLoop() {
       if (env_.shutdown->Requested()) return kExitOk;
       return Fail(vm_->Running() ? "checkpoint stream broke" : "primary QEMU exited", st);
     }
-    // The VM is stopped for checkpoint `number` until ResumeVm: the output boundary goes here, never later.
+    // The VM is stopped for checkpoint `number` until ResumeVm: the output boundary goes here, never later, and
+    // so does the disk's: every write the guest was told completed is in this epoch or an earlier one
+    // (disk/README.md, claim A).
     outputs_->OnEpochBoundary(number);
+    if (disk_) {
+      if (Status st = disk_->CloseEpoch(number, &epoch->disk_writes()); !st.ok()) return Fail("disk epoch", st);
+    }
     const uint64_t pages = epoch->pages().size(), page_bytes = epoch->page_bytes();
     const size_t device_bytes = epoch->device_state().size();
     // Submit blocks only when the standby is max_in_flight epochs behind: the VM then stays paused, which is
@@ -235,6 +259,7 @@ nlohmann::json PrimaryRun::StatusJson(uint64_t epoch, double last_pause_ms) cons
                        {"compression_changes", ship.compression_changes},
                        {"last_error", ship.last_error}}},
           {"outputs", outputs_->StatusJson()},
+          {"disk", disk_ ? disk_->StatusJson() : nlohmann::json(nullptr)},
           {"peer", {{"alive", peer.alive}, {"links", PeerLinksJson(peer)}}}};
 }
 
@@ -276,9 +301,10 @@ int RunPrimary(const PrimaryOptions& options, Shutdown* shutdown, ServiceNotifie
     return kExitFailed;
   }
   QemuHost host;
-  PrimaryEnv env{clock, &host, &guard, shutdown, [&](uint64_t term) {
+  PrimaryEnv env{clock, &host, &guard, shutdown, [&](uint64_t term, disk::BlockDevice* disk) {
                    replicator::ShipperOptions ship = options.ship;
                    ship.term = term;
+                   ship.disk = disk;
                    return std::unique_ptr<EpochShipping>(std::make_unique<Shipper>(ship, clock));
                  },
                  notifier};

@@ -8,6 +8,7 @@
 
 #include "common/env.h"
 #include "common/service_notifier.h"
+#include "disk/block_device.h"
 #include "roles/arbitration.h"
 #include "roles/options.h"
 #include "roles/replication.h"
@@ -26,8 +27,8 @@ struct PrimaryEnv {
   VmHost* host = nullptr;
   RunGuard* guard = nullptr;  // started
   Shutdown* shutdown = nullptr;
-  // The shipper of the term the guard granted.
-  std::function<std::unique_ptr<EpochShipping>(uint64_t term)> make_shipper;
+  // The shipper of the term the guard granted; `disk` is the guest's disk image (null: no disk).
+  std::function<std::unique_ptr<EpochShipping>(uint64_t term, disk::BlockDevice* disk)> make_shipper;
   // READY=1 once the VM runs with its shipper started (protected or, with no standby yet, explicitly
   // UNPROTECTED), STATUS= on every state change, WATCHDOG=1 from every turn of the checkpoint loop.
   ServiceNotifier* notifier = NoServiceNotifier();

@@ -58,6 +58,7 @@ class ColoCheckpoints final : public CheckpointSource {
     return endpoint_->ReceiveCheckpoint(epoch, timeout_ms, timing);
   }
   Status ResumeVm() override { return endpoint_->ResumeVm(); }
+  void OnCheckpointRequest(std::function<void()> hook) override { endpoint_->OnCheckpointRequest(std::move(hook)); }
 
  private:
   std::unique_ptr<qemu::ColoEndpoint> endpoint_;

@@ -33,6 +33,9 @@ class EpochReceiving {
   // After Stop() nothing is half applied and nothing more will be.
   virtual void Stop() = 0;
   virtual std::optional<replicator::ResumePoint> resume_point() const = 0;
+  // After Stop(): finishes a disk epoch journaled but not fully written (the failover needs disk and RAM at the
+  // same epoch); Ok when there is none or no disk.
+  virtual Status RecoverDisk() { return Status::Ok(); }
 };
 
 class Shipper final : public EpochShipping {
@@ -57,6 +60,7 @@ class Receiver final : public EpochReceiving {
   replicator::ReceiverStats stats() const override { return receiver_.stats(); }
   void Stop() override { receiver_.Stop(); }
   std::optional<replicator::ResumePoint> resume_point() const override { return receiver_.resume_point(); }
+  Status RecoverDisk() override { return receiver_.RecoverDisk(); }
 
  private:
   replicator::EpochReceiver receiver_;

@@ -8,6 +8,7 @@
 
 #include "common/log.h"
 #include "qemu-integration/resume.h"
+#include "roles/disk.h"
 #include "roles/guard.h"
 #include "roles/outputs.h"
 #include "roles/qemu_host.h"
@@ -114,6 +115,7 @@ int StandbyRun::Failover() {
   const PromotionDecision decision = env_.promotion->Decision();
   // After Stop() the replica and its device state are final: nothing is half applied.
   env_.receiver->Stop();
+  if (Status st = env_.receiver->RecoverDisk(); !st.ok()) return Fail("disk recovery", st);
   const std::optional<replicator::ResumePoint> point = env_.receiver->resume_point();
   if (!point) return Fail("resume", Status::Aborted("promoted without a complete epoch to resume from"));
   TLOG_WARN("failover", "primary lost on every link, promoted to term %" PRIu64 " (%s): resuming VM %s from epoch %" PRIu64,
@@ -190,6 +192,10 @@ nlohmann::json StandbyRun::StatusJson(const char* state, const replicator::Recei
           {"last_apply_ms", recv.last_apply_ms},
           {"primary_connected", recv.primary_connected},
           {"last_error", recv.last_error},
+          {"disk", o_.disk ? nlohmann::json{{"writes_applied", recv.disk_writes_applied},
+                                            {"bytes_applied", recv.disk_bytes_applied},
+                                            {"needs_recovery", recv.disk_needs_recovery}}
+                           : nlohmann::json(nullptr)},
           {"peer", {{"alive", peer.alive}, {"ever_heard", peer.ever_heard}, {"links", PeerLinksJson(peer)}}}};
 }
 
@@ -210,7 +216,17 @@ int RunStandby(const StandbyOptions& options, Shutdown* shutdown, ServiceNotifie
   if (Status st = EnsurePrivateDir(options.state_dir); !st.ok()) return fail("state dir", st);
   auto replica_file = CreateGuestMemoryFile(options.replica_path, options.replica_bytes);
   if (!replica_file.ok()) return fail("replica", replica_file.status());
-  Receiver receiver(options.receive, clock);
+  // The disk's journaled copy is opened (and a crash's leftovers finished) before anything can apply to it,
+  // and served before the warm QEMU starts (its -blockdev connects at startup).
+  std::unique_ptr<StandbyDisk> disk;
+  replicator::ReceiverOptions receive = options.receive;
+  if (options.disk) {
+    auto opened = StandbyDisk::Open(*options.disk, DiskSocketIn(options.state_dir), options.vm_name);
+    if (!opened.ok()) return fail("disk", opened.status());
+    disk = std::move(opened).value();
+    receive.disk = disk->replica();
+  }
+  Receiver receiver(receive, clock);
   if (Status st = receiver.Start(); !st.ok()) return fail("replication listener", st);
   heartbeat::HeartbeatService heartbeats(options.heartbeat, clock);
   StandbyArbitration arbitration(options.arbiter, options.heartbeat.interval_ms, &heartbeats, shutdown, clock);

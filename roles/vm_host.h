@@ -4,6 +4,7 @@
 
 #include <sys/types.h>
 
+#include <functional>
 #include <map>
 #include <memory>
 #include <string>
@@ -47,6 +48,8 @@ class CheckpointSource {
   virtual Status SendCheckpointReady() = 0;
   virtual Status ReceiveCheckpoint(replicator::Epoch* epoch, int timeout_ms, qemu::CheckpointTiming* timing) = 0;
   virtual Status ResumeVm() = 0;
+  // `hook` runs when QEMU's CHECKPOINT_REQUEST is read, before the reply (the disk's write log: disk.h).
+  virtual void OnCheckpointRequest(std::function<void()> hook) { (void)hook; }
 };
 
 class VmHost {

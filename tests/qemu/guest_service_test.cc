@@ -19,6 +19,10 @@
 #include <cstring>
 
 #include "common/fd.h"
+#include "disk/block_device.h"
+#include "disk/disk_writes.h"
+#include "disk/nbd_server.h"
+#include "disk/write_log.h"
 #include "qemu-integration/qemu_args.h"
 #include "qemu-integration/qemu_process.h"
 #include "tests/guest/guest_image.h"
@@ -251,6 +255,51 @@ TEST_F(GuestService, CountsRequestsInOrderRecordsEachOnDiskAndResumesFromTheDisk
   ASSERT_NO_FATAL_FAILURE(again.ExpectCounted(6, 7, "r", disk));
   EXPECT_TRUE(again.WaitForLine("reqs=7 disk=7 ok", 5000)) << again.Diagnostics();
   EXPECT_EQ(again.Serial().find("INVARIANT BROKEN"), std::string::npos) << again.Diagnostics();
+}
+
+// The disk as tandem's primary serves it (disk/README.md): QEMU's NBD client on tandem's socket, every write
+// applied to the image and logged in the open epoch before QEMU completes it to the guest. So a request's
+// record is in the log by the time its reply (sent after the write completed) arrives, and closing the epoch
+// yields exactly the guest's records.
+TEST_F(GuestService, TheGuestsDiskThroughTandemsNbdServerLogsEveryCompletedWriteInTheOpenEpoch) {
+  auto image = disk::ImageDevice::Open(disk);
+  ASSERT_TRUE(image.ok()) << image.status().ToString();
+  disk::EpochWriteLog log((*image)->size());
+  disk::ReplicatedDisk served(image->get(), &log);
+  ServiceGuest guest(dir, "nbd", /*disk=*/"");
+  guest.mutable_vm().disk_socket = dir / "disk.sock";
+  disk::NbdServerOptions nbd;
+  nbd.socket_path = guest.vm().disk_socket;
+  nbd.export_name = guest.vm().name;
+  auto server = disk::NbdServer::Start(nbd, &served);
+  ASSERT_TRUE(server.ok()) << server.status().ToString();
+  ASSERT_NO_FATAL_FAILURE(guest.Start());
+  EXPECT_NE(guest.Serial().find("\ntandem-guest disk: 0 records\n"), std::string::npos) << guest.Diagnostics();
+  ASSERT_NO_FATAL_FAILURE(guest.ExpectCounted(1, 3, "n", disk));
+  EXPECT_TRUE(guest.WaitForLine("reqs=3 disk=3 ok", 10000)) << guest.Diagnostics();
+  auto payload = log.CloseEpoch(1);
+  ASSERT_TRUE(payload.ok()) << payload.status().ToString();
+  auto writes = disk::DecodeDiskWrites(*payload);
+  ASSERT_TRUE(writes.ok()) << writes.status().ToString();
+  // Each record k, as the guest wrote it, is in the epoch (absolute writes in completion order: the last write
+  // covering a sector is what the standby ends with).
+  for (uint32_t k = 1; k <= 3; ++k) {
+    std::vector<uint32_t> last;
+    for (const disk::DiskWrite& w : writes->writes) {
+      const uint64_t at = uint64_t{k} * TANDEM_GUEST_SECTOR_SIZE;
+      if (w.kind != disk::WriteKind::kData || w.offset > at || w.offset + w.length < at + TANDEM_GUEST_SECTOR_SIZE) {
+        continue;
+      }
+      last.resize(TANDEM_GUEST_SECTOR_SIZE / 4);
+      memcpy(last.data(), w.data.data() + (at - w.offset), TANDEM_GUEST_SECTOR_SIZE);
+    }
+    ASSERT_FALSE(last.empty()) << "record " << k << " is not in the epoch's writes";
+    EXPECT_TRUE(HoldsRecord(last, k)) << "record " << k;
+  }
+  EXPECT_GT((*server)->stats().requests, 3u);
+  guest.Kill();
+  log.Shutdown();
+  (*server)->Stop();
 }
 
 TEST_F(GuestService, DamagedDiskRecordIsReportedAtBootAndRequestsAreRefused) {

@@ -60,6 +60,20 @@ TEST(QemuArgsTest, NoDefaultDevicesSerialToFileQmpOnUnixSocket) {
   EXPECT_FALSE(Has(args, "-incoming"));
 }
 
+TEST(QemuArgsTest, ADiskIsQemusNbdClientOnTandemsSocketAndALegacyCapableVirtioBlk) {
+  testing::TempDir dir;
+  VmConfig vm = Valid(dir);
+  EXPECT_FALSE(Has(BuildQemuArgs(vm, QemuRole::kPrimary), "-blockdev")) << "no disk unless configured";
+  vm.disk_socket = dir / "disk.sock";
+  const std::vector<std::string> args = BuildQemuArgs(vm, QemuRole::kStandby);
+  EXPECT_EQ(ValueOf(args, "-blockdev"),
+            "driver=nbd,server.type=unix,server.path=" + vm.disk_socket + ",export=web1,node-name=disk0");
+  EXPECT_TRUE(Has(args, "virtio-blk-pci,drive=disk0,disable-modern=on"));
+  EXPECT_TRUE(ValidateVmConfig(vm).ok());
+  vm.disk_socket = dir / "a,b.sock";
+  EXPECT_FALSE(ValidateVmConfig(vm).ok());
+}
+
 TEST(QemuArgsTest, OutputArgsReplaceTheSerialFile) {
   testing::TempDir dir;
   VmConfig vm = Valid(dir);

@@ -61,9 +61,10 @@ class FakePrimary {
   uint64_t term() const { return term_; }
   EpochEncoder& encoder() { return encoder_; }
 
-  std::vector<uint8_t> Hello(uint32_t version = kProtocolVersion) {
+  std::vector<uint8_t> Hello(uint32_t version = kProtocolVersion, bool disk = false) {
     HelloMessage h;
     h.version = version;
+    h.has_disk = disk;
     h.role = PeerRole::kPrimary;
     h.term = term_;
     h.generation = generation_;
@@ -73,9 +74,9 @@ class FakePrimary {
     return sink.bytes;
   }
 
-  std::vector<uint8_t> Full(uint64_t number) {
+  std::vector<uint8_t> Full(uint64_t number, std::span<const uint8_t> disk_writes = {}) {
     BufferSink sink;
-    Status st = encoder_.EncodeFull(number, term_, *mirror_, device_state_, &sink);
+    Status st = encoder_.EncodeFull(number, term_, *mirror_, device_state_, &sink, disk_writes);
     EXPECT_TRUE(st.ok()) << st.ToString();
     return sink.bytes;
   }
@@ -182,6 +183,7 @@ struct FeedResult {
   DecodeError error = DecodeError::kNone;  // what was wrong with the bytes, when status is not Ok
   std::vector<AckMessage> acks;
   std::vector<HelloMessage> hellos;
+  std::vector<uint8_t> disk_hashes;  // the standby's DISK_HASHES payload, if it sent one
 };
 
 inline void ParseReplies(const std::vector<uint8_t>& reply, FeedResult* result) {
@@ -197,6 +199,8 @@ inline void ParseReplies(const std::vector<uint8_t>& reply, FeedResult* result) 
       HelloMessage h;
       EXPECT_TRUE(ParseHello(rec.payload, &h).ok());
       result->hellos.push_back(h);
+    } else if (rec.type == uint32_t(RecordType::kDiskHashes)) {
+      result->disk_hashes.assign(rec.payload.begin(), rec.payload.end());
     }
   }
 }

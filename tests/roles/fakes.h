@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "common/env.h"
+#include "disk/block_device.h"
 #include "qemu-integration/resume.h"
 #include "roles/arbitration.h"
 #include "roles/replication.h"
@@ -141,6 +142,7 @@ class FakeCheckpoints final : public CheckpointSource {
       }
     }
     TANDEM_RETURN_IF_ERROR(q_->before_checkpoint(n));
+    if (on_request_) on_request_();  // CHECKPOINT_REQUEST
     std::lock_guard<std::mutex> lock(q_->mu);
     if (!q_->running) return Status::Closed("QEMU exited");
     q_->handed_out = n;
@@ -150,6 +152,7 @@ class FakeCheckpoints final : public CheckpointSource {
     epoch->device_state() = {uint8_t(n)};
     return Status::Ok();
   }
+  void OnCheckpointRequest(std::function<void()> hook) override { on_request_ = std::move(hook); }
   Status ResumeVm() override {
     int n;
     {
@@ -164,6 +167,7 @@ class FakeCheckpoints final : public CheckpointSource {
 
  private:
   FakeQemu* q_;
+  std::function<void()> on_request_;
 };
 
 // An output channel that records what the role asked of it into FakeQemu::events.
@@ -235,6 +239,8 @@ struct ShipperLog {
   bool got_ram = false;
   std::vector<uint8_t> device_state;
   std::vector<uint64_t> submitted;
+  std::vector<std::vector<uint8_t>> disk_writes;  // each submitted epoch's DISK_WRITES payload
+  disk::BlockDevice* disk = nullptr;               // what make_shipper was given
   // What stats() reports: the test moves the standby's acks.
   uint64_t last_acked = 0;
   bool standby_connected = true;
@@ -264,6 +270,7 @@ class FakeShipper final : public EpochShipping {
   void Submit(std::unique_ptr<replicator::Epoch> epoch) override {
     std::lock_guard<std::mutex> lock(log_->mu);
     log_->submitted.push_back(epoch->number());
+    log_->disk_writes.push_back(epoch->disk_writes());
   }
   replicator::ShipperStats stats() const override {
     std::lock_guard<std::mutex> lock(log_->mu);

@@ -30,8 +30,9 @@ class PrimaryRoleTest : public ::testing::Test {
   }
 
   int Run() {
-    PrimaryEnv env{&clock_, &host_, &guard_, &shutdown_, [this](uint64_t term) {
+    PrimaryEnv env{&clock_, &host_, &guard_, &shutdown_, [this](uint64_t term, disk::BlockDevice* disk) {
                      shipped_.term = term;
+                     shipped_.disk = disk;
                      return std::unique_ptr<EpochShipping>(std::make_unique<testing::FakeShipper>(&shipped_));
                    },
                    &notifier_};
