@@ -28,6 +28,8 @@ const char* DecodeErrorName(DecodeError error) {
     case DecodeError::kOutOfOrderEpoch: return "out-of-order-epoch";
     case DecodeError::kUnsupported: return "unsupported";
     case DecodeError::kWrongPeer: return "wrong-peer";
+    case DecodeError::kAuthenticationFailed: return "authentication-failed";
+    case DecodeError::kTagMismatch: return "tag-mismatch";
   }
   return "?";
 }

@@ -37,6 +37,8 @@ enum class DecodeError : uint8_t {
   kOutOfOrderEpoch,          // a delta epoch that does not continue the one held (or there is none to continue)
   kUnsupported,              // a feature this standby lacks (page size)
   kWrongPeer,                // a HELLO from the wrong role, or for another VM
+  kAuthenticationFailed,     // the link handshake: the peer did not prove it holds the key (wrong key, replay)
+  kTagMismatch,              // a record of an authenticated link failed its tag (altered, or not from the peer)
 };
 const char* DecodeErrorName(DecodeError error);
 

@@ -68,6 +68,7 @@ const char* RecordTypeName(uint32_t type) {
     case RecordType::kDiskWrites: return "DISK_WRITES";
     case RecordType::kEpochEnd: return "EPOCH_END";
     case RecordType::kAck: return "ACK";
+    case RecordType::kAuth: return "AUTH";
   }
   return "unknown";
 }
@@ -81,6 +82,7 @@ const char* AckStatusName(uint32_t status) {
     case AckStatus::kOldTerm: return "old-term";
     case AckStatus::kMismatch: return "mismatch";
     case AckStatus::kInternal: return "internal";
+    case AckStatus::kUnauthenticated: return "unauthenticated";
   }
   return "unknown";
 }
@@ -250,7 +252,7 @@ DecodeStatus ParseAck(std::span<const uint8_t> payload, AckMessage* m) {
     return DecodeStatus::Corrupt(DecodeError::kBadLength,
                                  "malformed ACK of " + std::to_string(payload.size()) + " bytes");
   }
-  if (status > static_cast<uint32_t>(AckStatus::kInternal)) {
+  if (status > static_cast<uint32_t>(AckStatus::kUnauthenticated)) {
     return DecodeStatus::Corrupt(DecodeError::kBadField, "ACK with unknown status " + std::to_string(status));
   }
   m->status = static_cast<AckStatus>(status);

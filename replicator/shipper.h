@@ -35,6 +35,7 @@
 #include "replicator/page_codec.h"
 #include "replicator/delta_base.h"
 #include "replicator/guest_ram.h"
+#include "replicator/link_security.h"
 #include "replicator/page_fingerprints.h"
 #include "replicator/shipper_history.h"
 #include "replicator/transport.h"
@@ -43,6 +44,8 @@ namespace tandem::replicator {
 
 struct ShipperOptions {
   std::string standby_address;  // "host:port", "[v6]:port" or "unix:/path" (common/net_address.h)
+  // The pre-shared key both ends prove they hold, and whether records are encrypted (link_security.h). Required.
+  LinkSecurity security;
   int max_in_flight = 2;
   int reconnect_interval_ms = 200;
   int io_timeout_ms = 2000;
@@ -80,6 +83,9 @@ struct ShipperStats {
   uint64_t delta_base_mib = 0;
   uint64_t fingerprints_mib = 0;
   std::string last_error;
+  // Why the last connection's link handshake failed (kAuthenticationFailed: the standby did not prove it holds
+  // the key, or refused ours); kNone once a handshake succeeds.
+  DecodeError last_link_error = DecodeError::kNone;
 };
 
 class EpochShipper {
