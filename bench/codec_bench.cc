@@ -123,6 +123,25 @@ replicator::PageCodecOptions Codec(const benchmark::State& state) {
   return codec;
 }
 
+// Per cold tile: the standby's copy (old pages) and the epoch of new pages, made once for every encode row.
+struct TiledEpochs {
+  std::vector<std::unique_ptr<replicator::RamImage>> bases;
+  std::vector<std::unique_ptr<replicator::Epoch>> epochs;
+};
+const TiledEpochs& TileEpochs() {
+  static const TiledEpochs tiled = [] {
+    const Tiles& t = Cold();
+    TiledEpochs e;
+    for (size_t i = 0; i < t.count; ++i) {
+      e.bases.push_back(ImageOf(t.Old(i, 0), t.tile_bytes));
+      e.epochs.push_back(std::make_unique<replicator::Epoch>());
+      FillEpoch(t.New(i, 0), t.tile_bytes, e.epochs.back().get());
+    }
+    return e;
+  }();
+  return tiled;
+}
+
 // Encode = what the primary does, through its real code (EpochEncoder on one thread): per page choose the
 // encoding, compress, hash the final content; frame the records and checksum them. Each cold tile is an epoch
 // of new pages and the standby's copy (old pages) of its own.
@@ -130,13 +149,7 @@ void BM_Encode(benchmark::State& state) {
   const Tiles& t = Cold();
   const replicator::PageCodecOptions codec = Codec(state);
   const bool delta = codec.xor_delta;
-  static std::vector<std::unique_ptr<replicator::RamImage>> bases;
-  static std::vector<std::unique_ptr<replicator::Epoch>> epochs;
-  for (size_t i = bases.size(); i < t.count; ++i) {
-    bases.push_back(ImageOf(t.Old(i, 0), t.tile_bytes));
-    epochs.push_back(std::make_unique<replicator::Epoch>());
-    FillEpoch(t.New(i, 0), t.tile_bytes, epochs.back().get());
-  }
+  const auto& [bases, epochs] = TileEpochs();
   replicator::EpochEncoder encoder(codec);
   CountingSink sink;
   size_t tile = 0;
@@ -184,13 +197,7 @@ void BM_EncodeShip(benchmark::State& state) {
   codec.compression = Compression::kLz4;
   codec.xor_delta = true;
   codec.lz4_acceleration = int(state.range(1));
-  static std::vector<std::unique_ptr<replicator::RamImage>> bases;
-  static std::vector<std::unique_ptr<replicator::Epoch>> epochs;
-  for (size_t i = bases.size(); i < t.count; ++i) {
-    bases.push_back(ImageOf(t.Old(i, 0), t.tile_bytes));
-    epochs.push_back(std::make_unique<replicator::Epoch>());
-    FillEpoch(t.New(i, 0), t.tile_bytes, epochs.back().get());
-  }
+  const auto& [bases, epochs] = TileEpochs();
   replicator::EpochEncoder encoder(codec);
   const auto cipher = LinkCipher(state.range(0));
   NullTransport transport;
