@@ -1,7 +1,7 @@
 // Epoch data-path throughput on a real guest's page set, each beside memcpy of the same bytes in the same run.
 //   TANDEM_PAGESET=<file.pageset.zst>[:<more>...] (default: bench/data/linux-workload.pageset.zst)
 // Counters: bytes_per_second (of raw page bytes), pages (in the set), wire_ratio (the epoch as sent: records, page
-// entries, checksums / raw bytes).
+// entries, checksums, and in BM_EncodeShip the link's tags / raw bytes).
 #include <benchmark/benchmark.h>
 #include <xxhash.h>
 #include <xxh_x86dispatch.h>  // XXH3 on AVX2/AVX-512 when the CPU has them: see messages.cc
@@ -16,6 +16,7 @@
 #include "bench/counting_sink.h"
 #include "bench/pageset.h"
 #include "replicator/epoch_codec.h"
+#include "replicator/link_security.h"
 #include "replicator/messages.h"
 #include "replicator/page_codec.h"
 #include "replicator/transport.h"
@@ -122,6 +123,25 @@ replicator::PageCodecOptions Codec(const benchmark::State& state) {
   return codec;
 }
 
+// Per cold tile: the standby's copy (old pages) and the epoch of new pages, made once for every encode row.
+struct TiledEpochs {
+  std::vector<std::unique_ptr<replicator::RamImage>> bases;
+  std::vector<std::unique_ptr<replicator::Epoch>> epochs;
+};
+const TiledEpochs& TileEpochs() {
+  static const TiledEpochs tiled = [] {
+    const Tiles& t = Cold();
+    TiledEpochs e;
+    for (size_t i = 0; i < t.count; ++i) {
+      e.bases.push_back(ImageOf(t.Old(i, 0), t.tile_bytes));
+      e.epochs.push_back(std::make_unique<replicator::Epoch>());
+      FillEpoch(t.New(i, 0), t.tile_bytes, e.epochs.back().get());
+    }
+    return e;
+  }();
+  return tiled;
+}
+
 // Encode = what the primary does, through its real code (EpochEncoder on one thread): per page choose the
 // encoding, compress, hash the final content; frame the records and checksum them. Each cold tile is an epoch
 // of new pages and the standby's copy (old pages) of its own.
@@ -129,13 +149,7 @@ void BM_Encode(benchmark::State& state) {
   const Tiles& t = Cold();
   const replicator::PageCodecOptions codec = Codec(state);
   const bool delta = codec.xor_delta;
-  static std::vector<std::unique_ptr<replicator::RamImage>> bases;
-  static std::vector<std::unique_ptr<replicator::Epoch>> epochs;
-  for (size_t i = bases.size(); i < t.count; ++i) {
-    bases.push_back(ImageOf(t.Old(i, 0), t.tile_bytes));
-    epochs.push_back(std::make_unique<replicator::Epoch>());
-    FillEpoch(t.New(i, 0), t.tile_bytes, epochs.back().get());
-  }
+  const auto& [bases, epochs] = TileEpochs();
   replicator::EpochEncoder encoder(codec);
   CountingSink sink;
   size_t tile = 0;
@@ -149,6 +163,69 @@ void BM_Encode(benchmark::State& state) {
   }
   SetBytes(state);
   state.counters["wire_ratio"] = double(sink.bytes) / double(t.tile_bytes);
+}
+
+// The link with nothing behind it: what a socket would take, dropped at once (an infinitely fast network).
+class NullTransport final : public replicator::Transport {
+ public:
+  Status Send(std::span<const iovec> iov, int) override {
+    for (const iovec& v : iov) bytes += v.iov_len;
+    return Status::Ok();
+  }
+  Status Recv(void*, size_t, int) override { return Status::Unsupported("write-only"); }
+  Status WaitReadable(int) override { return Status::Ok(); }
+  void Shutdown() override {}
+  const char* engine_name() const override { return "null"; }
+  uint64_t bytes = 0;
+};
+
+// Argument {link}: 0 plain records (no link security: what protocol version 2 sent), else the LinkEncryption
+// (1 none = HMAC-SHA256 tags, 2 aes-gcm).
+std::unique_ptr<replicator::RecordCipher> LinkCipher(int64_t link) {
+  if (link == 0) return nullptr;
+  replicator::LinkKey key{};
+  key[0] = 1;
+  return std::move(replicator::RecordCipher::Create(static_cast<replicator::LinkEncryption>(link), key)).value();
+}
+
+// Encode + ship = BM_Encode's EpochEncoder writing into the primary's real TransportSink, which seals every record
+// (HMAC tag, or AES-256-GCM into its buffer) before the send; the transport drops the bytes. Arguments {link, accel}:
+// LZ4 with delta at that acceleration (1: the link is the bottleneck; 512: auto's lightest step, the encoder is).
+void BM_EncodeShip(benchmark::State& state) {
+  const Tiles& t = Cold();
+  replicator::PageCodecOptions codec;
+  codec.compression = Compression::kLz4;
+  codec.xor_delta = true;
+  codec.lz4_acceleration = int(state.range(1));
+  const auto& [bases, epochs] = TileEpochs();
+  replicator::EpochEncoder encoder(codec);
+  const auto cipher = LinkCipher(state.range(0));
+  NullTransport transport;
+  replicator::TransportSink sink(&transport, 1000, cipher.get());
+  size_t tile = 0;
+  for (auto _ : state) {
+    if (Status st = encoder.EncodeEpoch(*epochs[tile], 1, bases[tile].get(), &sink); !st.ok()) {
+      state.SkipWithError(st.ToString().c_str());
+      return;
+    }
+    tile = (tile + 1) % t.count;
+  }
+  SetBytes(state);
+  state.counters["wire_ratio"] = double(transport.bytes) / double(t.tile_bytes) / double(state.iterations());
+}
+
+// Sealing alone, on 1 MiB PAGES records (about a full record of 256 raw pages), bytes of record per second.
+void BM_Seal(benchmark::State& state) {
+  std::vector<uint8_t> record;
+  replicator::AppendRecord(replicator::RecordType::kPages, std::vector<uint8_t>(1 << 20, 0x5a), &record);
+  const auto cipher = LinkCipher(state.range(0));
+  std::vector<uint8_t> out(record.size());
+  uint8_t tag[replicator::kRecordTagSize];
+  for (auto _ : state) {
+    if (!cipher->Seal(record, out.data(), tag).ok()) std::abort();
+    benchmark::DoNotOptimize(tag);
+  }
+  state.SetBytesProcessed(int64_t(state.iterations()) * int64_t(record.size()));
 }
 
 // Decode + verify + apply = what the standby does, through its real code: the page set encoded as one epoch
@@ -248,6 +325,11 @@ BENCHMARK(BM_Encode)
     ->Apply(Ladder)
     ->UseRealTime();  // one core: scripts/bench pins it; encode_bench shows scaling with threads
 BENCHMARK(BM_DecodeVerifyApply)->ArgNames({"codec", "delta", "accel"})->Apply(Ladder);
+BENCHMARK(BM_EncodeShip)
+    ->ArgNames({"link", "accel"})
+    ->ArgsProduct({{0, 1, 2}, {1, 512}})
+    ->UseRealTime();
+BENCHMARK(BM_Seal)->ArgName("link")->Arg(1)->Arg(2);
 
 }  // namespace
 }  // namespace tandem::bench

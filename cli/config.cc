@@ -7,6 +7,7 @@
 #include <toml++/toml.h>
 
 #include "common/env.h"
+#include "common/key_file.h"
 #include "output-commit/qemu_options.h"
 #include "qemu-integration/qemu_args.h"
 
@@ -137,14 +138,14 @@ Status SetCompression(Config& c, const toml::node& n) {
   return Status::Ok();
 }
 
-Status SetPskFromFile(Config& c, const toml::node& n) {
-  const auto* path = n.as_string();
-  if (path == nullptr) return Expected("a string (the key file's path)", n);
-  TANDEM_ASSIGN_OR_RETURN(std::string key, Env::Default()->ReadFile(path->get()));
-  const size_t end = key.find_last_not_of(" \t\r\n");
-  const size_t begin = key.find_first_not_of(" \t\r\n");
-  c.psk = begin == std::string::npos ? "" : key.substr(begin, end - begin + 1);
-  return Status::Ok();
+// A key from a file only tandem's user can read, at least 16 bytes (common/key_file.h).
+Setter KeyFile(std::string Config::*field) {
+  return [field](Config& c, const toml::node& n) -> Status {
+    const auto* path = n.as_string();
+    if (path == nullptr) return Expected("a string (the key file's path)", n);
+    TANDEM_ASSIGN_OR_RETURN(c.*field, ReadKeyFile(path->get()));
+    return Status::Ok();
+  };
 }
 
 struct KeySpec {
@@ -191,7 +192,11 @@ const std::vector<KeySpec>& Keys() {
       {"heartbeat", "interval_ms", Integer(&Config::heartbeat_interval_ms, 1, 10000, "ms")},
       {"heartbeat", "timeout_ms", Integer(&Config::heartbeat_timeout_ms, 2, 600000, "ms")},
       {"heartbeat", "psk", String(&Config::psk)},
-      {"heartbeat", "psk_file", SetPskFromFile},
+      {"heartbeat", "psk_file", KeyFile(&Config::psk)},
+      {"replication", "psk", String(&Config::replication_psk)},
+      {"replication", "psk_file", KeyFile(&Config::replication_psk)},
+      {"replication", "encryption",
+       OneOf(&Config::link_encryption, replicator::ParseLinkEncryption, "\"aes-gcm\" or \"none\"")},
       {"replication", "max_in_flight", Integer(&Config::max_in_flight, 1, 64, "epochs")},
       {"replication", "io_timeout_ms", Integer(&Config::io_timeout_ms, 10, 600000, "ms")},
       {"replication", "io_engine",
@@ -318,6 +323,13 @@ Status Validate(const Config& c, const Positions& at) {
                      "primary.heartbeat and standby.heartbeat must list the same number (>= 1) of link addresses");
   }
   if (c.psk.empty()) return at.Refuse("heartbeat.psk", "heartbeat.psk or heartbeat.psk_file is required");
+  if (Status st = CheckKeyLength(c.psk, "the heartbeat key (heartbeat.psk or heartbeat.psk_file)"); !st.ok()) {
+    return at.Refuse("heartbeat.psk", st.message());
+  }
+  if (Status st = CheckKeyLength(c.replication_psk, "the replication key (replication.psk or psk_file)");
+      !c.replication_psk.empty() && !st.ok()) {
+    return at.Refuse("replication.psk", st.message());
+  }
   if (c.heartbeat_timeout_ms <= c.heartbeat_interval_ms) {
     return at.Refuse("heartbeat.timeout_ms", "heartbeat.timeout_ms must be larger than heartbeat.interval_ms");
   }

@@ -8,7 +8,9 @@
 //                 the role's state_dir), format ("raw"), max_epoch_mib (absent: no disk)
 //   [primary]     state_dir, heartbeat (array: one local UDP address per link)
 //   [standby]     state_dir, replication (listen host:port), heartbeat (array, one address per link)
-//   [heartbeat]   interval_ms, timeout_ms, psk | psk_file
+//   [heartbeat]   interval_ms, timeout_ms, psk | psk_file (>= 16 bytes; the file 0600, ours)
+//   [replication] ... encryption ("aes-gcm" | "none"; authenticated either way), psk | psk_file (the link's key;
+//                 default: the heartbeat's, which the witness holds too)
 //   [replication] max_in_flight, io_timeout_ms, io_engine, encode_threads, apply_threads, compression,
 //                 lz4_acceleration, zstd_level, delta_base_mib
 //   [witness]     address, listen, state_dir, lease_ms, promise_ms, two_host_policy
@@ -25,6 +27,7 @@
 #include "common/status.h"
 #include "heartbeat/arbiter.h"
 #include "output-commit/hold_queue.h"
+#include "replicator/link_security.h"
 #include "replicator/page_codec.h"
 #include "replicator/transport.h"
 
@@ -75,6 +78,13 @@ struct Config {
   int heartbeat_interval_ms = 10;
   int heartbeat_timeout_ms = 60;
   std::string psk;
+  // The replication link: always authenticated; aes-gcm also encrypts guest memory on the wire (README).
+  replicator::LinkEncryption link_encryption = replicator::LinkEncryption::kAesGcm;
+  // [replication] psk | psk_file; empty: the heartbeat's key (which the witness also holds).
+  std::string replication_psk;
+  replicator::LinkSecurity LinkSecurity() const {
+    return {replication_psk.empty() ? psk : replication_psk, link_encryption};
+  }
   // [replication]
   int max_in_flight = 2;
   int io_timeout_ms = 2000;

@@ -90,6 +90,7 @@ roles::PrimaryOptions MakePrimaryOptions(const Config& config) {
   options.epoch_ms = config.epoch_ms;
   replicator::ShipperOptions& ship = options.ship;
   ship.standby_address = config.standby_replication;
+  ship.security = config.LinkSecurity();
   ship.max_in_flight = config.max_in_flight;
   ship.io_timeout_ms = config.io_timeout_ms;
   ship.io_engine = config.io_engine;
@@ -111,6 +112,7 @@ roles::StandbyOptions MakeStandbyOptions(const Config& config) {
   options.replica_bytes = config.memory_mb << 20;
   replicator::ReceiverOptions& receive = options.receive;
   receive.listen_address = config.standby_replication;
+  receive.security = config.LinkSecurity();
   receive.file_backed_blocks = {{qemu::kMainRamBlock, options.replica_path}};
   receive.expected_vm_name = config.vm_name;
   receive.io_engine = config.io_engine;

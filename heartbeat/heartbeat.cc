@@ -19,6 +19,7 @@
 #include <thread>
 
 #include "common/fd.h"
+#include "common/key_file.h"
 #include "common/log.h"
 #include "common/random.h"
 #include "common/waker.h"
@@ -79,6 +80,7 @@ Status HeartbeatService::Impl::Validate() const {
   if (options.psk.empty()) {
     return Status::InvalidArgument("heartbeat: a pre-shared key is required (heartbeat.psk or heartbeat.psk_file)");
   }
+  TANDEM_RETURN_IF_ERROR(CheckKeyLength(options.psk, "heartbeat: the pre-shared key"));
   if (!ValidNodeName(options.node_name) || !ValidNodeName(options.peer_name)) {
     return Status::InvalidArgument("heartbeat: node and peer names must be 1..32 bytes");
   }
@@ -303,10 +305,6 @@ Status HeartbeatService::Start() {
   auto key = MacKey::Create(s.options.psk);
   if (!key.ok()) return key.status();
   s.key.emplace(std::move(key).value());
-  if (s.options.psk.size() < 16) {
-    TLOG_WARN(kLog, "the heartbeat pre-shared key is only %zu bytes; use 16 or more random bytes",
-              s.options.psk.size());
-  }
   if (Status st = s.Open(); !st.ok()) {
     s.links.clear();
     s.wake.Close();

@@ -9,6 +9,7 @@
 #include <cinttypes>
 
 #include "common/fd.h"
+#include "common/key_file.h"
 #include "common/log.h"
 #include "common/random.h"
 #include "heartbeat/udp.h"
@@ -130,6 +131,7 @@ Status WitnessClient::Start() {
   Impl& s = *impl_;
   if (s.core) return Status::InvalidArgument("witness client: already started");
   if (s.options.psk.empty()) return Status::InvalidArgument("witness client: a pre-shared key is required");
+  TANDEM_RETURN_IF_ERROR(CheckKeyLength(s.options.psk, "witness client: the pre-shared key"));
   if (!ValidNodeName(s.options.vm) || !ValidNodeName(s.options.node)) {
     return Status::InvalidArgument("witness client: vm and node names must be 1..32 bytes");
   }

@@ -16,6 +16,7 @@
 #include <thread>
 
 #include "common/fd.h"
+#include "common/key_file.h"
 #include "common/log.h"
 #include "common/random.h"
 #include "common/waker.h"
@@ -106,6 +107,7 @@ Status WitnessServer::Start() {
   if (s.started) return Status::InvalidArgument("witness: already started");
   const WitnessOptions& o = s.options;
   if (o.psk.empty()) return Status::InvalidArgument("witness: a pre-shared key is required");
+  TANDEM_RETURN_IF_ERROR(CheckKeyLength(o.psk, "witness: the pre-shared key"));
   if (o.state_path.empty()) return Status::InvalidArgument("witness: a state file path is required");
   if (o.lease_ms < 1 || o.max_vms < 1) return Status::InvalidArgument("witness: need lease_ms >= 1 and max_vms >= 1");
   auto key = MacKey::Create(o.psk);
@@ -145,7 +147,6 @@ Status WitnessServer::Start() {
   s.started = true;
   TLOG_INFO(kLog, "witness (incarnation %016" PRIx64 ") on UDP port %d, lease %d ms, state %s (%zu VMs)",
             core_options.incarnation, s.port, o.lease_ms, o.state_path.c_str(), loaded);
-  if (o.psk.size() < 16) TLOG_WARN(kLog, "the pre-shared key is only %zu bytes; use 16 or more random bytes", o.psk.size());
   s.thread = std::thread([&s] { s.Run(); });
   pthread_setname_np(s.thread.native_handle(), "tandem-witness");
   return Status::Ok();

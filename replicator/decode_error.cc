@@ -30,6 +30,8 @@ const char* DecodeErrorName(DecodeError error) {
     case DecodeError::kWrongPeer: return "wrong-peer";
     case DecodeError::kDiskWritesOrder: return "disk-writes-order";
     case DecodeError::kDiskWritesCorrupt: return "disk-writes-corrupt";
+    case DecodeError::kAuthenticationFailed: return "authentication-failed";
+    case DecodeError::kTagMismatch: return "tag-mismatch";
   }
   return "?";
 }

@@ -40,6 +40,8 @@ enum class DecodeError : uint8_t {
   kDiskWritesOrder,          // a DISK_WRITES chunk that does not continue the ones received, a bad total, or an
                              // epoch of a disk-replicating primary without its DISK_WRITES
   kDiskWritesCorrupt,        // the reassembled DISK_WRITES payload fails its own checks (disk_writes.h)
+  kAuthenticationFailed,     // the link handshake: the peer did not prove it holds the key (wrong key, replay)
+  kTagMismatch,              // a record of an authenticated link failed its tag (altered, or not from the peer)
 };
 const char* DecodeErrorName(DecodeError error);
 

@@ -102,6 +102,8 @@ DecodeStatus EpochDecoder::Add(const RecordView& record) {
       return Fail(DecodeError::kUnexpectedRecord, "EPOCH_BEGIN inside an epoch: records out of order");
     case RecordType::kAck:
       return Fail(DecodeError::kUnexpectedRecord, "ACK from the primary");
+    case RecordType::kAuth:
+      return Fail(DecodeError::kUnexpectedRecord, "AUTH inside an epoch (the link handshake is over)");
     case RecordType::kEpochEnd:
       return Fail(DecodeError::kUnexpectedRecord, "EPOCH_END passed to Add");
   }

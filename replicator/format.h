@@ -21,13 +21,16 @@ namespace tandem::replicator {
 
 static_assert(std::endian::native == std::endian::little, "tandem's wire helpers assume a little-endian host");
 
-// Version 3 is this file. The first u32 of a HELLO payload is the version in every version, so any peer can
+// Version 4 is this file. The first u32 of a HELLO payload is the version in every version, so any peer can
 // name the version it cannot speak. Version 2 added the live resync (kEpochLive, EPOCH_END settles_after);
 // version 3 the guest's disk (HELLO flag kHelloHasDisk, DISK_HASHES after the standby's HELLO, DISK_WRITES
-// inside epochs). An older stream is a newer one that never sets them, so this build also reads version 1 and 2
-// peers (and answers them in their version), while an older build refuses a newer HELLO.
-inline constexpr uint32_t kProtocolVersion = 3;
+// inside epochs); version 4 the authenticated link: over a connection, an opening HELLO and AUTH records prove
+// both ends hold the pre-shared key, and every record after them carries a tag (link_security.h). An older
+// stream is a newer one that never sets the newer features, so stream files (no link) of versions 1 to 4 all
+// read; a connection, though, takes only version 4 (an unauthenticated peer is refused).
+inline constexpr uint32_t kProtocolVersion = 4;
 inline constexpr uint32_t kMinProtocolVersion = 1;
+inline constexpr uint32_t kMinLinkProtocolVersion = 4;  // over a connection
 
 // Record types spell four ASCII characters in a hex dump: a stream read at the wrong offset shows up at once.
 constexpr uint32_t FourCc(char a, char b, char c, char d) {
@@ -42,6 +45,7 @@ enum class RecordType : uint32_t {
   kDiskHashes = FourCc('T', 'D', 'H', 'S'),   // standby -> primary, right after its HELLO (version 3)
   kEpochEnd = FourCc('T', 'E', 'N', 'D'),     // primary -> standby, closes an epoch
   kAck = FourCc('T', 'A', 'C', 'K'),          // standby -> primary
+  kAuth = FourCc('T', 'A', 'U', 'T'),         // version 4: both directions, the link handshake only
 };
 const char* RecordTypeName(uint32_t type);
 
@@ -59,6 +63,16 @@ inline constexpr uint32_t kHelloHasResumePoint = 1u << 0;  // standby: last_appl
 inline constexpr uint32_t kHelloHasDisk = 1u << 1;
 inline constexpr uint32_t kMaxRamBlocks = 1024;
 inline constexpr uint32_t kMaxNameLength = 256;
+
+// Version 4 link handshake (FORMAT.md, "Link"). The opening HELLO: u32 version, u32 role (primary), u32 suite
+// (LinkEncryption), u32 reserved, the primary's nonce. AUTH: u32 version, u32 suite, a nonce, a proof.
+inline constexpr size_t kLinkNonceSize = 32;
+inline constexpr size_t kLinkProofSize = 32;
+inline constexpr size_t kOpeningHelloSize = 16 + kLinkNonceSize;
+inline constexpr size_t kAuthSize = 8 + kLinkNonceSize + kLinkProofSize;
+// After the handshake every record is followed by this tag (HMAC-SHA256 truncated, or AES-256-GCM's), which its
+// length field does not count.
+inline constexpr size_t kRecordTagSize = 16;
 
 // EPOCH_BEGIN.
 inline constexpr size_t kEpochBeginSize = 24;
@@ -101,6 +115,7 @@ enum class AckStatus : uint32_t {
   kOldTerm = 4,      // the sender's term is older than one the standby has seen
   kMismatch = 5,     // wrong VM name, a RAM layout the replica cannot take, a disk on one side only
   kInternal = 6,     // the standby failed on its own side (I/O on the replica, its disk full)
+  kUnauthenticated = 7,  // version 4: the primary did not prove it holds the link's key (sent in the clear)
 };
 const char* AckStatusName(uint32_t status);
 

@@ -69,6 +69,7 @@ const char* RecordTypeName(uint32_t type) {
     case RecordType::kDiskHashes: return "DISK_HASHES";
     case RecordType::kEpochEnd: return "EPOCH_END";
     case RecordType::kAck: return "ACK";
+    case RecordType::kAuth: return "AUTH";
   }
   return "unknown";
 }
@@ -82,6 +83,7 @@ const char* AckStatusName(uint32_t status) {
     case AckStatus::kOldTerm: return "old-term";
     case AckStatus::kMismatch: return "mismatch";
     case AckStatus::kInternal: return "internal";
+    case AckStatus::kUnauthenticated: return "unauthenticated";
   }
   return "unknown";
 }
@@ -253,7 +255,7 @@ DecodeStatus ParseAck(std::span<const uint8_t> payload, AckMessage* m) {
     return DecodeStatus::Corrupt(DecodeError::kBadLength,
                                  "malformed ACK of " + std::to_string(payload.size()) + " bytes");
   }
-  if (status > static_cast<uint32_t>(AckStatus::kInternal)) {
+  if (status > static_cast<uint32_t>(AckStatus::kUnauthenticated)) {
     return DecodeStatus::Corrupt(DecodeError::kBadField, "ACK with unknown status " + std::to_string(status));
   }
   m->status = static_cast<AckStatus>(status);

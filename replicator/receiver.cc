@@ -33,9 +33,11 @@ EpochReceiver::~EpochReceiver() { Stop(); }
 
 Status EpochReceiver::Start() {
   if (thread_.joinable() || stopped_) return Status::InvalidArgument("receiver already started");
+  TANDEM_RETURN_IF_ERROR(CheckLinkSecurity(options_.security, "the replication key"));
   TANDEM_ASSIGN_OR_RETURN(listen_fd_, ListenStream(options_.listen_address, &port_));
   TANDEM_RETURN_IF_ERROR(wake_.Open("receiver"));
-  TLOG_INFO("receiver", "listening for the primary on %s (port %d)", options_.listen_address.c_str(), port_);
+  TLOG_INFO("receiver", "listening for the primary on %s (port %d), link authenticated, encryption %s",
+            options_.listen_address.c_str(), port_, LinkEncryptionName(options_.security.encryption));
   thread_ = std::thread([this] { Loop(); });
   return Status::Ok();
 }
@@ -70,6 +72,8 @@ ReceiverStats EpochReceiver::stats() const {
   s.primary_connected = connected_;
   s.bytes_received = bytes_received_;
   s.last_error = last_error_;
+  s.connections_refused = connections_refused_;
+  s.last_refusal = last_refusal_;
   return s;
 }
 
@@ -107,8 +111,16 @@ void EpochReceiver::Serve(std::unique_ptr<Transport> transport) {
     connected_ = true;
   }
   if (stop_.load()) t->Shutdown();  // Stop() ran before current_ was published
+  SecureLink link;
+  if (!Authenticate(t, &link)) {
+    std::lock_guard<std::mutex> lock(mu_);
+    current_ = nullptr;
+    connected_ = false;
+    return;
+  }
   replica_.StartSession();
-  RecordReader reader(t);
+  RecordReader reader(t, link.receive.get());
+  TransportSink replies(t, options_.io_timeout_ms, link.send.get());
   std::vector<uint8_t> reply;
   uint64_t counted = 0;
   std::string ended;  // why the connection ended, when it is worth reporting
@@ -137,8 +149,7 @@ void EpochReceiver::Serve(std::unique_ptr<Transport> transport) {
       // A primary that closes between records is not an error worth reporting.
       if (!(st.status().IsClosed() && st.status().message() == "end of stream")) ended = st.ToString();
       if (!reply.empty()) {
-        iovec iov{reply.data(), reply.size()};
-        t->Send({&iov, 1}, options_.io_timeout_ms).ok();
+        WriteRecords(reply, &replies).ok();
         Linger(t);
       } else {
         TLOG_INFO("receiver", "primary connection ended: %s", st.ToString().c_str());
@@ -147,8 +158,7 @@ void EpochReceiver::Serve(std::unique_ptr<Transport> transport) {
     }
     st = replica_.OnRecord(rec, &reply);
     if (!reply.empty()) {
-      iovec iov{reply.data(), reply.size()};
-      Status sent = t->Send({&iov, 1}, options_.io_timeout_ms);
+      Status sent = WriteRecords(reply, &replies);
       if (!sent.ok() && st.ok()) {
         if (!stop_.load()) TLOG_WARN("receiver", "cannot answer the primary: %s", sent.ToString().c_str());
         ended = sent.ToString();
@@ -165,6 +175,25 @@ void EpochReceiver::Serve(std::unique_ptr<Transport> transport) {
   current_ = nullptr;
   connected_ = false;
   if (!ended.empty()) last_error_ = ended;
+}
+
+bool EpochReceiver::Authenticate(Transport* t, SecureLink* link) {
+  std::vector<uint8_t> refusal;
+  const DecodeStatus st = HandshakeAsStandby(t, options_.security, options_.io_timeout_ms, link, &refusal);
+  if (st.ok()) return true;
+  if (stop_.load()) return false;
+  TLOG_WARN("receiver", "refused a primary connection in the link handshake (%s): %s",
+            DecodeErrorName(st.error()), st.ToString().c_str());
+  if (!refusal.empty()) {
+    iovec iov{refusal.data(), refusal.size()};
+    t->Send({&iov, 1}, options_.io_timeout_ms).ok();
+    Linger(t);
+  }
+  std::lock_guard<std::mutex> lock(mu_);
+  connections_refused_++;
+  last_refusal_ = st.error();
+  last_error_ = st.ToString();
+  return false;
 }
 
 void EpochReceiver::Linger(Transport* t) {

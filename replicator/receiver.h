@@ -19,6 +19,7 @@
 #include "common/fd.h"
 #include "common/waker.h"
 #include "common/status.h"
+#include "replicator/link_security.h"
 #include "replicator/replica.h"
 #include "replicator/transport.h"
 
@@ -29,6 +30,8 @@ struct ReceiverOptions {
   // RAM block name -> replica file. The file is kept across connections; a full epoch rewrites all of it.
   std::map<std::string, std::string> file_backed_blocks;
   std::string expected_vm_name;
+  // The pre-shared key a primary must prove it holds, and the encryption it must ask for (link_security.h).
+  LinkSecurity security;
   int io_timeout_ms = 2000;  // a record that stalls this long mid-way drops the connection
   IoEngine io_engine = IoEngine::kAuto;
   int apply_threads = 4;         // large epochs (a full resync) are applied on this many; capped at usable CPUs
@@ -48,6 +51,10 @@ struct ReceiverStats {
   uint64_t disk_writes_applied = 0;
   uint64_t disk_bytes_applied = 0;
   bool disk_needs_recovery = false;
+  // Connections refused in the link handshake (nothing of them reached the replica), and why the last one was
+  // (kAuthenticationFailed: no proof of the key, or a replayed one).
+  uint64_t connections_refused = 0;
+  DecodeError last_refusal = DecodeError::kNone;
 };
 
 class EpochReceiver {
@@ -71,6 +78,8 @@ class EpochReceiver {
   void Loop();
   // Serves one primary connection until it ends, fails, is replaced by a newer one, or Stop().
   void Serve(std::unique_ptr<Transport> transport);
+  // The link handshake; false (logged, counted, the refusal sent) when the connection is refused.
+  bool Authenticate(Transport* transport, SecureLink* link);
   // After a rejection: reads and drops what the primary still sends until it closes (so our close does not turn
   // into a reset that could destroy the ACK in flight), for a bounded time.
   void Linger(Transport* transport);
@@ -90,6 +99,8 @@ class EpochReceiver {
   Transport* current_ = nullptr;  // guarded by mu_, for Stop() to shut it down
   bool connected_ = false;
   uint64_t bytes_received_ = 0;
+  uint64_t connections_refused_ = 0;
+  DecodeError last_refusal_ = DecodeError::kNone;
   std::string last_error_;
 };
 

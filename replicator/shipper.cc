@@ -62,6 +62,7 @@ class DieMidEpochSink final : public EpochSink {
 
 struct EpochShipper::Connection {
   std::unique_ptr<Transport> transport;
+  SecureLink link;  // seals what the sink sends, opens what the readers read
   std::unique_ptr<TransportSink> sink;
   std::thread ack_thread;
   bool failed = false;  // guarded by mu_
@@ -93,6 +94,7 @@ Status EpochShipper::Start(const VmDescriptor& descriptor, std::unique_ptr<Guest
   if (started_) return Status::InvalidArgument("shipper already started");
   if (ram == nullptr) return Status::InvalidArgument("shipper needs the VM's RAM");
   if (options_.max_in_flight < 1) return Status::InvalidArgument("max_in_flight must be at least 1");
+  TANDEM_RETURN_IF_ERROR(CheckLinkSecurity(options_.security, "the replication key"));
   TANDEM_RETURN_IF_ERROR(CheckStreamAddress(options_.standby_address).WithContext("standby address"));
   if (ram->image().blocks() != descriptor.ram_blocks) {
     return Status::InvalidArgument("guest RAM layout differs from the VM descriptor");
@@ -119,8 +121,9 @@ Status EpochShipper::Start(const VmDescriptor& descriptor, std::unique_ptr<Guest
   started_ = true;
   TLOG_INFO("shipper",
             "replicating VM %s to %s: term %" PRIu64 ", generation %016" PRIx64
-            ", max %d epochs in flight, %d encoder thread%s for large epochs",
+            ", link authenticated, encryption %s, max %d epochs in flight, %d encoder thread%s for large epochs",
             descriptor_.vm_name.c_str(), options_.standby_address.c_str(), options_.term, generation_,
+            LinkEncryptionName(options_.security.encryption),
             options_.max_in_flight, encoder_->threads(), encoder_->threads() == 1 ? "" : "s");
   sender_ = std::thread([this] { SenderLoop(); });
   return Status::Ok();
@@ -322,7 +325,15 @@ Status EpochShipper::Connect(std::unique_ptr<Connection>* out) {
   TANDEM_ASSIGN_OR_RETURN(std::unique_ptr<Transport> transport, MakeSocketTransport(std::move(fd), options_.io_engine));
   auto conn = std::make_unique<Connection>();
   conn->transport = std::move(transport);
-  conn->sink = std::make_unique<TransportSink>(conn->transport.get(), options_.io_timeout_ms);
+  // Nothing about the VM goes out before the standby proved it holds the key.
+  const DecodeStatus handshake =
+      HandshakeAsPrimary(conn->transport.get(), options_.security, options_.io_timeout_ms, &conn->link);
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    stats_.last_link_error = handshake.error();
+  }
+  if (!handshake.ok()) return handshake.status().WithContext("link handshake");
+  conn->sink = std::make_unique<TransportSink>(conn->transport.get(), options_.io_timeout_ms, conn->link.send.get());
   HelloMessage hello;
   hello.role = PeerRole::kPrimary;
   hello.term = options_.term;
@@ -330,7 +341,7 @@ Status EpochShipper::Connect(std::unique_ptr<Connection>* out) {
   hello.descriptor = descriptor_;
   hello.has_disk = options_.disk != nullptr;
   TANDEM_RETURN_IF_ERROR(encoder_->EncodeHello(hello, conn->sink.get()).WithContext("send HELLO"));
-  RecordReader reader(conn->transport.get());
+  RecordReader reader(conn->transport.get(), conn->link.receive.get());
   RecordView rec;
   TANDEM_RETURN_IF_ERROR(
       reader.Next(options_.io_timeout_ms, options_.io_timeout_ms, &rec).WithContext("await standby HELLO"));
@@ -600,7 +611,7 @@ bool EpochShipper::SteerCompression(uint64_t number, const ShipSample& sample) {
 }
 
 void EpochShipper::AckLoop(Connection* conn) {
-  RecordReader reader(conn->transport.get());
+  RecordReader reader(conn->transport.get(), conn->link.receive.get());
   for (;;) {
     {
       std::lock_guard<std::mutex> lock(mu_);

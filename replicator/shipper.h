@@ -35,6 +35,7 @@
 #include "replicator/page_codec.h"
 #include "replicator/delta_base.h"
 #include "replicator/guest_ram.h"
+#include "replicator/link_security.h"
 #include "replicator/page_fingerprints.h"
 #include "replicator/shipper_history.h"
 #include "replicator/transport.h"
@@ -48,6 +49,8 @@ namespace tandem::replicator {
 
 struct ShipperOptions {
   std::string standby_address;  // "host:port", "[v6]:port" or "unix:/path" (common/net_address.h)
+  // The pre-shared key both ends prove they hold, and whether records are encrypted (link_security.h). Required.
+  LinkSecurity security;
   int max_in_flight = 2;
   int reconnect_interval_ms = 200;
   int io_timeout_ms = 2000;
@@ -90,6 +93,9 @@ struct ShipperStats {
   uint64_t disk_resync_blocks = 0;  // disk blocks sent by resyncs (those whose hash differed on the standby)
   uint64_t disk_resync_bytes = 0;
   std::string last_error;
+  // Why the last connection's link handshake failed (kAuthenticationFailed: the standby did not prove it holds
+  // the key, or refused ours); kNone once a handshake succeeds.
+  DecodeError last_link_error = DecodeError::kNone;
 };
 
 class EpochShipper {

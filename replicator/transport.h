@@ -88,24 +88,39 @@ class EpochSink {
   virtual Status Flush() = 0;
 };
 
-// Coalesces small records into one send; large records go out directly without a copy.
+class RecordCipher;  // link_security.h
+
+// Coalesces small records into one send; large records go out directly without a copy. With a cipher (an
+// authenticated link, link_security.h) every record is sealed on its way: its tag follows it, and under
+// encryption the record is encrypted into the coalescing buffer (sized for the largest record once: sealing
+// allocates nothing).
 class TransportSink final : public EpochSink {
  public:
-  TransportSink(Transport* transport, int timeout_ms);
+  TransportSink(Transport* transport, int timeout_ms, RecordCipher* cipher = nullptr);
   Status WriteRecord(std::span<const uint8_t> record) override;
   Status Flush() override;
+  // Bytes on the wire (tags included).
   uint64_t bytes_sent() const { return bytes_sent_; }
   // Time spent in Transport::Send (waiting for the link, or copying into the kernel), since construction.
   uint64_t send_ns() const { return send_ns_; }
 
  private:
   Status Send(std::span<const iovec> iov);
+  Status WriteEncrypted(std::span<const uint8_t> record);
+  void Append(std::span<const uint8_t> bytes);
   Transport* transport_;
   int timeout_ms_;
-  std::vector<uint8_t> buffer_;
+  RecordCipher* cipher_;
+  std::unique_ptr<uint8_t[]> buffer_;  // not a vector: encrypting into it must not zero it first
+  size_t buffered_ = 0;
+  size_t capacity_ = 0;
   uint64_t bytes_sent_ = 0;
   uint64_t send_ns_ = 0;
 };
+
+// Hands the framed records in `records` (complete records, back to back, as AppendRecord makes them) to `sink`
+// one by one, so that a sealing sink tags each, then flushes.
+Status WriteRecords(std::span<const uint8_t> records, EpochSink* sink);
 
 // Keeps the records in memory (tests, and epochs encoded before they are sent).
 class BufferSink final : public EpochSink {
@@ -128,16 +143,20 @@ struct RecordView {
 // Reads framed records from a Transport and checks their framing: a length above kMaxRecordPayload is refused
 // before anything is allocated (Corruption, kBadLength), a checksum mismatch is Corruption (kChecksumMismatch),
 // a stream that ends between records is Closed("end of stream") (kNone), inside one Closed("truncated record")
-// (kTruncated). Transport failures (timeouts, shutdown) pass through with kNone.
+// (kTruncated). Transport failures (timeouts, shutdown) pass through with kNone. With a cipher (an authenticated
+// link) each record's tag is read with it and checked before anything else (Corruption, kTagMismatch), and an
+// encrypted record is decrypted in place.
 class RecordReader {
  public:
-  explicit RecordReader(Transport* transport) : transport_(transport) {}
+  explicit RecordReader(Transport* transport, RecordCipher* cipher = nullptr)
+      : transport_(transport), cipher_(cipher) {}
   // Waits up to idle_timeout_ms (< 0: forever) for a record to start, then up to io_timeout_ms per read.
   DecodeStatus Next(int idle_timeout_ms, int io_timeout_ms, RecordView* record);
   uint64_t bytes_read() const { return bytes_read_; }
 
  private:
   Transport* transport_;
+  RecordCipher* cipher_;
   std::vector<uint8_t> payload_;
   uint64_t bytes_read_ = 0;
 };

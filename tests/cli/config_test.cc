@@ -2,6 +2,8 @@
 
 #include <gtest/gtest.h>
 
+#include <sys/stat.h>
+
 #include <fstream>
 #include <sstream>
 
@@ -33,7 +35,7 @@ replication = "127.0.0.1:7400"
 heartbeat = ["127.0.0.1:7201", "127.0.0.2:7201"]
 
 [heartbeat]
-psk = "secret"
+psk = "a-secret-of-21-bytes!"
 timeout_ms = 80
 )";
 
@@ -59,7 +61,8 @@ TEST(ConfigTest, ParsesEveryTable) {
 
 // The example at the top of the repository, with its key file pointed at a real one.
 std::string ExampleText(const testing::TempDir& dir) {
-  std::ofstream(dir / "web1.key") << "  example-key\n";
+  std::ofstream(dir / "web1.key") << "  example-key-of-21-bytes\n";
+  ::chmod((dir / "web1.key").c_str(), 0600);  // a key file others may read is refused
   std::string text = testing::ReadWholeFile(std::string(TANDEM_SOURCE_DIR) + "/tandem.example.toml");
   const std::string key_file = "\"/etc/tandem/web1.key\"";
   const size_t at = text.find(key_file);
@@ -75,7 +78,7 @@ TEST(ConfigTest, ExampleFileParses) {
   ASSERT_TRUE(config.ok()) << config.status().ToString();
   EXPECT_EQ(config->vm_name, "web1");
   EXPECT_EQ(config->memory_mb, 2048u);
-  EXPECT_EQ(config->psk, "example-key") << "psk_file is read and trimmed";
+  EXPECT_EQ(config->psk, "example-key-of-21-bytes") << "psk_file is read and trimmed";
   EXPECT_EQ(config->primary_heartbeat.size(), 2u);
   EXPECT_TRUE(config->nic);
   EXPECT_TRUE(config->HasWitness());
@@ -220,7 +223,7 @@ TEST(ConfigTest, MismatchedHeartbeatLinksAreRejected) {
 
 TEST(ConfigTest, MissingPreSharedKeyIsRejected) {
   std::string text = kValid;
-  text.replace(text.find("psk = \"secret\""), 14, "");
+  text.replace(text.find("psk = \"a-secret-of-21-bytes!\""), 29, "");
   auto config = ParseConfig(text);
   EXPECT_NE(Message(config).find("psk"), std::string::npos) << Message(config);
 }

@@ -101,7 +101,7 @@ void FaultCluster::WriteConfig() {
        << "\nheartbeat = [" << q(Endpoint(Host::kStandby, Link::kData0, kHeartbeatPort)) << ", "
        << q(Endpoint(Host::kStandby, Link::kData1, kHeartbeatPort)) << "]\n\n"
        << "[heartbeat]\ninterval_ms = " << options_.interval_ms << "\ntimeout_ms = " << options_.timeout_ms
-       << "\npsk = " << q("fault-key-" + vm_name_) << "\n\n";
+       << "\npsk = " << q("fault-lab-test-key-" + vm_name_) << "\n\n";
   if (options_.witness) {
     conf << "[witness]\naddress = " << q(Endpoint(Host::kWitness, Link::kMgmt, kWitnessPort))
          << "\nstate_dir = " << q(StateDir("witness")) << "\nlease_ms = " << options_.lease_ms

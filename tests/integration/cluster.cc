@@ -39,7 +39,7 @@ Cluster::Cluster(const std::string& extra_config, int epoch_ms) {
        << "[standby]\nstate_dir = \"" << dir_ << "/standby\"\nreplication = \"127.0.0.1:" << FreePort(SOCK_STREAM)
        << "\"\nheartbeat = [\"127.0.0.1:" << FreePort(SOCK_DGRAM) << "\", \"127.0.0.2:" << FreePort(SOCK_DGRAM)
        << "\"]\n\n"
-       << "[heartbeat]\ninterval_ms = 10\ntimeout_ms = 80\npsk = \"test-key-" << name << "\"\n\n"
+       << "[heartbeat]\ninterval_ms = 10\ntimeout_ms = 80\npsk = \"integration-test-key-" << name << "\"\n\n"
        << "[witness]\naddress = \"127.0.0.1:" << FreePort(SOCK_DGRAM) << "\"\nstate_dir = \"" << dir_
        << "/witness\"\n";
   std::ofstream(config_path()) << OverlayToml(conf.str(), extra_config);

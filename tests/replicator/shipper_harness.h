@@ -28,6 +28,9 @@ namespace tandem::replicator::shipper_testing {
 
 using Clock_ = std::chrono::steady_clock;
 
+// The pre-shared key of the link in these tests (both ends).
+inline constexpr char kLinkKey[] = "shipper-receiver-test-link-key";
+
 inline bool WaitUntil(const std::function<bool()>& pred, int timeout_ms = 10000) {
   const auto deadline = Clock_::now() + std::chrono::milliseconds(timeout_ms);
   while (Clock_::now() < deadline) {
@@ -93,6 +96,7 @@ class Harness {
     o.file_backed_blocks = {{"mem", dir_ + "/mem"}, {"rom", dir_ + "/rom"}};
     o.expected_vm_name = "vm-tcp";
     o.io_engine = engine_;
+    o.security = {kLinkKey, encryption};
     return o;
   }
 
@@ -102,6 +106,7 @@ class Harness {
     o.reconnect_interval_ms = 50;
     o.io_timeout_ms = 2000;
     o.io_engine = engine_;
+    o.security = {kLinkKey, encryption};
     return o;
   }
 
@@ -169,6 +174,8 @@ class Harness {
   }
 
   const std::vector<uint8_t>& device() const { return device_; }
+
+  LinkEncryption encryption = LinkEncryption::kAesGcm;  // of both ends' options
 
   // Flips a byte in each of the first `pages` pages of the standby's replica file (block 0), behind the
   // receiver's back: a replica that no longer holds what the primary shipped.
@@ -239,6 +246,11 @@ class ThrottlingRelay {
     std::lock_guard<std::mutex> lock(mu_);
     damage_at_ = to_standby_ + bytes;
   }
+  // What the first connection sent towards the standby so far (its first 8 MiB): a session to replay.
+  std::vector<uint8_t> FirstSessionToStandby() {
+    std::lock_guard<std::mutex> lock(mu_);
+    return recorded_;
+  }
   // Breaks every connection made so far (both ends see it end), as a network fault would; new ones are relayed.
   void CutConnections() {
     std::lock_guard<std::mutex> lock(mu_);
@@ -259,11 +271,12 @@ class ThrottlingRelay {
       const int to = server.value().release();
       for (int fd : {client, to}) ::fcntl(fd, F_SETFL, ::fcntl(fd, F_GETFL) & ~O_NONBLOCK);
       sockets_.push_back(client), sockets_.push_back(to);
-      pumps_.emplace_back([this, client, to] { Pump(client, to, true); });
+      const bool first = sockets_.size() == 2;
+      pumps_.emplace_back([this, client, to, first] { Pump(client, to, true, first); });
       pumps_.emplace_back([this, client, to] { Pump(to, client, false); });
     }
   }
-  void Pump(int from, int to, bool towards_standby) {
+  void Pump(int from, int to, bool towards_standby, bool record = false) {
     std::vector<uint8_t> buf(16 << 10);
     size_t forwarded = 0;
     const auto start = Clock_::now();
@@ -299,6 +312,7 @@ class ThrottlingRelay {
         if (towards_standby) {
           std::lock_guard<std::mutex> lock(mu_);
           to_standby_ += size_t(w);
+          if (record && recorded_.size() < (8u << 20)) recorded_.insert(recorded_.end(), &buf[at - size_t(w)], &buf[at]);
         }
       }
     }
@@ -316,9 +330,43 @@ class ThrottlingRelay {
   bool released_ = false, stop_ = false, holding_ = false;
   size_t to_standby_ = 0;        // bytes forwarded towards the standby, all connections
   size_t damage_at_ = SIZE_MAX;  // DamageByteAfter
+  std::vector<uint8_t> recorded_;  // FirstSessionToStandby
   std::vector<int> sockets_;
   std::vector<std::thread> pumps_;
 };
+
+// Shipper -> relay (passing everything, at `bytes_per_s` unless 0) -> receiver.
+struct Relayed {
+  explicit Relayed(Harness& h, uint64_t bytes_per_s = 0, bool auto_compression = false)
+      : receiver(h.ReceiverOpts(), SystemClock()),
+        listening(receiver.Start()),
+        relay(receiver.port(), SIZE_MAX, bytes_per_s),
+        shipper(Options(h, relay.port(), auto_compression), SystemClock()) {}
+  static ShipperOptions Options(Harness& h, int port, bool auto_compression) {
+    ShipperOptions so = h.ShipperOpts(port);
+    if (auto_compression) {
+      so.adaptive_compression = true;
+      so.io_timeout_ms = 10000;  // a slow link
+    }
+    return so;
+  }
+  // Starts the shipper; true once the standby protects the VM.
+  bool Protect(Harness& h) {
+    return listening.ok() && h.StartShipper(shipper).ok() &&
+           WaitUntil([&] { return shipper.stats().standby_connected; });
+  }
+  EpochReceiver receiver;
+  Status listening;
+  ThrottlingRelay relay;
+  EpochShipper shipper;
+};
+
+// Submits epochs first..last and waits until the last is acknowledged.
+inline void ShipAndAwait(Harness& h, EpochShipper& shipper, uint64_t first, uint64_t last) {
+  for (uint64_t n = first; n <= last; ++n) h.SubmitEpoch(shipper, n);
+  ASSERT_TRUE(WaitUntil([&] { return shipper.stats().standby_connected && shipper.stats().last_acked == last; }))
+      << shipper.stats().last_acked << " " << shipper.stats().last_error;
+}
 
 class ShipperReceiverTest : public ::testing::TestWithParam<IoEngine> {};
 

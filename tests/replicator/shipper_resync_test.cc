@@ -39,32 +39,6 @@ TEST_P(ShipperReceiverTest, ResyncHeldUpByTheLinkNeverHoldsTheVmAndMergedEpochsS
   shipper.Stop();
 }
 
-// Shipper -> relay (passing everything, at `bytes_per_s` unless 0) -> receiver.
-struct Relayed {
-  explicit Relayed(Harness& h, uint64_t bytes_per_s = 0, bool auto_compression = false)
-      : receiver(h.ReceiverOpts(), SystemClock()),
-        listening(receiver.Start()),
-        relay(receiver.port(), SIZE_MAX, bytes_per_s),
-        shipper(Options(h, relay.port(), auto_compression), SystemClock()) {}
-  static ShipperOptions Options(Harness& h, int port, bool auto_compression) {
-    ShipperOptions so = h.ShipperOpts(port);
-    if (auto_compression) {
-      so.adaptive_compression = true;
-      so.io_timeout_ms = 10000;  // a slow link
-    }
-    return so;
-  }
-  // Starts the shipper; true once the standby protects the VM.
-  bool Protect(Harness& h) {
-    return listening.ok() && h.StartShipper(shipper).ok() &&
-           WaitUntil([&] { return shipper.stats().standby_connected; });
-  }
-  EpochReceiver receiver;
-  Status listening;
-  ThrottlingRelay relay;
-  EpochShipper shipper;
-};
-
 // compression = auto behind a 4 MB/s link: the link, not the encoder, limits shipping, so the governor spends
 // more effort (zstd ships fewer bytes), and the epochs encoded before and after the change all land. (Which way
 // it goes on loopback depends on what else the two cores are doing: the direction on a known link is
@@ -113,13 +87,6 @@ void ExpectCaughtUpNotResentWhole(const ShipperStats& s, uint64_t bytes_before) 
   EXPECT_LT(s.bytes_sent - bytes_before, (4u << 20) / 4) << "the reconnect shipped about the RAM again";
 }
 
-// Submits epochs first..last and waits until the last is acknowledged.
-void ShipAndAwait(Harness& h, EpochShipper& shipper, uint64_t first, uint64_t last) {
-  for (uint64_t n = first; n <= last; ++n) h.SubmitEpoch(shipper, n);
-  ASSERT_TRUE(WaitUntil([&] { return shipper.stats().standby_connected && shipper.stats().last_acked == last; }))
-      << shipper.stats().last_acked << " " << shipper.stats().last_error;
-}
-
 // A connection that breaks (the standby process lives on, holding epoch N) is resumed with one catch-up epoch
 // of the pages changed since N, not the whole RAM again.
 TEST_P(ShipperReceiverTest, BrokenConnectionResyncsOnlyWhatTheStandbyMissed) {
@@ -144,7 +111,7 @@ TEST_P(ShipperReceiverTest, BrokenConnectionResyncsOnlyWhatTheStandbyMissed) {
   shipper.Stop();
 }
 
-// A record damaged on the way (its checksum fails) is rejected, nothing of its epoch applied, and the replica is
+// A record damaged on the way (its authentication tag fails) is rejected, nothing of its epoch applied, and the replica is
 // still exactly the epoch the standby holds: the reconnect catches it up instead of sending the whole RAM again.
 TEST_P(ShipperReceiverTest, RecordDamagedOnTheWayIsRejectedThenCaughtUpNotResentWhole) {
   Harness h(GetParam(), 1024);  // 4 MiB of RAM
@@ -153,12 +120,12 @@ TEST_P(ShipperReceiverTest, RecordDamagedOnTheWayIsRejectedThenCaughtUpNotResent
   ShipAndAwait(h, link.shipper, 1, 5);
   const uint64_t bytes_before = link.shipper.stats().bytes_sent;
   // Inside the first PAGES record of epoch 6, past its EPOCH_BEGIN record and its own header.
-  link.relay.DamageByteAfter(2 * kRecordHeaderSize + kEpochBeginSize + 4);
+  link.relay.DamageByteAfter(2 * kRecordHeaderSize + kEpochBeginSize + kRecordTagSize + 4);
   ShipAndAwait(h, link.shipper, 6, 15);
   const ShipperStats s = link.shipper.stats();
   link.receiver.Stop();
   EXPECT_EQ(link.receiver.stats().epochs_rejected, 1u);
-  EXPECT_EQ(link.receiver.stats().last_rejection, DecodeError::kChecksumMismatch) << link.receiver.stats().last_error;
+  EXPECT_EQ(link.receiver.stats().last_rejection, DecodeError::kTagMismatch) << link.receiver.stats().last_error;
   ExpectCaughtUpNotResentWhole(s, bytes_before);
   h.ExpectReplicaMatches();
   link.shipper.Stop();
