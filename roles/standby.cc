@@ -37,6 +37,8 @@ class StandbyRun {
     return kExitFailed;
   }
   int Failover();
+  // The promoted host as the primary of the VM it resumed (options.reprotect); returns as ReprotectRunningVm.
+  int Reprotect();
   nlohmann::json StatusJson(const char* state, const replicator::ReceiverStats& stats,
                             const heartbeat::PeerStatus& peer) const;
 
@@ -148,6 +150,13 @@ int StandbyRun::Failover() {
   if (!guard.ok()) return Fail("primary guard", guard.status());
   guard_ = std::move(guard).value();
   guard_->AttachVm(vm_.get());
+  if (o_.reprotect) {
+    const int code = Reprotect();
+    if (code == kExitSuperseded || env_.shutdown->Requested()) return code;
+    // The re-protection failed (logged, status.json says why): the VM goes on unprotected, its output leaves.
+    guard_->AttachVm(vm_.get());
+    outputs_->PassThrough();
+  }
   VmMonitor monitor(vm_.get(), o_.reset_guest_on_crash);
   char progress[160];
   snprintf(progress, sizeof(progress), "term %" PRIu64 ", resumed from epoch %" PRIu64 " in %.1f ms", decision.term,
@@ -176,6 +185,17 @@ int StandbyRun::Failover() {
     service_.Set(LogLevel::kError, "SUPERSEDED: a newer term runs the VM elsewhere, this copy is killed", progress);
   }
   return kExitOk;
+}
+
+int StandbyRun::Reprotect() {
+  PrimaryOptions primary;
+  static_cast<RoleOptions&>(primary) = o_;
+  primary.epoch_ms = o_.reprotect->epoch_ms;
+  primary.ship = o_.reprotect->ship;
+  TLOG_WARN("main", "re-protecting VM %s: checkpoints every %d ms, shipped to %s once its tandem is back",
+            o_.vm_name.c_str(), primary.epoch_ms, primary.ship.standby_address.c_str());
+  const PrimaryEnv env{env_.clock, env_.host, guard_.get(), env_.shutdown, env_.make_reprotect_shipper, env_.notifier};
+  return ReprotectRunningVm(primary, env, {vm_.get(), outputs_.get()});
 }
 
 nlohmann::json StandbyRun::StatusJson(const char* state, const replicator::ReceiverStats& recv,
@@ -235,7 +255,16 @@ int RunStandby(const StandbyOptions& options, Shutdown* shutdown, ServiceNotifie
   if (!authority.ok()) return fail("witness", authority.status());
   if (Status st = arbitration.Start(std::move(authority).value()); !st.ok()) return fail("standby guard", st);
   QemuHost host;
-  return RunStandbyRole(options, {clock, &host, &receiver, &arbitration, shutdown, notifier});
+  StandbyEnv env{clock, &host, &receiver, &arbitration, shutdown, notifier, nullptr};
+  if (options.reprotect) {
+    env.make_reprotect_shipper = [&options, clock](uint64_t term, disk::BlockDevice* image) {
+      replicator::ShipperOptions ship = options.reprotect->ship;
+      ship.term = term;
+      ship.disk = image;
+      return std::unique_ptr<EpochShipping>(std::make_unique<Shipper>(ship, clock));
+    };
+  }
+  return RunStandbyRole(options, env);
 }
 
 }  // namespace tandem::roles

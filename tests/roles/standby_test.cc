@@ -120,7 +120,24 @@ class StandbyRoleTest : public ::testing::Test {
     options_.arbitration = "NO witness: two-host policy standby-promotes";
     host_.qemu.clock = &clock_;
   }
-  int Run() { return RunStandbyRole(options_, {&clock_, &host_, &receiver_, &promotion_, &shutdown_, &notifier_}); }
+  int Run() {
+    StandbyEnv env{&clock_, &host_, &receiver_, &promotion_, &shutdown_, &notifier_, nullptr};
+    env.make_reprotect_shipper = [this](uint64_t term, disk::BlockDevice*) {
+      std::lock_guard<std::mutex> lock(ship_log_.mu);
+      ship_log_.term = term;
+      return std::unique_ptr<EpochShipping>(std::make_unique<testing::FakeShipper>(&ship_log_));
+    };
+    return RunStandbyRole(options_, env);
+  }
+  size_t EpochsShipped() {
+    std::lock_guard<std::mutex> lock(ship_log_.mu);
+    return ship_log_.submitted.size();
+  }
+  void EnableReprotection() {
+    options_.vm.ram_path = options_.replica_path;
+    options_.reprotect = ReprotectOptions{30, {}};
+    options_.reprotect->ship.standby_address = "127.0.0.1:7401";
+  }
   // Runs the role on its own thread until `done` holds for its status.json, then requests shutdown.
   int RunUntil(const std::function<bool(const nlohmann::json&)>& done) {
     int code = -1;
@@ -151,6 +168,7 @@ class StandbyRoleTest : public ::testing::Test {
   Shutdown shutdown_;
   StandbyOptions options_;
   tandem::testing::RecordingNotifier notifier_;
+  testing::ShipperLog ship_log_;  // the re-protection's shipper
 };
 
 TEST_F(StandbyRoleTest, PromotionResumesFromTheReceiversResumePointWithItsStream) {
@@ -322,6 +340,76 @@ TEST_F(StandbyRoleTest, PromotedStandbySaysItIsActiveAndKeepsFeedingTheWatchdog)
   EXPECT_TRUE(StartsWith(notifier_.statuses().back(), "ACTIVE: VM running on this host after a failover"))
       << notifier_.statuses().back();
   EXPECT_NE(notifier_.statuses().back().find("term 5, resumed from epoch 7"), std::string::npos);
+}
+
+TEST_F(StandbyRoleTest, PromotedStandbyReprotectsTheVmItResumedWithoutStartingAnother) {
+  EnableReprotection();
+  receiver_.Applied(Epoch(7));
+  promotion_.Promote(5);
+  const int code = RunUntil([&](const nlohmann::json&) { return EpochsShipped() >= 3; });
+  EXPECT_EQ(code, kExitOk);
+  const std::vector<std::string> events = host_.qemu.Events();
+  EXPECT_EQ(std::count(events.begin(), events.end(), "launch"), 1) << "the resumed QEMU is the one checkpointed";
+  EXPECT_EQ(host_.qemu.colo_socket, dir_ / "colo.sock");
+  EXPECT_EQ(host_.qemu.colo_checkpoint_ms, 30);
+  EXPECT_EQ(host_.qemu.precopy_shared_files.at(qemu::kMainRamBlock), options_.replica_path)
+      << "the replica the VM runs on is the RAM the new standby is seeded from";
+  std::lock_guard<std::mutex> lock(ship_log_.mu);
+  EXPECT_EQ(ship_log_.term, 5u) << "epochs go out under the term the witness granted";
+  EXPECT_TRUE(ship_log_.started);
+  ASSERT_GE(ship_log_.submitted.size(), 3u);
+  EXPECT_EQ(ship_log_.submitted[0], 1u);
+  EXPECT_TRUE(host_.qemu.Killed(SIGKILL)) << "shut down, the VM goes with the role";
+}
+
+TEST_F(StandbyRoleTest, ReprotectedOutputIsHeldAgainOnceTheNewStandbyHoldsACopy) {
+  EnableReprotection();
+  receiver_.Applied(Epoch(7));
+  promotion_.Promote(5);
+  ship_log_.standby_connected = true;
+  RunUntil([&](const nlohmann::json&) { return EpochsShipped() >= 3; });
+  const std::vector<std::string> events = host_.qemu.Events();
+  const size_t resume = IndexOf(events, "failover resume");
+  const size_t pass_on = IndexOf(events, "console:pass on"), pass_off = IndexOf(events, "console:pass off");
+  ASSERT_LT(pass_on, resume) << "right after the failover nothing can overtake the resumed VM";
+  ASSERT_LT(pass_off, events.size()) << "a new standby means output waits for its acks again";
+  EXPECT_GT(pass_off, resume);
+  EXPECT_LT(IndexOf(events, "console:boundary 0"), events.size());
+}
+
+TEST_F(StandbyRoleTest, FailedReprotectionLeavesColoAndTheVmGoesOnUnprotected) {
+  EnableReprotection();
+  receiver_.Applied(Epoch(7));
+  promotion_.Promote(5);
+  host_.qemu.before_checkpoint = [](int n) {
+    return n == 2 ? Status::Closed("COLO stream broke") : Status::Ok();
+  };
+  // With re-protection the promoted host says "active" only once the re-protection ended.
+  const int code = RunUntil([&](const nlohmann::json& s) { return s.value("state", "") == "active"; });
+  EXPECT_EQ(code, kExitOk);
+  EXPECT_EQ(EpochsShipped(), 1u) << "checkpoint 2 broke the stream";
+  const std::vector<std::string> events = host_.qemu.Events();
+  const size_t left = IndexOf(events, "qmp x-colo-lost-heartbeat");
+  ASSERT_LT(left, events.size()) << "QEMU's COLO must be told the replication is gone";
+  std::string last_pass;
+  for (const std::string& e : events) {
+    if (e.rfind("console:pass ", 0) == 0) last_pass = e;
+  }
+  EXPECT_EQ(last_pass, "console:pass on") << "unprotected again: output leaves at once";
+}
+
+TEST_F(StandbyRoleTest, ReprotectingHostSupersededByANewerTermStopsAndKillsTheVm) {
+  EnableReprotection();
+  receiver_.Applied(Epoch(7));
+  promotion_.Promote(5);
+  host_.qemu.on_resume_vm = [&](int n) {
+    if (n == 2) active_guard_.Supersede();
+  };
+  std::thread role([&] { EXPECT_EQ(Run(), kExitSuperseded); });
+  role.join();
+  EXPECT_TRUE(host_.qemu.Killed(SIGKILL));
+  EXPECT_EQ(IndexOf(host_.qemu.Events(), "qmp x-colo-lost-heartbeat"), host_.qemu.Events().size())
+      << "a superseded VM must never be let go on";
 }
 
 }  // namespace
