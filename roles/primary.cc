@@ -97,6 +97,7 @@ int PrimaryRun::Run() {
   }
   if (Status st = Protect(); !st.ok()) return Fail(failed_step_, st);
   ReportState(0, /*fenced=*/false);
+  PublishStatus(0, 0);
   service_.Ready();
   return CheckpointLoop();
 }

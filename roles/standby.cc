@@ -79,7 +79,10 @@ int StandbyRun::Run() {
     // A promotion wakes this at once; otherwise status is published five times a second.
     if (promotion.WaitPromoted(200)) return env_.shutdown->Requested() ? kExitOk : Failover();
     const replicator::ReceiverStats stats = env_.receiver->stats();
-    promotion.SetResumePoint(stats.epochs_applied > 0, stats.last_applied);
+    // Applied epochs are no resume point while a live resync settles (replicator/FORMAT.md, "live"): promoted
+    // then, there would be nothing consistent to resume.
+    const std::optional<replicator::ResumePoint> point = env_.receiver->resume_point();
+    promotion.SetResumePoint(point.has_value(), point ? point->epoch : 0);
     if (!vm_->Running()) {
       return Fail("standby QEMU", Status::Aborted("the warm standby QEMU exited: no failover possible"));
     }
@@ -89,6 +92,7 @@ int StandbyRun::Run() {
       reported_applied = stats.last_applied;
     }
     nlohmann::json status = StatusJson("standby", stats, promotion.peer());
+    status["resume_epoch"] = point ? nlohmann::json(point->epoch) : nlohmann::json(nullptr);
     status["guard"] = promotion.StatusJson();
     status["term"] = status["guard"]["term"];
     ReportStandbyState(stats, status["term"]);

@@ -35,6 +35,11 @@ class FakeReceiver final : public EpochReceiving {
     std::lock_guard<std::mutex> lock(mu_);
     return stopped_;
   }
+  // Applied epochs of a live resync that has not settled: no resume point yet.
+  void AppliedUnsettled(uint64_t epoch) {
+    std::lock_guard<std::mutex> lock(mu_);
+    stats_.epochs_applied = stats_.last_applied = epoch;
+  }
   void SetPrimaryConnected(bool connected) {
     std::lock_guard<std::mutex> lock(mu_);
     stats_.primary_connected = connected;
@@ -250,6 +255,18 @@ TEST_F(StandbyRoleTest, ResumesOnlyOnceAnEpochIsComplete) {
   EXPECT_EQ(code, kExitOk);
   EXPECT_TRUE(host_.qemu.resume_stream.empty());
   EXPECT_FALSE(receiver_.stopped());
+}
+
+TEST_F(StandbyRoleTest, AppliedEpochsOfAnUnsettledLiveResyncAreNoResumePoint) {
+  receiver_.AppliedUnsettled(1);
+  promotion_.Promote(5);
+  // A few turns of the role's loop: a promotion would have come by then.
+  const int code = RunUntil([&](const nlohmann::json& s) {
+    return s.value("state", "") == "standby" && notifier_.watchdogs() >= 4;
+  });
+  EXPECT_EQ(code, kExitOk);
+  EXPECT_TRUE(host_.qemu.resume_stream.empty()) << "promoted onto a replica no epoch describes";
+  EXPECT_TRUE(ReadStatusFile(dir_.path()).value()["resume_epoch"].is_null());
 }
 
 TEST_F(StandbyRoleTest, WarmQemuThatExitsFailsTheStandby) {
