@@ -154,18 +154,27 @@ int StandbyRun::Failover() {
   if (!guard.ok()) return Fail("primary guard", guard.status());
   guard_ = std::move(guard).value();
   guard_->AttachVm(vm_.get());
-  if (o_.reprotect) {
-    const int code = Reprotect();
-    if (code == kExitSuperseded || env_.shutdown->Requested()) return code;
-    // The re-protection failed (logged, status.json says why): the VM goes on unprotected, its output leaves.
-    guard_->AttachVm(vm_.get());
-    outputs_->PassThrough();
-  }
   VmMonitor monitor(vm_.get(), o_.reset_guest_on_crash);
   char progress[160];
   snprintf(progress, sizeof(progress), "term %" PRIu64 ", resumed from epoch %" PRIu64 " in %.1f ms", decision.term,
            point->epoch, resume_ms);
+  // Re-protection starts once the other host is back (its heartbeats): checkpoints before that would pause the
+  // VM for nobody, and a standby that connects right after the precopy settles on the first checkpoints.
+  bool reprotect_pending = o_.reprotect.has_value();
+  if (reprotect_pending) {
+    TLOG_WARN("main", "VM %s will be re-protected to %s once the other host's tandem is back",
+              o_.vm_name.c_str(), o_.reprotect->ship.standby_address.c_str());
+  }
   while (!env_.shutdown->Requested() && vm_->Running() && !guard_->superseded()) {
+    if (reprotect_pending && guard_->peer().alive) {
+      reprotect_pending = false;  // once per failover
+      const int code = Reprotect();
+      if (code == kExitSuperseded || env_.shutdown->Requested()) return code;
+      // The re-protection failed (logged): the VM goes on unprotected, its output leaves at once.
+      guard_->AttachVm(vm_.get());
+      outputs_->PassThrough();
+      continue;
+    }
     service_.Watchdog();
     monitor.Poll();
     const nlohmann::json guard_status = guard_->StatusJson();
@@ -177,6 +186,7 @@ int StandbyRun::Failover() {
     status["resumed_epoch"] = point->epoch;
     status["resume_ms"] = resume_ms;
     status["outputs"] = outputs_->StatusJson();
+    status["reprotect"] = reprotect_pending ? "waiting for the other host" : o_.reprotect ? "ended" : "off";
     WriteStatusFile(o_.state_dir, status).ok();
     if (status["state"] == "active") {
       service_.Set(LogLevel::kWarn, "ACTIVE: VM running on this host after a failover, UNPROTECTED", progress);
@@ -196,7 +206,7 @@ int StandbyRun::Reprotect() {
   static_cast<RoleOptions&>(primary) = o_;
   primary.epoch_ms = o_.reprotect->epoch_ms;
   primary.ship = o_.reprotect->ship;
-  TLOG_WARN("main", "re-protecting VM %s: checkpoints every %d ms, shipped to %s once its tandem is back",
+  TLOG_WARN("main", "re-protecting VM %s: the other host is back; checkpoints every %d ms, shipped to %s",
             o_.vm_name.c_str(), primary.epoch_ms, primary.ship.standby_address.c_str());
   const PrimaryEnv env{env_.clock, env_.host, guard_.get(), env_.shutdown, env_.make_reprotect_shipper, env_.notifier};
   return ReprotectRunningVm(primary, env, {vm_.get(), outputs_.get()});

@@ -346,13 +346,22 @@ class FakeGuard final : public RunGuard {
     return {{"state", superseded_ ? "superseded" : runnable_ ? "running" : "fenced"}, {"term", term_},
             {"reason", denied_ ? "no lease" : ""}};
   }
-  heartbeat::PeerStatus peer() const override { return {}; }
+  heartbeat::PeerStatus peer() const override {
+    std::lock_guard<std::mutex> lock(mu_);
+    heartbeat::PeerStatus peer;
+    peer.alive = peer_alive_;
+    return peer;
+  }
+  void SetPeerAlive(bool alive) {
+    std::lock_guard<std::mutex> lock(mu_);
+    peer_alive_ = alive;
+  }
 
  private:
   const uint64_t term_;
   mutable std::mutex mu_;
   std::condition_variable cv_;
-  bool runnable_ = true, superseded_ = false, denied_ = false, ever_attached_ = false;
+  bool runnable_ = true, superseded_ = false, denied_ = false, ever_attached_ = false, peer_alive_ = false;
   Vm* vm_ = nullptr;
   uint64_t last_epoch_ = 0;
 };

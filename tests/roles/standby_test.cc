@@ -140,6 +140,14 @@ class StandbyRoleTest : public ::testing::Test {
     };
     return RunStandbyRole(options_, env);
   }
+  // Polls `done` every 10 ms for up to 5 s.
+  static bool WaitUntil(const std::function<bool()>& done) {
+    for (int i = 0; i < 500; ++i) {
+      if (done()) return true;
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    return false;
+  }
   size_t EpochsShipped() {
     std::lock_guard<std::mutex> lock(ship_log_.mu);
     return ship_log_.submitted.size();
@@ -148,6 +156,7 @@ class StandbyRoleTest : public ::testing::Test {
     options_.vm.ram_path = options_.replica_path;
     options_.reprotect = ReprotectOptions{30, {}};
     options_.reprotect->ship.standby_address = "127.0.0.1:7401";
+    active_guard_.SetPeerAlive(true);  // the other host is back
   }
   // Runs the role on its own thread until `done` holds for its status.json, then requests shutdown.
   int RunUntil(const std::function<bool(const nlohmann::json&)>& done) {
@@ -381,6 +390,28 @@ TEST_F(StandbyRoleTest, PromotedStandbyReprotectsTheVmItResumedWithoutStartingAn
   ASSERT_GE(ship_log_.submitted.size(), 3u);
   EXPECT_EQ(ship_log_.submitted[0], 1u);
   EXPECT_TRUE(host_.qemu.Killed(SIGKILL)) << "shut down, the VM goes with the role";
+}
+
+TEST_F(StandbyRoleTest, ReprotectionWaitsUntilTheOtherHostIsHeardAgain) {
+  EnableReprotection();
+  active_guard_.SetPeerAlive(false);
+  receiver_.Applied(Epoch(7));
+  promotion_.Promote(5);
+  int turns_active = 0;
+  std::thread role([&] { Run(); });
+  ASSERT_TRUE(WaitUntil([&] {
+    auto status = ReadStatusFile(dir_.path());
+    return status.ok() && status->value("reprotect", "") == "waiting for the other host" && ++turns_active >= 3;
+  }));
+  {
+    std::lock_guard<std::mutex> lock(host_.qemu.mu);
+    EXPECT_TRUE(host_.qemu.colo_socket.empty()) << "no checkpoints while nobody can take them";
+  }
+  active_guard_.SetPeerAlive(true);
+  EXPECT_TRUE(WaitUntil([&] { return EpochsShipped() >= 1; })) << "the other host is back: re-protect";
+  shutdown_.Request();
+  role.join();
+  EXPECT_EQ(host_.qemu.colo_socket, dir_ / "colo.sock");
 }
 
 TEST_F(StandbyRoleTest, ReprotectedOutputIsHeldAgainOnceTheNewStandbyHoldsACopy) {
