@@ -5,10 +5,15 @@
 
 #include <algorithm>
 #include <atomic>
+#include <chrono>
+#include <condition_variable>
 #include <cinttypes>
 #include <cstdio>
+#include <mutex>
+#include <optional>
 
 #include "common/log.h"
+#include "roles/control.h"
 #include "roles/disk.h"
 #include "roles/guard.h"
 #include "roles/outputs.h"
@@ -66,6 +71,20 @@ class PrimaryRun {
   bool colo_started_ = false;
   bool failed_ = false;
 
+  // `tandem switchover` (control.h): asked on the control thread, carried out by the checkpoint loop at the
+  // next checkpoint, while the VM is paused for it.
+  std::string OnControlRequest(const std::string& request);
+  bool SwitchoverRequested();
+  void AnswerSwitchover(const std::string& answer);
+  // At checkpoint `number` (submitted, VM paused): hands over once the standby acknowledged it (kExitSwitchedOver),
+  // or refuses and returns -1 (the VM resumes here).
+  int TrySwitchover(uint64_t number);
+  std::mutex switchover_mu_;
+  std::condition_variable switchover_cv_;
+  bool switchover_requested_ = false;
+  std::optional<std::string> switchover_answer_;
+  std::unique_ptr<ControlServer> control_;  // last: stops (and answers nobody) before the rest goes
+
   // A VM this role did not start outlives it: when its checkpoint stream ended early, QEMU's COLO is told the
   // replication is gone so that the VM goes on unprotected instead of waiting in a checkpoint for ever.
   void LeaveColo();
@@ -98,6 +117,10 @@ int PrimaryRun::Run() {
   if (Status st = Protect(); !st.ok()) return Fail(failed_step_, st);
   ReportState(0, /*fenced=*/false);
   PublishStatus(0, 0);
+  auto control = ControlServer::Start(ControlSocketIn(o_.state_dir),
+                                      [this](const std::string& request) { return OnControlRequest(request); });
+  if (!control.ok()) return Fail("control socket", control.status());
+  control_ = std::move(control).value();
   service_.Ready();
   return CheckpointLoop();
 }
@@ -220,6 +243,9 @@ int PrimaryRun::CheckpointLoop() {
       return kExitSuperseded;
     }
     if (env_.shutdown->Requested()) return kExitOk;
+    if (SwitchoverRequested()) {
+      if (const int handed_over = TrySwitchover(number); handed_over >= 0) return handed_over;
+    }
     if (Status resumed = checkpoints_->ResumeVm(); !resumed.ok()) return Fail("VMSTATE_LOADED", resumed);
     const int64_t pause_ns = clock->NowNanos() - timing.request_ns;
     guard.SetLastEpoch(number);
@@ -245,6 +271,66 @@ int PrimaryRun::CheckpointLoop() {
       window_start = now;
     }
   }
+}
+
+std::string PrimaryRun::OnControlRequest(const std::string& request) {
+  if (request != "switchover") return "error: unknown request '" + request + "' (known: switchover)";
+  std::unique_lock<std::mutex> lock(switchover_mu_);
+  if (switchover_requested_) return "refused: a switchover is already under way";
+  switchover_requested_ = true;
+  switchover_answer_.reset();
+  // Answered at the next checkpoint; bounded in case the checkpoint loop is stuck (then the watchdog acts).
+  const int wait_ms = 2 * o_.epoch_ms + 2 * std::max(2000, o_.ship.io_timeout_ms);
+  if (!switchover_cv_.wait_for(lock, std::chrono::milliseconds(wait_ms), [&] { return switchover_answer_.has_value(); })) {
+    switchover_requested_ = false;
+    return "refused: no checkpoint came within " + std::to_string(wait_ms) + " ms";
+  }
+  switchover_requested_ = false;
+  return *switchover_answer_;
+}
+
+bool PrimaryRun::SwitchoverRequested() {
+  std::lock_guard<std::mutex> lock(switchover_mu_);
+  return switchover_requested_ && !switchover_answer_;
+}
+
+void PrimaryRun::AnswerSwitchover(const std::string& answer) {
+  std::lock_guard<std::mutex> lock(switchover_mu_);
+  switchover_answer_ = answer;
+  switchover_cv_.notify_all();
+}
+
+int PrimaryRun::TrySwitchover(uint64_t number) {
+  // The VM is paused for checkpoint `number` and stays so: once the standby holds this epoch, nothing the VM did
+  // is missing there, and it never runs here again (QEMU is killed as the role ends, before its heartbeats stop,
+  // so the standby's promotion can never overlap a VM running here).
+  if (!shipper_->stats().standby_connected) {
+    AnswerSwitchover("refused: no standby holds a copy of VM " + o_.vm_name + ": it keeps running here");
+    return -1;
+  }
+  const int timeout_ms = std::max(2000, o_.ship.io_timeout_ms);
+  const int64_t deadline = env_.clock->NowNanos() + int64_t(timeout_ms) * 1'000'000;
+  while (shipper_->stats().last_acked < number) {
+    if (env_.clock->NowNanos() >= deadline || env_.shutdown->Requested() || env_.guard->superseded()) {
+      AnswerSwitchover("refused: the standby did not acknowledge epoch " + std::to_string(number) + " within " +
+                       std::to_string(timeout_ms) + " ms: VM " + o_.vm_name + " keeps running here");
+      return -1;
+    }
+    service_.Watchdog();
+    env_.clock->SleepNanos(1'000'000);
+  }
+  outputs_->OnShipperStats(shipper_->stats());  // release what epoch `number` wrote, before the VM goes
+  char answer[200];
+  snprintf(answer, sizeof(answer),
+           "ok: the standby holds epoch %" PRIu64 " of VM %s and resumes it from there; this host stops running it",
+           number, o_.vm_name.c_str());
+  TLOG_WARN("main", "switchover: %s", answer);
+  service_.Set(LogLevel::kWarn, "SWITCHED OVER: the standby runs the VM from the final epoch", "");
+  WriteStatusFile(o_.state_dir, {{"role", "primary"}, {"state", "switched over"}, {"vm", o_.vm_name},
+                                 {"final_epoch", number}, {"term", env_.guard->term()}})
+      .ok();
+  AnswerSwitchover(answer);
+  return kExitSwitchedOver;
 }
 
 void PrimaryRun::ReportState(uint64_t epoch, bool fenced) {
@@ -396,13 +482,13 @@ int RunPrimaryHere(const PrimaryOptions& options, Shutdown* shutdown, ServiceNot
                  },
                  notifier};
   const int code = RunPrimaryRole(options, env);
-  if (code == kExitSuperseded && options.rejoin_as_standby) {
-    // A newer term runs the VM on the other host (this copy was killed): this host becomes its standby, and its
-    // RAM file the replica the resync starts from.
+  if ((code == kExitSuperseded || code == kExitSwitchedOver) && options.rejoin_as_standby) {
+    // The VM runs (or is about to run) on the other host and this copy was killed: this host becomes its
+    // standby, and its RAM file the replica the resync starts from.
     ram_file->Keep();
     *rejoin = true;
   }
-  return code;
+  return code == kExitSwitchedOver ? kExitOk : code;
 }
 
 }  // namespace

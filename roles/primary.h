@@ -21,6 +21,9 @@ namespace tandem::roles {
 constexpr int kExitOk = 0;          // shutdown requested (or the promoted VM ended)
 constexpr int kExitFailed = 1;      // status.json says "failed" and why
 constexpr int kExitSuperseded = 3;  // a newer term runs the VM elsewhere: this host's copy was killed
+// Not a process exit code: the role handed the VM to its standby (`tandem switchover`); the whole role then
+// rejoins as the standby (re-protection) or exits with kExitOk.
+constexpr int kExitSwitchedOver = 4;
 
 struct PrimaryEnv {
   Clock* clock = nullptr;

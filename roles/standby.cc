@@ -169,7 +169,7 @@ int StandbyRun::Failover() {
     if (reprotect_pending && guard_->peer().alive) {
       reprotect_pending = false;  // once per failover
       const int code = Reprotect();
-      if (code == kExitSuperseded || env_.shutdown->Requested()) return code;
+      if (code == kExitSuperseded || code == kExitSwitchedOver || env_.shutdown->Requested()) return code;
       // The re-protection failed (logged): the VM goes on unprotected, its output leaves at once.
       guard_->AttachVm(vm_.get());
       outputs_->PassThrough();
@@ -240,7 +240,24 @@ int RunStandbyRole(const StandbyOptions& options, const StandbyEnv& env) {
   return run.Run();
 }
 
+namespace {
+int RunStandbyOnce(const StandbyOptions& options, Shutdown* shutdown, ServiceNotifier* notifier);
+}
+
 int RunStandby(const StandbyOptions& options, Shutdown* shutdown, ServiceNotifier* notifier) {
+  for (;;) {
+    // Everything of one run (receiver, heartbeats, guard, QEMU) is gone before the next starts.
+    const int code = RunStandbyOnce(options, shutdown, notifier);
+    if (code != kExitSwitchedOver) return code;
+    if (shutdown->Requested()) return kExitOk;
+    // This host re-protected the VM after a failover and has now handed it back: it is the standby again.
+    TLOG_WARN("main", "VM %s switched over to the other host: this host is its standby again", options.vm_name.c_str());
+  }
+}
+
+namespace {
+
+int RunStandbyOnce(const StandbyOptions& options, Shutdown* shutdown, ServiceNotifier* notifier) {
   SetLogTag("standby");
   Clock* clock = SystemClock();
   auto fail = [&](const char* what, const Status& st) {
@@ -280,5 +297,7 @@ int RunStandby(const StandbyOptions& options, Shutdown* shutdown, ServiceNotifie
   }
   return RunStandbyRole(options, env);
 }
+
+}  // namespace
 
 }  // namespace tandem::roles

@@ -244,6 +244,7 @@ struct ShipperLog {
   // What stats() reports: the test moves the standby's acks.
   uint64_t last_acked = 0;
   bool standby_connected = true;
+  bool ack_on_submit = false;  // the standby acknowledges every epoch at once
   void Ack(uint64_t epoch) {
     std::lock_guard<std::mutex> lock(mu);
     last_acked = epoch;
@@ -271,6 +272,7 @@ class FakeShipper final : public EpochShipping {
     std::lock_guard<std::mutex> lock(log_->mu);
     log_->submitted.push_back(epoch->number());
     log_->disk_writes.push_back(epoch->disk_writes());
+    if (log_->ack_on_submit) log_->last_acked = epoch->number();
   }
   replicator::ShipperStats stats() const override {
     std::lock_guard<std::mutex> lock(log_->mu);
