@@ -31,7 +31,11 @@ PeerDetector::PeerDetector(std::string node_name, std::string peer_name, size_t 
 
 int64_t PeerDetector::promise_until_ns() const {
   if (promise_ns_ <= 0) return 0;
-  return std::max(start_ns_, last_echoable_rx_ns_) + promise_ns_;
+  return std::max(start_ns_, last_primary_rx_ns_) + promise_ns_;
+}
+
+void PeerDetector::NoteEchoable(const Message& m, int64_t now_ns) {
+  if (m.role == Role::kPrimary) last_primary_rx_ns_ = std::max(last_primary_rx_ns_, now_ns);
 }
 
 bool PeerDetector::IsRetired(uint64_t incarnation) const {
@@ -84,7 +88,7 @@ Verdict PeerDetector::OnMessage(size_t link_index, const Message& m, int64_t now
     // Echo its timestamps even before confirming it: that is how it confirms us, and then we it.
     link.echo_send_ns = m.send_ns;
     link.echo_rx_ns = now_ns;
-    last_echoable_rx_ns_ = std::max(last_echoable_rx_ns_, now_ns);
+    NoteEchoable(m, now_ns);
     if (!EchoIsFresh(m, now_ns)) {
       link.unconfirmed++;
       return Verdict::kUnconfirmedIncarnation;
@@ -110,7 +114,7 @@ Verdict PeerDetector::OnMessage(size_t link_index, const Message& m, int64_t now
   max_term_seen_ = std::max(max_term_seen_, m.term);
   link.echo_send_ns = m.send_ns;
   link.echo_rx_ns = now_ns;
-  last_echoable_rx_ns_ = std::max(last_echoable_rx_ns_, now_ns);
+  NoteEchoable(m, now_ns);
   // The standby's promise, anchored on OUR send time it echoes (never on its clock).
   if (m.role == Role::kStandby && m.promise_ms > 0 && m.echo_ns != 0 && m.echo_ns >= start_ns_ && m.echo_ns <= now_ns) {
     support_until_ns_ = std::max(support_until_ns_, m.echo_ns + int64_t(m.promise_ms) * 1'000'000);

@@ -23,9 +23,11 @@
 //     stale) is refused as kStaleTerm: it neither keeps the peer alive nor gets echoed. The highest term carried
 //     by any authentic message of the peer is remembered (max_term_seen): a higher term than ours means we were
 //     superseded.
-//   - Standby side (promise_ns > 0): every message whose send_ns we may echo extends our promise "no promotion
-//     before its receive time + promise_ns"; promise_until_ns is the latest such time, and at least
-//     start + promise_ns (a previous process of ours may have promised just before it died).
+//   - Standby side (promise_ns > 0): every message whose send_ns we may echo and whose sender says it is the
+//     primary extends our promise "no promotion before its receive time + promise_ns"; promise_until_ns is the
+//     latest such time, and at least start + promise_ns (a previous process of ours may have promised just before
+//     it died). A peer that says it is a standby runs no VM that could lean on a promise (re-protection: an old
+//     primary that rejoined, or handed the VM over).
 //   - Primary side: an accepted standby message with promise_ms > 0 that echoes one of our send times S makes
 //     the standby's support valid until S + promise_ms (support_until_ns; the arbiter subtracts its margin).
 #pragma once
@@ -117,6 +119,7 @@ class PeerDetector {
   };
 
   bool IsRetired(uint64_t incarnation) const;
+  void NoteEchoable(const Message& m, int64_t now_ns);  // a message we may echo: the promise runs from it
   bool EchoIsFresh(const Message& m, int64_t now_ns) const;
   void Adopt(uint64_t incarnation, DetectorEvents* events);
 
@@ -127,7 +130,8 @@ class PeerDetector {
   std::vector<Link> links_;
   uint64_t local_term_ = 0;
   uint64_t max_term_seen_ = 0;
-  int64_t last_echoable_rx_ns_ = 0;  // latest receive time of a message whose send_ns we may echo
+  // Latest receive time of a message whose send_ns we may echo and whose sender said it is the primary.
+  int64_t last_primary_rx_ns_ = 0;
   int64_t support_until_ns_ = 0;
   uint64_t incarnation_ = 0;
   std::array<uint64_t, 8> retired_{};

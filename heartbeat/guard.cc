@@ -203,7 +203,10 @@ void StandbyGuard::Impl::Run() {
         while (authority->PollReply(&r)) arbiter.OnLeaseReply(r);
       }
       const PeerStatus peer = hb->peer();
-      arbiter.OnPeer(peer.alive, peer.ever_heard, peer.max_term_seen, peer.promise_until_ns);
+      // A peer that says it is a standby runs no VM: as far as promotion goes, the primary is lost (the witness
+      // still has to see its lease expire). An old primary that rejoined, or handed the VM over, says so.
+      arbiter.OnPeer(peer.alive && peer.remote.role != Role::kStandby, peer.ever_heard, peer.max_term_seen,
+                     peer.promise_until_ns);
       arbiter.OnResumePoint(ready.load());
       if (manual.load()) arbiter.AllowManualPromotion();
       d = arbiter.Tick(now);

@@ -294,6 +294,7 @@ void EpochShipper::SenderLoop() {
       if (conn->ack_thread.joinable()) conn->ack_thread.join();
       std::lock_guard<std::mutex> lock(mu_);
       current_ = nullptr;
+      stats_.standby_link_up = false;
       if (conn->failed) st = conn->error;
     } else if (st.ToString() != last_logged) {
       // Once per distinct reason: a standby that is down for an hour does not fill the log.
@@ -520,6 +521,7 @@ Status EpochShipper::Serve(Connection& conn) {
     std::lock_guard<std::mutex> lock(mu_);
     if (stop_) return Status::Aborted("stopping");
     current_ = &conn;
+    stats_.standby_link_up = true;
     in_flight_.Clear();
   }
   conn.ack_thread = std::thread([this, c = &conn] { AckLoop(c); });

@@ -74,6 +74,7 @@ struct ShipperOptions {
 
 struct ShipperStats {
   bool standby_connected = false;  // connected AND holding a full copy: the VM is protected
+  bool standby_link_up = false;    // connected (HELLOs exchanged), whether or not its resync is done
   uint64_t last_submitted = 0;
   uint64_t last_sent = 0;
   uint64_t last_acked = 0;

@@ -159,7 +159,8 @@ PromotionDecision StandbyArbitration::Decision() {
   grant_ = guard_->grant();
   guard_->Stop();
   std::lock_guard<std::mutex> lock(mu_);
-  return {decision.term, decision.reason, peer_lost_ns_};
+  // A primary that handed the VM over (switchover) is never lost on the links: the promotion is the start.
+  return {decision.term, decision.reason, peer_lost_ns_ != 0 ? peer_lost_ns_ : clock_->NowNanos()};
 }
 
 Result<std::unique_ptr<RunGuard>> StandbyArbitration::BecomePrimary(const PromotionDecision& decision,

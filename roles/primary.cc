@@ -304,13 +304,16 @@ int PrimaryRun::TrySwitchover(uint64_t number) {
   // The VM is paused for checkpoint `number` and stays so: once the standby holds this epoch, nothing the VM did
   // is missing there, and it never runs here again (QEMU is killed as the role ends, before its heartbeats stop,
   // so the standby's promotion can never overlap a VM running here).
-  if (!shipper_->stats().standby_connected) {
+  // A standby still settling its resync holds this epoch as a resume point once it acknowledges it.
+  if (const replicator::ShipperStats ship = shipper_->stats(); !ship.standby_connected && !ship.standby_link_up) {
     AnswerSwitchover("refused: no standby holds a copy of VM " + o_.vm_name + ": it keeps running here");
     return -1;
   }
   const int timeout_ms = std::max(2000, o_.ship.io_timeout_ms);
   const int64_t deadline = env_.clock->NowNanos() + int64_t(timeout_ms) * 1'000'000;
-  while (shipper_->stats().last_acked < number) {
+  // Protected as of `number`: acknowledged, and (a resync settled by then) a resume point there.
+  for (replicator::ShipperStats ship = shipper_->stats(); ship.last_acked < number || !ship.standby_connected;
+       ship = shipper_->stats()) {
     if (env_.clock->NowNanos() >= deadline || env_.shutdown->Requested() || env_.guard->superseded()) {
       AnswerSwitchover("refused: the standby did not acknowledge epoch " + std::to_string(number) + " within " +
                        std::to_string(timeout_ms) + " ms: VM " + o_.vm_name + " keeps running here");
@@ -325,7 +328,8 @@ int PrimaryRun::TrySwitchover(uint64_t number) {
            "ok: the standby holds epoch %" PRIu64 " of VM %s and resumes it from there; this host stops running it",
            number, o_.vm_name.c_str());
   TLOG_WARN("main", "switchover: %s", answer);
-  service_.Set(LogLevel::kWarn, "SWITCHED OVER: the standby runs the VM from the final epoch", "");
+  service_.Set(LogLevel::kWarn, "SWITCHED OVER: the standby runs the VM from the final epoch",
+               "term " + std::to_string(env_.guard->term()) + ", final epoch " + std::to_string(number));
   WriteStatusFile(o_.state_dir, {{"role", "primary"}, {"state", "switched over"}, {"vm", o_.vm_name},
                                  {"final_epoch", number}, {"term", env_.guard->term()}})
       .ok();

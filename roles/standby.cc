@@ -124,7 +124,7 @@ int StandbyRun::Failover() {
   if (Status st = env_.receiver->RecoverDisk(); !st.ok()) return Fail("disk recovery", st);
   const std::optional<replicator::ResumePoint> point = env_.receiver->resume_point();
   if (!point) return Fail("resume", Status::Aborted("promoted without a complete epoch to resume from"));
-  TLOG_WARN("failover", "primary lost on every link, promoted to term %" PRIu64 " (%s): resuming VM %s from epoch %" PRIu64,
+  TLOG_WARN("failover", "promoted to term %" PRIu64 " (%s): resuming VM %s from epoch %" PRIu64,
             decision.term, decision.reason.c_str(), o_.vm_name.c_str(), point->epoch);
   // The old primary is superseded and no other copy can resume from an older epoch: this host's output leaves
   // at once (pass-through), on its own TAP.

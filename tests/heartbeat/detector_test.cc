@@ -261,6 +261,27 @@ TEST(DetectorPromiseTest, StandbyPromiseRunsFromEveryEchoableMessageAndFromStart
   EXPECT_EQ(none.promise_until_ns(), 0);
 }
 
+TEST(DetectorPromiseTest, APeerThatSaysItIsAStandbyGetsNoPromise) {
+  // Re-protection: an old primary that rejoined (or handed the VM over) runs no VM that could lean on a promise.
+  PeerDetector standby("standby", "primary", 1, kTimeout, kStart, 60 * kMs);
+  Message m;
+  m.role = Role::kStandby;
+  m.sender.Set("primary");
+  m.receiver.Set("standby");
+  m.incarnation = 9;
+  m.sequence = 1;
+  m.send_ns = 777 * kMs;
+  m.term = 3;
+  DetectorEvents ev;
+  standby.OnMessage(0, m, kStart + 100 * kMs, &ev);
+  EXPECT_EQ(standby.promise_until_ns(), kStart + 60 * kMs) << "only the start-up promise";
+  m.role = Role::kPrimary;
+  m.sequence = 2;
+  m.echo_ns = kStart + 90 * kMs;
+  standby.OnMessage(0, m, kStart + 110 * kMs, &ev);
+  EXPECT_EQ(standby.promise_until_ns(), kStart + 170 * kMs);
+}
+
 TEST_F(DetectorTest, OlderTermIsRefusedAndNeitherKeepsAliveNorEchoes) {
   d.SetLocalTerm(5);
   Message stale = FromPeer(0, 1, kStart + 9 * kMs);

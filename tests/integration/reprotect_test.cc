@@ -8,6 +8,7 @@
 // checked with KVM only; under TCG the test checks what tandem does (roles, terms, rejoin, resync, no reboot).
 #include <gtest/gtest.h>
 #include <signal.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <string>
@@ -15,6 +16,7 @@
 
 #include "tests/integration/cluster.h"
 #include "tests/support/free_port.h"
+#include "tests/support/text_file.h"
 
 namespace tandem::testing {
 namespace {
@@ -99,6 +101,55 @@ TEST_F(ReprotectTest, FailoverAndFailbackFiveRoundTripsWithTheGuestGoingOnAndNoR
   EXPECT_EQ(first_host.find("tandem-guest boot", first_host.find("tandem-guest boot") + 1), std::string::npos)
       << "the guest booted more than once";
   EXPECT_GT(highest_seen, 0u);
+}
+
+// `tandem switchover` on this machine; its answer line and exit code.
+std::pair<int, std::string> Switchover(const Cluster& c) {
+  const std::string out = c.dir() + "/switchover.out";
+  const std::string command = std::string(TANDEM_BINARY) + " switchover --config " + c.config_path() + " > " + out + " 2>&1";
+  const int status = system(command.c_str());
+  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, ReadWholeFile(out)};
+}
+
+bool Alive(pid_t pid) { return pid > 0 && kill(pid, 0) == 0; }
+
+TEST_F(ReprotectTest, SwitchoverMovesTheVmAndTheOldPrimaryBecomesItsStandby) {
+  const bool kvm = KvmUnusableReason().empty();
+  Cluster c(Reprotecting(kvm), kvm ? 300 : 2000);
+  c.StartStandby();
+  ASSERT_TRUE(c.WaitFor("standby", 30000, [](const json& s) { return s.value("state", "") == "standby"; }))
+      << c.Diagnostics();
+  c.StartPrimary();
+  // Under TCG only the first checkpoint comes: ask while the standby applied the first sync and waits for it.
+  ASSERT_TRUE(c.WaitFor("standby", 30000, [](const json& s) { return s.value("epochs_applied", 0) >= 1; }))
+      << c.Diagnostics();
+  const json before = c.Status("primary");
+  const auto [code, answer] = Switchover(c);
+  EXPECT_EQ(code, 0) << answer << c.Diagnostics();
+  EXPECT_EQ(answer.rfind("ok: the standby holds epoch ", 0), 0u) << answer;
+  ASSERT_TRUE(c.WaitFor("standby", 30000, RunsTheVm)) << c.Diagnostics();
+  EXPECT_FALSE(Alive(pid_t(before.value("qemu_pid", 0)))) << "two VMs: the old primary's QEMU still runs";
+  ASSERT_TRUE(c.WaitFor("primary", 90000, HoldsAResumePoint)) << "the old primary did not rejoin" << c.Diagnostics();
+  EXPECT_EQ(c.StatusNumber("standby", "term"), before.value("term", 0u) + 1) << "the term increases once";
+  // Resumed from exactly the epoch the old primary stopped at: nothing the VM did is lost.
+  const std::string final_epoch = answer.substr(sizeof("ok: the standby holds epoch ") - 1,
+                                                answer.find(' ', sizeof("ok: the standby holds epoch ") - 1) -
+                                                    (sizeof("ok: the standby holds epoch ") - 1));
+  EXPECT_NE(c.Log("standby").find("RUNNING on this host from epoch " + final_epoch + ":"), std::string::npos)
+      << answer << c.Diagnostics();
+  EXPECT_EQ(c.Serial("standby").find("tandem-guest boot"), std::string::npos) << "resumed, not booted";
+}
+
+TEST_F(ReprotectTest, SwitchoverWithoutAStandbyIsRefusedAndTheVmKeepsRunning) {
+  Cluster c(Reprotecting(KvmUnusableReason().empty()), 2000);
+  c.StartPrimary();
+  ASSERT_TRUE(c.WaitFor("primary", 30000, RunsTheVm)) << c.Diagnostics();
+  const pid_t qemu = pid_t(c.StatusNumber("primary", "qemu_pid"));
+  const auto [code, answer] = Switchover(c);
+  EXPECT_EQ(code, 1);
+  EXPECT_EQ(answer.rfind("refused: no standby holds a copy of VM ", 0), 0u) << answer;
+  EXPECT_TRUE(Alive(qemu)) << c.Diagnostics();
+  EXPECT_TRUE(RunsTheVm(c.Status("primary"))) << c.Diagnostics();
 }
 
 }  // namespace
