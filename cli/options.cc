@@ -12,6 +12,7 @@ void FillRoleOptions(const Config& config, qemu::QemuRole role, roles::RoleOptio
   options->state_dir = primary ? config.primary_state_dir : config.standby_state_dir;
   options->vm = MakeVmConfig(config, role);
   options->reset_guest_on_crash = config.reset_guest_on_crash;
+  options->metrics_address = config.MetricsAddress(primary);
   options->unprotected_devices = config.unprotected_devices;
   options->outputs.console_log = options->vm.serial_log;
   options->outputs.release_when_unprotected = config.release_when_unprotected;

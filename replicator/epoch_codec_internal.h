@@ -1,6 +1,8 @@
 // Shared by the epoch encoder, its parallel part and the decoder; not part of the replicator's public API.
 #pragma once
 
+#include <atomic>
+
 #include <xxhash.h>
 
 #include <cstdint>
@@ -44,6 +46,7 @@ struct EpochEncoder::PageSource {
   std::span<const PageRef> listed;  // ...or these (a catch-up epoch)
   const GuestRam* live = nullptr;   // `image` is this GuestRam's: live pages copied once, holes sent as zero pages
   PageFingerprints* record = nullptr;  // resync pages sent are recorded here
+  std::atomic<uint64_t>* pages_done = nullptr;  // resync pages encoded so far (ResyncSource::pages_done)
   uint64_t pages = 0;
 };
 

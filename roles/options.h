@@ -54,6 +54,8 @@ struct RoleOptions {
   heartbeat::HeartbeatOptions heartbeat;
   heartbeat::ArbiterOptions arbiter;
   std::optional<heartbeat::WitnessClientOptions> witness;  // none: two-host mode
+  // The Prometheus endpoint's "host:port" (metrics/server.h); empty: none.
+  std::string metrics_address;
 };
 
 struct PrimaryOptions : RoleOptions {

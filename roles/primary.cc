@@ -9,6 +9,7 @@
 #include <cstdio>
 
 #include "common/log.h"
+#include "metrics/server.h"
 #include "roles/disk.h"
 #include "roles/guard.h"
 #include "roles/outputs.h"
@@ -25,8 +26,16 @@ namespace {
 class PrimaryRun {
  public:
   PrimaryRun(const PrimaryOptions& options, const PrimaryEnv& env)
-      : o_(options), env_(env), service_(env.notifier, env.clock, options.vm_name) {}
+      : o_(options),
+        env_(env),
+        service_(env.notifier, env.clock, options.vm_name),
+        own_metrics_(env.metrics ? std::vector<heartbeat::LinkConfig>() : options.heartbeat.links),
+        metrics_(env.metrics ? env.metrics : &own_metrics_) {
+    metrics_->SetRole(/*primary=*/true);
+    metrics_->registry().OnCollect([this] { CollectMetrics(); });
+  }
   ~PrimaryRun() {
+    metrics_->registry().OnCollect(nullptr);  // a scrape must not reach for what is going
     env_.guard->AttachVm(nullptr);  // the guard thread must not reach for a QEMU that is going
     if (vm_) vm_->Kill(SIGKILL);
   }
@@ -45,8 +54,14 @@ class PrimaryRun {
 
   const PrimaryOptions& o_;
   const PrimaryEnv& env_;
+  // On the metrics endpoint's thread at every scrape (and at every status file): the figures as of now.
+  void CollectMetrics();
+
   const char* failed_step_ = "";
   ServiceStatus service_;
+  RoleMetrics own_metrics_;
+  RoleMetrics* metrics_;
+  std::atomic<EpochShipping*> shipper_for_metrics_{nullptr};
   std::unique_ptr<CheckpointSource> checkpoints_;
   std::unique_ptr<PrimaryDisk> disk_;  // before vm_: QEMU is killed first, then held writes are failed
   std::atomic<Vm*> vm_for_disk_{nullptr};  // for the disk's early checkpoint request (NBD thread)
@@ -132,6 +147,7 @@ Status PrimaryRun::Protect() {
   shipper_ = env_.make_shipper(env_.guard->term(), disk_ ? disk_->image() : nullptr);
   TANDEM_RETURN_IF_ERROR(
       shipper_->Start(precopy.descriptor, std::move(precopy.ram), std::move(precopy.device_state)));
+  shipper_for_metrics_ = shipper_.get();
   outputs_->Follow([shipper = shipper_.get()] { return shipper->stats(); }, 1);
   failed_step_ = "CHECKPOINT_READY";
   TANDEM_RETURN_IF_ERROR(checkpoints_->SendCheckpointReady());
@@ -193,6 +209,7 @@ int PrimaryRun::CheckpointLoop() {
     if (Status resumed = checkpoints_->ResumeVm(); !resumed.ok()) return Fail("VMSTATE_LOADED", resumed);
     const int64_t pause_ns = clock->NowNanos() - timing.request_ns;
     guard.SetLastEpoch(number);
+    metrics_->OnCheckpoint(number, pause_ns);
     window.Add(pages, page_bytes + device_bytes, pause_ns);
     TLOG_DEBUG("epoch", "epoch %" PRIu64 " pages=%" PRIu64 " bytes=%" PRIu64 " device=%zu pause_ms=%.2f", number,
                pages, page_bytes, device_bytes, pause_ns / 1e6);
@@ -260,7 +277,16 @@ nlohmann::json PrimaryRun::StatusJson(uint64_t epoch, double last_pause_ms) cons
                        {"last_error", ship.last_error}}},
           {"outputs", outputs_->StatusJson()},
           {"disk", disk_ ? disk_->StatusJson() : nlohmann::json(nullptr)},
-          {"peer", {{"alive", peer.alive}, {"links", PeerLinksJson(peer)}}}};
+          {"peer", {{"alive", peer.alive}, {"links", PeerLinksJson(peer)}}},
+          {"metrics", metrics_->Json()}};
+}
+
+void PrimaryRun::CollectMetrics() {
+  metrics_->SetTerm(env_.guard->term());
+  metrics_->SetPeer(env_.guard->peer());
+  if (EpochShipping* shipper = shipper_for_metrics_.load(); shipper != nullptr) {
+    metrics_->SetShipper(shipper->stats(), env_.clock->NowNanos());
+  }
 }
 
 }  // namespace
@@ -275,6 +301,13 @@ int RunPrimary(const PrimaryOptions& options, Shutdown* shutdown, ServiceNotifie
   Clock* clock = SystemClock();
   if (Status st = EnsurePrivateDir(options.state_dir); !st.ok()) {
     TLOG_ERROR("main", "state dir: %s", st.ToString().c_str());
+    return kExitFailed;
+  }
+  RoleMetrics metrics(options.heartbeat.links);
+  metrics.SetRole(/*primary=*/true);
+  metrics::MetricsServer metrics_server;  // after `metrics`: stopped before the figures it serves go
+  if (Status st = StartMetricsEndpoint(options.metrics_address, &metrics, &metrics_server); !st.ok()) {
+    ReportFailure(options.state_dir, "primary", "metrics endpoint", st);
     return kExitFailed;
   }
   auto ram_file = CreateGuestMemoryFile(options.vm.ram_path, options.vm.memory_mb << 20);
@@ -307,7 +340,7 @@ int RunPrimary(const PrimaryOptions& options, Shutdown* shutdown, ServiceNotifie
                    ship.disk = disk;
                    return std::unique_ptr<EpochShipping>(std::make_unique<Shipper>(ship, clock));
                  },
-                 notifier};
+                 notifier, &metrics};
   return RunPrimaryRole(options, env);
 }
 

@@ -9,6 +9,7 @@
 #include "roles/options.h"
 #include "roles/primary.h"
 #include "roles/replication.h"
+#include "roles/role_metrics.h"
 #include "roles/shutdown.h"
 #include "roles/vm_host.h"
 
@@ -23,6 +24,8 @@ struct StandbyEnv {
   // READY=1 once the warm standby QEMU runs and the receiver listens, STATUS= on every state change (primary
   // connected or not, promoted, term), WATCHDOG=1 from every turn of the role's loop.
   ServiceNotifier* notifier = NoServiceNotifier();
+  // Where the role's figures go (the metrics endpoint, status.json); null: the role keeps its own.
+  RoleMetrics* metrics = nullptr;
 };
 
 // The role once the replica, the receiver and the arbitration exist: starts the warm standby QEMU, publishes
