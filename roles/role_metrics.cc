@@ -16,8 +16,7 @@ RoleMetrics::RoleMetrics(const std::vector<heartbeat::LinkConfig>& links) {
   role_primary_ = r.AddGauge("tandem_role", role_help, {{"role", "primary"}});
   role_standby_ = r.AddGauge("tandem_role", role_help, {{"role", "standby"}});
   protected_ = r.AddGauge("tandem_protected",
-                          "1 while a standby holds a full copy of the VM and takes its epochs (primary: acknowledged "
-                          "resync; standby: primary connected and an epoch applied), else 0");
+                          "1 while a standby holds a copy of the VM it could resume and takes its epochs, else 0");
   term_ = r.AddGauge("tandem_term", "The term (witness lease generation) this role runs under; 0 before one");
   epoch_ = r.AddGauge("tandem_epoch", "Primary: the last checkpoint's epoch number; standby: the last applied");
   epochs_ = r.AddCounter("tandem_epochs_total", "Primary: checkpoints taken; standby: epochs applied to the replica");

@@ -205,7 +205,7 @@ void StandbyRun::CollectMetrics() {
   const replicator::ReceiverStats stats = env_.receiver->stats();
   metrics_->SetReceiver(stats, env_.clock->NowNanos());
   // A promoted standby runs the VM alone: nothing protects it until a new standby is set up by hand.
-  metrics_->SetProtected(!promoted_ && stats.primary_connected && stats.epochs_applied > 0);
+  metrics_->SetProtected(!promoted_ && stats.primary_connected && stats.has_resume_point);
   metrics_->SetTerm(term_);
   metrics_->SetPeer(env_.promotion->peer());
 }
