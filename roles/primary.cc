@@ -89,6 +89,7 @@ int PrimaryRun::Run() {
         .ok();
     return kExitFailed;
   }
+  metrics_->SetTerm(guard.term());
   if (Status st = Protect(); !st.ok()) return Fail(failed_step_, st);
   ReportState(0, /*fenced=*/false);
   service_.Ready();
