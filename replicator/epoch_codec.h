@@ -16,7 +16,6 @@
 #pragma once
 
 #include <atomic>
-
 #include <cstdint>
 #include <functional>
 #include <memory>

@@ -1,10 +1,9 @@
 // Shared by the epoch encoder, its parallel part and the decoder; not part of the replicator's public API.
 #pragma once
 
-#include <atomic>
-
 #include <xxhash.h>
 
+#include <atomic>
 #include <cstdint>
 #include <memory>
 #include <span>

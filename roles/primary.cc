@@ -51,12 +51,11 @@ class PrimaryRun {
   void PublishStatus(uint64_t epoch, double last_pause_ms) const {
     WriteStatusFile(o_.state_dir, StatusJson(epoch, last_pause_ms)).ok();
   }
-
-  const PrimaryOptions& o_;
-  const PrimaryEnv& env_;
   // On the metrics endpoint's thread at every scrape (and at every status file): the figures as of now.
   void CollectMetrics();
 
+  const PrimaryOptions& o_;
+  const PrimaryEnv& env_;
   const char* failed_step_ = "";
   ServiceStatus service_;
   RoleMetrics own_metrics_;
