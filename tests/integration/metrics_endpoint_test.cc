@@ -59,7 +59,7 @@ void ExpectRequiredFamilies(const std::string& text, const char* role) {
   EXPECT_TRUE(Value(text, "tandem_checkpoint_pause_seconds_bucket{le=\"+Inf\"}").has_value()) << text;
 }
 
-// Polls `get` every 50 ms for up to `timeout_ms` until `done(text)`; the last text.
+// Scrapes every 50 ms for up to `timeout_ms` until `done(text)`; the last text.
 template <typename Done>
 std::string ScrapeUntil(const Endpoint& e, int timeout_ms, Done done) {
   std::string text;
