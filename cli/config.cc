@@ -8,6 +8,7 @@
 
 #include "common/env.h"
 #include "common/key_file.h"
+#include "metrics/server.h"
 #include "output-commit/qemu_options.h"
 #include "qemu-integration/qemu_args.h"
 
@@ -138,6 +139,17 @@ Status SetCompression(Config& c, const toml::node& n) {
   return Status::Ok();
 }
 
+// A TCP "host:port" with a literal host (or none: every address) and a fixed port.
+Setter MetricsAddress(std::string Config::*field) {
+  return [field](Config& c, const toml::node& n) -> Status {
+    const auto* s = n.as_string();
+    if (s == nullptr) return Expected("a string \"host:port\"", n);
+    TANDEM_RETURN_IF_ERROR(metrics::CheckMetricsAddress(s->get()));
+    c.*field = s->get();
+    return Status::Ok();
+  };
+}
+
 // A key from a file only tandem's user can read, at least 16 bytes (common/key_file.h).
 Setter KeyFile(std::string Config::*field) {
   return [field](Config& c, const toml::node& n) -> Status {
@@ -216,6 +228,9 @@ const std::vector<KeySpec>& Keys() {
       {"witness", "two_host_policy",
        OneOf(&Config::two_host_policy, heartbeat::ParseTwoHostPolicy,
              "\"never-promote\", \"standby-promotes\" or \"standby-promotes-fenced\"")},
+      {"metrics", "address", MetricsAddress(&Config::metrics_address)},
+      {"metrics", "primary_address", MetricsAddress(&Config::metrics_primary_address)},
+      {"metrics", "standby_address", MetricsAddress(&Config::metrics_standby_address)},
       {"debug", "die_mid_epoch", Integer(&Config::debug_die_mid_epoch, 0, INT64_MAX, "epoch")},
       {"debug", "corrupt_epoch", Integer(&Config::debug_corrupt_epoch, 0, INT64_MAX, "epoch")},
   };

@@ -14,6 +14,8 @@
 //   [replication] max_in_flight, io_timeout_ms, io_engine, encode_threads, apply_threads, compression,
 //                 lz4_acceleration, zstd_level, delta_base_mib
 //   [witness]     address, listen, state_dir, lease_ms, promise_ms, two_host_policy
+//   [metrics]     address (the Prometheus endpoint, "host:port"; absent: none), primary_address,
+//                 standby_address (per role, over address: two roles on one host)
 //
 // Heartbeat links pair up by position: primary.heartbeat[i] <-> standby.heartbeat[i].
 // Adding a key: a field here, one line in Keys() in config.cc, its documentation in tandem.example.toml.
@@ -110,6 +112,12 @@ struct Config {
   // Without a witness, a standby that promotes on heartbeat loss alone runs a second active VM whenever every
   // host<->host link fails while the primary is alive. So the default is never-promote (failover by hand).
   heartbeat::TwoHostPolicy two_host_policy = heartbeat::TwoHostPolicy::kNeverPromote;
+  // [metrics]: the Prometheus endpoint ("host:port"; empty: off), for every role or per role.
+  std::string metrics_address, metrics_primary_address, metrics_standby_address;
+  const std::string& MetricsAddress(bool primary) const {
+    const std::string& own = primary ? metrics_primary_address : metrics_standby_address;
+    return own.empty() ? metrics_address : own;
+  }
   // [debug]: fault injection for tests; never set in production.
   uint64_t debug_die_mid_epoch = 0;   // primary raises SIGKILL half way through shipping this epoch
   uint64_t debug_corrupt_epoch = 0;   // primary flips one bit of this epoch's first page after checksumming

@@ -48,6 +48,7 @@ void FillRoleOptions(const Config& config, Host host, roles::RoleOptions* option
   options->state_dir = StateDir(config, host);
   options->vm = MakeVmConfigFor(config, host);
   options->reset_guest_on_crash = config.reset_guest_on_crash;
+  options->metrics_address = config.MetricsAddress(primary);
   options->unprotected_devices = config.unprotected_devices;
   options->outputs.console_log = options->vm.serial_log;
   options->outputs.release_when_unprotected = config.release_when_unprotected;

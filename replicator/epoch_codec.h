@@ -15,6 +15,7 @@
 // the PAGES entry header they share is page_entry.h.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -59,6 +60,9 @@ struct ResyncSource {
   // The guest disk's blocks that differ on the standby, as one DISK_WRITES payload (empty: no disk). Read before
   // the pages, so every disk write after the read is in an epoch the live epoch settles with.
   std::span<const uint8_t> disk_writes;
+  // Counts the pages encoded so far (relaxed; one add per page, from every encoder thread), for a resync's
+  // progress (ShipperStats::resync_pages_done). Null: not counted.
+  std::atomic<uint64_t>* pages_done = nullptr;
 };
 
 class EpochEncoder {

@@ -3,6 +3,7 @@
 
 #include <xxhash.h>
 
+#include <atomic>
 #include <cstdint>
 #include <memory>
 #include <span>
@@ -44,6 +45,7 @@ struct EpochEncoder::PageSource {
   std::span<const PageRef> listed;  // ...or these (a catch-up epoch)
   const GuestRam* live = nullptr;   // `image` is this GuestRam's: live pages copied once, holes sent as zero pages
   PageFingerprints* record = nullptr;  // resync pages sent are recorded here
+  std::atomic<uint64_t>* pages_done = nullptr;  // resync pages encoded so far (ResyncSource::pages_done)
   uint64_t pages = 0;
 };
 

@@ -77,6 +77,7 @@ EncodedPage WriteResyncEntry(PageEncoder& encoder, uint8_t* entry, const EpochEn
                              HoleWalker& holes, uint32_t block, uint64_t offset, uint8_t* copy) {
   if (holes.InHole(block, offset)) {
     if (source.record != nullptr) source.record->RecordFilled(block, offset, 0);
+    if (source.pages_done != nullptr) source.pages_done->fetch_add(1, std::memory_order_relaxed);
     return WriteFilledEntry(entry, block, offset, 0);
   }
   const uint8_t* page = source.image->Page(block, offset);
@@ -87,6 +88,7 @@ EncodedPage WriteResyncEntry(PageEncoder& encoder, uint8_t* entry, const EpochEn
   }
   const EncodedPage e = WriteEntry(encoder, entry, block, offset, page, nullptr);
   if (source.record != nullptr) source.record->Record(block, offset, page);
+  if (source.pages_done != nullptr) source.pages_done->fetch_add(1, std::memory_order_relaxed);
   return e;
 }
 
@@ -371,6 +373,7 @@ Status EpochEncoder::EncodeCatchUp(uint64_t number, uint32_t merged, uint64_t te
   source.listed = pages;
   source.live = resync.ram;
   source.record = resync.fingerprints;
+  source.pages_done = resync.pages_done;
   source.pages = pages.size();
   return EncodeResync({number, term, false, merged, HasLiveBlock(*resync.ram)}, source, device_state, &resync, sink);
 }
@@ -382,6 +385,7 @@ Status EpochEncoder::EncodeFull(uint64_t number, uint64_t term, const ResyncSour
   source.image = &image;
   source.live = resync.ram;
   source.record = resync.fingerprints;
+  source.pages_done = resync.pages_done;
   source.pages = PagesOf(image);
   return EncodeResync({number, term, true, 0, HasLiveBlock(*resync.ram)}, source, device_state, &resync, sink);
 }

@@ -68,6 +68,7 @@ ReceiverStats EpochReceiver::stats() const {
   s.disk_writes_applied = c.disk_writes_applied;
   s.disk_bytes_applied = c.disk_bytes_applied;
   s.disk_needs_recovery = c.disk_needs_recovery;
+  s.has_resume_point = c.has_resume_point;
   std::lock_guard<std::mutex> lock(mu_);
   s.primary_connected = connected_;
   s.bytes_received = bytes_received_;

@@ -51,6 +51,7 @@ struct ReceiverStats {
   uint64_t disk_writes_applied = 0;
   uint64_t disk_bytes_applied = 0;
   bool disk_needs_recovery = false;
+  bool has_resume_point = false;  // resume_point() would return one
   // Connections refused in the link handshake (nothing of them reached the replica), and why the last one was
   // (kAuthenticationFailed: no proof of the key, or a replayed one).
   uint64_t connections_refused = 0;

@@ -400,7 +400,9 @@ std::optional<ResumePoint> Replica::resume_point() const {
 
 ReplicaCounters Replica::counters() const {
   std::lock_guard<std::mutex> lock(mu_);
-  return counters_;
+  ReplicaCounters out = counters_;
+  out.has_resume_point = has_resume_ && settling_until_ == 0 && !counters_.disk_needs_recovery;
+  return out;
 }
 
 }  // namespace tandem::replicator

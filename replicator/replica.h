@@ -60,6 +60,7 @@ struct ReplicaCounters {
   // An epoch is journaled on the standby's disk but not fully applied (an I/O error after the commit): no resume
   // point until DiskReplica::Recover() succeeds (the next HELLO or the failover retries it).
   bool disk_needs_recovery = false;
+  bool has_resume_point = false;  // resume_point() would return one (filled by counters(), without the copy)
 };
 
 class Replica {

@@ -118,6 +118,7 @@ Status EpochShipper::Start(const VmDescriptor& descriptor, std::unique_ptr<Guest
   in_flight_.Reserve(kInFlightCapacity);
   pool_.reserve(kPoolCapacity);
   stats_.last_submitted = first_epoch;
+  last_ack_ns_ = clock_->NowNanos();
   started_ = true;
   TLOG_INFO("shipper",
             "replicating VM %s to %s: term %" PRIu64 ", generation %016" PRIx64
@@ -154,6 +155,7 @@ void EpochShipper::Submit(std::unique_ptr<Epoch> epoch) {
     RecycleLocked(std::move(epoch));
     return;
   }
+  submitted_at_[epoch->number() % submitted_at_.size()] = {epoch->number(), clock_->NowNanos()};
   if (epoch->number() != stats_.last_submitted + 1) {
     TLOG_WARN("shipper",
               "epoch %" PRIu64 " submitted after epoch %" PRIu64 ": the standby will refuse the gap and resync",
@@ -211,7 +213,15 @@ std::unique_ptr<Epoch> EpochShipper::PopQueued() {
 
 ShipperStats EpochShipper::stats() const {
   std::lock_guard<std::mutex> lock(mu_);
-  return stats_;
+  ShipperStats out = stats_;
+  out.resync_pages_done = resync_pages_done_.load(std::memory_order_relaxed);
+  if (out.last_acked < out.last_submitted) {
+    const uint64_t oldest = out.last_acked + 1;
+    const auto& [number, at] = submitted_at_[oldest % submitted_at_.size()];
+    const int64_t since = number == oldest ? at : last_ack_ns_;
+    out.ack_lag_ms = std::max<int64_t>(0, clock_->NowNanos() - since) / 1e6;
+  }
+  return out;
 }
 
 void EpochShipper::Stop() {
@@ -245,6 +255,7 @@ void EpochShipper::MarkUnprotected(const Status& why) {
   const bool was = protected_;
   protected_ = false;
   stats_.standby_connected = false;
+  stats_.resync_active = false;
   in_flight_.Clear();
   if (!why.ok()) stats_.last_error = why.ToString();
   if (was || !unprotected_logged_) {
@@ -392,17 +403,27 @@ Status EpochShipper::Connect(std::unique_ptr<Connection>* out) {
   return Status::Ok();
 }
 
-void EpochShipper::NoteSentLocked(Connection& conn, uint64_t epoch, uint64_t wire_bytes, int ack_timeout_factor) {
+void EpochShipper::NoteSentLocked(Connection& conn, uint64_t epoch, uint64_t raw_bytes, uint64_t wire_bytes,
+                                  int ack_timeout_factor) {
   in_flight_.Sent(epoch, RealNowNs() + int64_t(options_.io_timeout_ms) * ack_timeout_factor * 1'000'000);
   stats_.last_sent = epoch;
   stats_.epochs_sent++;
+  stats_.raw_bytes_sent += raw_bytes;
   stats_.bytes_sent += wire_bytes;
   conn.noted_up_to = epoch;
   if (conn.early_ack.has_value() && *conn.early_ack <= epoch) ApplyAckLocked(*std::exchange(conn.early_ack, {}));
 }
 
+void EpochShipper::StartResyncLocked(uint64_t pages) {
+  stats_.resync_active = true;
+  stats_.resync_pages_total = pages;
+  resync_pages_done_.store(0, std::memory_order_relaxed);
+}
+
 void EpochShipper::ApplyAckLocked(uint64_t epoch) {
+  if (epoch > stats_.last_acked) last_ack_ns_ = clock_->NowNanos();
   stats_.last_acked = std::max(stats_.last_acked, epoch);
+  if (stats_.resync_active && epoch >= resync_epoch_) stats_.resync_active = false;
   in_flight_.AckedUpTo(epoch);
   if (!protected_ && epoch >= resync_epoch_) MarkProtectedLocked(epoch);
   cv_.notify_all();
@@ -413,6 +434,7 @@ ResyncSource EpochShipper::ResyncOf(uint64_t epoch, uint64_t* settles_at) {
   ResyncSource source;
   source.ram = &history_.ram();
   source.fingerprints = fingerprints_.get();
+  source.pages_done = &resync_pages_done_;
   // Asked once the last page was read. The primary submits an epoch while the VM is still paused for it, so every
   // guest write so far lies in an epoch up to last_submitted + 1: once that one is applied after the resync,
   // every page is as of its checkpoint (guest_ram.h).
@@ -432,6 +454,7 @@ Status EpochShipper::SendFull(Connection& conn) {
   {
     std::lock_guard<std::mutex> lock(mu_);
     resync_epoch_ = full;  // a live epoch raises it once its pages are read (ResyncOf)
+    StartResyncLocked(history_.ram_bytes() / kPageSize);
   }
   TLOG_INFO("shipper", "full resync: sending epoch %" PRIu64 " (%" PRIu64 " MiB of RAM, %zu bytes of device state)",
             full, history_.ram_bytes() >> 20, history_.device_state().size());
@@ -451,7 +474,8 @@ Status EpochShipper::SendFull(Connection& conn) {
                               : "");
   std::lock_guard<std::mutex> lock(mu_);
   stats_.resyncs++;
-  NoteSentLocked(conn, full, conn.sink->bytes_sent() - sent_before, kFullEpochAckFactor);
+  NoteSentLocked(conn, full, history_.ram_bytes() + history_.device_state().size(),
+                 conn.sink->bytes_sent() - sent_before, kFullEpochAckFactor);
   return Status::Ok();
 }
 
@@ -465,6 +489,7 @@ Status EpochShipper::SendCatchUp(Connection& conn, std::span<const PageRef> chan
     MarkProtectedLocked(now);
     return Status::Ok();
   }
+  StartResyncLocked(changed.size());
   lock.unlock();  // resync_epoch_: a live catch-up raises it once its pages are read (ResyncOf)
   // The standby's copies of these pages become what the catch-up reads.
   delta_base_->Invalidate(changed);
@@ -482,7 +507,8 @@ Status EpochShipper::SendCatchUp(Connection& conn, std::span<const PageRef> chan
             changed.size(), (conn.sink->bytes_sent() - sent_before) / 1048576.0, (clock_->NowNanos() - start) / 1e6);
   lock.lock();
   stats_.catch_ups++;
-  NoteSentLocked(conn, now, conn.sink->bytes_sent() - sent_before, kFullEpochAckFactor);
+  NoteSentLocked(conn, now, changed.size() * kPageSize + history_.device_state().size(),
+                 conn.sink->bytes_sent() - sent_before, kFullEpochAckFactor);
   return Status::Ok();
 }
 
@@ -546,6 +572,7 @@ Status EpochShipper::Serve(Connection& conn) {
       sending_ = 1;  // neither queued nor in flight while it is encoded: still counts against max_in_flight
     }
     const uint64_t number = e->number();
+    const uint64_t device_bytes = e->device_state().size();
     EpochSink* sink = conn.sink.get();
     std::unique_ptr<DieMidEpochSink> die;
     if (number == options_.debug_corrupt_epoch) {
@@ -595,7 +622,8 @@ Status EpochShipper::Serve(Connection& conn) {
       stats_.compression = "auto: " + CompressionGovernor::Describe(governor_.current());
       stats_.compression_changes++;
     }
-    NoteSentLocked(conn, number, sample.wire_bytes, 1);
+    if (sample.link_bytes_per_s != 0) stats_.link_bytes_per_s = sample.link_bytes_per_s;
+    NoteSentLocked(conn, number, sample.raw_bytes + device_bytes, sample.wire_bytes, 1);
   }
 }
 

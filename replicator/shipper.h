@@ -17,6 +17,8 @@
 // standby from falling further behind. A standby that stops acknowledging for io_timeout_ms is dropped.
 #pragma once
 
+#include <array>
+#include <atomic>
 #include <condition_variable>
 #include <cstdint>
 #include <memory>
@@ -93,6 +95,18 @@ struct ShipperStats {
   uint64_t fingerprints_mib = 0;
   uint64_t disk_resync_blocks = 0;  // disk blocks sent by resyncs (those whose hash differed on the standby)
   uint64_t disk_resync_bytes = 0;
+  // For metrics (metrics/, roles/role_metrics.h). Raw: the guest bytes the epochs sent stand for (pages x 4096
+  // plus device state; a resync's pages included), against bytes_sent on the wire.
+  uint64_t raw_bytes_sent = 0;
+  // The link's drain rate the last epoch measured (LinkMeter); 0 when it never saw the link busy.
+  uint64_t link_bytes_per_s = 0;
+  // How long the oldest epoch not yet acknowledged has waited since it was submitted (0 when none waits):
+  // the recovery point's age, were the primary lost now.
+  double ack_lag_ms = 0;
+  // The resync being sent (or the last one): pages it covers and pages read and encoded so far.
+  bool resync_active = false;
+  uint64_t resync_pages_total = 0;
+  uint64_t resync_pages_done = 0;
   std::string last_error;
   // Why the last connection's link handshake failed (kAuthenticationFailed: the standby did not prove it holds
   // the key, or refused ours); kNone once a handshake succeeds.
@@ -131,9 +145,11 @@ class EpochShipper {
   // The resync's disk part for epoch `epoch`: the blocks of options_.disk whose hash differs from the standby's
   // (its DISK_HASHES), as one DISK_WRITES payload; empty without a disk.
   Result<std::vector<uint8_t>> DiskResync(const Connection& conn, uint64_t epoch);
-  // mu_ held: epoch `epoch` is out (wire_bytes of it) and awaits its ack within io_timeout_ms x the factor
-  // (or applies the ack that came first).
-  void NoteSentLocked(Connection& conn, uint64_t epoch, uint64_t wire_bytes, int ack_timeout_factor);
+  // mu_ held: epoch `epoch` is out (raw_bytes of guest memory as wire_bytes) and awaits its ack within
+  // io_timeout_ms x the factor (or applies the ack that came first).
+  void NoteSentLocked(Connection& conn, uint64_t epoch, uint64_t raw_bytes, uint64_t wire_bytes,
+                      int ack_timeout_factor);
+  void StartResyncLocked(uint64_t pages);  // mu_ held: a resync of `pages` pages starts (its progress in stats)
   void ApplyAckLocked(uint64_t epoch);  // mu_ held: the standby holds every epoch up to `epoch`
   void AckLoop(Connection* conn);
   void FailConnection(Connection* conn, const Status& why);
@@ -181,6 +197,11 @@ class EpochShipper {
   uint64_t resync_epoch_ = 0;
   Connection* current_ = nullptr;
   ShipperStats stats_;
+  // When each recent epoch was submitted (slot number % size), for stats().ack_lag_ms; an epoch whose slot was
+  // reused since is aged from the last ack instead.
+  std::array<std::pair<uint64_t, int64_t>, 256> submitted_at_{};
+  int64_t last_ack_ns_ = 0;
+  std::atomic<uint64_t> resync_pages_done_{0};  // ResyncSource::pages_done of the resync being sent
   std::thread sender_;
 };
 

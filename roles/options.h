@@ -55,6 +55,8 @@ struct RoleOptions {
   heartbeat::HeartbeatOptions heartbeat;
   heartbeat::ArbiterOptions arbiter;
   std::optional<heartbeat::WitnessClientOptions> witness;  // none: two-host mode
+  // The Prometheus endpoint's "host:port" (metrics/server.h); empty: none.
+  std::string metrics_address;
 };
 
 // Automatic re-protection (README, "Re-protection"): after a failover the VM's new host checkpoints the VM it

@@ -13,6 +13,7 @@
 #include <optional>
 
 #include "common/log.h"
+#include "metrics/server.h"
 #include "roles/control.h"
 #include "roles/disk.h"
 #include "roles/guard.h"
@@ -32,9 +33,19 @@ class PrimaryRun {
  public:
   // `running`: the VM this host already runs (re-protection), or empty to start QEMU.
   PrimaryRun(const PrimaryOptions& options, const PrimaryEnv& env, RunningVm running = {})
-      : o_(options), env_(env), service_(env.notifier, env.clock, options.vm_name), vm_(running.vm),
-        outputs_(running.outputs), adopted_(running.vm != nullptr) {}
+      : o_(options),
+        env_(env),
+        service_(env.notifier, env.clock, options.vm_name),
+        own_metrics_(env.metrics ? std::vector<heartbeat::LinkConfig>() : options.heartbeat.links),
+        metrics_(env.metrics ? env.metrics : &own_metrics_),
+        vm_(running.vm),
+        outputs_(running.outputs),
+        adopted_(running.vm != nullptr) {
+    metrics_->SetRole(/*primary=*/true);
+    metrics_->registry().OnCollect([this] { CollectMetrics(); });
+  }
   ~PrimaryRun() {
+    metrics_->registry().OnCollect(nullptr);  // a scrape must not reach for what is going
     env_.guard->AttachVm(nullptr);  // the guard thread must not reach for a QEMU that is going
     if (outputs_) outputs_->StopFollowing();  // it reads the shipper, which goes first
     if (owned_vm_) owned_vm_->Kill(SIGKILL);
@@ -52,11 +63,16 @@ class PrimaryRun {
   void PublishStatus(uint64_t epoch, double last_pause_ms) const {
     WriteStatusFile(o_.state_dir, StatusJson(epoch, last_pause_ms)).ok();
   }
+  // On the metrics endpoint's thread at every scrape (and at every status file): the figures as of now.
+  void CollectMetrics();
 
   const PrimaryOptions& o_;
   const PrimaryEnv& env_;
   const char* failed_step_ = "";
   ServiceStatus service_;
+  RoleMetrics own_metrics_;
+  RoleMetrics* metrics_;
+  std::atomic<EpochShipping*> shipper_for_metrics_{nullptr};
   std::unique_ptr<CheckpointSource> checkpoints_;
   std::unique_ptr<PrimaryDisk> disk_;  // before vm_: QEMU is killed first, then held writes are failed
   std::atomic<Vm*> vm_for_disk_{nullptr};  // for the disk's early checkpoint request (NBD thread)
@@ -114,6 +130,7 @@ int PrimaryRun::Run() {
         .ok();
     return kExitFailed;
   }
+  metrics_->SetTerm(guard.term());
   if (Status st = Protect(); !st.ok()) return Fail(failed_step_, st);
   ReportState(0, /*fenced=*/false);
   PublishStatus(0, 0);
@@ -185,6 +202,7 @@ Status PrimaryRun::Protect() {
   shipper_ = env_.make_shipper(env_.guard->term(), disk_ ? disk_->image() : nullptr);
   TANDEM_RETURN_IF_ERROR(
       shipper_->Start(precopy.descriptor, std::move(precopy.ram), std::move(precopy.device_state)));
+  shipper_for_metrics_ = shipper_.get();
   outputs_->Follow([shipper = shipper_.get()] { return shipper->stats(); }, 1);
   failed_step_ = "CHECKPOINT_READY";
   TANDEM_RETURN_IF_ERROR(checkpoints_->SendCheckpointReady());
@@ -249,6 +267,7 @@ int PrimaryRun::CheckpointLoop() {
     if (Status resumed = checkpoints_->ResumeVm(); !resumed.ok()) return Fail("VMSTATE_LOADED", resumed);
     const int64_t pause_ns = clock->NowNanos() - timing.request_ns;
     guard.SetLastEpoch(number);
+    metrics_->OnCheckpoint(number, pause_ns);
     window.Add(pages, page_bytes + device_bytes, pause_ns);
     TLOG_DEBUG("epoch", "epoch %" PRIu64 " pages=%" PRIu64 " bytes=%" PRIu64 " device=%zu pause_ms=%.2f", number,
                pages, page_bytes, device_bytes, pause_ns / 1e6);
@@ -380,7 +399,16 @@ nlohmann::json PrimaryRun::StatusJson(uint64_t epoch, double last_pause_ms) cons
                        {"last_error", ship.last_error}}},
           {"outputs", outputs_->StatusJson()},
           {"disk", disk_ ? disk_->StatusJson() : nlohmann::json(nullptr)},
-          {"peer", {{"alive", peer.alive}, {"links", PeerLinksJson(peer)}}}};
+          {"peer", {{"alive", peer.alive}, {"links", PeerLinksJson(peer)}}},
+          {"metrics", metrics_->Json()}};
+}
+
+void PrimaryRun::CollectMetrics() {
+  metrics_->SetTerm(env_.guard->term());
+  metrics_->SetPeer(env_.guard->peer());
+  if (EpochShipping* shipper = shipper_for_metrics_.load(); shipper != nullptr) {
+    metrics_->SetShipper(shipper->stats(), env_.clock->NowNanos());
+  }
 }
 
 }  // namespace
@@ -448,6 +476,13 @@ int RunPrimaryHere(const PrimaryOptions& options, Shutdown* shutdown, ServiceNot
     TLOG_ERROR("main", "state dir: %s", st.ToString().c_str());
     return kExitFailed;
   }
+  RoleMetrics metrics(options.heartbeat.links);
+  metrics.SetRole(/*primary=*/true);
+  metrics::MetricsServer metrics_server;  // after `metrics`: stopped before the figures it serves go
+  if (Status st = StartMetricsEndpoint(options.metrics_address, &metrics, &metrics_server); !st.ok()) {
+    ReportFailure(options.state_dir, "primary", "metrics endpoint", st);
+    return kExitFailed;
+  }
   heartbeat::HeartbeatService heartbeats(options.heartbeat, clock);
   heartbeats.OnPeerLost([] { TLOG_WARN("heartbeat", "standby lost on every link: the VM runs UNPROTECTED"); });
   if (Status st = heartbeats.Start(); !st.ok()) {
@@ -484,7 +519,7 @@ int RunPrimaryHere(const PrimaryOptions& options, Shutdown* shutdown, ServiceNot
                    ship.disk = disk;
                    return std::unique_ptr<EpochShipping>(std::make_unique<Shipper>(ship, clock));
                  },
-                 notifier};
+                 notifier, &metrics};
   const int code = RunPrimaryRole(options, env);
   if ((code == kExitSuperseded || code == kExitSwitchedOver) && options.rejoin_as_standby) {
     // The VM runs (or is about to run) on the other host and this copy was killed: this host becomes its

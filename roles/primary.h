@@ -12,6 +12,7 @@
 #include "roles/arbitration.h"
 #include "roles/options.h"
 #include "roles/replication.h"
+#include "roles/role_metrics.h"
 #include "roles/shutdown.h"
 #include "roles/vm_host.h"
 
@@ -35,6 +36,8 @@ struct PrimaryEnv {
   // READY=1 once the VM runs with its shipper started (protected or, with no standby yet, explicitly
   // UNPROTECTED), STATUS= on every state change, WATCHDOG=1 from every turn of the checkpoint loop.
   ServiceNotifier* notifier = NoServiceNotifier();
+  // Where the role's figures go (the metrics endpoint, status.json); null: the role keeps its own.
+  RoleMetrics* metrics = nullptr;
 };
 
 // The role once the heartbeats and the guard run: waits for the right to run the VM, starts QEMU, takes the

@@ -3,10 +3,12 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cinttypes>
 #include <cstdio>
 
 #include "common/log.h"
+#include "metrics/server.h"
 #include "qemu-integration/resume.h"
 #include "roles/disk.h"
 #include "roles/guard.h"
@@ -23,8 +25,16 @@ namespace {
 class StandbyRun {
  public:
   StandbyRun(const StandbyOptions& options, const StandbyEnv& env)
-      : o_(options), env_(env), service_(env.notifier, env.clock, options.vm_name) {}
+      : o_(options),
+        env_(env),
+        service_(env.notifier, env.clock, options.vm_name),
+        own_metrics_(env.metrics ? std::vector<heartbeat::LinkConfig>() : options.heartbeat.links),
+        metrics_(env.metrics ? env.metrics : &own_metrics_) {
+    metrics_->SetRole(/*primary=*/false);
+    metrics_->registry().OnCollect([this] { CollectMetrics(); });
+  }
   ~StandbyRun() {
+    metrics_->registry().OnCollect(nullptr);  // a scrape must not reach for what is going
     if (guard_) guard_->AttachVm(nullptr);
     guard_.reset();
     if (vm_) vm_->Kill(SIGKILL);
@@ -45,9 +55,16 @@ class StandbyRun {
   // STATUS= (and a log line when it changed) while this host is the standby.
   void ReportStandbyState(const replicator::ReceiverStats& stats, const nlohmann::json& term);
 
+  // On the metrics endpoint's thread at every scrape (and at every status file): the figures as of now.
+  void CollectMetrics();
+
   const StandbyOptions& o_;
   const StandbyEnv& env_;
   ServiceStatus service_;
+  RoleMetrics own_metrics_;
+  RoleMetrics* metrics_;
+  std::atomic<uint64_t> term_{0};        // for CollectMetrics: set by the role's thread
+  std::atomic<bool> promoted_{false};
   std::unique_ptr<Vm> vm_;
   std::unique_ptr<RunGuard> guard_;  // once promoted
   std::unique_ptr<GuestOutputs> outputs_;
@@ -95,6 +112,8 @@ int StandbyRun::Run() {
     status["resume_epoch"] = point ? nlohmann::json(point->epoch) : nlohmann::json(nullptr);
     status["guard"] = promotion.StatusJson();
     status["term"] = status["guard"]["term"];
+    if (status["term"].is_number_integer()) term_ = status["term"].get<uint64_t>();
+    status["metrics"] = metrics_->Json();
     ReportStandbyState(stats, status["term"]);
     WriteStatusFile(o_.state_dir, status).ok();
   }
@@ -152,6 +171,9 @@ int StandbyRun::Failover() {
   // at once, so an old primary that can still hear us stands down) and fences if it loses it.
   auto guard = env_.promotion->BecomePrimary(decision, point->epoch);
   if (!guard.ok()) return Fail("primary guard", guard.status());
+  term_ = decision.term;
+  promoted_ = true;
+  metrics_->SetRole(/*primary=*/true);
   guard_ = std::move(guard).value();
   guard_->AttachVm(vm_.get());
   VmMonitor monitor(vm_.get(), o_.reset_guest_on_crash);
@@ -187,6 +209,7 @@ int StandbyRun::Failover() {
     status["resume_ms"] = resume_ms;
     status["outputs"] = outputs_->StatusJson();
     status["reprotect"] = reprotect_pending ? "waiting for the other host" : o_.reprotect ? "ended" : "off";
+    status["metrics"] = metrics_->Json();
     WriteStatusFile(o_.state_dir, status).ok();
     if (status["state"] == "active") {
       service_.Set(LogLevel::kWarn, "ACTIVE: VM running on this host after a failover, UNPROTECTED", progress);
@@ -208,8 +231,21 @@ int StandbyRun::Reprotect() {
   primary.ship = o_.reprotect->ship;
   TLOG_WARN("main", "re-protecting VM %s: the other host is back; checkpoints every %d ms, shipped to %s",
             o_.vm_name.c_str(), primary.epoch_ms, primary.ship.standby_address.c_str());
-  const PrimaryEnv env{env_.clock, env_.host, guard_.get(), env_.shutdown, env_.make_reprotect_shipper, env_.notifier};
-  return ReprotectRunningVm(primary, env, {vm_.get(), outputs_.get()});
+  // The primary role's figures go to this role's endpoint while it runs; this role's own afterwards.
+  const PrimaryEnv env{env_.clock,    env_.host,     guard_.get(), env_.shutdown, env_.make_reprotect_shipper,
+                       env_.notifier, metrics_};
+  const int code = ReprotectRunningVm(primary, env, {vm_.get(), outputs_.get()});
+  metrics_->registry().OnCollect([this] { CollectMetrics(); });
+  return code;
+}
+
+void StandbyRun::CollectMetrics() {
+  const replicator::ReceiverStats stats = env_.receiver->stats();
+  metrics_->SetReceiver(stats, env_.clock->NowNanos());
+  // A promoted standby runs the VM alone: nothing protects it until a new standby is set up by hand.
+  metrics_->SetProtected(!promoted_ && stats.primary_connected && stats.has_resume_point);
+  metrics_->SetTerm(term_);
+  metrics_->SetPeer(env_.promotion->peer());
 }
 
 nlohmann::json StandbyRun::StatusJson(const char* state, const replicator::ReceiverStats& recv,
@@ -265,6 +301,12 @@ int RunStandbyOnce(const StandbyOptions& options, Shutdown* shutdown, ServiceNot
     return kExitFailed;
   };
   if (Status st = EnsurePrivateDir(options.state_dir); !st.ok()) return fail("state dir", st);
+  RoleMetrics metrics(options.heartbeat.links);
+  metrics.SetRole(/*primary=*/false);
+  metrics::MetricsServer metrics_server;  // after `metrics`: stopped before the figures it serves go
+  if (Status st = StartMetricsEndpoint(options.metrics_address, &metrics, &metrics_server); !st.ok()) {
+    return fail("metrics endpoint", st);
+  }
   auto replica_file = CreateGuestMemoryFile(options.replica_path, options.replica_bytes);
   if (!replica_file.ok()) return fail("replica", replica_file.status());
   // The disk's journaled copy is opened (and a crash's leftovers finished) before anything can apply to it,
@@ -286,7 +328,7 @@ int RunStandbyOnce(const StandbyOptions& options, Shutdown* shutdown, ServiceNot
   if (!authority.ok()) return fail("witness", authority.status());
   if (Status st = arbitration.Start(std::move(authority).value()); !st.ok()) return fail("standby guard", st);
   QemuHost host;
-  StandbyEnv env{clock, &host, &receiver, &arbitration, shutdown, notifier, nullptr};
+  StandbyEnv env{clock, &host, &receiver, &arbitration, shutdown, notifier, &metrics, nullptr};
   if (options.reprotect) {
     env.make_reprotect_shipper = [&options, clock](uint64_t term, disk::BlockDevice* image) {
       replicator::ShipperOptions ship = options.reprotect->ship;

@@ -12,6 +12,7 @@
 #include "roles/options.h"
 #include "roles/primary.h"
 #include "roles/replication.h"
+#include "roles/role_metrics.h"
 #include "roles/shutdown.h"
 #include "roles/vm_host.h"
 
@@ -26,6 +27,8 @@ struct StandbyEnv {
   // READY=1 once the warm standby QEMU runs and the receiver listens, STATUS= on every state change (primary
   // connected or not, promoted, term), WATCHDOG=1 from every turn of the role's loop.
   ServiceNotifier* notifier = NoServiceNotifier();
+  // Where the role's figures go (the metrics endpoint, status.json); null: the role keeps its own.
+  RoleMetrics* metrics = nullptr;
   // Re-protection (options.reprotect): the shipper to the other host once promoted, for the granted term.
   std::function<std::unique_ptr<EpochShipping>(uint64_t term, disk::BlockDevice* disk)> make_reprotect_shipper;
 };

@@ -2,11 +2,14 @@
 
 #include <signal.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdarg>
 #include <cstdio>
+#include <vector>
 
 #include "common/private_files.h"
+#include "metrics/metrics.h"
 #include "roles/status_file.h"
 
 namespace tandem::roles {
@@ -19,6 +22,33 @@ namespace {
   vsnprintf(line, sizeof line, format, args);
   va_end(args);
   *out += line;
+}
+
+// The figures of the metrics endpoint, one row per series, one column per role that publishes them.
+void AppendMetricsTable(const nlohmann::json& status, std::string* out) {
+  std::vector<std::string> roles, series;
+  size_t width = 6;
+  for (const auto& [role, s] : status.items()) {
+    if (!s.is_object() || !s.contains("metrics") || !s["metrics"].is_object()) continue;
+    roles.push_back(role);
+    for (const auto& [name, value] : s["metrics"].items()) {
+      if (std::find(series.begin(), series.end(), name) == series.end()) series.push_back(name);
+      width = std::max(width, name.size());
+    }
+  }
+  if (roles.empty()) return;
+  std::sort(series.begin(), series.end());
+  Appendf(out, "%-*s", int(width), "METRIC");
+  for (const std::string& role : roles) Appendf(out, " %16s", role.c_str());
+  *out += "\n";
+  for (const std::string& name : series) {
+    Appendf(out, "%-*s", int(width), name.c_str());
+    for (const std::string& role : roles) {
+      const nlohmann::json& m = status[role]["metrics"];
+      Appendf(out, " %16s", m.contains(name) && m[name].is_number() ? metrics::FormatValue(m[name].get<double>()).c_str() : "-");
+    }
+    *out += "\n";
+  }
 }
 
 }  // namespace
@@ -83,6 +113,7 @@ std::string FormatStatus(const std::string& vm_name, const nlohmann::json& statu
       }
     }
   }
+  AppendMetricsTable(status, &out);
   for (const auto& file : status.value("memory_files", nlohmann::json::array())) {
     Appendf(&out, "memory file %s: %.1f MiB\n", file["path"].get<std::string>().c_str(),
            file["bytes"].get<uint64_t>() / 1048576.0);

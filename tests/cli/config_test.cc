@@ -337,5 +337,34 @@ TEST(ConfigTest, AllowUnprotectedDevicesAcceptsThemAndListsThem) {
   EXPECT_NE(config->unprotected_devices[0].find("-drive file=/d.img"), std::string::npos);
 }
 
+TEST(ConfigTest, MetricsEndpointIsOffUnlessAnAddressIsSet) {
+  auto off = ParseConfig(kValid);
+  ASSERT_TRUE(off.ok()) << off.status().ToString();
+  EXPECT_EQ(off->MetricsAddress(true), "");
+  EXPECT_EQ(off->MetricsAddress(false), "");
+}
+
+TEST(ConfigTest, MetricsAddressServesEveryRoleUnlessARoleHasItsOwn) {
+  auto both = ParseValidWith("[metrics]\naddress = \"127.0.0.1:9464\"\n");
+  ASSERT_TRUE(both.ok()) << both.status().ToString();
+  EXPECT_EQ(both->MetricsAddress(true), "127.0.0.1:9464");
+  EXPECT_EQ(both->MetricsAddress(false), "127.0.0.1:9464");
+  auto own = ParseValidWith("[metrics]\naddress = \":9464\"\nstandby_address = \"[::1]:9465\"\n");
+  ASSERT_TRUE(own.ok()) << own.status().ToString();
+  EXPECT_EQ(own->MetricsAddress(true), ":9464");
+  EXPECT_EQ(own->MetricsAddress(false), "[::1]:9465");
+}
+
+TEST(ConfigTest, BadMetricsAddressIsRefusedWithFileLine) {
+  for (const char* bad : {"localhost:9464", "127.0.0.1", "unix:/run/m.sock", "127.0.0.1:0", "127.0.0.1:99999"}) {
+    auto config = ParseConfig(OverlayToml(kValid, std::string("[metrics]\naddress = \"") + bad + "\"\n"), "t.toml");
+    EXPECT_FALSE(config.ok()) << bad;
+    EXPECT_NE(Message(config).find("t.toml:"), std::string::npos) << Message(config);
+    EXPECT_NE(Message(config).find("metrics.address: "), std::string::npos) << Message(config);
+  }
+  auto type = ParseConfig(OverlayToml(kValid, "[metrics]\nprimary_address = 9464\n"), "t.toml");
+  EXPECT_NE(Message(type).find("metrics.primary_address: expected a string"), std::string::npos) << Message(type);
+}
+
 }  // namespace
 }  // namespace tandem::cli

@@ -63,6 +63,43 @@ TEST_P(ShipperReceiverTest, LiveResyncProtectsOnlyOnceTheNextEpochIsApplied) {
   shipper.Stop();
 }
 
+// What the metrics endpoint shows (roles/role_metrics.h): a resync's progress, raw against wire bytes, ack lag.
+TEST_P(ShipperReceiverTest, StatsShowResyncProgressRawAndWireBytesAndAckLag) {
+  Harness h(GetParam(), 64, false, /*live_ram=*/true);
+  ReceiverOptions ro = h.ReceiverOpts();
+  ro.debug_apply_delay_ms = 100;
+  EpochReceiver receiver(ro, SystemClock());
+  ASSERT_TRUE(receiver.Start().ok());
+  EpochShipper shipper(h.ShipperOpts(receiver.port()), SystemClock());
+  EXPECT_EQ(shipper.stats().ack_lag_ms, 0);
+  ASSERT_TRUE(h.StartShipper(shipper).ok());
+  ASSERT_TRUE(WaitUntil([&] { return receiver.stats().epochs_applied >= 1; })) << shipper.stats().last_error;
+  ShipperStats s = shipper.stats();
+  // The live full resync is read and sent, and waits for the epoch it settles at.
+  EXPECT_TRUE(s.resync_active);
+  EXPECT_GT(s.resync_pages_total, 0u);
+  EXPECT_EQ(s.resync_pages_done, s.resync_pages_total);
+  EXPECT_GE(s.raw_bytes_sent, s.resync_pages_total * kPageSize);
+  EXPECT_GT(s.bytes_sent, 0u);
+  EXPECT_FALSE(receiver.stats().has_resume_point) << "not before it settles";
+  const auto submitted = Clock_::now();  // just before: the lag counts from inside Submit
+  h.SubmitEpoch(shipper, 1);
+  // The standby takes 100 ms to apply it: meanwhile the epoch's wait shows as ack lag.
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  s = shipper.stats();
+  ASSERT_EQ(s.last_acked, 0u) << "applied within 50 ms despite the standby's 100 ms delay";
+  EXPECT_GE(s.ack_lag_ms, 40);
+  EXPECT_LE(s.ack_lag_ms, MsSince(submitted));
+  ASSERT_TRUE(WaitUntil([&] { return shipper.stats().last_acked == 1; })) << shipper.stats().last_acked;
+  s = shipper.stats();
+  EXPECT_EQ(s.ack_lag_ms, 0) << "nothing waits";
+  EXPECT_FALSE(s.resync_active) << "settled";
+  EXPECT_TRUE(s.standby_connected);
+  EXPECT_TRUE(receiver.stats().has_resume_point);
+  receiver.Stop();
+  shipper.Stop();
+}
+
 TEST_P(ShipperReceiverTest, SlowStandbyBoundsUnackedEpochsByMaxInFlight) {
   Harness h(GetParam());
   ReceiverOptions ro = h.ReceiverOpts();

@@ -37,7 +37,7 @@ class PrimaryRoleTest : public ::testing::Test {
                      shipped_.disk = disk;
                      return std::unique_ptr<EpochShipping>(std::make_unique<testing::FakeShipper>(&shipped_));
                    },
-                   &notifier_};
+                   &notifier_, &metrics_};
     return RunPrimaryRole(options_, env);
   }
   // The checkpoint stream ends with a shutdown request after `n` checkpoints.
@@ -61,6 +61,7 @@ class PrimaryRoleTest : public ::testing::Test {
   ShipperLog shipped_;
   PrimaryOptions options_;
   tandem::testing::RecordingNotifier notifier_;
+  RoleMetrics metrics_{{{"127.0.0.1:7101", "127.0.0.1:7201"}}};
 };
 
 TEST_F(PrimaryRoleTest, PrecopySeedsTheShipperAndEveryCheckpointIsSubmittedThenResumed) {
@@ -194,6 +195,24 @@ TEST_F(PrimaryRoleTest, EpochsCsvHasOneLinePerCheckpointWithItsPause) {
   EXPECT_EQ(lines[0], "epoch,pages,page_bytes,device_bytes,pause_us");
   EXPECT_EQ(lines[1], "1,1,4096,1,2000");
   EXPECT_EQ(lines[3], "3,1,4096,1,2000");
+}
+
+TEST_F(PrimaryRoleTest, MetricsCountEveryCheckpointAndItsPause) {
+  ShutDownAfter(3);
+  EXPECT_EQ(Run(), kExitOk);
+  const nlohmann::json m = metrics_.Json();
+  EXPECT_EQ(m.value("tandem_role{role=\"primary\"}", -1.0), 1) << m.dump(2);
+  EXPECT_EQ(m.value("tandem_role{role=\"standby\"}", -1.0), 0) << m.dump(2);
+  EXPECT_EQ(m.value("tandem_term", -1.0), 7) << m.dump(2);
+  EXPECT_EQ(m.value("tandem_epochs_total", -1.0), 3) << m.dump(2);
+  EXPECT_EQ(m.value("tandem_epoch", -1.0), 3) << m.dump(2);
+  EXPECT_EQ(m.value("tandem_checkpoint_pause_seconds_count", -1.0), 3) << m.dump(2);
+  EXPECT_NEAR(m.value("tandem_checkpoint_pause_seconds_sum", -1.0), 0.006, 1e-9) << "2 ms each" << m.dump(2);
+  const std::string text = metrics_.registry().Render();
+  EXPECT_NE(text.find("tandem_checkpoint_pause_seconds_bucket{le=\"0.002\"} 3\n"), std::string::npos) << text;
+  EXPECT_NE(text.find("tandem_heartbeat_rtt_seconds{local=\"127.0.0.1:7101\",peer=\"127.0.0.1:7201\"}"),
+            std::string::npos)
+      << text;
 }
 
 TEST_F(PrimaryRoleTest, FenceHoldsTheVmInsideTheCheckpointPause) {

@@ -29,6 +29,7 @@ class FakeReceiver final : public EpochReceiving {
   void Applied(replicator::ResumePoint point) {
     std::lock_guard<std::mutex> lock(mu_);
     stats_.epochs_applied = stats_.last_applied = point.epoch;
+    stats_.has_resume_point = true;
     point_ = std::move(point);
   }
   bool stopped() const {
@@ -132,7 +133,7 @@ class StandbyRoleTest : public ::testing::Test {
     host_.qemu.clock = &clock_;
   }
   int Run() {
-    StandbyEnv env{&clock_, &host_, &receiver_, &promotion_, &shutdown_, &notifier_, nullptr};
+    StandbyEnv env{&clock_, &host_, &receiver_, &promotion_, &shutdown_, &notifier_, nullptr, nullptr};
     env.make_reprotect_shipper = [this](uint64_t term, disk::BlockDevice*) {
       std::lock_guard<std::mutex> lock(ship_log_.mu);
       ship_log_.term = term;
@@ -207,7 +208,40 @@ TEST_F(StandbyRoleTest, PromotionResumesFromTheReceiversResumePointWithItsStream
   const nlohmann::json status = ReadStatusFile(dir_.path()).value();
   EXPECT_EQ(status.value("resumed_epoch", 0), 7);
   EXPECT_EQ(status.value("term", 0), 5);
+  const nlohmann::json& m = status["metrics"];
+  EXPECT_EQ(m.value("tandem_role{role=\"primary\"}", -1.0), 1) << "the promoted standby is the primary now";
+  EXPECT_EQ(m.value("tandem_term", -1.0), 5) << m.dump(2);
+  EXPECT_EQ(m.value("tandem_protected", -1.0), 0) << "nothing protects the VM after a failover";
   EXPECT_TRUE(host_.qemu.Killed(SIGKILL));
+}
+
+TEST_F(StandbyRoleTest, MetricsSayProtectedOnlyWithAResumePointAndThePrimaryConnected) {
+  auto protected_is = [](double want) {
+    return [want](const nlohmann::json& s) {
+      return s.contains("metrics") && s["metrics"].value("tandem_protected", -1.0) == want &&
+             s["metrics"].value("tandem_role{role=\"standby\"}", -1.0) == 1;
+    };
+  };
+  auto wait_for = [&](const std::function<bool(const nlohmann::json&)>& done) {
+    for (int i = 0; i < 500; ++i) {
+      auto status = ReadStatusFile(dir_.path());
+      if (status.ok() && done(*status)) return true;
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    return false;
+  };
+  int code = -1;
+  std::thread role([&] { code = Run(); });
+  EXPECT_TRUE(wait_for(protected_is(0))) << "no primary, no copy: unprotected";
+  receiver_.Applied(Epoch(3));
+  receiver_.SetPrimaryConnected(true);
+  EXPECT_TRUE(wait_for(protected_is(1)));
+  EXPECT_EQ(ReadStatusFile(dir_.path()).value()["metrics"].value("tandem_epochs_total", -1.0), 3);
+  receiver_.SetPrimaryConnected(false);
+  EXPECT_TRUE(wait_for(protected_is(0))) << "primary gone: the replica is a copy nobody updates";
+  shutdown_.Request();
+  role.join();
+  EXPECT_EQ(code, kExitOk);
 }
 
 size_t IndexOf(const std::vector<std::string>& events, const std::string& event) {
