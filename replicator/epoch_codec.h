@@ -96,6 +96,10 @@ class EpochEncoder {
                     std::span<const uint8_t> device_state, EpochSink* sink);
   Status EncodeCatchUp(uint64_t number, uint32_t merged, uint64_t term, const ResyncSource& source,
                        std::span<const PageRef> pages, std::span<const uint8_t> device_state, EpochSink* sink);
+  // A full epoch that keeps the standby's pages (EpochBeginMessage::keeps, page_hashes.h): only the `differing`
+  // pages of `source` (in increasing order: DifferingPages), then the disk's blocks and `device_state`.
+  Status EncodeKeeping(uint64_t number, uint64_t term, const ResyncSource& source, std::span<const PageRef> differing,
+                       std::span<const uint8_t> device_state, EpochSink* sink);
 
   // Fault injection: the next encoded epoch gets one bit of a page payload flipped after that page's hash was
   // taken and before its record checksum is computed, so it reaches the standby's decoder intact as a record
@@ -224,6 +228,7 @@ class EpochDecoder {
   RamImage* write_through_ = nullptr;
   bool in_epoch_ = false;
   bool full_ = false;
+  bool keeps_ = false;  // a full epoch of only the pages that differ from the standby's PAGE_HASHES
   bool live_ = false;
   uint32_t settles_after_ = 0;
   bool replica_differs_ = false;

@@ -44,13 +44,15 @@ void EpochDecoder::Begin(const EpochBeginMessage& begin, const RecordView& begin
   staged_.Reset(begin.epoch, begin.full);
   replica_ = replica;
   write_through_ = begin.full ? write_through : nullptr;
-  if (begin.full && write_through_ == nullptr && replica != nullptr) {
+  // A keeps epoch stages only the pages that differ: no room for all RAM.
+  if (begin.full && !begin.keeps && write_through_ == nullptr && replica != nullptr) {
     uint64_t ram = 0;
     for (const RamBlockInfo& b : replica->blocks()) ram += b.size_bytes;
     staged_.ReservePageBytes(ram);
   }
   in_epoch_ = true;
   full_ = begin.full;
+  keeps_ = begin.full && begin.keeps;
   live_ = begin.live;
   settles_after_ = 0;
   replica_differs_ = false;
@@ -96,6 +98,8 @@ DecodeStatus EpochDecoder::Add(const RecordView& record) {
       return AddDiskWrites(record.payload);
     case RecordType::kDiskHashes:
       return Fail(DecodeError::kUnexpectedRecord, "DISK_HASHES from the primary");
+    case RecordType::kPageHashes:
+      return Fail(DecodeError::kUnexpectedRecord, "PAGE_HASHES from the primary");
     case RecordType::kHello:
       return Fail(DecodeError::kUnexpectedRecord, "HELLO inside an epoch");
     case RecordType::kEpochBegin:
@@ -144,11 +148,17 @@ DecodeStatus EpochDecoder::AddPages(std::span<const uint8_t> payload) {
       return Fail(DecodeError::kPageOutsideLayout, PageName(block, offset) + " outside the RAM layout");
     }
     if (full_) {
-      if (block != next_block_ || offset != next_offset_) {
-        return Fail(DecodeError::kPageOrder, "full epoch skips or repeats pages: got " + PageName(block, offset) +
-                                                      ", expected " + PageName(next_block_, next_offset_));
+      // A keeps epoch may skip pages (the standby keeps them), never repeat or go back.
+      const bool in_order = keeps_ ? block > next_block_ || (block == next_block_ && offset >= next_offset_)
+                                   : block == next_block_ && offset == next_offset_;
+      if (!in_order) {
+        return Fail(DecodeError::kPageOrder, std::string(keeps_ ? "full epoch (keeps) repeats or reorders pages: got "
+                                                                : "full epoch skips or repeats pages: got ") +
+                                                 PageName(block, offset) + ", expected " +
+                                                 (keeps_ ? "at or after " : "") + PageName(next_block_, next_offset_));
       }
-      next_offset_ += kPageSize;
+      next_block_ = block;
+      next_offset_ = offset + kPageSize;
       if (next_offset_ >= replica_->blocks()[block].size_bytes) next_block_++, next_offset_ = 0;
       if (IsRelativeEncoding(encoding)) {
         return Fail(DecodeError::kPageOrder,
@@ -289,7 +299,7 @@ DecodeStatus EpochDecoder::End(const RecordView& end_record) {
                                                    std::to_string(staged_.disk_writes().size()) + " of " +
                                                    std::to_string(disk_total_) + " bytes");
   }
-  if (full_ && next_block_ != replica_->blocks().size()) {
+  if (full_ && !keeps_ && next_block_ != replica_->blocks().size()) {
     return Fail(DecodeError::kPageOrder, "full epoch ends before " + PageName(next_block_, next_offset_));
   }
   if (live_ != (end.settles_after > 0)) {

@@ -298,7 +298,7 @@ Status EpochEncoder::EncodeResync(const EpochBeginMessage& begin, const PageSour
                                         page_copy_.data()));
           return Status::Ok();
         };
-        if (!begin.full) {
+        if (!begin.full || begin.keeps) {
           for (const PageRef& p : source.listed) TANDEM_RETURN_IF_ERROR(add(p.block, p.offset));
           return Status::Ok();
         }
@@ -373,6 +373,29 @@ Status EpochEncoder::EncodeCatchUp(uint64_t number, uint32_t merged, uint64_t te
   source.record = resync.fingerprints;
   source.pages = pages.size();
   return EncodeResync({number, term, false, merged, HasLiveBlock(*resync.ram)}, source, device_state, &resync, sink);
+}
+
+Status EpochEncoder::EncodeKeeping(uint64_t number, uint64_t term, const ResyncSource& resync,
+                                   std::span<const PageRef> differing, std::span<const uint8_t> device_state,
+                                   EpochSink* sink) {
+  const RamImage& image = resync.ram->image();
+  TANDEM_RETURN_IF_ERROR(CheckListed(number, image, differing));
+  for (size_t i = 1; i < differing.size(); ++i) {
+    const PageRef& a = differing[i - 1];
+    const PageRef& b = differing[i];
+    if (b.block < a.block || (b.block == a.block && b.offset <= a.offset)) {
+      return Status::InvalidArgument("full epoch " + std::to_string(number) + ": pages not in increasing order");
+    }
+  }
+  PageSource source;
+  source.image = &image;
+  source.listed = differing;
+  source.live = resync.ram;
+  source.record = resync.fingerprints;
+  source.pages = differing.size();
+  EpochBeginMessage begin{number, term, true, 0, HasLiveBlock(*resync.ram)};
+  begin.keeps = true;
+  return EncodeResync(begin, source, device_state, &resync, sink);
 }
 
 Status EpochEncoder::EncodeFull(uint64_t number, uint64_t term, const ResyncSource& resync,

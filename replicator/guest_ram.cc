@@ -8,6 +8,7 @@
 #include <cstring>
 
 #include "replicator/page_codec.h"
+#include "replicator/page_hashes.h"
 
 namespace tandem::replicator {
 
@@ -70,16 +71,8 @@ bool GuestRam::ReadPage(uint32_t block, uint64_t offset, uint8_t* out) const {
 }
 
 GuestRam::Extent GuestRam::NextData(uint32_t block, uint64_t offset) const {
-  const uint64_t size = image_->blocks()[block].size_bytes;
-  if (offset >= size) return {size, size};
-  if (!files_[block].valid()) return {offset, size};
-  const off_t data = lseek(files_[block].get(), off_t(offset), SEEK_DATA);
-  if (data < 0) return errno == ENXIO ? Extent{size, size} : Extent{offset, size};  // ENXIO: holes to the end
-  const uint64_t begin = uint64_t(data) / kPageSize * kPageSize;
-  if (begin >= size) return {size, size};
-  const off_t hole = lseek(files_[block].get(), off_t(begin), SEEK_HOLE);
-  const uint64_t end = hole < 0 ? size : std::min(size, (uint64_t(hole) + kPageSize - 1) / kPageSize * kPageSize);
-  return {begin, std::max(end, begin + kPageSize)};
+  const DataExtent e = NextDataExtent(files_[block].get(), offset, image_->blocks()[block].size_bytes);
+  return {e.begin, e.end};
 }
 
 uint8_t* GuestRam::PageBuffer(uint32_t block, uint64_t offset) {

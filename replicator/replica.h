@@ -132,6 +132,9 @@ class Replica {
   uint64_t settling_until_ = 0;
   uint32_t session_version_ = 0;
   bool session_disk_ = false;  // this connection's primary replicates a disk (its HELLO said so)
+  // This connection's HELLO was followed by PAGE_HASHES of the replica and nothing was applied since: only then
+  // may a full epoch keep pages (EpochBeginMessage::keeps).
+  bool page_hashes_sent_ = false;
   ResumePoint resume_;
   ReplicaCounters counters_;
 };

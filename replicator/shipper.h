@@ -18,6 +18,7 @@
 #pragma once
 
 #include <condition_variable>
+#include <functional>
 #include <cstdint>
 #include <memory>
 #include <mutex>
@@ -37,6 +38,7 @@
 #include "replicator/guest_ram.h"
 #include "replicator/link_security.h"
 #include "replicator/page_fingerprints.h"
+#include "replicator/page_hashes.h"
 #include "replicator/shipper_history.h"
 #include "replicator/transport.h"
 
@@ -70,6 +72,9 @@ struct ShipperOptions {
   // The guest's disk as the primary serves it (disk/), or null when the VM has no replicated disk. Resyncs read
   // it (only the blocks whose hash differs on the standby); the epochs' DISK_WRITES come with the epochs.
   disk::BlockDevice* disk = nullptr;
+  // Resyncs (full, by page hashes, catch-up) are read and encoded on threads of this nice value (0: the sender
+  // thread's own priority): they compete with the running VM for the CPU, and the VM's checkpoints come first.
+  int resync_nice = 10;
 };
 
 struct ShipperStats {
@@ -92,6 +97,13 @@ struct ShipperStats {
   uint64_t fingerprints_mib = 0;
   uint64_t disk_resync_blocks = 0;  // disk blocks sent by resyncs (those whose hash differed on the standby)
   uint64_t disk_resync_bytes = 0;
+  // The resync being sent, or the last one: RAM bytes it ships (the whole RAM for a full one, the pages that differ
+  // for one by page hashes, the changed pages for a catch-up) and how many of them were encoded and handed to the
+  // link so far. Equal once it is sent; both 0 before the first resync.
+  uint64_t resync_total_bytes = 0;
+  uint64_t resync_sent_bytes = 0;
+  uint64_t hash_resyncs = 0;        // full resyncs that kept the standby's pages whose hash matched (page_hashes.h)
+  uint64_t hash_resync_kept_bytes = 0;  // RAM bytes those kept instead of sending, in total
   std::string last_error;
   // Why the last connection's link handshake failed (kAuthenticationFailed: the standby did not prove it holds
   // the key, or refused ours); kNone once a handshake succeeds.
@@ -127,6 +139,12 @@ class EpochShipper {
   // pages changed (a standby that cannot vouch for its replica offers no epoch: Replica::HandleHello).
   Status SendFull(Connection& conn);
   Status SendCatchUp(Connection& conn, std::span<const PageRef> changed);
+  // Runs `encode` (a resync's reading and encoding) on a thread of options_.resync_nice with an encoder of its
+  // own, whose helper threads inherit that priority, and counts its progress (stats_.resync_*, a log line at most
+  // every 2 s) over `total_bytes` of RAM.
+  Status RunResync(Connection& conn, uint64_t total_bytes,
+                   const std::function<Status(EpochEncoder& encoder, EpochSink* sink)>& encode);
+  void SetResyncTotal(uint64_t bytes);  // the resync being run turns out to ship `bytes` of RAM
   // The resync's disk part for epoch `epoch`: the blocks of options_.disk whose hash differs from the standby's
   // (its DISK_HASHES), as one DISK_WRITES payload; empty without a disk.
   Result<std::vector<uint8_t>> DiskResync(const Connection& conn, uint64_t epoch);
