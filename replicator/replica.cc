@@ -176,7 +176,8 @@ DecodeStatus Replica::HandleHello(const RecordView& record, std::vector<uint8_t>
     mine.last_applied = offer ? resume_.epoch : 0;
     // Without a resume point of this primary's generation the resync is full: the replica's page hashes let it
     // send only the pages that differ (page_hashes.h). A version 4 primary does not take them.
-    mine.page_hashes = hello.version >= 5 && !(offer && resume_generation_ == hello.generation);
+    mine.page_hashes =
+        options_.page_hashes && hello.version >= 5 && !(offer && resume_generation_ == hello.generation);
   }
   mine.descriptor.vm_name = options_.expected_vm_name;
   mine.has_disk = session_disk_;
