@@ -222,15 +222,27 @@ Status DifferingPages(const GuestRam& ram, const PageHashList& theirs, PageFinge
         continue;
       }
       const uint8_t* page = image.Page(run.block, offset);
-      if (live) {  // read once: the hash and the fingerprints are of the same bytes
+      const uint64_t hash = PageHash(page);
+      if (hash != theirs[run.block][p]) {  // sent: the encoder reads it again, once
+        differing[i].push_back({run.block, offset});
+        continue;
+      }
+      if (fingerprints == nullptr) continue;
+      if (hash == zero) {  // kept as the zero page: no chunks to fingerprint
+        fingerprints->RecordFilled(run.block, offset, 0);
+        continue;
+      }
+      if (live) {
+        // Kept: its fingerprints must be of exactly the bytes the standby holds, so of a copy whose hash is
+        // checked again (the guest may have written the page since; then it is sent instead).
         CopyPage(copy, page);
+        if (PageHash(copy) != hash) {
+          differing[i].push_back({run.block, offset});
+          continue;
+        }
         page = copy;
       }
-      if (PageHash(page) != theirs[run.block][p]) {
-        differing[i].push_back({run.block, offset});
-      } else if (fingerprints != nullptr) {
-        fingerprints->Record(run.block, offset, page);
-      }
+      fingerprints->Record(run.block, offset, page);
     }
   });
   out->clear();

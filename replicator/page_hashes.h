@@ -67,10 +67,11 @@ class PageHashesReader {
   uint32_t block_ = 0;  // the block the next record must continue
 };
 
-// The primary's comparison: the pages of `ram` whose hash differs from `theirs`, in order. Each live page is
-// read once (copied, then hashed); holes of a live block hash as zero pages untouched. Pages found equal are
-// recorded in `fingerprints` (when set) as the standby's copies: the resync does not send them, so this is where
-// their fingerprints become known. Runs on up to `threads` threads. `theirs` must match the RAM's layout.
+// The primary's comparison: the pages of `ram` whose hash differs from `theirs`, in order (the encoder reads those
+// again, once, to send them). Holes of a live block hash as zero pages untouched. Pages found equal are recorded
+// in `fingerprints` (when set) as the standby's copies, from a copy whose hash is checked again (a live page the
+// guest wrote in between is sent instead): the resync does not send them, so this is where their fingerprints
+// become known. Runs on up to `threads` threads. `theirs` must match the RAM's layout.
 Status DifferingPages(const GuestRam& ram, const PageHashList& theirs, PageFingerprints* fingerprints, int threads,
                       std::vector<PageRef>* out);
 
