@@ -7,7 +7,8 @@
 //   hash 1%     a restarted standby whose replica differs from the guest in 1% of its pages (spread over all RAM)
 //   hash 10%    the same with 10%
 // All at resync_nice = 0 (the resync's own speed) but one first sync at the default 10, which yields the CPU to
-// anything else that runs (on a shared machine: much slower). Each time is from the shipper's Start to the standby having applied the resync epoch; bytes are what went to the
+// anything else that runs (on a shared machine: much slower). Each time is from the shipper's Start to the
+// standby having applied the resync epoch; bytes are what went to the
 // standby plus the page hash list that came back. memcpy is the data region copied once, cold, in the same run.
 // The last line: resync: sizes_gib=1,2,4 full_s=<a,b,c> hash_s=<1% rows> hash_bytes_ratio=<1% / full, largest
 // size> data_vs_memcpy=<data bytes / first sync time over memcpy, largest size>.
@@ -190,7 +191,9 @@ int Main(int argc, char** argv) {
   std::vector<uint64_t> sizes_gib = {1, 2, 4};
   if (argc > 1) {
     sizes_gib.clear();
-    for (char* s = strtok(argv[1], ","); s != nullptr; s = strtok(nullptr, ",")) sizes_gib.push_back(strtoull(s, nullptr, 10));
+    for (char* s = strtok(argv[1], ","); s != nullptr; s = strtok(nullptr, ",")) {
+      sizes_gib.push_back(strtoull(s, nullptr, 10));
+    }
   }
   const char* base = getenv("TANDEM_BENCH_DIR");
   std::string dir = std::string(base != nullptr ? base : "/dev/shm") + "/tandem-resync-bench-XXXXXX";
@@ -198,7 +201,8 @@ int Main(int argc, char** argv) {
   printf("resync over loopback TCP, real EpochShipper -> EpochReceiver, authenticated link (aes-gcm unless said);\n");
   printf("RAM: 1/8 data (LZ4 ~2x), 1/8 zero pages written, 3/4 never touched; %u CPUs; time = Start to applied\n\n",
          unsigned(std::thread::hardware_concurrency()));
-  printf("| guest | resync | time s | CPU s (both ends) | to standby MiB | hash list MiB | wire vs full | RAM GiB/s |\n");
+  printf("| guest | resync | time s | CPU s (both ends) | to standby MiB | hash list MiB | wire vs full |"
+         " RAM GiB/s |\n");
   printf("|---|---|---|---|---|---|---|---|\n");
   std::string full_s, hash_s;
   double bytes_ratio = 0, data_vs_memcpy = 0;

@@ -61,21 +61,9 @@ EncodedPage WriteDeltaEntry(PageEncoder& encoder, uint8_t* entry, const EpochEnc
   return e;
 }
 
-bool HoleWalker::InHole(uint32_t block, uint64_t offset) {
-  if (ram_ == nullptr || !ram_->live(block)) return false;
-  if (block != block_ || offset < from_ || offset >= end_) {
-    const GuestRam::Extent data = ram_->NextData(block, offset);
-    block_ = block;
-    from_ = offset;
-    begin_ = data.begin;
-    end_ = data.end;
-  }
-  return offset < begin_;
-}
-
 EncodedPage WriteResyncEntry(PageEncoder& encoder, uint8_t* entry, const EpochEncoder::PageSource& source,
-                             HoleWalker& holes, uint32_t block, uint64_t offset, uint8_t* copy) {
-  if (holes.InHole(block, offset)) {
+                             uint32_t block, uint64_t offset, uint8_t* copy) {
+  if (source.holes != nullptr && (*source.holes)[block].InHole(offset)) {
     if (source.record != nullptr) source.record->RecordFilled(block, offset, 0);
     return WriteFilledEntry(entry, block, offset, 0);
   }
@@ -283,18 +271,23 @@ Status EpochEncoder::EncodeDelta(const Epoch& epoch, uint64_t term, const PageSo
   });
 }
 
-Status EpochEncoder::EncodeResync(const EpochBeginMessage& begin, const PageSource& source,
+Status EpochEncoder::EncodeResync(const EpochBeginMessage& begin, const PageSource& pages,
                                   std::span<const uint8_t> device_state, const ResyncSource* resync,
                                   EpochSink* sink) {
-  const RamImage& image = *source.image;
+  const RamImage& image = *pages.image;
+  std::vector<FileHoles> holes;
+  PageSource source = pages;
+  if (source.live != nullptr) {
+    for (uint32_t b = 0; b < image.blocks().size(); ++b) holes.push_back(source.live->Holes(b));
+    source.holes = &holes;
+  }
   return EncodeCommon(
       begin, device_state, resync != nullptr ? resync->disk_writes : std::span<const uint8_t>(), sink,
       [&]() -> Status {
         if (UseParallel(source.pages, begin.full)) return EncodePagesParallel(source, sink);
-        HoleWalker holes(source.live);
         auto add = [&](uint32_t b, uint64_t off) -> Status {
           TANDEM_RETURN_IF_ERROR(MakeRoom(sink));
-          EntryWritten(WriteResyncEntry(page_encoder_, record_.data() + pages_cursor_, source, holes, b, off,
+          EntryWritten(WriteResyncEntry(page_encoder_, record_.data() + pages_cursor_, source, b, off,
                                         page_copy_.data()));
           return Status::Ok();
         };

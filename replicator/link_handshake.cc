@@ -52,8 +52,9 @@ Status SendAuth(Transport* t, const Auth& a, int timeout_ms) {
   return SendRecord(t, RecordType::kAuth, payload, timeout_ms);
 }
 
-// An AUTH of `version` (the one the primary's opening HELLO named: the standby answers in it) and `suite`, whose nonce is zero unless `with_nonce` (only the standby's first one has
-// one) and whose proof is zero unless `with_proof`.
+// An AUTH of `version` (the one the primary's opening HELLO named: the standby answers in it) and `suite`,
+// whose nonce is zero unless `with_nonce` (only the standby's first one has one) and whose proof is zero unless
+// `with_proof`.
 DecodeStatus ParseAuth(const RecordView& rec, uint32_t version, uint32_t suite, bool with_nonce, bool with_proof,
                        Auth* a) {
   if (rec.type != uint32_t(RecordType::kAuth)) {

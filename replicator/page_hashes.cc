@@ -33,7 +33,9 @@ std::vector<Run> RunsOf(const std::vector<RamBlockInfo>& blocks) {
   std::vector<Run> runs;
   for (uint32_t b = 0; b < blocks.size(); ++b) {
     const uint64_t pages = blocks[b].size_bytes / kPageSize;
-    for (uint64_t first = 0; first < pages; first += kRunPages) runs.push_back({b, first, std::min(kRunPages, pages - first)});
+    for (uint64_t first = 0; first < pages; first += kRunPages) {
+      runs.push_back({b, first, std::min(kRunPages, pages - first)});
+    }
   }
   return runs;
 }
@@ -57,42 +59,7 @@ void ForEachRun(size_t runs, int threads, const std::function<void(size_t)>& wor
   for (std::thread& t : helpers) t.join();
 }
 
-// Walks the holes of one block's file for pages visited in increasing order (one SEEK_DATA/SEEK_HOLE pair per run
-// of data, not per page).
-class Holes {
- public:
-  Holes(int fd, uint64_t size) : fd_(fd), size_(size) {}
-  bool In(uint64_t offset) {
-    if (fd_ < 0) return false;
-    if (!valid_ || offset < from_ || offset >= extent_.end) {
-      extent_ = NextDataExtent(fd_, offset, size_);
-      from_ = offset;
-      valid_ = true;
-    }
-    return offset < extent_.begin;
-  }
-
- private:
-  int fd_;
-  uint64_t size_;
-  bool valid_ = false;
-  uint64_t from_ = 0;
-  DataExtent extent_;
-};
-
 }  // namespace
-
-DataExtent NextDataExtent(int fd, uint64_t offset, uint64_t size) {
-  if (offset >= size) return {size, size};
-  if (fd < 0) return {offset, size};
-  const off_t data = lseek(fd, off_t(offset), SEEK_DATA);
-  if (data < 0) return errno == ENXIO ? DataExtent{size, size} : DataExtent{offset, size};  // ENXIO: holes to the end
-  const uint64_t begin = uint64_t(data) / kPageSize * kPageSize;
-  if (begin >= size) return {size, size};
-  const off_t hole = lseek(fd, off_t(begin), SEEK_HOLE);
-  const uint64_t end = hole < 0 ? size : std::min(size, (uint64_t(hole) + kPageSize - 1) / kPageSize * kPageSize);
-  return {begin, std::max(end, begin + kPageSize)};
-}
 
 Status HashReplicaPages(const RamImage& image, const std::map<std::string, std::string>& files, int threads,
                         PageHashList* out) {
@@ -105,15 +72,16 @@ Status HashReplicaPages(const RamImage& image, const std::map<std::string, std::
   }
   out->assign(blocks.size(), {});
   for (size_t b = 0; b < blocks.size(); ++b) (*out)[b].resize(blocks[b].size_bytes / kPageSize);
+  std::vector<FileHoles> holes;
+  for (size_t b = 0; b < blocks.size(); ++b) holes.push_back(FileHoles::Of(fds[b].get(), blocks[b].size_bytes));
   const std::vector<Run> runs = RunsOf(blocks);
   const uint64_t zero = FilledPageHash(0);
   ForEachRun(runs.size(), threads, [&](size_t i) {
     const Run& run = runs[i];
-    Holes holes(fds[run.block].get(), blocks[run.block].size_bytes);
     uint64_t* hashes = (*out)[run.block].data();
     for (uint64_t p = run.first_page; p < run.first_page + run.pages; ++p) {
       const uint64_t offset = p * kPageSize;
-      hashes[p] = holes.In(offset) ? zero : PageHash(image.Page(run.block, offset));
+      hashes[p] = holes[run.block].InHole(offset) ? zero : PageHash(image.Page(run.block, offset));
     }
   });
   return Status::Ok();
@@ -198,6 +166,8 @@ Status DifferingPages(const GuestRam& ram, const PageHashList& theirs, PageFinge
       return Status::InvalidArgument("page hashes of another RAM layout");
     }
   }
+  std::vector<FileHoles> holes;
+  for (uint32_t b = 0; b < blocks.size(); ++b) holes.push_back(ram.Holes(b));
   const std::vector<Run> runs = RunsOf(blocks);
   std::vector<std::vector<PageRef>> differing(runs.size());
   const uint64_t zero = FilledPageHash(0);
@@ -205,15 +175,9 @@ Status DifferingPages(const GuestRam& ram, const PageHashList& theirs, PageFinge
     const Run& run = runs[i];
     const bool live = ram.live(run.block);
     alignas(64) uint8_t copy[kPageSize];
-    uint64_t data_begin = 0, data_end = 0, from = 0;
-    bool walked = false;
     for (uint64_t p = run.first_page; p < run.first_page + run.pages; ++p) {
       const uint64_t offset = p * kPageSize;
-      if (live && (!walked || offset < from || offset >= data_end)) {
-        const GuestRam::Extent e = ram.NextData(run.block, offset);
-        data_begin = e.begin, data_end = e.end, from = offset, walked = true;
-      }
-      if (live && offset < data_begin) {  // a hole: a zero page, not touched
+      if (holes[run.block].InHole(offset)) {  // a zero page, not touched
         if (theirs[run.block][p] != zero) {
           differing[i].push_back({run.block, offset});
         } else if (fingerprints != nullptr) {

@@ -35,13 +35,6 @@ class PageFingerprints;
 // Per RAM block, the XXH3-64 of each of its pages, in order.
 using PageHashList = std::vector<std::vector<uint64_t>>;
 
-// The run of data at or after `offset` in the first `size` bytes of `fd`, page aligned: [begin, end); begin ==
-// size when only holes remain. A file whose filesystem cannot tell is one run. (SEEK_DATA / SEEK_HOLE.)
-struct DataExtent {
-  uint64_t begin = 0, end = 0;
-};
-DataExtent NextDataExtent(int fd, uint64_t offset, uint64_t size);
-
 // Hashes every page of `image` on up to `threads` threads (capped at the usable CPUs). Blocks named in `files`
 // are read from the mapping only where that file has data; its holes hash as zero pages, untouched.
 Status HashReplicaPages(const RamImage& image, const std::map<std::string, std::string>& files, int threads,

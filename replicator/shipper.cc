@@ -69,7 +69,8 @@ class ProgressSink final : public EpochSink {
       : inner_(inner), on_pages_(std::move(on_pages)) {}
   Status WriteRecord(std::span<const uint8_t> record) override {
     TANDEM_RETURN_IF_ERROR(inner_->WriteRecord(record));
-    if (record.size() >= kRecordHeaderSize + kPagesHeaderSize && LoadLe32(record.data()) == uint32_t(RecordType::kPages)) {
+    if (record.size() >= kRecordHeaderSize + kPagesHeaderSize &&
+        LoadLe32(record.data()) == uint32_t(RecordType::kPages)) {
       on_pages_(LoadLe32(record.data() + kRecordHeaderSize));
     }
     return Status::Ok();
@@ -407,7 +408,8 @@ Status EpochShipper::Connect(std::unique_ptr<Connection>* out) {
     const int hash_timeout_ms = std::max(options_.io_timeout_ms, kDiskHashesTimeoutMs);
     PageHashesReader hashes(descriptor_.ram_blocks);
     while (!hashes.complete()) {  // every record covers at least one more page
-      TANDEM_RETURN_IF_ERROR(reader.Next(hash_timeout_ms, options_.io_timeout_ms, &rec).WithContext("await PAGE_HASHES"));
+      TANDEM_RETURN_IF_ERROR(
+          reader.Next(hash_timeout_ms, options_.io_timeout_ms, &rec).WithContext("await PAGE_HASHES"));
       if (rec.type != uint32_t(RecordType::kPageHashes)) {
         return Status::Corruption(std::string("standby sent ") + RecordTypeName(rec.type) + " instead of PAGE_HASHES");
       }
@@ -495,8 +497,8 @@ Status EpochShipper::SendFull(Connection& conn) {
         DifferingPages(history_.ram(), *conn.standby_pages, fingerprints_.get(), encoder.threads(), &differing));
     kept_bytes = history_.ram_bytes() - differing.size() * kPageSize;
     TLOG_INFO("shipper", "page hashes compared in %.1f ms: %zu pages (%.1f MiB) differ on the standby, %.1f MiB kept",
-              (clock_->NowNanos() - compare_start) / 1e6, differing.size(), differing.size() * double(kPageSize) / 1048576.0,
-              kept_bytes / 1048576.0);
+              (clock_->NowNanos() - compare_start) / 1e6, differing.size(),
+              differing.size() * double(kPageSize) / 1048576.0, kept_bytes / 1048576.0);
     SetResyncTotal(differing.size() * kPageSize);
     return encoder.EncodeKeeping(full, options_.term, source, differing, history_.device_state(), sink);
   });
@@ -543,8 +545,8 @@ Status EpochShipper::RunResync(Connection& conn, uint64_t total_bytes,
     last_log = now;
     const double seconds = double(now - start) / 1e9;
     const double rate = double(sent) / seconds;  // RAM bytes per second
-    TLOG_INFO("shipper", "resync: %.0f%% (%.0f of %.0f MiB) at %.0f MiB/s, ETA %.1f s", 100.0 * double(sent) / double(total),
-              sent / 1048576.0, total / 1048576.0, rate / 1048576.0,
+    TLOG_INFO("shipper", "resync: %.0f%% (%.0f of %.0f MiB) at %.0f MiB/s, ETA %.1f s",
+              100.0 * double(sent) / double(total), sent / 1048576.0, total / 1048576.0, rate / 1048576.0,
               rate > 0 && total > sent ? double(total - sent) / rate : 0.0);
   });
   Status result;
