@@ -21,7 +21,7 @@ namespace tandem::replicator {
 namespace {
 
 // Work is cut into runs of this many pages (64 MiB) that threads take in turn: small enough to balance, large
-// enough that one SEEK_DATA walk per run costs nothing.
+// enough that taking one costs nothing.
 constexpr uint64_t kRunPages = 16384;
 
 struct Run {
