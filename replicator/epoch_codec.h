@@ -24,6 +24,7 @@
 #include "common/status.h"
 #include "replicator/decode_error.h"
 #include "replicator/epoch.h"
+#include "replicator/guest_ram.h"
 #include "replicator/messages.h"
 #include "replicator/page_codec.h"
 #include "replicator/transport.h"
@@ -178,8 +179,10 @@ class EpochDecoder {
   // unchanged pages. `begin_record` is the EPOCH_BEGIN record itself (its checksum starts the epoch's chain).
   // `write_through` (a full epoch only; else ignored): each verified page goes straight into it instead of being
   // staged, for a standby that holds nothing worth keeping if the epoch breaks off: no staging copy of all RAM.
+  // `write_through_holes` (per block of the replica, optional): the holes of the files `write_through` maps; a
+  // zero page that falls in one is not written (it reads as zero already, and writing it would allocate it).
   void Begin(const EpochBeginMessage& begin, const RecordView& begin_record, const RamImage* replica,
-             RamImage* write_through = nullptr);
+             RamImage* write_through = nullptr, std::vector<FileHoles> write_through_holes = {});
   DecodeStatus Add(const RecordView& record);
   // Verifies EPOCH_END's totals against what was received.
   DecodeStatus End(const RecordView& end_record);
@@ -226,6 +229,7 @@ class EpochDecoder {
   Epoch staged_;
   const RamImage* replica_ = nullptr;
   RamImage* write_through_ = nullptr;
+  std::vector<FileHoles> holes_;  // of write_through_'s files, when known
   bool in_epoch_ = false;
   bool full_ = false;
   bool keeps_ = false;  // a full epoch of only the pages that differ from the standby's PAGE_HASHES

@@ -34,7 +34,7 @@ void EpochDecoder::ForgetSeen() {
 }
 
 void EpochDecoder::Begin(const EpochBeginMessage& begin, const RecordView& begin_record, const RamImage* replica,
-                         RamImage* write_through) {
+                         RamImage* write_through, std::vector<FileHoles> write_through_holes) {
   ForgetSeen();
   if (replica != nullptr) {
     const auto& blocks = replica->blocks();
@@ -44,6 +44,7 @@ void EpochDecoder::Begin(const EpochBeginMessage& begin, const RecordView& begin
   staged_.Reset(begin.epoch, begin.full);
   replica_ = replica;
   write_through_ = begin.full ? write_through : nullptr;
+  holes_ = write_through_ != nullptr ? std::move(write_through_holes) : std::vector<FileHoles>();
   // A keeps epoch stages only the pages that differ: no room for all RAM.
   if (begin.full && !begin.keeps && write_through_ == nullptr && replica != nullptr) {
     uint64_t ram = 0;
@@ -181,7 +182,9 @@ DecodeStatus EpochDecoder::AddPages(std::span<const uint8_t> payload) {
       }
       if (FilledPageHash(data[0]) != hash) return hash_mismatch();
       if (write_through_ != nullptr) {
-        write_through_->FilledPage(block, offset, data[0]);
+        // A full epoch lists each page once, so a hole of the replica as of Begin is still one here.
+        const bool zero_already = data[0] == 0 && block < holes_.size() && holes_[block].InHole(offset);
+        if (!zero_already) write_through_->FilledPage(block, offset, data[0]);
       } else {
         staged_.FilledPage(block, offset, data[0]);
       }

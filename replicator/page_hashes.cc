@@ -61,19 +61,23 @@ void ForEachRun(size_t runs, int threads, const std::function<void(size_t)>& wor
 
 }  // namespace
 
+std::vector<FileHoles> HolesOfFiles(const std::vector<RamBlockInfo>& blocks,
+                                    const std::map<std::string, std::string>& files) {
+  std::vector<FileHoles> holes;
+  for (const RamBlockInfo& b : blocks) {
+    auto it = files.find(b.name);
+    const UniqueFd fd(it == files.end() ? -1 : ::open(it->second.c_str(), O_RDONLY | O_CLOEXEC));
+    holes.push_back(FileHoles::Of(fd.get(), b.size_bytes));
+  }
+  return holes;
+}
+
 Status HashReplicaPages(const RamImage& image, const std::map<std::string, std::string>& files, int threads,
                         PageHashList* out) {
   const std::vector<RamBlockInfo>& blocks = image.blocks();
-  std::vector<UniqueFd> fds;
-  for (const RamBlockInfo& b : blocks) {
-    auto it = files.find(b.name);
-    fds.emplace_back(it == files.end() ? -1 : ::open(it->second.c_str(), O_RDONLY | O_CLOEXEC));
-    if (it != files.end() && !fds.back().valid()) return Status::FromErrno("open replica file " + it->second, errno);
-  }
   out->assign(blocks.size(), {});
   for (size_t b = 0; b < blocks.size(); ++b) (*out)[b].resize(blocks[b].size_bytes / kPageSize);
-  std::vector<FileHoles> holes;
-  for (size_t b = 0; b < blocks.size(); ++b) holes.push_back(FileHoles::Of(fds[b].get(), blocks[b].size_bytes));
+  const std::vector<FileHoles> holes = HolesOfFiles(blocks, files);
   const std::vector<Run> runs = RunsOf(blocks);
   const uint64_t zero = FilledPageHash(0);
   ForEachRun(runs.size(), threads, [&](size_t i) {

@@ -26,6 +26,7 @@
 #include "common/status.h"
 #include "replicator/decode_error.h"
 #include "replicator/epoch.h"
+#include "replicator/guest_ram.h"
 
 namespace tandem::replicator {
 
@@ -34,6 +35,11 @@ class PageFingerprints;
 
 // Per RAM block, the XXH3-64 of each of its pages, in order.
 using PageHashList = std::vector<std::vector<uint64_t>>;
+
+// Per block of `blocks`, the holes of the file `files` maps it from (none for a block without a file, or whose
+// file cannot be opened: then every page counts as data, which is always safe).
+std::vector<FileHoles> HolesOfFiles(const std::vector<RamBlockInfo>& blocks,
+                                    const std::map<std::string, std::string>& files);
 
 // Hashes every page of `image` on up to `threads` threads (capped at the usable CPUs). Blocks named in `files`
 // are read from the mapping only where that file has data; its holes hash as zero pages, untouched.

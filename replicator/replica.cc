@@ -356,7 +356,10 @@ DecodeStatus Replica::HandleEpochBegin(const RecordView& record) {
   // A full epoch for a standby that holds no epoch at all (first sync, restarted standby) is written straight
   // into the replica: if it breaks off there is nothing to keep, and no staging copy of all RAM is needed. With
   // a resume point it is staged, so that the replica stays that resume point until the new copy is complete.
-  decoder_.Begin(begin, record, image_.get(), begin.full && !has_resume ? image_.get() : nullptr);
+  // Written through, a zero page where the replica file has a hole is left alone: a fresh replica stays sparse.
+  const bool write_through = begin.full && !has_resume;
+  decoder_.Begin(begin, record, image_.get(), write_through ? image_.get() : nullptr,
+                 write_through ? HolesOfFiles(image_->blocks(), options_.file_backed_blocks) : std::vector<FileHoles>());
   return DecodeStatus::Ok();
 }
 

@@ -3,6 +3,7 @@
 // byte after it, whatever it held before, and nothing is applied from an epoch that did not verify.
 #include <gtest/gtest.h>
 #include <fcntl.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -357,6 +358,22 @@ TEST_F(HashResync, KeepsEpochWithoutHashesOnItsConnectionIsRefused) {
   const FeedResult r = FeedMore(replica, Concat({primary.Hello(4), epoch}), nullptr);
   ExpectRejected(r, AckStatus::kCorruption, DecodeError::kBadField);
   EXPECT_EQ(replica.counters().epochs_applied, 0u);
+}
+
+// Without page hashes (a version 4 primary) a full epoch lists every page; written through to a fresh sparse
+// replica, its zero pages are left as holes instead of being written (and allocated).
+TEST_F(HashResync, FullEpochLeavesTheZeroPagesOfAFreshReplicaAsHoles) {
+  FakePrimary primary;
+  memset(primary.mirror().Block(0).data() + 4 * kPageSize, 0, 12 * kPageSize);  // pages 4..15 zero
+  Replica replica(StandbyOptions(), SystemClock());
+  const FeedResult r = Feed(replica, Concat({primary.Hello(4), primary.Full(1)}));
+  ASSERT_TRUE(r.status.ok()) << r.status.ToString();
+  ASSERT_EQ(r.acks.size(), 1u);
+  EXPECT_EQ(Snapshot(*replica.image()), Snapshot(primary.mirror()));
+  ASSERT_EQ(msync(const_cast<uint8_t*>(replica.image()->Block(0).data()), 16 * kPageSize, MS_SYNC), 0);
+  struct stat st {};
+  ASSERT_EQ(stat(replica_path_.c_str(), &st), 0);
+  EXPECT_LE(uint64_t(st.st_blocks) * 512, 8 * uint64_t{kPageSize}) << "the zero pages were written";
 }
 
 TEST_F(HashResync, Version4PrimaryGetsNoPageHashesAndIsAnsweredInVersion4) {
