@@ -278,7 +278,14 @@ Status EpochEncoder::EncodeResync(const EpochBeginMessage& begin, const PageSour
   std::vector<FileHoles> holes;
   PageSource source = pages;
   if (source.live != nullptr) {
-    for (uint32_t b = 0; b < image.blocks().size(); ++b) holes.push_back(source.live->Holes(b));
+    for (uint32_t b = 0; b < image.blocks().size(); ++b) {
+      holes.push_back(source.live->Holes(b));
+      // A full epoch reads every data page: mapped in one go (a catch-up's or keeping epoch's few pages were
+      // just read by DifferingPages, or are too few to matter).
+      if (begin.full && !begin.keeps && source.live->live(b)) {
+        holes.back().Populate(image.Block(b).data(), 0, image.blocks()[b].size_bytes);
+      }
+    }
     source.holes = &holes;
   }
   return EncodeCommon(

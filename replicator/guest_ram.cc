@@ -1,6 +1,7 @@
 #include "replicator/guest_ram.h"
 
 #include <fcntl.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -96,6 +97,17 @@ bool FileHoles::InHole(uint64_t offset) const {
   // The last run that begins at or before `offset`.
   auto it = std::upper_bound(data_.begin(), data_.end(), offset, [](uint64_t o, const Run& r) { return o < r.begin; });
   return it == data_.begin() || offset >= std::prev(it)->end;
+}
+
+void FileHoles::Populate(const uint8_t* base, uint64_t from, uint64_t to) const {
+  if (!walked_) return;
+  auto it = std::upper_bound(data_.begin(), data_.end(), from, [](uint64_t o, const Run& r) { return o < r.begin; });
+  if (it != data_.begin()) --it;
+  for (; it != data_.end() && it->begin < to; ++it) {
+    const uint64_t begin = std::max(it->begin, from), end = std::min(it->end, to);
+    // Advice only: an older kernel (EINVAL) just takes the faults.
+    if (begin < end) madvise(const_cast<uint8_t*>(base) + begin, end - begin, MADV_POPULATE_READ);
+  }
 }
 
 FileHoles GuestRam::Holes(uint32_t block) const {

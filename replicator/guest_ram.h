@@ -52,6 +52,11 @@ class FileHoles {
   static FileHoles Of(int fd, uint64_t size);
   // Whether page-aligned `offset` lies in a hole (as of Of()).
   bool InHole(uint64_t offset) const;
+  // Maps the data pages of [from, to) of `base`, the file's mapping, in one call per run (MADV_POPULATE_READ)
+  // before a pass reads them all: one page fault per page costs far more (measured on a paravirtualised VM: a
+  // 2 GiB resync spent most of its time entering and leaving faults). Holes are left alone (populating one would
+  // allocate it); nothing happens when the holes are not known.
+  void Populate(const uint8_t* base, uint64_t from, uint64_t to) const;
 
  private:
   struct Run {

@@ -82,6 +82,8 @@ Status HashReplicaPages(const RamImage& image, const std::map<std::string, std::
   const uint64_t zero = FilledPageHash(0);
   ForEachRun(runs.size(), threads, [&](size_t i) {
     const Run& run = runs[i];
+    holes[run.block].Populate(image.Block(run.block).data(), run.first_page * kPageSize,
+                              (run.first_page + run.pages) * kPageSize);
     uint64_t* hashes = (*out)[run.block].data();
     for (uint64_t p = run.first_page; p < run.first_page + run.pages; ++p) {
       const uint64_t offset = p * kPageSize;
@@ -178,6 +180,8 @@ Status DifferingPages(const GuestRam& ram, const PageHashList& theirs, PageFinge
   ForEachRun(runs.size(), threads, [&](size_t i) {
     const Run& run = runs[i];
     const bool live = ram.live(run.block);
+    holes[run.block].Populate(image.Block(run.block).data(), run.first_page * kPageSize,
+                              (run.first_page + run.pages) * kPageSize);
     alignas(64) uint8_t copy[kPageSize];
     for (uint64_t p = run.first_page; p < run.first_page + run.pages; ++p) {
       const uint64_t offset = p * kPageSize;
