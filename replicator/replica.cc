@@ -358,8 +358,9 @@ DecodeStatus Replica::HandleEpochBegin(const RecordView& record) {
   // a resume point it is staged, so that the replica stays that resume point until the new copy is complete.
   // Written through, a zero page where the replica file has a hole is left alone: a fresh replica stays sparse.
   const bool write_through = begin.full && !has_resume;
-  decoder_.Begin(begin, record, image_.get(), write_through ? image_.get() : nullptr,
-                 write_through ? HolesOfFiles(image_->blocks(), options_.file_backed_blocks) : std::vector<FileHoles>());
+  std::vector<FileHoles> holes;
+  if (write_through) holes = HolesOfFiles(image_->blocks(), options_.file_backed_blocks);
+  decoder_.Begin(begin, record, image_.get(), write_through ? image_.get() : nullptr, std::move(holes));
   return DecodeStatus::Ok();
 }
 
