@@ -161,7 +161,11 @@ TEST_P(ShipperReceiverTest, RestartedStandbyKeepsItsReplicaAndIsSentOnlyWhatDiff
     EpochShipper shipper(h.ShipperOpts(receiver.port()), SystemClock());
     ASSERT_TRUE(h.StartShipper(shipper).ok());
     ASSERT_TRUE(WaitUntil([&] { return shipper.stats().standby_connected; })) << shipper.stats().last_error;
-    EXPECT_EQ(shipper.stats().hash_resyncs, 1u);  // a first sync is one too: against a fresh replica
+    const ShipperStats first = shipper.stats();
+    EXPECT_EQ(first.hash_resyncs, 1u);  // a first sync is one too: against a fresh replica
+    // Every page of the truth differs from a fresh replica's zero pages: all of them shipped, and counted.
+    EXPECT_EQ(first.resync_total_bytes, (1024 + 4) * uint64_t{kPageSize});
+    EXPECT_EQ(first.resync_sent_bytes, first.resync_total_bytes);
     ShipAndAwait(h, shipper, 1, 5);
     shipper.Stop();
     receiver.Stop();
