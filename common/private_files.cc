@@ -135,6 +135,22 @@ Result<UniqueFd> CreatePrivateFile(const std::string& path, uint64_t size_bytes)
   return fd;
 }
 
+Result<UniqueFd> KeepOrCreatePrivateFile(const std::string& path, uint64_t size_bytes, bool* kept) {
+  *kept = false;
+  TANDEM_RETURN_IF_ERROR(EnsurePrivateDir(ParentOf(path)));
+  UniqueFd fd(::open(path.c_str(), O_RDWR | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK));
+  struct stat st;
+  if (fd.valid() && ::fstat(fd.get(), &st) == 0 && S_ISREG(st.st_mode) && st.st_uid == ::geteuid() &&
+      (st.st_mode & 077) == 0 && st.st_nlink == 1 && uint64_t(st.st_size) == size_bytes) {
+    TLOG_INFO("files", "kept %s of an earlier run (%.1f MiB in memory): a base for a resync by page hashes",
+              path.c_str(), double(st.st_blocks) * 512 / (1 << 20));
+    *kept = true;
+    return fd;
+  }
+  fd.reset();
+  return CreatePrivateFile(path, size_bytes);
+}
+
 std::vector<FileOnDisk> ListFiles(const std::string& dir, const std::string& prefix) {
   std::vector<FileOnDisk> files;
   DIR* d = ::opendir(dir.c_str());

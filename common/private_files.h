@@ -30,6 +30,15 @@ Status CheckPrivateFile(const std::string& path);
 // removed first; a symlink or a foreign file there is refused.
 Result<UniqueFd> CreatePrivateFile(const std::string& path, uint64_t size_bytes);
 
+// The private file of `size_bytes` at `path`, kept with its content when one is already there that is a regular
+// file of this user, mode 0600 or stricter, with one link and exactly that size (*kept = true); anything else there
+// is replaced as CreatePrivateFile does (*kept = false). For the standby's replica: a restarted standby keeps what
+// it held so that the primary resyncs only the pages that differ (replicator/page_hashes.h). Safe because the
+// content is never trusted: it is only ever a base the standby hashes and the primary compares against, and every
+// page it keeps is one whose hash equals the primary's. The checks are on the open file (fstat after
+// O_NOFOLLOW), so a file swapped in between is not kept either.
+Result<UniqueFd> KeepOrCreatePrivateFile(const std::string& path, uint64_t size_bytes, bool* kept);
+
 struct FileOnDisk {
   std::string path;
   uint64_t bytes = 0;  // allocated bytes (what a tmpfs file really costs), not its apparent size

@@ -25,6 +25,7 @@
 #include "common/status.h"
 #include "replicator/decode_error.h"
 #include "replicator/epoch.h"
+#include "replicator/guest_ram.h"
 #include "replicator/messages.h"
 #include "replicator/page_codec.h"
 #include "replicator/transport.h"
@@ -60,9 +61,6 @@ struct ResyncSource {
   // The guest disk's blocks that differ on the standby, as one DISK_WRITES payload (empty: no disk). Read before
   // the pages, so every disk write after the read is in an epoch the live epoch settles with.
   std::span<const uint8_t> disk_writes;
-  // Counts the pages encoded so far (relaxed; one add per page, from every encoder thread), for a resync's
-  // progress (ShipperStats::resync_pages_done). Null: not counted.
-  std::atomic<uint64_t>* pages_done = nullptr;
 };
 
 class EpochEncoder {
@@ -100,6 +98,10 @@ class EpochEncoder {
                     std::span<const uint8_t> device_state, EpochSink* sink);
   Status EncodeCatchUp(uint64_t number, uint32_t merged, uint64_t term, const ResyncSource& source,
                        std::span<const PageRef> pages, std::span<const uint8_t> device_state, EpochSink* sink);
+  // A full epoch that keeps the standby's pages (EpochBeginMessage::keeps, page_hashes.h): only the `differing`
+  // pages of `source` (in increasing order: DifferingPages), then the disk's blocks and `device_state`.
+  Status EncodeKeeping(uint64_t number, uint64_t term, const ResyncSource& source, std::span<const PageRef> differing,
+                       std::span<const uint8_t> device_state, EpochSink* sink);
 
   // Fault injection: the next encoded epoch gets one bit of a page payload flipped after that page's hash was
   // taken and before its record checksum is computed, so it reaches the standby's decoder intact as a record
@@ -178,8 +180,10 @@ class EpochDecoder {
   // unchanged pages. `begin_record` is the EPOCH_BEGIN record itself (its checksum starts the epoch's chain).
   // `write_through` (a full epoch only; else ignored): each verified page goes straight into it instead of being
   // staged, for a standby that holds nothing worth keeping if the epoch breaks off: no staging copy of all RAM.
+  // `write_through_holes` (per block of the replica, optional): the holes of the files `write_through` maps; a
+  // zero page that falls in one is not written (it reads as zero already, and writing it would allocate it).
   void Begin(const EpochBeginMessage& begin, const RecordView& begin_record, const RamImage* replica,
-             RamImage* write_through = nullptr);
+             RamImage* write_through = nullptr, std::vector<FileHoles> write_through_holes = {});
   DecodeStatus Add(const RecordView& record);
   // Verifies EPOCH_END's totals against what was received.
   DecodeStatus End(const RecordView& end_record);
@@ -226,8 +230,10 @@ class EpochDecoder {
   Epoch staged_;
   const RamImage* replica_ = nullptr;
   RamImage* write_through_ = nullptr;
+  std::vector<FileHoles> holes_;  // of write_through_'s files, when known
   bool in_epoch_ = false;
   bool full_ = false;
+  bool keeps_ = false;  // a full epoch of only the pages that differ from the standby's PAGE_HASHES
   bool live_ = false;
   uint32_t settles_after_ = 0;
   bool replica_differs_ = false;

@@ -10,6 +10,7 @@
 #include <string>
 
 #include "replicator/epoch_codec.h"
+#include "replicator/guest_ram.h"
 #include "replicator/page_codec.h"
 
 namespace tandem::replicator {
@@ -44,8 +45,8 @@ struct EpochEncoder::PageSource {
   const RamImage* image = nullptr;  // or pages of this image: every page of every block (a full epoch)...
   std::span<const PageRef> listed;  // ...or these (a catch-up epoch)
   const GuestRam* live = nullptr;   // `image` is this GuestRam's: live pages copied once, holes sent as zero pages
+  const std::vector<FileHoles>* holes = nullptr;  // per block, of `live` (walked once per resync)
   PageFingerprints* record = nullptr;  // resync pages sent are recorded here
-  std::atomic<uint64_t>* pages_done = nullptr;  // resync pages encoded so far (ResyncSource::pages_done)
   uint64_t pages = 0;
 };
 
@@ -54,23 +55,10 @@ struct EpochEncoder::PageSource {
 EncodedPage WriteDeltaEntry(PageEncoder& encoder, uint8_t* entry, const EpochEncoder::PageSource& source,
                             uint32_t block, uint64_t offset, const uint8_t* page, uint8_t* scratch);
 
-// Finds the holes of a live block's file for a resync walking its pages in increasing offsets (one SEEK_DATA /
-// SEEK_HOLE pair per run, not per page).
-class HoleWalker {
- public:
-  explicit HoleWalker(const GuestRam* ram) : ram_(ram) {}
-  bool InHole(uint32_t block, uint64_t offset);
-
- private:
-  const GuestRam* ram_;
-  uint32_t block_ = ~0u;
-  uint64_t from_ = 0, begin_ = 0, end_ = 0;  // [from_, begin_) a hole, [begin_, end_) data
-};
-
 // A resync's page of source.image: a live page is copied into `copy` (kPageSize) first and that copy encoded and
 // hashed; a page in a hole goes as a zero page, untouched. Recorded into source.record when set.
 EncodedPage WriteResyncEntry(PageEncoder& encoder, uint8_t* entry, const EpochEncoder::PageSource& source,
-                             HoleWalker& holes, uint32_t block, uint64_t offset, uint8_t* copy);
+                             uint32_t block, uint64_t offset, uint8_t* copy);
 
 // The running totals EPOCH_END reports, kept by the encoder.
 struct EpochEncoder::EpochTotals {

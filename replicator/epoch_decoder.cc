@@ -2,6 +2,8 @@
 #include <xxhash.h>
 #include <xxh_x86dispatch.h>  // XXH3 on AVX2/AVX-512 when the CPU has them: see messages.cc
 
+#include <sys/mman.h>
+
 #include <cstdio>
 #include <cstring>
 
@@ -10,6 +12,47 @@
 #include "replicator/page_entry.h"
 
 namespace tandem::replicator {
+namespace {
+
+// The replica pages this record writes through, mapped writable in one call per contiguous run
+// (MADV_POPULATE_WRITE) instead of one page fault each: on a fresh replica every written page is a new tmpfs page,
+// and the faults, not the copies, were most of a first sync's time on the standby. Advice only, on the entries'
+// headers alone: AddPages validates everything; a malformed entry just ends the advice. Zero pages left in a hole
+// (Begin) are not populated: that would allocate them.
+void PopulateWrites(std::span<const uint8_t> payload, uint32_t count, RamImage* write_through,
+                    const std::vector<FileHoles>& holes) {
+  uint8_t* run = nullptr;
+  size_t run_bytes = 0;
+  auto flush = [&] {
+    if (run_bytes > kPageSize) madvise(run, run_bytes, MADV_POPULATE_WRITE);
+    run = nullptr;
+    run_bytes = 0;
+  };
+  size_t pos = kPagesHeaderSize;
+  for (uint32_t i = 0; i < count && payload.size() - pos >= kPageEntryHeaderSize; ++i) {
+    const PageEntryHeader e = LoadPageEntryHeader(payload.data() + pos);
+    pos += kPageEntryHeaderSize;
+    if (e.size > payload.size() - pos) break;
+    const bool zero = e.encoding == uint8_t(PageEncoding::kFilled) && e.size == 1 && payload[pos] == 0;
+    pos += e.size;
+    uint8_t* page = write_through->PageBuffer(e.block, e.offset);
+    if (page == nullptr) break;
+    if (zero && e.block < holes.size() && holes[e.block].InHole(e.offset)) {
+      flush();
+      continue;
+    }
+    if (run != nullptr && page == run + run_bytes) {
+      run_bytes += kPageSize;
+    } else {
+      flush();
+      run = page;
+      run_bytes = kPageSize;
+    }
+  }
+  flush();
+}
+
+}  // namespace
 
 struct EpochDecoder::Hashes {
   Xxh3State records = NewXxh3State();
@@ -34,7 +77,7 @@ void EpochDecoder::ForgetSeen() {
 }
 
 void EpochDecoder::Begin(const EpochBeginMessage& begin, const RecordView& begin_record, const RamImage* replica,
-                         RamImage* write_through) {
+                         RamImage* write_through, std::vector<FileHoles> write_through_holes) {
   ForgetSeen();
   if (replica != nullptr) {
     const auto& blocks = replica->blocks();
@@ -44,13 +87,16 @@ void EpochDecoder::Begin(const EpochBeginMessage& begin, const RecordView& begin
   staged_.Reset(begin.epoch, begin.full);
   replica_ = replica;
   write_through_ = begin.full ? write_through : nullptr;
-  if (begin.full && write_through_ == nullptr && replica != nullptr) {
+  holes_ = write_through_ != nullptr ? std::move(write_through_holes) : std::vector<FileHoles>();
+  // A keeps epoch stages only the pages that differ: no room for all RAM.
+  if (begin.full && !begin.keeps && write_through_ == nullptr && replica != nullptr) {
     uint64_t ram = 0;
     for (const RamBlockInfo& b : replica->blocks()) ram += b.size_bytes;
     staged_.ReservePageBytes(ram);
   }
   in_epoch_ = true;
   full_ = begin.full;
+  keeps_ = begin.full && begin.keeps;
   live_ = begin.live;
   settles_after_ = 0;
   replica_differs_ = false;
@@ -96,6 +142,8 @@ DecodeStatus EpochDecoder::Add(const RecordView& record) {
       return AddDiskWrites(record.payload);
     case RecordType::kDiskHashes:
       return Fail(DecodeError::kUnexpectedRecord, "DISK_HASHES from the primary");
+    case RecordType::kPageHashes:
+      return Fail(DecodeError::kUnexpectedRecord, "PAGE_HASHES from the primary");
     case RecordType::kHello:
       return Fail(DecodeError::kUnexpectedRecord, "HELLO inside an epoch");
     case RecordType::kEpochBegin:
@@ -118,6 +166,7 @@ DecodeStatus EpochDecoder::AddPages(std::span<const uint8_t> payload) {
   if (count == 0 || count > kMaxPagesPerRecord || LoadLe32(payload.data() + 4) != 0) {
     return Fail(DecodeError::kBadField, "PAGES record with a bad page count or reserved bits");
   }
+  if (write_through_ != nullptr) PopulateWrites(payload, count, write_through_, holes_);
   size_t pos = kPagesHeaderSize;
   for (uint32_t i = 0; i < count; ++i) {
     if (payload.size() - pos < kPageEntryHeaderSize) {
@@ -144,11 +193,17 @@ DecodeStatus EpochDecoder::AddPages(std::span<const uint8_t> payload) {
       return Fail(DecodeError::kPageOutsideLayout, PageName(block, offset) + " outside the RAM layout");
     }
     if (full_) {
-      if (block != next_block_ || offset != next_offset_) {
-        return Fail(DecodeError::kPageOrder, "full epoch skips or repeats pages: got " + PageName(block, offset) +
-                                                      ", expected " + PageName(next_block_, next_offset_));
+      // A keeps epoch may skip pages (the standby keeps them), never repeat or go back.
+      const bool in_order = keeps_ ? block > next_block_ || (block == next_block_ && offset >= next_offset_)
+                                   : block == next_block_ && offset == next_offset_;
+      if (!in_order) {
+        return Fail(DecodeError::kPageOrder, std::string(keeps_ ? "full epoch (keeps) repeats or reorders pages: got "
+                                                                : "full epoch skips or repeats pages: got ") +
+                                                 PageName(block, offset) + ", expected " +
+                                                 (keeps_ ? "at or after " : "") + PageName(next_block_, next_offset_));
       }
-      next_offset_ += kPageSize;
+      next_block_ = block;
+      next_offset_ = offset + kPageSize;
       if (next_offset_ >= replica_->blocks()[block].size_bytes) next_block_++, next_offset_ = 0;
       if (IsRelativeEncoding(encoding)) {
         return Fail(DecodeError::kPageOrder,
@@ -171,7 +226,9 @@ DecodeStatus EpochDecoder::AddPages(std::span<const uint8_t> payload) {
       }
       if (FilledPageHash(data[0]) != hash) return hash_mismatch();
       if (write_through_ != nullptr) {
-        write_through_->FilledPage(block, offset, data[0]);
+        // A full epoch lists each page once, so a hole of the replica as of Begin is still one here.
+        const bool zero_already = data[0] == 0 && block < holes_.size() && holes_[block].InHole(offset);
+        if (!zero_already) write_through_->FilledPage(block, offset, data[0]);
       } else {
         staged_.FilledPage(block, offset, data[0]);
       }
@@ -289,7 +346,7 @@ DecodeStatus EpochDecoder::End(const RecordView& end_record) {
                                                    std::to_string(staged_.disk_writes().size()) + " of " +
                                                    std::to_string(disk_total_) + " bytes");
   }
-  if (full_ && next_block_ != replica_->blocks().size()) {
+  if (full_ && !keeps_ && next_block_ != replica_->blocks().size()) {
     return Fail(DecodeError::kPageOrder, "full epoch ends before " + PageName(next_block_, next_offset_));
   }
   if (live_ != (end.settles_after > 0)) {

@@ -61,23 +61,10 @@ EncodedPage WriteDeltaEntry(PageEncoder& encoder, uint8_t* entry, const EpochEnc
   return e;
 }
 
-bool HoleWalker::InHole(uint32_t block, uint64_t offset) {
-  if (ram_ == nullptr || !ram_->live(block)) return false;
-  if (block != block_ || offset < from_ || offset >= end_) {
-    const GuestRam::Extent data = ram_->NextData(block, offset);
-    block_ = block;
-    from_ = offset;
-    begin_ = data.begin;
-    end_ = data.end;
-  }
-  return offset < begin_;
-}
-
 EncodedPage WriteResyncEntry(PageEncoder& encoder, uint8_t* entry, const EpochEncoder::PageSource& source,
-                             HoleWalker& holes, uint32_t block, uint64_t offset, uint8_t* copy) {
-  if (holes.InHole(block, offset)) {
+                             uint32_t block, uint64_t offset, uint8_t* copy) {
+  if (source.holes != nullptr && (*source.holes)[block].InHole(offset)) {
     if (source.record != nullptr) source.record->RecordFilled(block, offset, 0);
-    if (source.pages_done != nullptr) source.pages_done->fetch_add(1, std::memory_order_relaxed);
     return WriteFilledEntry(entry, block, offset, 0);
   }
   const uint8_t* page = source.image->Page(block, offset);
@@ -88,7 +75,6 @@ EncodedPage WriteResyncEntry(PageEncoder& encoder, uint8_t* entry, const EpochEn
   }
   const EncodedPage e = WriteEntry(encoder, entry, block, offset, page, nullptr);
   if (source.record != nullptr) source.record->Record(block, offset, page);
-  if (source.pages_done != nullptr) source.pages_done->fetch_add(1, std::memory_order_relaxed);
   return e;
 }
 
@@ -285,22 +271,34 @@ Status EpochEncoder::EncodeDelta(const Epoch& epoch, uint64_t term, const PageSo
   });
 }
 
-Status EpochEncoder::EncodeResync(const EpochBeginMessage& begin, const PageSource& source,
+Status EpochEncoder::EncodeResync(const EpochBeginMessage& begin, const PageSource& pages,
                                   std::span<const uint8_t> device_state, const ResyncSource* resync,
                                   EpochSink* sink) {
-  const RamImage& image = *source.image;
+  const RamImage& image = *pages.image;
+  std::vector<FileHoles> holes;
+  PageSource source = pages;
+  if (source.live != nullptr) {
+    for (uint32_t b = 0; b < image.blocks().size(); ++b) {
+      holes.push_back(source.live->Holes(b));
+      // A full epoch reads every data page: mapped in one go (a catch-up's or keeping epoch's few pages were
+      // just read by DifferingPages, or are too few to matter).
+      if (begin.full && !begin.keeps && source.live->live(b)) {
+        holes.back().Populate(image.Block(b).data(), 0, image.blocks()[b].size_bytes);
+      }
+    }
+    source.holes = &holes;
+  }
   return EncodeCommon(
       begin, device_state, resync != nullptr ? resync->disk_writes : std::span<const uint8_t>(), sink,
       [&]() -> Status {
         if (UseParallel(source.pages, begin.full)) return EncodePagesParallel(source, sink);
-        HoleWalker holes(source.live);
         auto add = [&](uint32_t b, uint64_t off) -> Status {
           TANDEM_RETURN_IF_ERROR(MakeRoom(sink));
-          EntryWritten(WriteResyncEntry(page_encoder_, record_.data() + pages_cursor_, source, holes, b, off,
+          EntryWritten(WriteResyncEntry(page_encoder_, record_.data() + pages_cursor_, source, b, off,
                                         page_copy_.data()));
           return Status::Ok();
         };
-        if (!begin.full) {
+        if (!begin.full || begin.keeps) {
           for (const PageRef& p : source.listed) TANDEM_RETURN_IF_ERROR(add(p.block, p.offset));
           return Status::Ok();
         }
@@ -373,9 +371,31 @@ Status EpochEncoder::EncodeCatchUp(uint64_t number, uint32_t merged, uint64_t te
   source.listed = pages;
   source.live = resync.ram;
   source.record = resync.fingerprints;
-  source.pages_done = resync.pages_done;
   source.pages = pages.size();
   return EncodeResync({number, term, false, merged, HasLiveBlock(*resync.ram)}, source, device_state, &resync, sink);
+}
+
+Status EpochEncoder::EncodeKeeping(uint64_t number, uint64_t term, const ResyncSource& resync,
+                                   std::span<const PageRef> differing, std::span<const uint8_t> device_state,
+                                   EpochSink* sink) {
+  const RamImage& image = resync.ram->image();
+  TANDEM_RETURN_IF_ERROR(CheckListed(number, image, differing));
+  for (size_t i = 1; i < differing.size(); ++i) {
+    const PageRef& a = differing[i - 1];
+    const PageRef& b = differing[i];
+    if (b.block < a.block || (b.block == a.block && b.offset <= a.offset)) {
+      return Status::InvalidArgument("full epoch " + std::to_string(number) + ": pages not in increasing order");
+    }
+  }
+  PageSource source;
+  source.image = &image;
+  source.listed = differing;
+  source.live = resync.ram;
+  source.record = resync.fingerprints;
+  source.pages = differing.size();
+  EpochBeginMessage begin{number, term, true, 0, HasLiveBlock(*resync.ram)};
+  begin.keeps = true;
+  return EncodeResync(begin, source, device_state, &resync, sink);
 }
 
 Status EpochEncoder::EncodeFull(uint64_t number, uint64_t term, const ResyncSource& resync,
@@ -385,7 +405,6 @@ Status EpochEncoder::EncodeFull(uint64_t number, uint64_t term, const ResyncSour
   source.image = &image;
   source.live = resync.ram;
   source.record = resync.fingerprints;
-  source.pages_done = resync.pages_done;
   source.pages = PagesOf(image);
   return EncodeResync({number, term, true, 0, HasLiveBlock(*resync.ram)}, source, device_state, &resync, sink);
 }

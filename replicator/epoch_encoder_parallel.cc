@@ -72,10 +72,9 @@ void EpochEncoder::EncodeRecord(PageEncoder& encoder, const PageSource& source, 
     }
     return Finish(slot, out, count, cursor, payload_bytes, by_encoding);
   }
-  HoleWalker holes(source.live);
   if (!source.listed.empty()) {
     for (const PageRef& p : source.listed.subspan(first, count)) {
-      account(WriteResyncEntry(encoder, out + cursor, source, holes, p.block, p.offset, slot->copy.data()));
+      account(WriteResyncEntry(encoder, out + cursor, source, p.block, p.offset, slot->copy.data()));
     }
   } else {
     // Find the block holding page `first` of the image, then walk on from there.
@@ -88,7 +87,7 @@ void EpochEncoder::EncodeRecord(PageEncoder& encoder, const PageSource& source, 
     uint64_t offset = skip * kPageSize;
     for (uint32_t i = 0; i < count; ++i) {
       while (offset >= source.image->blocks()[block].size_bytes) ++block, offset = 0;
-      account(WriteResyncEntry(encoder, out + cursor, source, holes, block, offset, slot->copy.data()));
+      account(WriteResyncEntry(encoder, out + cursor, source, block, offset, slot->copy.data()));
       offset += kPageSize;
     }
   }

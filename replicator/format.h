@@ -21,14 +21,16 @@ namespace tandem::replicator {
 
 static_assert(std::endian::native == std::endian::little, "tandem's wire helpers assume a little-endian host");
 
-// Version 4 is this file. The first u32 of a HELLO payload is the version in every version, so any peer can
+// Version 5 is this file. The first u32 of a HELLO payload is the version in every version, so any peer can
 // name the version it cannot speak. Version 2 added the live resync (kEpochLive, EPOCH_END settles_after);
 // version 3 the guest's disk (HELLO flag kHelloHasDisk, DISK_HASHES after the standby's HELLO, DISK_WRITES
 // inside epochs); version 4 the authenticated link: over a connection, an opening HELLO and AUTH records prove
 // both ends hold the pre-shared key, and every record after them carries a tag (link_security.h). An older
 // stream is a newer one that never sets the newer features, so stream files (no link) of versions 1 to 4 all
-// read; a connection, though, takes only version 4 (an unauthenticated peer is refused).
-inline constexpr uint32_t kProtocolVersion = 4;
+// read; a connection, though, takes only version 4 and up (an unauthenticated peer is refused). Version 5 added
+// the RAM resync by page hashes (HELLO flag kHelloPageHashes, PAGE_HASHES after the standby's HELLO, EPOCH_BEGIN
+// flag kEpochKeeps); a version 5 standby answers a version 4 primary in version 4 (no page hashes).
+inline constexpr uint32_t kProtocolVersion = 5;
 inline constexpr uint32_t kMinProtocolVersion = 1;
 inline constexpr uint32_t kMinLinkProtocolVersion = 4;  // over a connection
 
@@ -46,6 +48,7 @@ enum class RecordType : uint32_t {
   kEpochEnd = FourCc('T', 'E', 'N', 'D'),     // primary -> standby, closes an epoch
   kAck = FourCc('T', 'A', 'C', 'K'),          // standby -> primary
   kAuth = FourCc('T', 'A', 'U', 'T'),         // version 4: both directions, the link handshake only
+  kPageHashes = FourCc('T', 'P', 'H', 'S'),   // version 5: standby -> primary, after its HELLO (and DISK_HASHES)
 };
 const char* RecordTypeName(uint32_t type);
 
@@ -61,6 +64,9 @@ inline constexpr uint32_t kHelloHasResumePoint = 1u << 0;  // standby: last_appl
 // Version 3: the sender replicates the guest's disk (primary) / holds a copy of it (standby: a DISK_HASHES
 // record follows its HELLO). Both ends must agree.
 inline constexpr uint32_t kHelloHasDisk = 1u << 1;
+// Version 5, standby: PAGE_HASHES records of its replica follow its HELLO (and DISK_HASHES): the primary's full
+// resync may then keep the pages whose hash matches (kEpochKeeps).
+inline constexpr uint32_t kHelloPageHashes = 1u << 2;
 inline constexpr uint32_t kMaxRamBlocks = 1024;
 inline constexpr uint32_t kMaxNameLength = 256;
 
@@ -80,6 +86,9 @@ inline constexpr uint32_t kEpochFull = 1u << 0;  // carries every page of every 
 // Version 2: a full or catch-up epoch read from the running guest's RAM: exact only together with the epochs
 // after it up to the one its EPOCH_END's settles_after names.
 inline constexpr uint32_t kEpochLive = 1u << 1;
+// Version 5, with kEpochFull: a full epoch that lists only the pages whose hash differs from the standby's
+// PAGE_HASHES of this connection (in order, each once); the standby keeps every other page as it is.
+inline constexpr uint32_t kEpochKeeps = 1u << 2;
 
 // PAGES: u32 count, u32 reserved, then `count` entries of a fixed header followed by the encoded bytes.
 inline constexpr size_t kPagesHeaderSize = 8;
@@ -100,6 +109,13 @@ inline constexpr size_t kDiskWritesRecordHeaderSize = 16;
 inline constexpr size_t kDiskWritesChunk = 1u << 20;
 inline constexpr uint64_t kMaxDiskWrites = 64ull << 30;
 // DISK_HASHES (version 3): the standby's block hash list (disk/block_hash.h, EncodeBlockHashes), one record.
+
+// PAGE_HASHES (version 5): u32 block, u32 page size, u64 first page, u32 count, u32 reserved, u64 pages in the
+// block, then `count` u64 XXH3-64 hashes of pages first..first+count-1 of the block. The records of a connection
+// cover every page of every block, in order.
+inline constexpr size_t kPageHashesHeaderSize = 32;
+inline constexpr uint32_t kMaxPageHashesPerRecord = 131072;  // 1 MiB of hashes
+static_assert(kPageHashesHeaderSize + size_t{kMaxPageHashesPerRecord} * 8 <= kMaxRecordPayload);
 
 // EPOCH_END.
 inline constexpr size_t kEpochEndSize = 56;

@@ -1,11 +1,13 @@
 #include "replicator/guest_ram.h"
 
 #include <fcntl.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <iterator>
 
 #include "replicator/page_codec.h"
 
@@ -69,17 +71,47 @@ bool GuestRam::ReadPage(uint32_t block, uint64_t offset, uint8_t* out) const {
   return true;
 }
 
-GuestRam::Extent GuestRam::NextData(uint32_t block, uint64_t offset) const {
-  const uint64_t size = image_->blocks()[block].size_bytes;
-  if (offset >= size) return {size, size};
-  if (!files_[block].valid()) return {offset, size};
-  const off_t data = lseek(files_[block].get(), off_t(offset), SEEK_DATA);
-  if (data < 0) return errno == ENXIO ? Extent{size, size} : Extent{offset, size};  // ENXIO: holes to the end
-  const uint64_t begin = uint64_t(data) / kPageSize * kPageSize;
-  if (begin >= size) return {size, size};
-  const off_t hole = lseek(files_[block].get(), off_t(begin), SEEK_HOLE);
-  const uint64_t end = hole < 0 ? size : std::min(size, (uint64_t(hole) + kPageSize - 1) / kPageSize * kPageSize);
-  return {begin, std::max(end, begin + kPageSize)};
+FileHoles FileHoles::Of(int fd, uint64_t size) {
+  FileHoles holes;
+  if (fd < 0) return holes;
+  for (uint64_t offset = 0; offset < size;) {
+    const off_t data = lseek(fd, off_t(offset), SEEK_DATA);
+    if (data < 0) {
+      if (errno == ENXIO) break;  // holes to the end
+      return FileHoles();         // cannot tell: no holes
+    }
+    const uint64_t begin = uint64_t(data) / kPageSize * kPageSize;
+    if (begin >= size) break;
+    const off_t hole = lseek(fd, off_t(begin), SEEK_HOLE);
+    const uint64_t end =
+        hole < 0 ? size : std::min(size, (uint64_t(hole) + kPageSize - 1) / kPageSize * kPageSize);
+    holes.data_.push_back({begin, std::max(end, begin + kPageSize)});
+    offset = holes.data_.back().end;
+  }
+  holes.walked_ = true;
+  return holes;
+}
+
+bool FileHoles::InHole(uint64_t offset) const {
+  if (!walked_) return false;
+  // The last run that begins at or before `offset`.
+  auto it = std::upper_bound(data_.begin(), data_.end(), offset, [](uint64_t o, const Run& r) { return o < r.begin; });
+  return it == data_.begin() || offset >= std::prev(it)->end;
+}
+
+void FileHoles::Populate(const uint8_t* base, uint64_t from, uint64_t to) const {
+  if (!walked_) return;
+  auto it = std::upper_bound(data_.begin(), data_.end(), from, [](uint64_t o, const Run& r) { return o < r.begin; });
+  if (it != data_.begin()) --it;
+  for (; it != data_.end() && it->begin < to; ++it) {
+    const uint64_t begin = std::max(it->begin, from), end = std::min(it->end, to);
+    // Advice only: an older kernel (EINVAL) just takes the faults.
+    if (begin < end) madvise(const_cast<uint8_t*>(base) + begin, end - begin, MADV_POPULATE_READ);
+  }
+}
+
+FileHoles GuestRam::Holes(uint32_t block) const {
+  return FileHoles::Of(files_[block].get(), image_->blocks()[block].size_bytes);
 }
 
 uint8_t* GuestRam::PageBuffer(uint32_t block, uint64_t offset) {

@@ -52,9 +52,11 @@ Status SendAuth(Transport* t, const Auth& a, int timeout_ms) {
   return SendRecord(t, RecordType::kAuth, payload, timeout_ms);
 }
 
-// An AUTH of this version and suite, whose nonce is zero unless `with_nonce` (only the standby's first one has
-// one) and whose proof is zero unless `with_proof`.
-DecodeStatus ParseAuth(const RecordView& rec, uint32_t suite, bool with_nonce, bool with_proof, Auth* a) {
+// An AUTH of `version` (the one the primary's opening HELLO named: the standby answers in it) and `suite`,
+// whose nonce is zero unless `with_nonce` (only the standby's first one has one) and whose proof is zero unless
+// `with_proof`.
+DecodeStatus ParseAuth(const RecordView& rec, uint32_t version, uint32_t suite, bool with_nonce, bool with_proof,
+                       Auth* a) {
   if (rec.type != uint32_t(RecordType::kAuth)) {
     return DecodeStatus::Corrupt(DecodeError::kUnexpectedRecord,
                                  std::string("link handshake: expected AUTH, got ") + RecordTypeName(rec.type));
@@ -66,7 +68,7 @@ DecodeStatus ParseAuth(const RecordView& rec, uint32_t suite, bool with_nonce, b
   a->suite = LoadLe32(rec.payload.data() + 4);
   memcpy(a->nonce, rec.payload.data() + 8, kLinkNonceSize);
   memcpy(a->proof, rec.payload.data() + 8 + kLinkNonceSize, kLinkProofSize);
-  if (a->version != kProtocolVersion || a->suite != suite || with_nonce == AllZero(a->nonce, kLinkNonceSize) ||
+  if (a->version != version || a->suite != suite || with_nonce == AllZero(a->nonce, kLinkNonceSize) ||
       (!with_proof && !AllZero(a->proof, kLinkProofSize))) {
     return DecodeStatus::Corrupt(DecodeError::kBadField, "AUTH with another version or suite, or misplaced fields");
   }
@@ -123,7 +125,8 @@ DecodeStatus HandshakeAsPrimary(Transport* t, const LinkSecurity& security, int 
   TANDEM_RETURN_IF_DECODE_ERROR(reader.Next(timeout_ms, timeout_ms, &rec).WithContext("await the standby's nonce"));
   if (rec.type == uint32_t(RecordType::kAck)) return RefusedBy(rec);
   Auth theirs;
-  TANDEM_RETURN_IF_DECODE_ERROR(ParseAuth(rec, suite, /*with_nonce=*/true, /*with_proof=*/false, &theirs));
+  TANDEM_RETURN_IF_DECODE_ERROR(
+      ParseAuth(rec, kProtocolVersion, suite, /*with_nonce=*/true, /*with_proof=*/false, &theirs));
   memcpy(tr.bytes + kOpeningHelloSize, theirs.nonce, kLinkNonceSize);
   KeysGuard k;
   RETURN_IF_FAILED(DeriveLinkKeys(security.key, tr.bytes, &k.keys));
@@ -134,7 +137,8 @@ DecodeStatus HandshakeAsPrimary(Transport* t, const LinkSecurity& security, int 
   RETURN_IF_FAILED(SendAuth(t, ours, timeout_ms).WithContext("send the primary's proof"));
   TANDEM_RETURN_IF_DECODE_ERROR(reader.Next(timeout_ms, timeout_ms, &rec).WithContext("await the standby's proof"));
   if (rec.type == uint32_t(RecordType::kAck)) return RefusedBy(rec);
-  TANDEM_RETURN_IF_DECODE_ERROR(ParseAuth(rec, suite, /*with_nonce=*/false, /*with_proof=*/true, &theirs));
+  TANDEM_RETURN_IF_DECODE_ERROR(
+      ParseAuth(rec, kProtocolVersion, suite, /*with_nonce=*/false, /*with_proof=*/true, &theirs));
   if (CRYPTO_memcmp(theirs.proof, k.keys.standby_proof.data(), kLinkProofSize) != 0) {
     return DecodeStatus::Corrupt(DecodeError::kAuthenticationFailed,
                                  "the standby did not prove it holds the replication key (its proof does not "
@@ -200,7 +204,7 @@ DecodeStatus HandshakeAsStandby(Transport* t, const LinkSecurity& security, int 
   Transcript tr;
   memcpy(tr.bytes, opening.data(), kOpeningHelloSize);
   Auth ours;
-  ours.version = kProtocolVersion;
+  ours.version = version;  // a version 4 primary is answered in version 4
   ours.suite = suite;
   if (RAND_bytes(ours.nonce, int(kLinkNonceSize)) != 1) return DecodeStatus(Status::IoError("RAND_bytes failed"));
   memcpy(tr.bytes + kOpeningHelloSize, ours.nonce, kLinkNonceSize);
@@ -209,7 +213,7 @@ DecodeStatus HandshakeAsStandby(Transport* t, const LinkSecurity& security, int 
   RETURN_IF_FAILED(DeriveLinkKeys(security.key, tr.bytes, &k.keys));
   TANDEM_RETURN_IF_DECODE_ERROR(reader.Next(timeout_ms, timeout_ms, &rec).WithContext("await the primary's proof"));
   Auth proof;
-  if (DecodeStatus st = ParseAuth(rec, suite, /*with_nonce=*/false, /*with_proof=*/true, &proof); !st.ok()) {
+  if (DecodeStatus st = ParseAuth(rec, version, suite, /*with_nonce=*/false, /*with_proof=*/true, &proof); !st.ok()) {
     return refuse(AckStatus::kCorruption, st);
   }
   if (CRYPTO_memcmp(proof.proof, k.keys.primary_proof.data(), kLinkProofSize) != 0) {

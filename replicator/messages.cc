@@ -70,6 +70,7 @@ const char* RecordTypeName(uint32_t type) {
     case RecordType::kEpochEnd: return "EPOCH_END";
     case RecordType::kAck: return "ACK";
     case RecordType::kAuth: return "AUTH";
+    case RecordType::kPageHashes: return "PAGE_HASHES";
   }
   return "unknown";
 }
@@ -119,7 +120,8 @@ void SerializeHello(const HelloMessage& hello, std::vector<uint8_t>* payload) {
   PutU64(payload, hello.term);
   PutU64(payload, hello.generation);
   PutU64(payload, hello.last_applied);
-  PutU32(payload, (hello.has_resume_point ? kHelloHasResumePoint : 0) | (hello.has_disk ? kHelloHasDisk : 0));
+  PutU32(payload, (hello.has_resume_point ? kHelloHasResumePoint : 0) | (hello.has_disk ? kHelloHasDisk : 0) |
+                      (hello.page_hashes ? kHelloPageHashes : 0));
   PutU32(payload, d.page_size);
   PutU32(payload, uint32_t(d.ram_blocks.size()));
   PutU32(payload, 0);  // reserved
@@ -153,7 +155,8 @@ DecodeStatus ParseHello(std::span<const uint8_t> payload, HelloMessage* hello) {
   if (role != uint32_t(PeerRole::kPrimary) && role != uint32_t(PeerRole::kStandby)) {
     return DecodeStatus::Corrupt(DecodeError::kBadField, "HELLO with unknown sender role " + std::to_string(role));
   }
-  const uint32_t known_flags = kHelloHasResumePoint | (version >= 3 ? kHelloHasDisk : 0);
+  const uint32_t known_flags =
+      kHelloHasResumePoint | (version >= 3 ? kHelloHasDisk : 0) | (version >= 5 ? kHelloPageHashes : 0);
   if ((flags & ~known_flags) != 0 || reserved != 0) {
     return DecodeStatus::Corrupt(DecodeError::kBadField, "HELLO with unknown flags or reserved bits set");
   }
@@ -163,6 +166,7 @@ DecodeStatus ParseHello(std::span<const uint8_t> payload, HelloMessage* hello) {
   h.role = static_cast<PeerRole>(role);
   h.has_resume_point = (flags & kHelloHasResumePoint) != 0;
   h.has_disk = (flags & kHelloHasDisk) != 0;
+  h.page_hashes = (flags & kHelloPageHashes) != 0;
   h.descriptor.page_size = page_size;
   if (!c.String(&h.descriptor.vm_name, kMaxNameLength)) {
     return DecodeStatus::Corrupt(DecodeError::kTruncated, "HELLO: bad VM name");
@@ -188,7 +192,7 @@ DecodeStatus ParseHello(std::span<const uint8_t> payload, HelloMessage* hello) {
 void SerializeEpochBegin(const EpochBeginMessage& m, uint8_t out[kEpochBeginSize]) {
   StoreLe64(out, m.epoch);
   StoreLe64(out + 8, m.term);
-  StoreLe32(out + 16, (m.full ? kEpochFull : 0) | (m.live ? kEpochLive : 0));
+  StoreLe32(out + 16, (m.full ? kEpochFull : 0) | (m.live ? kEpochLive : 0) | (m.keeps ? kEpochKeeps : 0));
   StoreLe32(out + 20, m.merged);
 }
 
@@ -198,13 +202,17 @@ DecodeStatus ParseEpochBegin(std::span<const uint8_t> payload, EpochBeginMessage
                                  "EPOCH_BEGIN of " + std::to_string(payload.size()) + " bytes");
   }
   const uint32_t flags = LoadLe32(payload.data() + 16);
-  if ((flags & ~(kEpochFull | kEpochLive)) != 0) {
+  if ((flags & ~(kEpochFull | kEpochLive | kEpochKeeps)) != 0) {
     return DecodeStatus::Corrupt(DecodeError::kBadField, "EPOCH_BEGIN with unknown flags");
+  }
+  if ((flags & kEpochKeeps) != 0 && (flags & kEpochFull) == 0) {
+    return DecodeStatus::Corrupt(DecodeError::kBadField, "EPOCH_BEGIN keeps pages but is not full");
   }
   m->epoch = LoadLe64(payload.data());
   m->term = LoadLe64(payload.data() + 8);
   m->full = (flags & kEpochFull) != 0;
   m->live = (flags & kEpochLive) != 0;
+  m->keeps = (flags & kEpochKeeps) != 0;
   m->merged = LoadLe32(payload.data() + 20);
   if (m->merged != 0 && (m->full || m->merged >= m->epoch)) {
     return DecodeStatus::Corrupt(DecodeError::kBadField, "EPOCH_BEGIN of epoch " + std::to_string(m->epoch) +

@@ -25,6 +25,7 @@ struct HelloMessage {
   uint64_t last_applied = 0;
   bool has_resume_point = false;
   bool has_disk = false;    // version 3: replicates the guest's disk (primary) / holds its copy (standby)
+  bool page_hashes = false;  // version 5, standby: PAGE_HASHES of its replica follow (page_hashes.h)
   VmDescriptor descriptor;  // primary: the VM; standby: only vm_name (the one it expects)
 };
 
@@ -34,6 +35,9 @@ struct EpochBeginMessage {
   bool full = false;
   uint32_t merged = 0;  // checkpoints before `epoch` this delta epoch also holds (Epoch::merged)
   bool live = false;    // read from the running guest: a resume point only once it settled (EpochEndMessage)
+  // Version 5, full epochs only: lists only the pages whose hash differs from the standby's PAGE_HASHES; the
+  // standby keeps the others.
+  bool keeps = false;
 };
 
 struct EpochEndMessage {

@@ -68,12 +68,18 @@ void PageFingerprints::Record(uint32_t block, uint64_t offset, const uint8_t* pa
     low[c] = uint32_t(f);
     high[c] = uint16_t(f >> 32);
   }
-  known_[index] = 1;
+  known_[index] = kKnownStored;
 }
 
 void PageFingerprints::RecordFilled(uint32_t block, uint64_t offset, uint8_t fill) {
   const uint64_t index = PageIndex(block, offset);
   if (index == kNoPage) return;
+  if (fill == 0) {
+    // Most pages of a fresh guest: marked, not stored, so a resync of a mostly-zero guest does not write (nor
+    // allocate) their 384 bytes of fingerprints each.
+    known_[index] = kKnownZero;
+    return;
+  }
   uint8_t chunk[kChunkBytes];
   memset(chunk, fill, sizeof(chunk));
   const uint64_t f = Fingerprint(chunk);
@@ -81,7 +87,7 @@ void PageFingerprints::RecordFilled(uint32_t block, uint64_t offset, uint8_t fil
     low_[index * kChunks + c] = uint32_t(f);
     high_[index * kChunks + c] = uint16_t(f >> 32);
   }
-  known_[index] = 1;
+  known_[index] = kKnownStored;
 }
 
 void PageFingerprints::Forget(uint32_t block, uint64_t offset) {
@@ -96,6 +102,11 @@ uint32_t PageFingerprints::ChangedChunks(uint32_t block, uint64_t offset, const 
                                          uint32_t limit) const {
   const uint64_t index = PageIndex(block, offset);
   if (index == kNoPage || !known_[index]) return kNotKnown;
+  static const uint64_t kZeroChunk = [] {
+    const uint8_t zero[kChunkBytes] = {};
+    return Fingerprint(zero);
+  }();
+  const bool zero = known_[index] == kKnownZero;
   uint32_t size = 0;
   uint32_t run = kChunks;  // first chunk of the open run
   auto close_run = [&](uint32_t end) {
@@ -110,7 +121,7 @@ uint32_t PageFingerprints::ChangedChunks(uint32_t block, uint64_t offset, const 
     return true;
   };
   for (uint32_t c = 0; c < kChunks; ++c) {
-    const bool changed = Fingerprint(page + c * kChunkBytes) != Stored(index, c);
+    const bool changed = Fingerprint(page + c * kChunkBytes) != (zero ? kZeroChunk : Stored(index, c));
     if (changed && run == kChunks) {
       run = c;
     } else if (!changed && run != kChunks && !close_run(c)) {

@@ -68,7 +68,10 @@ class PageFingerprints {
   uint64_t pages_ = 0;
   uint32_t* low_ = nullptr;   // pages_ x kChunks: the fingerprints' low 32 bits
   uint16_t* high_ = nullptr;  // pages_ x kChunks: their bits 32..47
-  uint8_t* known_ = nullptr;  // pages_: 1 when the page's fingerprints are its standby copy's
+  // pages_: kKnownStored when the page's fingerprints are its standby copy's, kKnownZero when that copy is the
+  // zero page (its fingerprints are not stored), 0 when unknown.
+  static constexpr uint8_t kKnownStored = 1, kKnownZero = 2;
+  uint8_t* known_ = nullptr;
   void* mapping_ = nullptr;
   uint64_t mapping_bytes_ = 0;
 };

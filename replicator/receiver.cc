@@ -21,6 +21,7 @@ ReplicaOptions ToReplicaOptions(const ReceiverOptions& o) {
   r.apply_threads = o.apply_threads;
   r.debug_apply_delay_ms = o.debug_apply_delay_ms;
   r.disk = o.disk;
+  r.page_hashes = o.page_hashes;
   return r;
 }
 

@@ -37,6 +37,7 @@ struct ReceiverOptions {
   int apply_threads = 4;         // large epochs (a full resync) are applied on this many; capped at usable CPUs
   int debug_apply_delay_ms = 0;  // tests: a slow standby
   disk::DiskReplica* disk = nullptr;  // the standby's copy of the guest's disk (ReplicaOptions::disk)
+  bool page_hashes = true;            // ReplicaOptions::page_hashes
 };
 
 struct ReceiverStats {

@@ -9,6 +9,7 @@
 #include "disk/disk_writes.h"
 #include "disk/file.h"
 #include "disk/replica.h"
+#include "replicator/page_hashes.h"
 
 namespace tandem::replicator {
 namespace {
@@ -36,6 +37,7 @@ void Replica::StartSession() {
   session_failed_ = false;
   session_term_ = 0;
   session_generation_ = 0;
+  page_hashes_sent_ = false;
   reject_status_ = AckStatus::kOk;
 }
 
@@ -172,12 +174,30 @@ DecodeStatus Replica::HandleHello(const RecordView& record, std::vector<uint8_t>
     mine.has_resume_point = offer;
     mine.generation = offer ? resume_generation_ : 0;
     mine.last_applied = offer ? resume_.epoch : 0;
+    // Without a resume point of this primary's generation the resync is full: the replica's page hashes let it
+    // send only the pages that differ (page_hashes.h). A version 4 primary does not take them.
+    mine.page_hashes =
+        options_.page_hashes && hello.version >= 5 && !(offer && resume_generation_ == hello.generation);
   }
   mine.descriptor.vm_name = options_.expected_vm_name;
   mine.has_disk = session_disk_;
   SerializeHello(mine, &payload_);
   AppendRecord(RecordType::kHello, payload_, reply);
   if (session_disk_) AppendRecord(RecordType::kDiskHashes, disk_hashes, reply);
+  if (mine.page_hashes) {
+    const int64_t start = clock_->NowNanos();
+    PageHashList hashes;
+    if (Status st = HashReplicaPages(*image_, options_.file_backed_blocks,
+                                     std::clamp(UsableCpus(), 1, std::max(1, options_.apply_threads)), &hashes);
+        !st.ok()) {
+      reject_status_ = AckStatus::kInternal;
+      return DecodeStatus(st.WithContext("hashing the replica"));
+    }
+    AppendPageHashesRecords(hashes, reply);
+    page_hashes_sent_ = true;
+    TLOG_INFO("replica", "replica hashed for a resync by page hashes: %zu blocks in %.1f ms", hashes.size(),
+              (clock_->NowNanos() - start) / 1e6);
+  }
   TLOG_INFO("replica", "primary connected: VM %s, term %" PRIu64 ", generation %016" PRIx64 ", %zu RAM blocks",
             d.vm_name.c_str(), hello.term, hello.generation, d.ram_blocks.size());
   return DecodeStatus::Ok();
@@ -283,6 +303,12 @@ DecodeStatus Replica::HandleEpochBegin(const RecordView& record) {
                                                                  " but the HELLO said term " +
                                                                  std::to_string(session_term_));
   }
+  if (begin.keeps && !page_hashes_sent_) {
+    // Only the replica this connection hashed may be kept: after anything was applied, or without hashes, the
+    // primary cannot know which pages the standby holds.
+    return DecodeStatus::Corrupt(DecodeError::kBadField, name() + " keeps pages, but this standby sent no page "
+                                                                 "hashes on this connection or applied an epoch since");
+  }
   if (begin.live && session_version_ < 2) {
     return DecodeStatus::Corrupt(DecodeError::kBadField, name() + " is live but the HELLO said protocol version " +
                                                              std::to_string(session_version_));
@@ -330,7 +356,11 @@ DecodeStatus Replica::HandleEpochBegin(const RecordView& record) {
   // A full epoch for a standby that holds no epoch at all (first sync, restarted standby) is written straight
   // into the replica: if it breaks off there is nothing to keep, and no staging copy of all RAM is needed. With
   // a resume point it is staged, so that the replica stays that resume point until the new copy is complete.
-  decoder_.Begin(begin, record, image_.get(), begin.full && !has_resume ? image_.get() : nullptr);
+  // Written through, a zero page where the replica file has a hole is left alone: a fresh replica stays sparse.
+  const bool write_through = begin.full && !has_resume;
+  std::vector<FileHoles> holes;
+  if (write_through) holes = HolesOfFiles(image_->blocks(), options_.file_backed_blocks);
+  decoder_.Begin(begin, record, image_.get(), write_through ? image_.get() : nullptr, std::move(holes));
   return DecodeStatus::Ok();
 }
 
@@ -378,6 +408,7 @@ DecodeStatus Replica::HandleEpochEnd(const RecordView& record, std::vector<uint8
     }
     counters_.last_applied = number;
     counters_.epochs_applied++;
+    page_hashes_sent_ = false;  // the replica changed: the hashes sent no longer describe it
     counters_.last_apply_ms = (clock_->NowNanos() - start) / 1e6;
   }
   if (full) {

@@ -46,6 +46,10 @@ struct ReplicaOptions {
   // The standby's copy of the guest's disk (disk/replica.h), or null when the VM has no replicated disk. Only
   // the receiver thread uses it until Stop(); a primary must announce a disk exactly when this is set.
   disk::DiskReplica* disk = nullptr;
+  // Send PAGE_HASHES of the replica to a version 5 primary when offering no resume point of its generation, so
+  // that its full resync sends only the pages that differ (page_hashes.h). false: every such resync sends the
+  // whole RAM (what version 4 did; bench/resync_bench compares the two).
+  bool page_hashes = true;
 };
 
 struct ReplicaCounters {
@@ -133,6 +137,9 @@ class Replica {
   uint64_t settling_until_ = 0;
   uint32_t session_version_ = 0;
   bool session_disk_ = false;  // this connection's primary replicates a disk (its HELLO said so)
+  // This connection's HELLO was followed by PAGE_HASHES of the replica and nothing was applied since: only then
+  // may a full epoch keep pages (EpochBeginMessage::keeps).
+  bool page_hashes_sent_ = false;
   ResumePoint resume_;
   ReplicaCounters counters_;
 };

@@ -1,10 +1,14 @@
 #include "replicator/shipper.h"
 
 #include <signal.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cinttypes>
 #include <optional>
+#include <system_error>
 #include <utility>
 
 #include "common/log.h"
@@ -58,6 +62,28 @@ class DieMidEpochSink final : public EpochSink {
   uint64_t epoch_, die_after_, written_ = 0;
 };
 
+// Counts a resync's pages as its PAGES records go out (the records reach the sink in order, from one thread).
+class ProgressSink final : public EpochSink {
+ public:
+  ProgressSink(EpochSink* inner, std::function<void(uint32_t pages)> on_pages)
+      : inner_(inner), on_pages_(std::move(on_pages)) {}
+  Status WriteRecord(std::span<const uint8_t> record) override {
+    TANDEM_RETURN_IF_ERROR(inner_->WriteRecord(record));
+    if (record.size() >= kRecordHeaderSize + kPagesHeaderSize &&
+        LoadLe32(record.data()) == uint32_t(RecordType::kPages)) {
+      on_pages_(LoadLe32(record.data() + kRecordHeaderSize));
+    }
+    return Status::Ok();
+  }
+  Status Flush() override { return inner_->Flush(); }
+
+ private:
+  EpochSink* inner_;
+  std::function<void(uint32_t)> on_pages_;
+};
+
+constexpr int64_t kProgressLogNs = 2'000'000'000;
+
 }  // namespace
 
 struct EpochShipper::Connection {
@@ -71,6 +97,8 @@ struct EpochShipper::Connection {
   bool standby_holds_our_epoch = false;
   uint64_t standby_epoch = 0;
   disk::BlockHashes standby_disk;  // its DISK_HASHES, when the VM has a disk
+  // Its PAGE_HASHES (version 5), when it sent them: a full resync then keeps the pages whose hash matches.
+  std::optional<PageHashList> standby_pages;
   LinkMeter meter;  // sender thread
   // Guarded by mu_. An epoch is noted as sent after its last byte is written, and its ack can come first: it
   // waits here for the note, else stats would show it acked before sent and its stale in-flight entry time out.
@@ -214,7 +242,6 @@ std::unique_ptr<Epoch> EpochShipper::PopQueued() {
 ShipperStats EpochShipper::stats() const {
   std::lock_guard<std::mutex> lock(mu_);
   ShipperStats out = stats_;
-  out.resync_pages_done = resync_pages_done_.load(std::memory_order_relaxed);
   if (out.last_acked < out.last_submitted) {
     const uint64_t oldest = out.last_acked + 1;
     const auto& [number, at] = submitted_at_[oldest % submitted_at_.size()];
@@ -387,6 +414,20 @@ Status EpochShipper::Connect(std::unique_ptr<Connection>* out) {
                                      ": both must be the same size");
     }
   }
+  if (theirs.page_hashes) {
+    // The standby hashes its whole replica first (in parallel: a fraction of a second per GiB).
+    const int hash_timeout_ms = std::max(options_.io_timeout_ms, kDiskHashesTimeoutMs);
+    PageHashesReader hashes(descriptor_.ram_blocks);
+    while (!hashes.complete()) {  // every record covers at least one more page
+      TANDEM_RETURN_IF_ERROR(
+          reader.Next(hash_timeout_ms, options_.io_timeout_ms, &rec).WithContext("await PAGE_HASHES"));
+      if (rec.type != uint32_t(RecordType::kPageHashes)) {
+        return Status::Corruption(std::string("standby sent ") + RecordTypeName(rec.type) + " instead of PAGE_HASHES");
+      }
+      TANDEM_RETURN_IF_ERROR(hashes.Add(rec.payload).WithContext("standby PAGE_HASHES"));
+    }
+    conn->standby_pages = hashes.Take();
+  }
   if (theirs.has_resume_point && theirs.generation == generation_) {
     conn->standby_holds_our_epoch = true;
     conn->standby_epoch = theirs.last_applied;
@@ -414,11 +455,7 @@ void EpochShipper::NoteSentLocked(Connection& conn, uint64_t epoch, uint64_t raw
   if (conn.early_ack.has_value() && *conn.early_ack <= epoch) ApplyAckLocked(*std::exchange(conn.early_ack, {}));
 }
 
-void EpochShipper::StartResyncLocked(uint64_t pages) {
-  stats_.resync_active = true;
-  stats_.resync_pages_total = pages;
-  resync_pages_done_.store(0, std::memory_order_relaxed);
-}
+void EpochShipper::StartResyncLocked() { stats_.resync_active = true; }
 
 void EpochShipper::ApplyAckLocked(uint64_t epoch) {
   if (epoch > stats_.last_acked) last_ack_ns_ = clock_->NowNanos();
@@ -434,7 +471,6 @@ ResyncSource EpochShipper::ResyncOf(uint64_t epoch, uint64_t* settles_at) {
   ResyncSource source;
   source.ram = &history_.ram();
   source.fingerprints = fingerprints_.get();
-  source.pages_done = &resync_pages_done_;
   // Asked once the last page was read. The primary submits an epoch while the VM is still paused for it, so every
   // guest write so far lies in an epoch up to last_submitted + 1: once that one is applied after the resync,
   // every page is as of its checkpoint (guest_ram.h).
@@ -454,10 +490,12 @@ Status EpochShipper::SendFull(Connection& conn) {
   {
     std::lock_guard<std::mutex> lock(mu_);
     resync_epoch_ = full;  // a live epoch raises it once its pages are read (ResyncOf)
-    StartResyncLocked(history_.ram_bytes() / kPageSize);
+    StartResyncLocked();
   }
-  TLOG_INFO("shipper", "full resync: sending epoch %" PRIu64 " (%" PRIu64 " MiB of RAM, %zu bytes of device state)",
-            full, history_.ram_bytes() >> 20, history_.device_state().size());
+  const bool keeping = conn.standby_pages.has_value();
+  TLOG_INFO("shipper", "full resync%s: sending epoch %" PRIu64 " (%" PRIu64 " MiB of RAM, %zu bytes of device state)",
+            keeping ? " by page hashes (only the pages that differ on the standby)" : "", full,
+            history_.ram_bytes() >> 20, history_.device_state().size());
   // The standby's copies become what this resync reads: nothing cached is its copy any more.
   delta_base_->Clear();
   uint64_t settles_at = full;
@@ -466,7 +504,22 @@ Status EpochShipper::SendFull(Connection& conn) {
   source.disk_writes = disk_blocks;
   const int64_t start = clock_->NowNanos();
   const uint64_t sent_before = conn.sink->bytes_sent();
-  Status st = encoder_->EncodeFull(full, options_.term, source, history_.device_state(), conn.sink.get());
+  uint64_t kept_bytes = 0;
+  Status st = RunResync(conn, history_.ram_bytes(), [&](EpochEncoder& encoder, EpochSink* sink) -> Status {
+    if (!keeping) return encoder.EncodeFull(full, options_.term, source, history_.device_state(), sink);
+    // Read before settles_after is asked (EncodeKeeping's end): a page written after it was compared lies in an
+    // epoch the resync settles with, like a page written after it was read (guest_ram.h).
+    const int64_t compare_start = clock_->NowNanos();
+    std::vector<PageRef> differing;
+    TANDEM_RETURN_IF_ERROR(
+        DifferingPages(history_.ram(), *conn.standby_pages, fingerprints_.get(), encoder.threads(), &differing));
+    kept_bytes = history_.ram_bytes() - differing.size() * kPageSize;
+    TLOG_INFO("shipper", "page hashes compared in %.1f ms: %zu pages (%.1f MiB) differ on the standby, %.1f MiB kept",
+              (clock_->NowNanos() - compare_start) / 1e6, differing.size(),
+              differing.size() * double(kPageSize) / 1048576.0, kept_bytes / 1048576.0);
+    SetResyncTotal(differing.size() * kPageSize);
+    return encoder.EncodeKeeping(full, options_.term, source, differing, history_.device_state(), sink);
+  });
   if (!st.ok()) return st.WithContext("send full epoch " + std::to_string(full));
   TLOG_INFO("shipper", "full epoch %" PRIu64 " sent: %.1f MiB on the wire in %.1f ms%s", full,
             (conn.sink->bytes_sent() - sent_before) / 1048576.0, (clock_->NowNanos() - start) / 1e6,
@@ -474,9 +527,72 @@ Status EpochShipper::SendFull(Connection& conn) {
                               : "");
   std::lock_guard<std::mutex> lock(mu_);
   stats_.resyncs++;
-  NoteSentLocked(conn, full, history_.ram_bytes() + history_.device_state().size(),
+  if (keeping) {
+    stats_.hash_resyncs++;
+    stats_.hash_resync_kept_bytes += kept_bytes;
+  }
+  NoteSentLocked(conn, full, stats_.resync_total_bytes + history_.device_state().size(),
                  conn.sink->bytes_sent() - sent_before, kFullEpochAckFactor);
   return Status::Ok();
+}
+
+void EpochShipper::SetResyncTotal(uint64_t bytes) {
+  std::lock_guard<std::mutex> lock(mu_);
+  stats_.resync_total_bytes = bytes;
+}
+
+Status EpochShipper::RunResync(Connection& conn, uint64_t total_bytes,
+                               const std::function<Status(EpochEncoder& encoder, EpochSink* sink)>& encode) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    stats_.resync_total_bytes = total_bytes;
+    stats_.resync_sent_bytes = 0;
+  }
+  const int64_t start = RealNowNs();
+  int64_t last_log = start;
+  uint64_t sent = 0;
+  ProgressSink sink(conn.sink.get(), [&](uint32_t pages) {
+    sent += uint64_t{pages} * kPageSize;
+    uint64_t total;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      stats_.resync_sent_bytes = sent;
+      total = stats_.resync_total_bytes;
+    }
+    const int64_t now = RealNowNs();
+    if (now - last_log < kProgressLogNs || total == 0) return;
+    last_log = now;
+    const double seconds = double(now - start) / 1e9;
+    const double rate = double(sent) / seconds;  // RAM bytes per second
+    TLOG_INFO("shipper", "resync: %.0f%% (%.0f of %.0f MiB) at %.0f MiB/s, ETA %.1f s",
+              100.0 * double(sent) / double(total), sent / 1048576.0, total / 1048576.0, rate / 1048576.0,
+              rate > 0 && total > sent ? double(total - sent) / rate : 0.0);
+  });
+  Status result;
+  auto run = [&](bool lower_priority) {
+    if (lower_priority) {
+      // Nice values are per thread on Linux; the encoder's helper threads, started from this one, inherit it.
+      if (setpriority(PRIO_PROCESS, id_t(syscall(SYS_gettid)), options_.resync_nice) != 0) {
+        TLOG_WARN("shipper", "resync runs at the sender's priority: setpriority failed (errno %d)", errno);
+      }
+    }
+    EpochEncoder encoder(governor_.current(), encoder_->threads());
+    result = encode(encoder, &sink);
+  };
+  if (options_.resync_nice > 0) {
+    try {
+      std::thread resync(run, true);
+      resync.join();
+    } catch (const std::system_error&) {
+      TLOG_WARN("shipper", "no thread for the resync: it runs on the sender thread at its priority");
+      run(false);
+    }
+  } else {
+    run(false);
+  }
+  std::lock_guard<std::mutex> lock(mu_);
+  if (result.ok()) stats_.resync_sent_bytes = stats_.resync_total_bytes;
+  return result;
 }
 
 Status EpochShipper::SendCatchUp(Connection& conn, std::span<const PageRef> changed) {
@@ -489,7 +605,7 @@ Status EpochShipper::SendCatchUp(Connection& conn, std::span<const PageRef> chan
     MarkProtectedLocked(now);
     return Status::Ok();
   }
-  StartResyncLocked(changed.size());
+  StartResyncLocked();
   lock.unlock();  // resync_epoch_: a live catch-up raises it once its pages are read (ResyncOf)
   // The standby's copies of these pages become what the catch-up reads.
   delta_base_->Invalidate(changed);
@@ -499,8 +615,10 @@ Status EpochShipper::SendCatchUp(Connection& conn, std::span<const PageRef> chan
   source.disk_writes = disk_blocks;
   const int64_t start = clock_->NowNanos();
   const uint64_t sent_before = conn.sink->bytes_sent();
-  Status st = encoder_->EncodeCatchUp(now, uint32_t(now - held - 1), options_.term, source, changed,
-                                      history_.device_state(), conn.sink.get());
+  Status st = RunResync(conn, changed.size() * kPageSize, [&](EpochEncoder& encoder, EpochSink* sink) {
+    return encoder.EncodeCatchUp(now, uint32_t(now - held - 1), options_.term, source, changed,
+                                 history_.device_state(), sink);
+  });
   if (!st.ok()) return st.WithContext("send catch-up epoch " + std::to_string(now));
   TLOG_INFO("shipper", "catch-up resync: standby holds epoch %" PRIu64 ", sent epochs %" PRIu64 "..%" PRIu64
             " as one: %zu changed pages, %.1f MiB on the wire in %.1f ms (not the whole RAM)", held, held + 1, now,

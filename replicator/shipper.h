@@ -20,6 +20,7 @@
 #include <array>
 #include <atomic>
 #include <condition_variable>
+#include <functional>
 #include <cstdint>
 #include <memory>
 #include <mutex>
@@ -39,6 +40,7 @@
 #include "replicator/guest_ram.h"
 #include "replicator/link_security.h"
 #include "replicator/page_fingerprints.h"
+#include "replicator/page_hashes.h"
 #include "replicator/shipper_history.h"
 #include "replicator/transport.h"
 
@@ -72,6 +74,9 @@ struct ShipperOptions {
   // The guest's disk as the primary serves it (disk/), or null when the VM has no replicated disk. Resyncs read
   // it (only the blocks whose hash differs on the standby); the epochs' DISK_WRITES come with the epochs.
   disk::BlockDevice* disk = nullptr;
+  // Resyncs (full, by page hashes, catch-up) are read and encoded on threads of this nice value (0: the sender
+  // thread's own priority): they compete with the running VM for the CPU, and the VM's checkpoints come first.
+  int resync_nice = 10;
 };
 
 struct ShipperStats {
@@ -103,10 +108,15 @@ struct ShipperStats {
   // How long the oldest epoch not yet acknowledged has waited since it was submitted (0 when none waits):
   // the recovery point's age, were the primary lost now.
   double ack_lag_ms = 0;
-  // The resync being sent (or the last one): pages it covers and pages read and encoded so far.
+  // A resync is being sent or awaits the ack that settles it.
   bool resync_active = false;
-  uint64_t resync_pages_total = 0;
-  uint64_t resync_pages_done = 0;
+  // The resync being sent, or the last one: RAM bytes it ships (the whole RAM for a full one, the pages that differ
+  // for one by page hashes, the changed pages for a catch-up) and how many of them were encoded and handed to the
+  // link so far. Equal once it is sent; both 0 before the first resync.
+  uint64_t resync_total_bytes = 0;
+  uint64_t resync_sent_bytes = 0;
+  uint64_t hash_resyncs = 0;        // full resyncs that kept the standby's pages whose hash matched (page_hashes.h)
+  uint64_t hash_resync_kept_bytes = 0;  // RAM bytes those kept instead of sending, in total
   std::string last_error;
   // Why the last connection's link handshake failed (kAuthenticationFailed: the standby did not prove it holds
   // the key, or refused ours); kNone once a handshake succeeds.
@@ -142,6 +152,12 @@ class EpochShipper {
   // pages changed (a standby that cannot vouch for its replica offers no epoch: Replica::HandleHello).
   Status SendFull(Connection& conn);
   Status SendCatchUp(Connection& conn, std::span<const PageRef> changed);
+  // Runs `encode` (a resync's reading and encoding) on a thread of options_.resync_nice with an encoder of its
+  // own, whose helper threads inherit that priority, and counts its progress (stats_.resync_*, a log line at most
+  // every 2 s) over `total_bytes` of RAM.
+  Status RunResync(Connection& conn, uint64_t total_bytes,
+                   const std::function<Status(EpochEncoder& encoder, EpochSink* sink)>& encode);
+  void SetResyncTotal(uint64_t bytes);  // the resync being run turns out to ship `bytes` of RAM
   // The resync's disk part for epoch `epoch`: the blocks of options_.disk whose hash differs from the standby's
   // (its DISK_HASHES), as one DISK_WRITES payload; empty without a disk.
   Result<std::vector<uint8_t>> DiskResync(const Connection& conn, uint64_t epoch);
@@ -149,7 +165,7 @@ class EpochShipper {
   // io_timeout_ms x the factor (or applies the ack that came first).
   void NoteSentLocked(Connection& conn, uint64_t epoch, uint64_t raw_bytes, uint64_t wire_bytes,
                       int ack_timeout_factor);
-  void StartResyncLocked(uint64_t pages);  // mu_ held: a resync of `pages` pages starts (its progress in stats)
+  void StartResyncLocked();  // mu_ held: a resync starts (resync_active until the ack that settles it)
   void ApplyAckLocked(uint64_t epoch);  // mu_ held: the standby holds every epoch up to `epoch`
   void AckLoop(Connection* conn);
   void FailConnection(Connection* conn, const Status& why);
@@ -201,7 +217,6 @@ class EpochShipper {
   // reused since is aged from the last ack instead.
   std::array<std::pair<uint64_t, int64_t>, 256> submitted_at_{};
   int64_t last_ack_ns_ = 0;
-  std::atomic<uint64_t> resync_pages_done_{0};  // ResyncSource::pages_done of the resync being sent
   std::thread sender_;
 };
 

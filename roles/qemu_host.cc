@@ -121,4 +121,9 @@ Result<RemoveOnExit> CreateGuestMemoryFile(const std::string& path, uint64_t byt
   return RemoveOnExit(path);
 }
 
+Result<RemoveOnExit> KeepOrCreateGuestMemoryFile(const std::string& path, uint64_t bytes, bool* kept) {
+  TANDEM_ASSIGN_OR_RETURN(UniqueFd fd, KeepOrCreatePrivateFile(path, bytes, kept));
+  return RemoveOnExit(path);
+}
+
 }  // namespace tandem::roles

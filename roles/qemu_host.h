@@ -22,5 +22,9 @@ class QemuHost final : public VmHost {
 // replica), in a private directory (common/private_files.h). Created by tandem, not by QEMU, which would create a
 // missing mem-path file 0644. The returned guard removes it on every exit of the role, a clean stop included.
 Result<RemoveOnExit> CreateGuestMemoryFile(const std::string& path, uint64_t bytes);
+// The same for the standby's replica, but a replica of `bytes` already there (a restarted standby process, or an
+// old primary's RAM file renamed to be the replica) is kept with its content (KeepOrCreatePrivateFile): its page
+// hashes then spare the primary from sending the pages it already holds. *kept says which happened.
+Result<RemoveOnExit> KeepOrCreateGuestMemoryFile(const std::string& path, uint64_t bytes, bool* kept);
 
 }  // namespace tandem::roles

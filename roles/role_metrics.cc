@@ -41,9 +41,12 @@ RoleMetrics::RoleMetrics(const std::vector<heartbeat::LinkConfig>& links) {
                               "Primary: the link's drain rate last measured while it was busy; 0 if never");
   resync_active_ = r.AddGauge("tandem_resync_active", "Primary: 1 while a resync is sent or awaits its ack");
   resync_progress_ = r.AddGauge("tandem_resync_progress_ratio",
-                                "Primary: pages of the current (or last) resync read and encoded, 0 to 1");
-  resync_pages_done_ = r.AddGauge("tandem_resync_pages_done", "Primary: pages of the current (or last) resync done");
-  resync_pages_total_ = r.AddGauge("tandem_resync_pages", "Primary: pages the current (or last) resync covers");
+                                "Primary: RAM bytes of the current (or last) resync encoded and sent, 0 to 1");
+  resync_bytes_sent_ = r.AddGauge("tandem_resync_sent_bytes",
+                                  "Primary: RAM bytes of the current (or last) resync encoded and sent");
+  resync_bytes_total_ = r.AddGauge("tandem_resync_bytes",
+                                   "Primary: RAM bytes the current (or last) resync ships (only the pages that "
+                                   "differ when the standby sent its page hashes)");
   for (const heartbeat::LinkConfig& link : links) {
     const metrics::Labels labels = {{"local", link.local_address}, {"peer", link.peer_address}};
     links_.push_back({r.AddGauge("tandem_heartbeat_link_up", "1 while heartbeats arrive on the link", labels),
@@ -74,9 +77,9 @@ void RoleMetrics::SetShipper(const replicator::ShipperStats& s, int64_t now_ns) 
   lag_seconds_->Set(s.ack_lag_ms / 1e3);
   link_capacity_->Set(double(s.link_bytes_per_s));
   resync_active_->Set(s.resync_active ? 1 : 0);
-  resync_pages_done_->Set(double(s.resync_pages_done));
-  resync_pages_total_->Set(double(s.resync_pages_total));
-  resync_progress_->Set(s.resync_pages_total ? double(s.resync_pages_done) / double(s.resync_pages_total) : 0);
+  resync_bytes_sent_->Set(double(s.resync_sent_bytes));
+  resync_bytes_total_->Set(double(s.resync_total_bytes));
+  resync_progress_->Set(s.resync_total_bytes ? double(s.resync_sent_bytes) / double(s.resync_total_bytes) : 0);
   SetThroughput(s.bytes_sent, now_ns);
 }
 

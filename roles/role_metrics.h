@@ -48,7 +48,7 @@ class RoleMetrics {
   metrics::Histogram* pause_;
   metrics::Counter *raw_bytes_, *wire_bytes_, *full_resyncs_, *catch_ups_;
   metrics::Gauge *lag_epochs_, *lag_seconds_, *throughput_, *link_capacity_;
-  metrics::Gauge *resync_active_, *resync_progress_, *resync_pages_done_, *resync_pages_total_;
+  metrics::Gauge *resync_active_, *resync_progress_, *resync_bytes_sent_, *resync_bytes_total_;
   struct Link {
     metrics::Gauge *up, *rtt, *loss;
   };

@@ -188,5 +188,55 @@ TEST_F(PrivateFilesTest, ListFilesCountsWhatTheFilesReallyHold) {
   EXPECT_TRUE(ListFiles(root_ + "/missing", "").empty());
 }
 
+// A restarted standby keeps its replica (the primary then resyncs only the pages whose hash differs); anything
+// that is not exactly our private file of the right size is replaced, never reused.
+TEST_F(PrivateFilesTest, KeepsAnExistingPrivateFileOfTheRightSizeWithItsContent) {
+  const std::string dir = root_ + "/vm";
+  ASSERT_TRUE(EnsurePrivateDir(dir).ok());
+  const std::string path = dir + "/vm.replica";
+  {
+    auto fd = CreatePrivateFile(path, 8192);
+    ASSERT_TRUE(fd.ok());
+    ASSERT_EQ(pwrite(fd->get(), "held", 4, 4096), 4);
+  }
+  bool kept = false;
+  auto again = KeepOrCreatePrivateFile(path, 8192, &kept);
+  ASSERT_TRUE(again.ok()) << again.status().ToString();
+  EXPECT_TRUE(kept);
+  char buf[4] = {};
+  ASSERT_EQ(pread(again->get(), buf, 4, 4096), 4);
+  EXPECT_EQ(std::string(buf, 4), "held");
+  // Another size: a fresh file.
+  auto resized = KeepOrCreatePrivateFile(path, 16384, &kept);
+  ASSERT_TRUE(resized.ok());
+  EXPECT_FALSE(kept);
+  EXPECT_EQ(std::filesystem::file_size(path), 16384u);
+  ASSERT_EQ(pread(resized->get(), buf, 4, 4096), 4);
+  EXPECT_EQ(std::string(buf, 4), std::string(4, '\0'));
+}
+
+TEST_F(PrivateFilesTest, AFileOpenToOthersOrASymlinkIsNotKept) {
+  const std::string dir = root_ + "/vm";
+  ASSERT_TRUE(EnsurePrivateDir(dir).ok());
+  const std::string path = dir + "/vm.replica";
+  WriteText(path, std::string(4096, 'x'));
+  ASSERT_EQ(chmod(path.c_str(), 0644), 0);
+  bool kept = true;
+  auto fd = KeepOrCreatePrivateFile(path, 4096, &kept);
+  ASSERT_TRUE(fd.ok()) << fd.status().ToString();
+  EXPECT_FALSE(kept);
+  EXPECT_EQ(ModeOf(path), 0600u);
+  EXPECT_EQ(ReadText(path), std::string(4096, '\0'));
+  const std::string target = dir + "/target";
+  WriteText(target, std::string(4096, 'y'));
+  ASSERT_EQ(chmod(target.c_str(), 0600), 0);
+  ASSERT_EQ(unlink(path.c_str()), 0);
+  ASSERT_EQ(symlink(target.c_str(), path.c_str()), 0);
+  auto link = KeepOrCreatePrivateFile(path, 4096, &kept);
+  ASSERT_TRUE(link.ok()) << link.status().ToString();
+  EXPECT_FALSE(kept);
+  EXPECT_EQ(ReadText(target), std::string(4096, 'y')) << "the symlink's target was written";
+}
+
 }  // namespace
 }  // namespace tandem

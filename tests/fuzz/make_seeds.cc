@@ -18,6 +18,7 @@
 #include "disk/disk_writes.h"
 #include "heartbeat/message.h"
 #include "replicator/epoch_codec.h"
+#include "replicator/guest_ram.h"
 #include "replicator/transport.h"
 
 namespace {
@@ -116,6 +117,25 @@ int EpochStreamSeeds(const fs::path& dir) {
     if (!encoder.EncodeEpoch(epoch, 1, mirror->get(), &sink).ok() || !(*mirror)->Apply(epoch).ok()) return 1;
   }
   if (!WriteFile(dir / "hello-full-3-deltas", sink.bytes.data(), sink.bytes.size())) return 1;
+  // Version 5: a full epoch that keeps the standby's pages (its PAGE_HASHES, sent after the HELLO, say its fresh
+  // replica is all zero pages) and lists only those that differ.
+  auto ram = GuestRam::Open(vm, {});
+  if (!ram.ok()) return 1;
+  std::vector<PageRef> differing;
+  for (uint32_t b = 0; b < 2; ++b) {
+    for (uint64_t off = 0; off < vm.ram_blocks[b].size_bytes; off += kPageSize) {
+      memcpy((*ram)->PageBuffer(b, off), (*mirror)->Page(b, off), kPageSize);
+      if ((off / kPageSize) % 3 == 0) differing.push_back({b, off});
+    }
+  }
+  BufferSink keeps;
+  ResyncSource source;
+  source.ram = ram->get();
+  if (!encoder.EncodeHello(hello, &keeps).ok() ||
+      !encoder.EncodeKeeping(0, 1, source, differing, device, &keeps).ok()) {
+    return 1;
+  }
+  if (!WriteFile(dir / "hello-keeps", keeps.bytes.data(), keeps.bytes.size())) return 1;
   return 0;
 }
 

@@ -102,7 +102,7 @@ TEST_F(MemoryFilesTest, GuestMemoryIsPrivateWhileRunningAndGoneAfterACleanStop) 
   EXPECT_TRUE(FilesIn(c.memory_dir()).empty()) << "left behind:" << Joined(FilesIn(c.memory_dir()));
 }
 
-TEST_F(MemoryFilesTest, RestartAfterKill9RemovesTheStaleReplicaAndSaysSo) {
+TEST_F(MemoryFilesTest, RestartAfterKill9KeepsTheReplicaForAResyncByHashesAndSaysSo) {
   Cluster c(kTcg);
   pid_t standby = StartStandbyAndWait(c);
   const std::string replica = c.Status("standby").value("replica", std::string());
@@ -110,7 +110,8 @@ TEST_F(MemoryFilesTest, RestartAfterKill9RemovesTheStaleReplicaAndSaysSo) {
   ASSERT_TRUE(std::filesystem::exists(replica)) << "kill -9 leaves the replica behind";
 
   standby = StartStandbyAndWait(c);
-  EXPECT_NE(c.Log("standby").find("removed stale " + replica), std::string::npos) << c.Log("standby");
+  EXPECT_NE(c.Log("standby").find("kept " + replica + " of an earlier run"), std::string::npos) << c.Log("standby");
+  EXPECT_EQ(ModeOf(replica), 0600u);
   EXPECT_TRUE(StopCleanly(standby));
   EXPECT_TRUE(FilesIn(c.memory_dir()).empty()) << "left behind:" << Joined(FilesIn(c.memory_dir()));
 }

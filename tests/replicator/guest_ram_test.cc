@@ -120,28 +120,24 @@ TEST_F(GuestRamTest, FoldKeepsTheCopiesCurrentAndWritesNothingIntoTheGuest) {
 }
 
 // A resync sends the file's holes as zero pages without reading them through the mapping (which would allocate
-// them): NextData skips them. The file here is fresh, so only the pages written are data.
-TEST_F(GuestRamTest, NextDataSkipsTheHolesOfTheGuestsFile) {
+// them): Holes() finds them. The file here is fresh, so only the pages written are data.
+TEST_F(GuestRamTest, HolesAreThePagesOfTheGuestsFileNeverWritten) {
   auto ram = Open();
   ASSERT_NE(ram, nullptr);
-  EXPECT_EQ(ram->NextData(0, 0).begin, kMemPages * kPageSize) << "a fresh file is one hole";
+  EXPECT_TRUE(ram->Holes(0).InHole(0)) << "a fresh file is one hole";
+  EXPECT_TRUE(ram->Holes(0).InHole((kMemPages - 1) * kPageSize));
   GuestPage(3)[1] = 1;
   for (uint64_t page = 100; page < 103; ++page) GuestPage(page)[4095] = 2;
   ASSERT_EQ(msync(guest_, kMemPages * kPageSize, MS_SYNC), 0);
+  const FileHoles holes = ram->Holes(0);
   uint64_t data_pages = 0;
-  for (GuestRam::Extent e = ram->NextData(0, 0); e.begin < kMemPages * kPageSize; e = ram->NextData(0, e.end)) {
-    ASSERT_LT(e.begin, e.end);
-    ASSERT_EQ(e.begin % kPageSize, 0u);
-    for (uint64_t at = e.begin; at < e.end; at += kPageSize) data_pages++;
-  }
+  for (uint64_t page = 0; page < kMemPages; ++page) data_pages += holes.InHole(page * kPageSize) ? 0 : 1;
   // Filesystems report data in blocks of their own; never fewer pages than were written, never most of the file.
   EXPECT_GE(data_pages, 4u);
   EXPECT_LT(data_pages, kMemPages / 2);
-  const GuestRam::Extent first = ram->NextData(0, 0);
-  EXPECT_LE(first.begin, 3 * kPageSize);
-  EXPECT_GT(first.end, 3 * kPageSize);
-  EXPECT_EQ(ram->NextData(1, kPageSize).begin, kPageSize) << "a copied block is all data";
-  EXPECT_EQ(ram->NextData(1, kPageSize).end, kRomPages * kPageSize);
+  EXPECT_FALSE(holes.InHole(3 * kPageSize));
+  for (uint64_t page = 100; page < 103; ++page) EXPECT_FALSE(holes.InHole(page * kPageSize)) << page;
+  EXPECT_FALSE(ram->Holes(1).InHole(kPageSize)) << "a copied block is all data";
 }
 
 TEST_F(GuestRamTest, RefusesAFileThatIsMissingTooSmallOrForAnUnknownBlock) {

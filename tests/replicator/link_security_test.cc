@@ -277,6 +277,44 @@ TEST(LinkVersionTest, UnauthenticatedPrimaryIsRefusedAsAnOlderVersion) {
   EXPECT_EQ(receiver.stats().last_refusal, DecodeError::kUnknownVersion);
 }
 
+// Version 5 (page hashes) kept the handshake: a version 4 primary's opening HELLO is answered in version 4, one of
+// a version this build does not know is refused with the versions it speaks.
+TEST(LinkVersionTest, Version4PrimaryIsAnsweredInVersion4AndAnUnknownVersionIsRefused) {
+  Harness h(IoEngine::kPoll);
+  EpochReceiver receiver(h.ReceiverOpts(), SystemClock());
+  ASSERT_TRUE(receiver.Start().ok());
+  auto first_answer = [&](uint32_t version) {
+    uint8_t opening[kOpeningHelloSize] = {};
+    StoreLe32(opening, version);
+    StoreLe32(opening + 4, uint32_t(PeerRole::kPrimary));
+    StoreLe32(opening + 8, uint32_t(h.encryption));
+    memset(opening + 16, 0x5a, kLinkNonceSize);
+    std::vector<uint8_t> record;
+    AppendRecord(RecordType::kHello, {opening, sizeof(opening)}, &record);
+    auto fd = ConnectStream("127.0.0.1:" + std::to_string(receiver.port()), 2000);
+    EXPECT_TRUE(fd.ok());
+    EXPECT_EQ(::send(fd->get(), record.data(), record.size(), MSG_NOSIGNAL), ssize_t(record.size()));
+    ::shutdown(fd->get(), SHUT_WR);
+    auto answer = ReadPlainRecords(fd->get(), 3000);
+    EXPECT_FALSE(answer.empty());
+    return answer.empty() ? std::pair<uint32_t, std::vector<uint8_t>>() : answer[0];
+  };
+  const auto v4 = first_answer(4);
+  ASSERT_EQ(v4.first, uint32_t(RecordType::kAuth));
+  ASSERT_EQ(v4.second.size(), kAuthSize);
+  EXPECT_EQ(LoadLe32(v4.second.data()), 4u);
+  const auto v5 = first_answer(kProtocolVersion);
+  ASSERT_EQ(v5.first, uint32_t(RecordType::kAuth));
+  EXPECT_EQ(LoadLe32(v5.second.data()), kProtocolVersion);
+  const auto v6 = first_answer(kProtocolVersion + 1);
+  ASSERT_EQ(v6.first, uint32_t(RecordType::kAck));
+  AckMessage ack;
+  ASSERT_TRUE(ParseAck(v6.second, &ack).ok());
+  EXPECT_EQ(ack.status, AckStatus::kUnsupported);
+  EXPECT_NE(ack.reason.find("versions 4 to 5"), std::string::npos) << ack.reason;
+  receiver.Stop();
+}
+
 TEST(LinkKeyTest, KeysShorterThanSixteenBytesNeverStart) {
   Harness h(IoEngine::kPoll);
   ReceiverOptions ro = h.ReceiverOpts();

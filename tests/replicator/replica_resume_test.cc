@@ -200,7 +200,7 @@ TEST(ReplicaResumeTest, UnknownEpochFlagsAndInconsistentSettlesAfterAreRefused) 
   SerializeEpochBegin({5, 1, true, 0, true}, payload);
   ASSERT_TRUE(ParseEpochBegin(payload, &parsed).ok());
   EXPECT_TRUE(parsed.live);
-  StoreLe32(payload + 16, kEpochFull | kEpochLive | (1u << 2));  // a flag this version does not know
+  StoreLe32(payload + 16, kEpochFull | kEpochLive | (1u << 3));  // a flag this version does not know
   EXPECT_EQ(ParseEpochBegin(payload, &parsed).error(), DecodeError::kBadField);
 
   // EPOCH_END's settles_after must be set exactly for a live epoch (the record re-checksummed: only the field

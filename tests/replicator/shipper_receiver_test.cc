@@ -77,9 +77,9 @@ TEST_P(ShipperReceiverTest, StatsShowResyncProgressRawAndWireBytesAndAckLag) {
   ShipperStats s = shipper.stats();
   // The live full resync is read and sent, and waits for the epoch it settles at.
   EXPECT_TRUE(s.resync_active);
-  EXPECT_GT(s.resync_pages_total, 0u);
-  EXPECT_EQ(s.resync_pages_done, s.resync_pages_total);
-  EXPECT_GE(s.raw_bytes_sent, s.resync_pages_total * kPageSize);
+  EXPECT_GT(s.resync_total_bytes, 0u);
+  EXPECT_EQ(s.resync_sent_bytes, s.resync_total_bytes);
+  EXPECT_GE(s.raw_bytes_sent, s.resync_total_bytes);
   EXPECT_GT(s.bytes_sent, 0u);
   EXPECT_FALSE(receiver.stats().has_resume_point) << "not before it settles";
   const auto submitted = Clock_::now();  // just before: the lag counts from inside Submit

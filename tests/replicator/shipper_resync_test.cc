@@ -151,6 +151,44 @@ TEST_P(ShipperReceiverTest, ReplicaThatNoLongerMatchesIsResentWhole) {
   link.shipper.Stop();
 }
 
+// A restarted standby process (its replica files kept) meets a new primary (a new generation: no catch-up): it
+// sends its page hashes and gets none of the pages it already holds, then the epochs as usual.
+TEST_P(ShipperReceiverTest, RestartedStandbyKeepsItsReplicaAndIsSentOnlyWhatDiffers) {
+  Harness h(GetParam(), 1024);
+  {
+    EpochReceiver receiver(h.ReceiverOpts(), SystemClock());
+    ASSERT_TRUE(receiver.Start().ok());
+    EpochShipper shipper(h.ShipperOpts(receiver.port()), SystemClock());
+    ASSERT_TRUE(h.StartShipper(shipper).ok());
+    ASSERT_TRUE(WaitUntil([&] { return shipper.stats().standby_connected; })) << shipper.stats().last_error;
+    const ShipperStats first = shipper.stats();
+    EXPECT_EQ(first.hash_resyncs, 1u);  // a first sync is one too: against a fresh replica
+    // Every page of the truth differs from a fresh replica's zero pages: all of them shipped, and counted.
+    EXPECT_EQ(first.resync_total_bytes, (1024 + 4) * uint64_t{kPageSize});
+    EXPECT_EQ(first.resync_sent_bytes, first.resync_total_bytes);
+    ShipAndAwait(h, shipper, 1, 5);
+    shipper.Stop();
+    receiver.Stop();
+  }
+  h.ExpectReplicaMatches();
+  EpochReceiver receiver(h.ReceiverOpts(), SystemClock());
+  ASSERT_TRUE(receiver.Start().ok());
+  EpochShipper shipper(h.ShipperOpts(receiver.port()), SystemClock());
+  ASSERT_TRUE(h.StartShipper(shipper).ok());
+  ASSERT_TRUE(WaitUntil([&] { return shipper.stats().standby_connected; })) << shipper.stats().last_error;
+  ShipperStats s = shipper.stats();
+  EXPECT_EQ(s.resyncs, 1u);
+  EXPECT_EQ(s.hash_resyncs, 1u);
+  EXPECT_EQ(s.hash_resync_kept_bytes, (1024 + 4) * uint64_t{kPageSize});  // both blocks are replica files
+  EXPECT_EQ(s.resync_total_bytes, 0u);
+  EXPECT_EQ(s.resync_sent_bytes, 0u);
+  EXPECT_LT(s.bytes_sent, 64u << 10) << "the pages the standby holds were sent again";
+  ShipAndAwait(h, shipper, 1, 3);
+  shipper.Stop();
+  receiver.Stop();
+  h.ExpectReplicaMatches();
+}
+
 // Cut between epochs, when the standby has everything: protected again at once, nothing resent.
 TEST_P(ShipperReceiverTest, BrokenConnectionWithNothingMissedIsProtectedAgainWithoutResending) {
   Harness h(GetParam());

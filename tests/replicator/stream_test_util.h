@@ -197,7 +197,8 @@ inline void ParseReplies(const std::vector<uint8_t>& reply, FeedResult* result) 
       result->acks.push_back(a);
     } else if (rec.type == uint32_t(RecordType::kHello)) {
       HelloMessage h;
-      EXPECT_TRUE(ParseHello(rec.payload, &h).ok());
+      const DecodeStatus parsed = ParseHello(rec.payload, &h);
+      EXPECT_TRUE(parsed.ok()) << parsed.ToString();
       result->hellos.push_back(h);
     } else if (rec.type == uint32_t(RecordType::kDiskHashes)) {
       result->disk_hashes.assign(rec.payload.begin(), rec.payload.end());
