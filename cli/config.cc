@@ -184,6 +184,8 @@ const std::vector<KeySpec>& Keys() {
       {"disk", "format", String(&Config::disk_format)},
       {"disk", "max_epoch_mib", Integer(&Config::disk_max_epoch_mib, 64, 1 << 16, "MiB")},
       {"nic", "when_unprotected", OneOf(&Config::release_when_unprotected, ParseWhenUnprotected, "\"release\" or \"hold\"")},
+      {"libvirt", "uri", String(&Config::libvirt_uri)},
+      {"libvirt", "domain", String(&Config::libvirt_domain)},
       {"primary", "state_dir", String(&Config::primary_state_dir)},
       {"primary", "heartbeat", Strings(&Config::primary_heartbeat)},
       {"standby", "state_dir", String(&Config::standby_state_dir)},
@@ -318,6 +320,7 @@ Status Validate(const Config& c, const Positions& at) {
   }
   TANDEM_RETURN_IF_ERROR(ValidateNic(c, at));
   TANDEM_RETURN_IF_ERROR(ValidateDisk(c, at));
+  if (c.Libvirt() && c.libvirt_uri.empty()) return at.Refuse("libvirt.uri", "libvirt.uri is empty");
   if (c.primary_heartbeat.empty() || c.primary_heartbeat.size() != c.standby_heartbeat.size()) {
     return at.Refuse("standby.heartbeat",
                      "primary.heartbeat and standby.heartbeat must list the same number (>= 1) of link addresses");

@@ -88,6 +88,9 @@ roles::PrimaryOptions MakePrimaryOptions(const Config& config) {
   roles::PrimaryOptions options;
   FillRoleOptions(config, qemu::QemuRole::kPrimary, &options);
   options.epoch_ms = config.epoch_ms;
+  if (config.Libvirt()) {
+    options.libvirt = roles::LibvirtOptions{config.libvirt_uri, config.libvirt_domain, config.allow_unprotected_devices};
+  }
   replicator::ShipperOptions& ship = options.ship;
   ship.standby_address = config.standby_replication;
   ship.security = config.LinkSecurity();

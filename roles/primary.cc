@@ -7,10 +7,12 @@
 #include <atomic>
 #include <cinttypes>
 #include <cstdio>
+#include <optional>
 
 #include "common/log.h"
 #include "roles/disk.h"
 #include "roles/guard.h"
+#include "roles/libvirt_host.h"
 #include "roles/outputs.h"
 #include "roles/pause_stats.h"
 #include "roles/qemu_host.h"
@@ -300,8 +302,11 @@ int RunPrimary(const PrimaryOptions& options, Shutdown* shutdown, ServiceNotifie
     TLOG_ERROR("guard", "%s", st.ToString().c_str());
     return kExitFailed;
   }
-  QemuHost host;
-  PrimaryEnv env{clock, &host, &guard, shutdown, [&](uint64_t term, disk::BlockDevice* disk) {
+  QemuHost qemu_host;
+  std::optional<LibvirtHost> libvirt_host;
+  if (options.libvirt) libvirt_host.emplace(*options.libvirt);
+  VmHost* host = libvirt_host ? static_cast<VmHost*>(&*libvirt_host) : &qemu_host;
+  PrimaryEnv env{clock, host, &guard, shutdown, [&](uint64_t term, disk::BlockDevice* disk) {
                    replicator::ShipperOptions ship = options.ship;
                    ship.term = term;
                    ship.disk = disk;
