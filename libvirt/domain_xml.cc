@@ -196,8 +196,15 @@ Status RewriteMachine(xmlNode* domain, const qemu::VmConfig& vm, ProtectedDomain
   for (const char* name : {"memory", "currentMemory"}) xmlNewProp(Replace(domain, name, kib), X("unit"), X("KiB"));
   // Guest RAM is tandem's file (-machine memory-backend=mem): a <memoryBacking> of libvirt's would back nothing
   // the guest uses, or, with hugepages or preallocation, cost a second copy of guest RAM.
+  // <cpu> too: libvirt itself adds qemu64, QEMU's default, which is what the standby runs (not worth a note).
   for (const char* name : {"maxMemory", "memoryBacking", "numatune", "cpu", "vcpus"}) {
-    if (Child(domain, name) != nullptr) out->removed.push_back("<" + std::string(name) + ">");
+    xmlNode* n = Child(domain, name);
+    if (n == nullptr) continue;
+    xmlNode* model = std::string(name) == "cpu" ? Child(n, "model") : nullptr;
+    xmlChar* model_name = model != nullptr ? xmlNodeGetContent(model) : nullptr;
+    const bool libvirts_default = S(model_name) == "qemu64";
+    xmlFree(model_name);
+    if (!libvirts_default) out->removed.push_back("<" + std::string(name) + ">");
     RemoveAll(domain, name);
   }
   Replace(domain, "vcpu", std::to_string(vm.vcpus));

@@ -70,7 +70,7 @@ TEST(LibvirtDaemonTest, ProtectedDomainRunsOnTandemsRamFileAndDevicesAndItsStopI
   EXPECT_EQ(path->get<std::string>(), vm.ram_path);
   auto backend = qemu.Execute("qom-get", {{"path", "/machine"}, {"property", "memory-backend"}});
   ASSERT_TRUE(backend.ok()) << backend.status().ToString();
-  EXPECT_EQ(backend->get<std::string>(), "mem");
+  EXPECT_EQ(backend->get<std::string>(), "/objects/mem");
   // tandem's NIC at its fixed slot of the root bus, libvirt's devices elsewhere: no clash.
   auto pci = qemu.Execute("query-pci");
   ASSERT_TRUE(pci.ok()) << pci.status().ToString();

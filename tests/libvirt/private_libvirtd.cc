@@ -40,7 +40,8 @@ std::string PrivateLibvirtd::Start() {
     const std::string p = pair, src = d + "/" + p.substr(0, p.find(':')), dst = p.substr(p.find(':') + 1);
     script += "mkdir -p " + dst + "; mount --bind " + src + " " + dst + "; ";
   }
-  script += "exec /usr/sbin/libvirtd -f /etc/libvirt/libvirtd.conf >" + d + "/libvirtd.log 2>&1";
+  // Its own pid file: /run/libvirtd.pid belongs to the host's daemon (or another test's).
+  script += "exec /usr/sbin/libvirtd -f /etc/libvirt/libvirtd.conf -p " + d + "/libvirtd.pid >" + d + "/libvirtd.log 2>&1";
   pid_ = ::fork();
   if (pid_ < 0) return "fork failed";
   if (pid_ == 0) {
