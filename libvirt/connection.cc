@@ -60,7 +60,6 @@ struct Connection::Impl {
   virConnectPtr conn = nullptr;
   std::string uri;
   int callback_id = -1;
-  std::function<void(Lifecycle, int)> on_event;
 
   Result<Domain> Lookup(const std::string& name) {
     virDomainPtr d = virDomainLookupByName(conn, name.c_str());
@@ -68,11 +67,13 @@ struct Connection::Impl {
     return Domain(d);
   }
 
+  using Callback = std::function<void(Lifecycle, int)>;
   static int OnLifecycle(virConnectPtr, virDomainPtr, int event, int detail, void* opaque) {
-    auto* self = static_cast<Impl*>(opaque);
-    self->on_event(ToLifecycle(event), detail);
+    (*static_cast<Callback*>(opaque))(ToLifecycle(event), detail);
     return 0;
   }
+  // libvirt frees the callback once it is deregistered and not running: never while an event is delivered.
+  static void FreeCallback(void* opaque) { delete static_cast<Callback*>(opaque); }
 };
 
 Connection::Connection(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
@@ -132,10 +133,11 @@ Result<bool> Connection::Active(const std::string& domain) {
 Status Connection::WatchLifecycle(const std::string& domain, std::function<void(Lifecycle, int)> on_event) {
   if (impl_->callback_id >= 0) return Status::InvalidArgument("this connection already watches a domain");
   TANDEM_ASSIGN_OR_RETURN(Domain d, impl_->Lookup(domain));
-  impl_->on_event = std::move(on_event);
+  // Not freed here if registering fails: whether libvirt then calls the free function differs between versions.
+  auto* callback = new Impl::Callback(std::move(on_event));
   impl_->callback_id = virConnectDomainEventRegisterAny(impl_->conn, d.get(), VIR_DOMAIN_EVENT_ID_LIFECYCLE,
-                                                        VIR_DOMAIN_EVENT_CALLBACK(Impl::OnLifecycle), impl_.get(),
-                                                        nullptr);
+                                                        VIR_DOMAIN_EVENT_CALLBACK(Impl::OnLifecycle), callback,
+                                                        Impl::FreeCallback);
   if (impl_->callback_id < 0) return LastError("lifecycle events of domain '" + domain + "'");
   return Status::Ok();
 }

@@ -3,6 +3,7 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <memory>
 
 #include "common/log.h"
 #include "libvirt/connection.h"
@@ -21,11 +22,13 @@ class LibvirtVm final : public Vm {
   ~LibvirtVm() override { Destroy(); }
 
   Status WatchAndStart(const std::string& qmp_socket) {
-    TANDEM_RETURN_IF_ERROR(conn_->WatchLifecycle(domain_, [this](libvirt::Lifecycle event, int detail) {
+    // The event thread may deliver an event while this object is being destroyed: the callback owns what it uses.
+    TANDEM_RETURN_IF_ERROR(conn_->WatchLifecycle(domain_, [stopped = stopped_, domain = domain_](
+                                                              libvirt::Lifecycle event, int detail) {
       if (event == libvirt::Lifecycle::kStopped || event == libvirt::Lifecycle::kCrashed) {
-        stopped_ = true;
-        TLOG_WARN("libvirt", "domain %s %s (libvirt event detail %d)", domain_.c_str(),
-                  libvirt::LifecycleName(event), detail);
+        *stopped = true;
+        TLOG_WARN("libvirt", "domain %s %s (libvirt event detail %d)", domain.c_str(), libvirt::LifecycleName(event),
+                  detail);
       }
     }));
     TANDEM_RETURN_IF_ERROR(conn_->Start(domain_));
@@ -42,7 +45,7 @@ class LibvirtVm final : public Vm {
 
   pid_t pid() const override { return pid_; }
   bool Running() override {
-    if (stopped_) return false;
+    if (*stopped_) return false;
     auto active = conn_->Active(domain_);
     return active.ok() && active.value();
   }
@@ -71,7 +74,8 @@ class LibvirtVm final : public Vm {
   std::unique_ptr<libvirt::Connection> conn_;
   const std::string domain_;
   std::unique_ptr<qemu::QmpClient> qmp_;
-  std::atomic<bool> stopped_{false};
+  // Set by libvirt's STOPPED/CRASHED event (an operator's virsh destroy, a QEMU crash).
+  const std::shared_ptr<std::atomic<bool>> stopped_ = std::make_shared<std::atomic<bool>>(false);
   pid_t pid_ = -1;
 };
 
