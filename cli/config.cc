@@ -187,6 +187,7 @@ const std::vector<KeySpec>& Keys() {
       {"libvirt", "uri", String(&Config::libvirt_uri)},
       {"libvirt", "domain", String(&Config::libvirt_domain)},
       {"primary", "state_dir", String(&Config::primary_state_dir)},
+      {"primary", "replication", String(&Config::primary_replication)},
       {"primary", "heartbeat", Strings(&Config::primary_heartbeat)},
       {"standby", "state_dir", String(&Config::standby_state_dir)},
       {"standby", "replication", String(&Config::standby_replication)},
@@ -324,6 +325,21 @@ Status Validate(const Config& c, const Positions& at) {
   if (c.primary_heartbeat.empty() || c.primary_heartbeat.size() != c.standby_heartbeat.size()) {
     return at.Refuse("standby.heartbeat",
                      "primary.heartbeat and standby.heartbeat must list the same number (>= 1) of link addresses");
+  }
+  if (c.Reprotects()) {
+    // The roles swap hosts with every failover, so the witness must say which host lost its term, and the two
+    // hosts need their own state.
+    if (!c.HasWitness()) {
+      return at.Refuse("primary.replication", "primary.replication (automatic re-protection) needs a [witness]: "
+                                              "only the witness can tell a returning host that it lost its term");
+    }
+    if (c.primary_replication == c.standby_replication) {
+      return at.Refuse("primary.replication", "primary.replication must differ from standby.replication");
+    }
+    if (c.disk) {
+      return at.Refuse("primary.replication", "primary.replication (automatic re-protection) is not supported with "
+                                              "a [disk] yet: re-protect such a VM by hand (README, \"Re-protection\")");
+    }
   }
   if (c.psk.empty()) return at.Refuse("heartbeat.psk", "heartbeat.psk or heartbeat.psk_file is required");
   if (Status st = CheckKeyLength(c.psk, "the heartbeat key (heartbeat.psk or heartbeat.psk_file)"); !st.ok()) {

@@ -75,6 +75,9 @@ struct Config {
   // [primary]
   std::string primary_state_dir = "/run/tandem/primary";
   std::vector<std::string> primary_heartbeat;
+  // Where this host listens for epochs once it is the standby (after a failover): "" = no automatic
+  // re-protection, in either direction.
+  std::string primary_replication;
   // [standby]
   std::string standby_state_dir = "/run/tandem/standby";
   std::string standby_replication = "127.0.0.1:7400";
@@ -117,6 +120,7 @@ struct Config {
   uint64_t debug_corrupt_epoch = 0;   // primary flips one bit of this epoch's first page after checksumming
 
   bool HasWitness() const { return !witness_address.empty(); }
+  bool Reprotects() const { return !primary_replication.empty(); }
   // The files of this VM in memory_dir all start with "<vm>." (what `tandem status` lists).
   std::string MemoryFilePrefix() const { return vm_name + "."; }
   std::string PrimaryRamPath() const { return memory_dir + "/" + MemoryFilePrefix() + "primary.ram"; }

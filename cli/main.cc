@@ -18,6 +18,7 @@
 #include "libvirt/connection.h"
 #include "libvirt/domain_xml.h"
 #include "qemu-integration/qemu_process.h"
+#include "roles/control.h"
 #include "roles/primary.h"
 #include "roles/qemu_host.h"
 #include "roles/standby.h"
@@ -114,6 +115,28 @@ int ShowStatus(const Config& config, bool json) {
 }
 
 // Exit codes: 0 done (and --help), 1 the command failed (a bad configuration included), 2 a bad command line.
+// Asks the primary role running on this host (either host's state_dir: after a failover the VM runs under the
+// other section's) to hand the VM to its standby at the next checkpoint; waits for its answer.
+int Switchover(const Config& config) {
+  std::string last_error;
+  for (const std::string* dir : {&config.primary_state_dir, &config.standby_state_dir}) {
+    auto answer = roles::AskRole(roles::ControlSocketIn(*dir), "switchover", 120000);
+    if (!answer.ok() && answer.status().code() == Status::Code::kNotFound) {
+      last_error = answer.status().message();
+      continue;
+    }
+    if (!answer.ok()) {
+      fprintf(stderr, "tandem: switchover: %s\n", answer.status().ToString().c_str());
+      return 1;
+    }
+    printf("%s\n", answer->c_str());
+    return answer->rfind("ok:", 0) == 0 ? 0 : 1;
+  }
+  fprintf(stderr, "tandem: switchover: VM %s does not run on this host (%s)\n", config.vm_name.c_str(),
+          last_error.c_str());
+  return 1;
+}
+
 int Main(int argc, char** argv) {
   CLI::App app("tandem: fault tolerance for a QEMU/KVM VM on two hosts (README.md)", "tandem");
   app.require_subcommand(1);
@@ -138,6 +161,8 @@ int Main(int argc, char** argv) {
   command("libvirt-xml", "print the protected XML of the [libvirt] domain (tandem defines it at every primary start)")
       ->add_flag("--apply", apply, "define it in libvirt now instead of printing it");
   command("status", "show the state of the roles on this host")->add_flag("--json", json, "machine-readable output");
+  command("switchover", "move the VM to the standby with no loss (run on the host that runs the VM): at the next "
+                        "checkpoint the VM stays paused, and once the standby holds that epoch it resumes it there");
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -165,6 +190,7 @@ int Main(int argc, char** argv) {
   if (name == "witness") return RunWitness(*config, &notifier);
   if (name == "qemu-args") return QemuArgs(*config, role);
   if (name == "libvirt-xml") return LibvirtXml(*config, apply);
+  if (name == "switchover") return Switchover(*config);
   return ShowStatus(*config, json);
 }
 

@@ -6,11 +6,47 @@
 namespace tandem::cli {
 namespace {
 
-void FillRoleOptions(const Config& config, qemu::QemuRole role, roles::RoleOptions* options) {
-  const bool primary = role == qemu::QemuRole::kPrimary;
+// The two hosts are named after the section that describes them: [primary] is the host that runs the VM first.
+// With re-protection each may later play the other role; its state, files, addresses and node name stay its own.
+enum class Host { kFirst, kSecond };
+
+const std::string& StateDir(const Config& config, Host host) {
+  return host == Host::kFirst ? config.primary_state_dir : config.standby_state_dir;
+}
+
+// Both roles run the same QEMU options on a host (qemu::BuildQemuArgs adds the standby's -incoming).
+qemu::VmConfig MakeVmConfigFor(const Config& config, Host host) {
+  const std::string& state_dir = StateDir(config, host);
+  qemu::VmConfig vm;
+  vm.name = config.vm_name;
+  vm.memory_mb = config.memory_mb;
+  vm.vcpus = config.vcpus;
+  vm.accel = config.accel;
+  vm.machine = config.machine;
+  vm.kernel = config.kernel;
+  vm.initrd = config.initrd;
+  vm.append = config.append;
+  // Each host's guest memory file: the primary's RAM, or the standby's replica (which its QEMU maps and runs on
+  // after a failover).
+  vm.ram_path = host == Host::kFirst ? config.PrimaryRamPath() : config.ReplicaPath();
+  vm.qmp_socket = state_dir + "/qmp.sock";
+  vm.serial_log = state_dir + "/serial.log";  // written by tandem's console output commit, not by QEMU
+  // COM1 (and the NIC) through tandem's output commit. LoadConfig checked these options for both state dirs.
+  vm.output_args = output_commit::QemuConsoleArgs(state_dir).value();
+  if (config.nic) {
+    const std::vector<std::string> nic = output_commit::QemuNicArgs({config.nic_mac, config.nic_model}, state_dir).value();
+    vm.output_args.insert(vm.output_args.end(), nic.begin(), nic.end());
+  }
+  vm.extra_args = config.qemu_extra;
+  if (config.disk) vm.disk_socket = roles::DiskSocketIn(state_dir);
+  return vm;
+}
+
+void FillRoleOptions(const Config& config, Host host, roles::RoleOptions* options) {
+  const bool primary = host == Host::kFirst;
   options->vm_name = config.vm_name;
-  options->state_dir = primary ? config.primary_state_dir : config.standby_state_dir;
-  options->vm = MakeVmConfig(config, role);
+  options->state_dir = StateDir(config, host);
+  options->vm = MakeVmConfigFor(config, host);
   options->reset_guest_on_crash = config.reset_guest_on_crash;
   options->unprotected_devices = config.unprotected_devices;
   options->outputs.console_log = options->vm.serial_log;
@@ -40,9 +76,6 @@ void FillRoleOptions(const Config& config, qemu::QemuRole role, roles::RoleOptio
   hb.interval_ms = config.heartbeat_interval_ms;
   hb.timeout_ms = config.heartbeat_timeout_ms;
   hb.psk = config.psk;
-  // The standby promises in every heartbeat not to seek promotion before promise_ms after hearing the
-  // primary: that promise is what lets a primary cut off from the witness keep running (heartbeat/arbiter.h).
-  if (!primary) hb.promise_ms = config.promise_ms;
 
   options->arbiter = heartbeat::MakeArbiterOptions(config.HasWitness(), config.two_host_policy, config.lease_ms,
                                                    config.promise_ms, config.heartbeat_interval_ms);
@@ -59,40 +92,14 @@ void FillRoleOptions(const Config& config, qemu::QemuRole role, roles::RoleOptio
 }  // namespace
 
 qemu::VmConfig MakeVmConfig(const Config& config, qemu::QemuRole role) {
-  const bool primary = role == qemu::QemuRole::kPrimary;
-  const std::string& state_dir = primary ? config.primary_state_dir : config.standby_state_dir;
-  qemu::VmConfig vm;
-  vm.name = config.vm_name;
-  vm.memory_mb = config.memory_mb;
-  vm.vcpus = config.vcpus;
-  vm.accel = config.accel;
-  vm.machine = config.machine;
-  vm.kernel = config.kernel;
-  vm.initrd = config.initrd;
-  vm.append = config.append;
-  vm.ram_path = primary ? config.PrimaryRamPath() : config.ReplicaPath();
-  vm.qmp_socket = state_dir + "/qmp.sock";
-  vm.serial_log = state_dir + "/serial.log";  // written by tandem's console output commit, not by QEMU
-  // COM1 (and the NIC) through tandem's output commit. LoadConfig checked these options for both state dirs.
-  vm.output_args = output_commit::QemuConsoleArgs(state_dir).value();
-  if (config.nic) {
-    const std::vector<std::string> nic = output_commit::QemuNicArgs({config.nic_mac, config.nic_model}, state_dir).value();
-    vm.output_args.insert(vm.output_args.end(), nic.begin(), nic.end());
-  }
-  vm.extra_args = config.qemu_extra;
-  if (config.disk) vm.disk_socket = roles::DiskSocketIn(state_dir);
-  return vm;
+  return MakeVmConfigFor(config, role == qemu::QemuRole::kPrimary ? Host::kFirst : Host::kSecond);
 }
 
-roles::PrimaryOptions MakePrimaryOptions(const Config& config) {
-  roles::PrimaryOptions options;
-  FillRoleOptions(config, qemu::QemuRole::kPrimary, &options);
-  options.epoch_ms = config.epoch_ms;
-  if (config.Libvirt()) {
-    options.libvirt = roles::LibvirtOptions{config.libvirt_uri, config.libvirt_domain, config.allow_unprotected_devices};
-  }
-  replicator::ShipperOptions& ship = options.ship;
-  ship.standby_address = config.standby_replication;
+namespace {
+
+replicator::ShipperOptions MakeShipperOptions(const Config& config, const std::string& standby_address) {
+  replicator::ShipperOptions ship;
+  ship.standby_address = standby_address;
   ship.security = config.LinkSecurity();
   ship.max_in_flight = config.max_in_flight;
   ship.io_timeout_ms = config.io_timeout_ms;
@@ -105,16 +112,21 @@ roles::PrimaryOptions MakePrimaryOptions(const Config& config) {
   ship.adaptive_compression = config.compression_auto;
   ship.debug_die_mid_epoch = config.debug_die_mid_epoch;
   ship.debug_corrupt_epoch = config.debug_corrupt_epoch;
-  return options;
+  return ship;
 }
 
-roles::StandbyOptions MakeStandbyOptions(const Config& config) {
+roles::StandbyOptions MakeStandbyOptionsFor(const Config& config, Host host) {
   roles::StandbyOptions options;
-  FillRoleOptions(config, qemu::QemuRole::kStandby, &options);
-  options.replica_path = config.ReplicaPath();
+  FillRoleOptions(config, host, &options);
+  options.replica_path = options.vm.ram_path;
   options.replica_bytes = config.memory_mb << 20;
+  // The standby promises in every heartbeat not to seek promotion before promise_ms after hearing the
+  // primary: that promise is what lets a primary cut off from the witness keep running (heartbeat/arbiter.h).
+  options.heartbeat.promise_ms = config.promise_ms;
+  const std::string& listen = host == Host::kFirst ? config.primary_replication : config.standby_replication;
+  const std::string& other = host == Host::kFirst ? config.standby_replication : config.primary_replication;
   replicator::ReceiverOptions& receive = options.receive;
-  receive.listen_address = config.standby_replication;
+  receive.listen_address = listen;
   receive.security = config.LinkSecurity();
   receive.file_backed_blocks = {{qemu::kMainRamBlock, options.replica_path}};
   receive.expected_vm_name = config.vm_name;
@@ -125,7 +137,26 @@ roles::StandbyOptions MakeStandbyOptions(const Config& config) {
                             ? "witness " + config.witness_address
                             : "NO witness: two-host policy " +
                                   std::string(heartbeat::TwoHostPolicyName(config.two_host_policy));
+  if (config.Reprotects()) options.reprotect = roles::ReprotectOptions{config.epoch_ms, MakeShipperOptions(config, other)};
   return options;
 }
+
+}  // namespace
+
+roles::PrimaryOptions MakePrimaryOptions(const Config& config) {
+  roles::PrimaryOptions options;
+  FillRoleOptions(config, Host::kFirst, &options);
+  options.epoch_ms = config.epoch_ms;
+  options.ship = MakeShipperOptions(config, config.standby_replication);
+  if (config.Libvirt()) {
+    options.libvirt = roles::LibvirtOptions{config.libvirt_uri, config.libvirt_domain, config.allow_unprotected_devices};
+  }
+  if (config.Reprotects()) {
+    options.rejoin_as_standby = std::make_shared<const roles::StandbyOptions>(MakeStandbyOptionsFor(config, Host::kFirst));
+  }
+  return options;
+}
+
+roles::StandbyOptions MakeStandbyOptions(const Config& config) { return MakeStandbyOptionsFor(config, Host::kSecond); }
 
 }  // namespace tandem::cli

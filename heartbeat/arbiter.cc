@@ -76,7 +76,13 @@ void PrimaryArbiter::OnLeaseReply(const LeaseReply& r) {
     if (r.op == LeaseOp::kRenew && r.granted && r.request_term == 0 && r.term > 0) {
       term_ = r.term;
     } else {
-      if (!r.granted) last_deny_ = r.reason;
+      if (!r.granted) {
+        last_deny_ = r.reason;
+        if (r.reason == WitnessReason::kHolderLeaseValid && r.term > 0) {
+          refused_for_holder_ = std::string(r.holder.view());
+          refused_for_term_ = r.term;
+        }
+      }
       return;
     }
   }

@@ -17,6 +17,7 @@
 
 #include <cstdint>
 #include <optional>
+#include <string>
 #include <string_view>
 
 #include "common/status.h"
@@ -107,6 +108,11 @@ class PrimaryArbiter {
   int64_t lease_valid_until_ns() const { return lease_until_; }
   int64_t support_valid_until_ns() const { return support_until_; }
   WitnessReason last_deny() const { return last_deny_; }
+  // While acquiring: the node the witness said holds the VM under a valid lease when it refused our registration,
+  // and that term ("" / 0: none said so). A restarted primary whose VM now runs on the other host learns here that
+  // it lost its term, and may rejoin as that host's standby (roles/primary.h).
+  const std::string& refused_for_holder() const { return refused_for_holder_; }
+  uint64_t refused_for_term() const { return refused_for_term_; }
 
  private:
   void Supersede(uint64_t term, const char* source);
@@ -118,6 +124,8 @@ class PrimaryArbiter {
   int64_t lease_until_ = 0;    // margin already subtracted
   int64_t support_until_ = 0;  // margin already subtracted
   WitnessReason last_deny_ = WitnessReason::kNone;
+  std::string refused_for_holder_;
+  uint64_t refused_for_term_ = 0;
   PrimaryAction last_action_ = PrimaryAction::kAcquire;
   bool ticked_ = false;
 };

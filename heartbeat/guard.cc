@@ -170,6 +170,8 @@ GuardStatus PrimaryGuard::status() const {
   st.witness_configured = s.authority != nullptr;
   if (s.authority) st.witness_reachable = s.authority->status().reachable;
   if (s.arbiter.last_deny() != WitnessReason::kNone) st.last_deny = WitnessReasonName(s.arbiter.last_deny());
+  st.held_by = s.arbiter.refused_for_holder();
+  st.held_term = s.arbiter.refused_for_term();
   return st;
 }
 

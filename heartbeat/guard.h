@@ -36,6 +36,10 @@ struct GuardStatus {
   bool witness_configured = false;
   bool witness_reachable = false;
   std::string last_deny;       // WitnessReasonName of the last DENY ("" = none)
+  // Primary, acquiring: the witness refused our registration because this node holds the VM at this term under a
+  // valid lease (PrimaryArbiter::refused_for_holder); "" / 0 otherwise.
+  std::string held_by;
+  uint64_t held_term = 0;
 };
 
 class PrimaryGuard {

@@ -24,7 +24,9 @@ nlohmann::json GuardStatusJson(const heartbeat::GuardStatus& s) {
           {"standby_support_ms", s.support_valid_ms},
           {"witness", {{"configured", s.witness_configured},
                        {"reachable", s.witness_reachable},
-                       {"last_deny", s.last_deny}}}};
+                       {"last_deny", s.last_deny},
+                       {"held_by", s.held_by},
+                       {"held_term", s.held_term}}}};
 }
 
 VmGuard::VmGuard(const heartbeat::ArbiterOptions& options, int interval_ms,

@@ -46,6 +46,7 @@ class VmGuard final : public RunGuard {
   void SetLastEpoch(uint64_t epoch) override { guard_.SetLastEpoch(epoch); }
   nlohmann::json StatusJson() const override { return GuardStatusJson(guard_.status()); }
   heartbeat::PeerStatus peer() const override { return heartbeats_->peer(); }
+  heartbeat::GuardStatus status() const { return guard_.status(); }
 
  private:
   void Act(const heartbeat::PrimaryDecision& decision);  // on the guard thread

@@ -2,6 +2,7 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
@@ -64,10 +65,23 @@ struct RoleOptions {
   std::optional<heartbeat::WitnessClientOptions> witness;  // none: two-host mode
 };
 
+// Automatic re-protection (README, "Re-protection"): after a failover the VM's new host checkpoints the VM it
+// resumed and ships it to the other host, whose tandem rejoins as the standby when it comes back.
+struct ReprotectOptions {
+  int epoch_ms = 50;
+  replicator::ShipperOptions ship;  // to the other host's replication address; term filled in at promotion
+};
+
+struct StandbyOptions;
+
 struct PrimaryOptions : RoleOptions {
   int epoch_ms = 50;
   std::optional<LibvirtOptions> libvirt;  // none: tandem spawns QEMU
   replicator::ShipperOptions ship;  // term is filled in once the guard grants one
+  // This host as the standby: when the witness says the other host holds the VM (this host lost its term while
+  // it was away), the role runs as that host's standby instead of waiting for a right to run it. Null: no
+  // re-protection configured.
+  std::shared_ptr<const StandbyOptions> rejoin_as_standby;
 };
 
 struct StandbyOptions : RoleOptions {
@@ -75,6 +89,7 @@ struct StandbyOptions : RoleOptions {
   uint64_t replica_bytes = 0;
   replicator::ReceiverOptions receive;
   std::string arbitration;  // for the log: "witness ip:port" or "NO witness: two-host policy ..."
+  std::optional<ReprotectOptions> reprotect;  // once promoted; none: the VM runs unprotected after a failover
 };
 
 }  // namespace tandem::roles

@@ -122,6 +122,8 @@ void GuestOutputs::DropUnreleased() {
 
 void GuestOutputs::PassThrough() {
   std::lock_guard<std::mutex> lock(mu_);
+  // Unprotected from here: a standby that later holds a copy (re-protection) turns holding back on.
+  unprotected_ = true;
   SetPassThroughLocked(true);
 }
 

@@ -61,7 +61,8 @@ class GuestOutputs {
   void StopFollowing();
   // Superseded: forgets everything held; final (later releases and pass-through are ignored).
   void DropUnreleased();
-  // A host no older copy can overtake (the promoted standby): everything leaves at once from now on.
+  // A host no older copy can overtake (the promoted standby): everything leaves at once from now on, until a
+  // followed shipper reports a standby holding a copy (re-protection), from which on output is held again.
   void PassThrough();
   nlohmann::json StatusJson() const;
 

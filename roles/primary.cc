@@ -5,11 +5,15 @@
 
 #include <algorithm>
 #include <atomic>
+#include <chrono>
+#include <condition_variable>
 #include <cinttypes>
 #include <cstdio>
+#include <mutex>
 #include <optional>
 
 #include "common/log.h"
+#include "roles/control.h"
 #include "roles/disk.h"
 #include "roles/guard.h"
 #include "roles/libvirt_host.h"
@@ -18,6 +22,7 @@
 #include "roles/qemu_host.h"
 #include "roles/service_status.h"
 #include "roles/status_file.h"
+#include "roles/standby.h"
 #include "roles/vm_monitor.h"
 
 namespace tandem::roles {
@@ -26,11 +31,15 @@ namespace {
 // One run of the role. Everything it starts is a member, so every way out tears down the same way (~PrimaryRun).
 class PrimaryRun {
  public:
-  PrimaryRun(const PrimaryOptions& options, const PrimaryEnv& env)
-      : o_(options), env_(env), service_(env.notifier, env.clock, options.vm_name) {}
+  // `running`: the VM this host already runs (re-protection), or empty to start QEMU.
+  PrimaryRun(const PrimaryOptions& options, const PrimaryEnv& env, RunningVm running = {})
+      : o_(options), env_(env), service_(env.notifier, env.clock, options.vm_name), vm_(running.vm),
+        outputs_(running.outputs), adopted_(running.vm != nullptr) {}
   ~PrimaryRun() {
     env_.guard->AttachVm(nullptr);  // the guard thread must not reach for a QEMU that is going
-    if (vm_) vm_->Kill(SIGKILL);
+    if (outputs_) outputs_->StopFollowing();  // it reads the shipper, which goes first
+    if (owned_vm_) owned_vm_->Kill(SIGKILL);
+    if (adopted_ && colo_started_ && failed_ && vm_->Running()) LeaveColo();
   }
   int Run();
 
@@ -52,15 +61,45 @@ class PrimaryRun {
   std::unique_ptr<CheckpointSource> checkpoints_;
   std::unique_ptr<PrimaryDisk> disk_;  // before vm_: QEMU is killed first, then held writes are failed
   std::atomic<Vm*> vm_for_disk_{nullptr};  // for the disk's early checkpoint request (NBD thread)
-  std::unique_ptr<Vm> vm_;
+  std::unique_ptr<Vm> owned_vm_;
+  Vm* vm_ = nullptr;  // owned_vm_, or the VM this host already ran
   std::optional<Shutdown::Hook> stop_vm_on_shutdown_;
   std::unique_ptr<VmMonitor> monitor_;
   std::unique_ptr<EpochShipping> shipper_;
-  std::unique_ptr<GuestOutputs> outputs_;  // after shipper_: its follower reads the shipper's stats
+  std::unique_ptr<GuestOutputs> owned_outputs_;
+  GuestOutputs* outputs_ = nullptr;  // owned_outputs_, or the running VM's; stops following before shipper_ goes
+  const bool adopted_;
+  bool colo_started_ = false;
+  bool failed_ = false;
+
+  // `tandem switchover` (control.h): asked on the control thread, carried out by the checkpoint loop at the
+  // next checkpoint, while the VM is paused for it.
+  std::string OnControlRequest(const std::string& request);
+  bool SwitchoverRequested();
+  void AnswerSwitchover(const std::string& answer);
+  // At checkpoint `number` (submitted, VM paused): hands over once the standby acknowledged it (kExitSwitchedOver),
+  // or refuses and returns -1 (the VM resumes here).
+  int TrySwitchover(uint64_t number);
+  std::mutex switchover_mu_;
+  std::condition_variable switchover_cv_;
+  bool switchover_requested_ = false;
+  std::optional<std::string> switchover_answer_;
+  std::unique_ptr<ControlServer> control_;  // last: stops (and answers nobody) before the rest goes
+
+  // A VM this role did not start outlives it: when its checkpoint stream ended early, QEMU's COLO is told the
+  // replication is gone so that the VM goes on unprotected instead of waiting in a checkpoint for ever.
+  void LeaveColo();
 };
 
+void PrimaryRun::LeaveColo() {
+  auto left = vm_->Execute("x-colo-lost-heartbeat", nlohmann::json::object(), 2000);
+  TLOG_WARN("main", "re-protection of VM %s ended: COLO left (%s), the VM runs UNPROTECTED", o_.vm_name.c_str(),
+            left.ok() ? "x-colo-lost-heartbeat ok" : left.status().ToString().c_str());
+}
+
 int PrimaryRun::Fail(const char* what, const Status& st) {
-  ReportFailure(o_.state_dir, "primary", what, st);
+  failed_ = true;
+  ReportFailure(o_.state_dir, adopted_ ? "re-protection" : "primary", what, st);
   return kExitFailed;
 }
 
@@ -78,6 +117,11 @@ int PrimaryRun::Run() {
   }
   if (Status st = Protect(); !st.ok()) return Fail(failed_step_, st);
   ReportState(0, /*fenced=*/false);
+  PublishStatus(0, 0);
+  auto control = ControlServer::Start(ControlSocketIn(o_.state_dir),
+                                      [this](const std::string& request) { return OnControlRequest(request); });
+  if (!control.ok()) return Fail("control socket", control.status());
+  control_ = std::move(control).value();
   service_.Ready();
   return CheckpointLoop();
 }
@@ -87,9 +131,12 @@ Status PrimaryRun::Protect() {
   failed_step_ = "COLO socket";
   TANDEM_ASSIGN_OR_RETURN(checkpoints_, env_.host->ListenForCheckpoints(colo_socket));
   // Output commit (output-commit/README.md): the console listens before QEMU connects to it at startup.
-  failed_step_ = "guest outputs";
-  TANDEM_ASSIGN_OR_RETURN(outputs_, OpenGuestOutputs(o_, env_.host, /*with_nic=*/true));
-  if (o_.disk) {
+  if (!adopted_) {
+    failed_step_ = "guest outputs";
+    TANDEM_ASSIGN_OR_RETURN(owned_outputs_, OpenGuestOutputs(o_, env_.host, /*with_nic=*/true));
+    outputs_ = owned_outputs_.get();
+  }
+  if (o_.disk && !adopted_) {  // LoadConfig refuses re-protection with a disk
     // Served before QEMU starts (its -blockdev connects at startup). A full open epoch asks QEMU for an early
     // checkpoint (QEMU 7.2 checkpoints at once when x-checkpoint-delay is set while in COLO) instead of letting
     // the guest's I/O wait for the next one.
@@ -103,18 +150,23 @@ Status PrimaryRun::Protect() {
     }));
     checkpoints_->OnCheckpointRequest([disk = disk_.get()] { disk->CheckpointRequested(); });
   }
-  failed_step_ = "primary QEMU";
-  TANDEM_ASSIGN_OR_RETURN(vm_, env_.host->Launch(o_.vm, qemu::QemuRole::kPrimary, o_.state_dir));
-  vm_for_disk_ = vm_.get();
-  // A blocked checkpoint read ends when QEMU does.
-  stop_vm_on_shutdown_.emplace(env_.shutdown, [vm = vm_.get()] { vm->Kill(SIGTERM); });
+  if (!adopted_) {
+    failed_step_ = "primary QEMU";
+    TANDEM_ASSIGN_OR_RETURN(owned_vm_, env_.host->Launch(o_.vm, qemu::QemuRole::kPrimary, o_.state_dir));
+    vm_ = owned_vm_.get();
+    vm_for_disk_ = vm_;
+    // A blocked checkpoint read ends when QEMU does.
+    stop_vm_on_shutdown_.emplace(env_.shutdown, [vm = vm_] { vm->Kill(SIGTERM); });
+  }
 
-  // Initial full copy: QEMU's precopy goes straight into the mirror that seeds every standby.
+  // Initial full copy: QEMU's precopy goes straight into the RAM that seeds every standby (a running VM's is
+  // live: it keeps running while QEMU copies it, and QEMU pauses it for the last pass).
   const int64_t precopy_start = env_.clock->NowNanos();
   failed_step_ = "start COLO";
   TANDEM_RETURN_IF_ERROR(vm_->StartColoMigration(colo_socket, o_.epoch_ms));
-  env_.guard->AttachVm(vm_.get());
-  monitor_ = std::make_unique<VmMonitor>(vm_.get(), o_.reset_guest_on_crash);
+  colo_started_ = true;
+  env_.guard->AttachVm(vm_);
+  monitor_ = std::make_unique<VmMonitor>(vm_, o_.reset_guest_on_crash);
   failed_step_ = "QEMU did not connect";
   TANDEM_RETURN_IF_ERROR(checkpoints_->Accept(10000));
   failed_step_ = "precopy";
@@ -192,6 +244,9 @@ int PrimaryRun::CheckpointLoop() {
       return kExitSuperseded;
     }
     if (env_.shutdown->Requested()) return kExitOk;
+    if (SwitchoverRequested()) {
+      if (const int handed_over = TrySwitchover(number); handed_over >= 0) return handed_over;
+    }
     if (Status resumed = checkpoints_->ResumeVm(); !resumed.ok()) return Fail("VMSTATE_LOADED", resumed);
     const int64_t pause_ns = clock->NowNanos() - timing.request_ns;
     guard.SetLastEpoch(number);
@@ -217,6 +272,66 @@ int PrimaryRun::CheckpointLoop() {
       window_start = now;
     }
   }
+}
+
+std::string PrimaryRun::OnControlRequest(const std::string& request) {
+  if (request != "switchover") return "error: unknown request '" + request + "' (known: switchover)";
+  std::unique_lock<std::mutex> lock(switchover_mu_);
+  if (switchover_requested_) return "refused: a switchover is already under way";
+  switchover_requested_ = true;
+  switchover_answer_.reset();
+  // Answered at the next checkpoint; bounded in case the checkpoint loop is stuck (then the watchdog acts).
+  const int wait_ms = 2 * o_.epoch_ms + 2 * std::max(2000, o_.ship.io_timeout_ms);
+  if (!switchover_cv_.wait_for(lock, std::chrono::milliseconds(wait_ms), [&] { return switchover_answer_.has_value(); })) {
+    switchover_requested_ = false;
+    return "refused: no checkpoint came within " + std::to_string(wait_ms) + " ms";
+  }
+  switchover_requested_ = false;
+  return *switchover_answer_;
+}
+
+bool PrimaryRun::SwitchoverRequested() {
+  std::lock_guard<std::mutex> lock(switchover_mu_);
+  return switchover_requested_ && !switchover_answer_;
+}
+
+void PrimaryRun::AnswerSwitchover(const std::string& answer) {
+  std::lock_guard<std::mutex> lock(switchover_mu_);
+  switchover_answer_ = answer;
+  switchover_cv_.notify_all();
+}
+
+int PrimaryRun::TrySwitchover(uint64_t number) {
+  // The VM is paused for checkpoint `number` and stays so: once the standby holds this epoch, nothing the VM did
+  // is missing there, and it never runs here again (QEMU is killed as the role ends, before its heartbeats stop,
+  // so the standby's promotion can never overlap a VM running here).
+  if (!shipper_->stats().standby_connected) {
+    AnswerSwitchover("refused: no standby holds a copy of VM " + o_.vm_name + ": it keeps running here");
+    return -1;
+  }
+  const int timeout_ms = std::max(2000, o_.ship.io_timeout_ms);
+  const int64_t deadline = env_.clock->NowNanos() + int64_t(timeout_ms) * 1'000'000;
+  while (shipper_->stats().last_acked < number) {
+    if (env_.clock->NowNanos() >= deadline || env_.shutdown->Requested() || env_.guard->superseded()) {
+      AnswerSwitchover("refused: the standby did not acknowledge epoch " + std::to_string(number) + " within " +
+                       std::to_string(timeout_ms) + " ms: VM " + o_.vm_name + " keeps running here");
+      return -1;
+    }
+    service_.Watchdog();
+    env_.clock->SleepNanos(1'000'000);
+  }
+  outputs_->OnShipperStats(shipper_->stats());  // release what epoch `number` wrote, before the VM goes
+  char answer[200];
+  snprintf(answer, sizeof(answer),
+           "ok: the standby holds epoch %" PRIu64 " of VM %s and resumes it from there; this host stops running it",
+           number, o_.vm_name.c_str());
+  TLOG_WARN("main", "switchover: %s", answer);
+  service_.Set(LogLevel::kWarn, "SWITCHED OVER: the standby runs the VM from the final epoch", "");
+  WriteStatusFile(o_.state_dir, {{"role", "primary"}, {"state", "switched over"}, {"vm", o_.vm_name},
+                                 {"final_epoch", number}, {"term", env_.guard->term()}})
+      .ok();
+  AnswerSwitchover(answer);
+  return kExitSwitchedOver;
 }
 
 void PrimaryRun::ReportState(uint64_t epoch, bool fenced) {
@@ -272,19 +387,64 @@ int RunPrimaryRole(const PrimaryOptions& options, const PrimaryEnv& env) {
   return run.Run();
 }
 
-int RunPrimary(const PrimaryOptions& options, Shutdown* shutdown, ServiceNotifier* notifier) {
-  SetLogTag("primary");
+int ReprotectRunningVm(const PrimaryOptions& options, const PrimaryEnv& env, RunningVm running) {
+  PrimaryRun run(options, env, running);
+  return run.Run();
+}
+
+namespace {
+
+// The guard's first word on a (re)started primary. A VM the witness says another host holds under a valid lease
+// is not this host's to run: with re-protection this host rejoins as that host's standby (`*rejoin`), else it
+// says so and fails. This host's own earlier process holding the lease (a fast restart) is refused too: waiting
+// for that lease to run out and registering would cold-boot the guest over the standby's copy, while the
+// standby takes over once it runs out; started again after that, this host rejoins.
+enum class FirstWord { kRun, kRejoin, kExit };
+
+FirstWord AwaitFirstWord(VmGuard& guard, const PrimaryOptions& options, Shutdown* shutdown, int* exit_code) {
+  for (int waited_ms = 0; waited_ms < 30000; waited_ms += 100) {
+    if (guard.WaitRunnable(100)) return FirstWord::kRun;
+    if (shutdown->Requested()) {
+      *exit_code = kExitOk;
+      return FirstWord::kExit;
+    }
+    if (guard.superseded()) return FirstWord::kRun;  // RunPrimaryRole reports it
+    const heartbeat::GuardStatus status = guard.status();
+    if (status.held_by.empty()) continue;
+    char why[256];
+    if (status.held_by == options.heartbeat.node_name) {
+      snprintf(why, sizeof(why),
+               "this host's previous tandem process still holds the lease of term %" PRIu64
+               ": not starting a second copy (the standby takes over when the lease runs out; start this role "
+               "again after that and it rejoins as the standby)",
+               status.held_term);
+    } else if (options.rejoin_as_standby) {
+      TLOG_WARN("main", "VM %s runs on %s at term %" PRIu64 ": this host lost its term while it was away and "
+                        "rejoins as the standby",
+                options.vm_name.c_str(), status.held_by.c_str(), status.held_term);
+      return FirstWord::kRejoin;
+    } else {
+      snprintf(why, sizeof(why),
+               "VM runs on %s at term %" PRIu64 ": this host lost its term (set primary.replication to have it "
+               "rejoin as the standby by itself)",
+               status.held_by.c_str(), status.held_term);
+    }
+    TLOG_ERROR("guard", "not running VM %s: %s", options.vm_name.c_str(), why);
+    WriteStatusFile(options.state_dir, {{"role", "primary"}, {"state", "failed"}, {"guard", guard.StatusJson()},
+                                        {"error", why}})
+        .ok();
+    *exit_code = kExitFailed;
+    return FirstWord::kExit;
+  }
+  return FirstWord::kRun;  // RunPrimaryRole waits once more and reports why not
+}
+
+int RunPrimaryHere(const PrimaryOptions& options, Shutdown* shutdown, ServiceNotifier* notifier, bool* rejoin) {
   Clock* clock = SystemClock();
   if (Status st = EnsurePrivateDir(options.state_dir); !st.ok()) {
     TLOG_ERROR("main", "state dir: %s", st.ToString().c_str());
     return kExitFailed;
   }
-  auto ram_file = CreateGuestMemoryFile(options.vm.ram_path, options.vm.memory_mb << 20);
-  if (!ram_file.ok()) {
-    ReportFailure(options.state_dir, "primary", "guest RAM file", ram_file.status());
-    return kExitFailed;
-  }
-
   heartbeat::HeartbeatService heartbeats(options.heartbeat, clock);
   heartbeats.OnPeerLost([] { TLOG_WARN("heartbeat", "standby lost on every link: the VM runs UNPROTECTED"); });
   if (Status st = heartbeats.Start(); !st.ok()) {
@@ -302,6 +462,18 @@ int RunPrimary(const PrimaryOptions& options, Shutdown* shutdown, ServiceNotifie
     TLOG_ERROR("guard", "%s", st.ToString().c_str());
     return kExitFailed;
   }
+  int exit_code = kExitOk;
+  switch (AwaitFirstWord(guard, options, shutdown, &exit_code)) {
+    case FirstWord::kRun: break;
+    case FirstWord::kRejoin: *rejoin = true; return kExitOk;
+    case FirstWord::kExit: return exit_code;
+  }
+  // Created only once this host may run the VM: a host that rejoins keeps its old RAM file for the standby.
+  auto ram_file = CreateGuestMemoryFile(options.vm.ram_path, options.vm.memory_mb << 20);
+  if (!ram_file.ok()) {
+    ReportFailure(options.state_dir, "primary", "guest RAM file", ram_file.status());
+    return kExitFailed;
+  }
   QemuHost qemu_host;
   std::optional<LibvirtHost> libvirt_host;
   if (options.libvirt) libvirt_host.emplace(*options.libvirt);
@@ -313,7 +485,25 @@ int RunPrimary(const PrimaryOptions& options, Shutdown* shutdown, ServiceNotifie
                    return std::unique_ptr<EpochShipping>(std::make_unique<Shipper>(ship, clock));
                  },
                  notifier};
-  return RunPrimaryRole(options, env);
+  const int code = RunPrimaryRole(options, env);
+  if ((code == kExitSuperseded || code == kExitSwitchedOver) && options.rejoin_as_standby) {
+    // The VM runs (or is about to run) on the other host and this copy was killed: this host becomes its
+    // standby, and its RAM file the replica the resync starts from.
+    ram_file->Keep();
+    *rejoin = true;
+  }
+  return code == kExitSwitchedOver ? kExitOk : code;
+}
+
+}  // namespace
+
+int RunPrimary(const PrimaryOptions& options, Shutdown* shutdown, ServiceNotifier* notifier) {
+  SetLogTag("primary");
+  bool rejoin = false;
+  // Everything of the primary (heartbeat sockets, witness client, guard) is gone before the standby starts.
+  const int code = RunPrimaryHere(options, shutdown, notifier, &rejoin);
+  if (!rejoin || shutdown->Requested()) return code;
+  return RunStandby(*options.rejoin_as_standby, shutdown, notifier);
 }
 
 }  // namespace tandem::roles

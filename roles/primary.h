@@ -21,6 +21,9 @@ namespace tandem::roles {
 constexpr int kExitOk = 0;          // shutdown requested (or the promoted VM ended)
 constexpr int kExitFailed = 1;      // status.json says "failed" and why
 constexpr int kExitSuperseded = 3;  // a newer term runs the VM elsewhere: this host's copy was killed
+// Not a process exit code: the role handed the VM to its standby (`tandem switchover`); the whole role then
+// rejoins as the standby (re-protection) or exits with kExitOk.
+constexpr int kExitSwitchedOver = 4;
 
 struct PrimaryEnv {
   Clock* clock = nullptr;
@@ -39,7 +42,19 @@ struct PrimaryEnv {
 // QEMU is killed and the shipper stopped.
 int RunPrimaryRole(const PrimaryOptions& options, const PrimaryEnv& env);
 
-// The whole role on this host: heartbeats, witness client, guard, QEMU, shipper.
+// A VM this host already runs (a promoted standby's) and its outputs (passing through since the failover).
+struct RunningVm {
+  Vm* vm = nullptr;
+  GuestOutputs* outputs = nullptr;
+};
+
+// Re-protection: the primary role over `running` instead of a QEMU it starts (the VM keeps running through the
+// precopy). Returns as RunPrimaryRole; the VM is not killed here: a superseded or shut down role's caller kills
+// it, and when the checkpoint stream failed COLO is left (x-colo-lost-heartbeat) so the VM goes on unprotected.
+int ReprotectRunningVm(const PrimaryOptions& options, const PrimaryEnv& env, RunningVm running);
+
+// The whole role on this host: heartbeats, witness client, guard, QEMU, shipper. With
+// options.rejoin_as_standby, a host whose VM the witness says runs on the other host runs RunStandby instead.
 int RunPrimary(const PrimaryOptions& options, Shutdown* shutdown, ServiceNotifier* notifier = NoServiceNotifier());
 
 }  // namespace tandem::roles

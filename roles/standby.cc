@@ -37,6 +37,8 @@ class StandbyRun {
     return kExitFailed;
   }
   int Failover();
+  // The promoted host as the primary of the VM it resumed (options.reprotect); returns as ReprotectRunningVm.
+  int Reprotect();
   nlohmann::json StatusJson(const char* state, const replicator::ReceiverStats& stats,
                             const heartbeat::PeerStatus& peer) const;
 
@@ -77,7 +79,10 @@ int StandbyRun::Run() {
     // A promotion wakes this at once; otherwise status is published five times a second.
     if (promotion.WaitPromoted(200)) return env_.shutdown->Requested() ? kExitOk : Failover();
     const replicator::ReceiverStats stats = env_.receiver->stats();
-    promotion.SetResumePoint(stats.epochs_applied > 0, stats.last_applied);
+    // Applied epochs are no resume point while a live resync settles (replicator/FORMAT.md, "live"): promoted
+    // then, there would be nothing consistent to resume.
+    const std::optional<replicator::ResumePoint> point = env_.receiver->resume_point();
+    promotion.SetResumePoint(point.has_value(), point ? point->epoch : 0);
     if (!vm_->Running()) {
       return Fail("standby QEMU", Status::Aborted("the warm standby QEMU exited: no failover possible"));
     }
@@ -87,6 +92,7 @@ int StandbyRun::Run() {
       reported_applied = stats.last_applied;
     }
     nlohmann::json status = StatusJson("standby", stats, promotion.peer());
+    status["resume_epoch"] = point ? nlohmann::json(point->epoch) : nlohmann::json(nullptr);
     status["guard"] = promotion.StatusJson();
     status["term"] = status["guard"]["term"];
     ReportStandbyState(stats, status["term"]);
@@ -152,7 +158,23 @@ int StandbyRun::Failover() {
   char progress[160];
   snprintf(progress, sizeof(progress), "term %" PRIu64 ", resumed from epoch %" PRIu64 " in %.1f ms", decision.term,
            point->epoch, resume_ms);
+  // Re-protection starts once the other host is back (its heartbeats): checkpoints before that would pause the
+  // VM for nobody, and a standby that connects right after the precopy settles on the first checkpoints.
+  bool reprotect_pending = o_.reprotect.has_value();
+  if (reprotect_pending) {
+    TLOG_WARN("main", "VM %s will be re-protected to %s once the other host's tandem is back",
+              o_.vm_name.c_str(), o_.reprotect->ship.standby_address.c_str());
+  }
   while (!env_.shutdown->Requested() && vm_->Running() && !guard_->superseded()) {
+    if (reprotect_pending && guard_->peer().alive) {
+      reprotect_pending = false;  // once per failover
+      const int code = Reprotect();
+      if (code == kExitSuperseded || code == kExitSwitchedOver || env_.shutdown->Requested()) return code;
+      // The re-protection failed (logged): the VM goes on unprotected, its output leaves at once.
+      guard_->AttachVm(vm_.get());
+      outputs_->PassThrough();
+      continue;
+    }
     service_.Watchdog();
     monitor.Poll();
     const nlohmann::json guard_status = guard_->StatusJson();
@@ -164,6 +186,7 @@ int StandbyRun::Failover() {
     status["resumed_epoch"] = point->epoch;
     status["resume_ms"] = resume_ms;
     status["outputs"] = outputs_->StatusJson();
+    status["reprotect"] = reprotect_pending ? "waiting for the other host" : o_.reprotect ? "ended" : "off";
     WriteStatusFile(o_.state_dir, status).ok();
     if (status["state"] == "active") {
       service_.Set(LogLevel::kWarn, "ACTIVE: VM running on this host after a failover, UNPROTECTED", progress);
@@ -176,6 +199,17 @@ int StandbyRun::Failover() {
     service_.Set(LogLevel::kError, "SUPERSEDED: a newer term runs the VM elsewhere, this copy is killed", progress);
   }
   return kExitOk;
+}
+
+int StandbyRun::Reprotect() {
+  PrimaryOptions primary;
+  static_cast<RoleOptions&>(primary) = o_;
+  primary.epoch_ms = o_.reprotect->epoch_ms;
+  primary.ship = o_.reprotect->ship;
+  TLOG_WARN("main", "re-protecting VM %s: the other host is back; checkpoints every %d ms, shipped to %s",
+            o_.vm_name.c_str(), primary.epoch_ms, primary.ship.standby_address.c_str());
+  const PrimaryEnv env{env_.clock, env_.host, guard_.get(), env_.shutdown, env_.make_reprotect_shipper, env_.notifier};
+  return ReprotectRunningVm(primary, env, {vm_.get(), outputs_.get()});
 }
 
 nlohmann::json StandbyRun::StatusJson(const char* state, const replicator::ReceiverStats& recv,
@@ -206,7 +240,24 @@ int RunStandbyRole(const StandbyOptions& options, const StandbyEnv& env) {
   return run.Run();
 }
 
+namespace {
+int RunStandbyOnce(const StandbyOptions& options, Shutdown* shutdown, ServiceNotifier* notifier);
+}
+
 int RunStandby(const StandbyOptions& options, Shutdown* shutdown, ServiceNotifier* notifier) {
+  for (;;) {
+    // Everything of one run (receiver, heartbeats, guard, QEMU) is gone before the next starts.
+    const int code = RunStandbyOnce(options, shutdown, notifier);
+    if (code != kExitSwitchedOver) return code;
+    if (shutdown->Requested()) return kExitOk;
+    // This host re-protected the VM after a failover and has now handed it back: it is the standby again.
+    TLOG_WARN("main", "VM %s switched over to the other host: this host is its standby again", options.vm_name.c_str());
+  }
+}
+
+namespace {
+
+int RunStandbyOnce(const StandbyOptions& options, Shutdown* shutdown, ServiceNotifier* notifier) {
   SetLogTag("standby");
   Clock* clock = SystemClock();
   auto fail = [&](const char* what, const Status& st) {
@@ -235,7 +286,18 @@ int RunStandby(const StandbyOptions& options, Shutdown* shutdown, ServiceNotifie
   if (!authority.ok()) return fail("witness", authority.status());
   if (Status st = arbitration.Start(std::move(authority).value()); !st.ok()) return fail("standby guard", st);
   QemuHost host;
-  return RunStandbyRole(options, {clock, &host, &receiver, &arbitration, shutdown, notifier});
+  StandbyEnv env{clock, &host, &receiver, &arbitration, shutdown, notifier, nullptr};
+  if (options.reprotect) {
+    env.make_reprotect_shipper = [&options, clock](uint64_t term, disk::BlockDevice* image) {
+      replicator::ShipperOptions ship = options.reprotect->ship;
+      ship.term = term;
+      ship.disk = image;
+      return std::unique_ptr<EpochShipping>(std::make_unique<Shipper>(ship, clock));
+    };
+  }
+  return RunStandbyRole(options, env);
 }
+
+}  // namespace
 
 }  // namespace tandem::roles

@@ -37,6 +37,20 @@ LeaseReply Deny(LeaseOp op, WitnessReason reason, uint64_t term, uint64_t reques
   return r;
 }
 
+TEST(PrimaryArbiterTest, RefusedRegistrationSaysWhichHostHoldsTheVmAndAtWhatTerm) {
+  PrimaryArbiter p(Witness());
+  EXPECT_EQ(p.refused_for_holder(), "");
+  // The witness's startup hold names nobody: no host is known to run the VM.
+  p.OnLeaseReply(Deny(LeaseOp::kRenew, WitnessReason::kStartupHold, 0, 0, ""));
+  EXPECT_EQ(p.refused_for_holder(), "");
+  p.OnLeaseReply(Deny(LeaseOp::kRenew, WitnessReason::kHolderLeaseValid, 7, 0, "host-b"));
+  EXPECT_EQ(p.refused_for_holder(), "host-b");
+  EXPECT_EQ(p.refused_for_term(), 7u);
+  // Only learnt, never acted on by the arbiter: still acquiring, not superseded (the role decides).
+  EXPECT_EQ(p.Tick(1000 * kMs).action, PrimaryAction::kAcquire);
+  EXPECT_EQ(p.superseding_term(), 0u);
+}
+
 TEST(PrimaryArbiterTest, AcquiresItsTermFromTheRegistrationGrantThenRuns) {
   PrimaryArbiter p(Witness());
   EXPECT_TRUE(p.should_renew());

@@ -244,6 +244,7 @@ struct ShipperLog {
   // What stats() reports: the test moves the standby's acks.
   uint64_t last_acked = 0;
   bool standby_connected = true;
+  bool ack_on_submit = false;  // the standby acknowledges every epoch at once
   void Ack(uint64_t epoch) {
     std::lock_guard<std::mutex> lock(mu);
     last_acked = epoch;
@@ -271,6 +272,7 @@ class FakeShipper final : public EpochShipping {
     std::lock_guard<std::mutex> lock(log_->mu);
     log_->submitted.push_back(epoch->number());
     log_->disk_writes.push_back(epoch->disk_writes());
+    if (log_->ack_on_submit) log_->last_acked = epoch->number();
   }
   replicator::ShipperStats stats() const override {
     std::lock_guard<std::mutex> lock(log_->mu);
@@ -346,13 +348,22 @@ class FakeGuard final : public RunGuard {
     return {{"state", superseded_ ? "superseded" : runnable_ ? "running" : "fenced"}, {"term", term_},
             {"reason", denied_ ? "no lease" : ""}};
   }
-  heartbeat::PeerStatus peer() const override { return {}; }
+  heartbeat::PeerStatus peer() const override {
+    std::lock_guard<std::mutex> lock(mu_);
+    heartbeat::PeerStatus peer;
+    peer.alive = peer_alive_;
+    return peer;
+  }
+  void SetPeerAlive(bool alive) {
+    std::lock_guard<std::mutex> lock(mu_);
+    peer_alive_ = alive;
+  }
 
  private:
   const uint64_t term_;
   mutable std::mutex mu_;
   std::condition_variable cv_;
-  bool runnable_ = true, superseded_ = false, denied_ = false, ever_attached_ = false;
+  bool runnable_ = true, superseded_ = false, denied_ = false, ever_attached_ = false, peer_alive_ = false;
   Vm* vm_ = nullptr;
   uint64_t last_epoch_ = 0;
 };

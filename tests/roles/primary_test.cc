@@ -1,11 +1,13 @@
 #include "roles/primary.h"
 
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <sstream>
 #include <thread>
 
+#include "roles/control.h"
 #include "roles/status_file.h"
 #include "tests/qemu/qemu_test_util.h"
 #include "tests/roles/fakes.h"
@@ -359,6 +361,80 @@ TEST_F(PrimaryRoleTest, FencedPrimaryFeedsTheWatchdogAndSaysItIsFenced) {
   EXPECT_FALSE(fenced.empty());
   ASSERT_FALSE(notifier_.statuses().empty());
   EXPECT_TRUE(StartsWith(notifier_.statuses().back(), "protected")) << "unfenced: back to protected at once";
+}
+
+// Checkpoints every 2 ms of real time, for up to 10 s: a client has time to ask between two.
+void PacedCheckpoints(testing::FakeQemu* qemu) {
+  qemu->checkpoints = 5000;
+  qemu->before_checkpoint = [](int) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+    return Status::Ok();
+  };
+}
+
+// `tandem switchover` on a thread: waits for the role's control socket, asks, returns the answer.
+std::thread AskForSwitchover(const std::string& state_dir, std::string* answer, Shutdown* shutdown_after = nullptr) {
+  return std::thread([state_dir, answer, shutdown_after] {
+    for (int i = 0; i < 500 && access(ControlSocketIn(state_dir).c_str(), F_OK) != 0; ++i) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    auto asked = AskRole(ControlSocketIn(state_dir), "switchover", 10000);
+    *answer = asked.ok() ? *asked : asked.status().ToString();
+    if (shutdown_after) shutdown_after->Request();
+  });
+}
+
+TEST_F(PrimaryRoleTest, SwitchoverHandsTheVmOverPausedAtACheckpointTheStandbyHolds) {
+  PacedCheckpoints(&host_.qemu);
+  shipped_.ack_on_submit = true;
+  std::string answer;
+  std::thread client = AskForSwitchover(dir_.path(), &answer);
+  EXPECT_EQ(Run(), kExitSwitchedOver);
+  client.join();
+  const nlohmann::json status = StatusFile();
+  ASSERT_EQ(status.value("state", ""), "switched over") << status.dump();
+  const int final_epoch = status.value("final_epoch", 0);
+  ASSERT_GE(final_epoch, 1);
+  EXPECT_EQ(answer.rfind("ok: the standby holds epoch " + std::to_string(final_epoch) + " of VM vm7", 0), 0u) << answer;
+  EXPECT_EQ(host_.qemu.resumed, final_epoch - 1) << "the VM must never run again after the final epoch";
+  EXPECT_TRUE(host_.qemu.Killed(SIGKILL));
+}
+
+TEST_F(PrimaryRoleTest, SwitchoverWithoutAStandbyIsRefusedAndTheVmKeepsRunning) {
+  PacedCheckpoints(&host_.qemu);
+  shipped_.standby_connected = false;
+  std::string answer;
+  std::thread client = AskForSwitchover(dir_.path(), &answer, &shutdown_);
+  EXPECT_EQ(Run(), kExitOk);
+  client.join();
+  EXPECT_EQ(answer.rfind("refused: no standby holds a copy of VM vm7", 0), 0u) << answer;
+  EXPECT_EQ(host_.qemu.resumed, host_.qemu.handed_out) << "refused: the VM resumes at that checkpoint";
+}
+
+TEST_F(PrimaryRoleTest, SwitchoverTheStandbyDoesNotAcknowledgeIsRefusedAndTheVmResumes) {
+  PacedCheckpoints(&host_.qemu);
+  std::string answer;
+  std::thread client = AskForSwitchover(dir_.path(), &answer, &shutdown_);
+  EXPECT_EQ(Run(), kExitOk);
+  client.join();
+  EXPECT_NE(answer.find("refused: the standby did not acknowledge epoch"), std::string::npos) << answer;
+  EXPECT_EQ(host_.qemu.resumed, host_.qemu.handed_out);
+}
+
+TEST_F(PrimaryRoleTest, ControlSocketAnswersAnUnknownRequestWithWhatItKnows) {
+  PacedCheckpoints(&host_.qemu);
+  std::string answer;
+  std::thread client([&] {
+    for (int i = 0; i < 500 && access(ControlSocketIn(dir_.path()).c_str(), F_OK) != 0; ++i) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    auto asked = AskRole(ControlSocketIn(dir_.path()), "reboot", 5000);
+    answer = asked.ok() ? *asked : asked.status().ToString();
+    shutdown_.Request();
+  });
+  EXPECT_EQ(Run(), kExitOk);
+  client.join();
+  EXPECT_EQ(answer, "error: unknown request 'reboot' (known: switchover)");
 }
 
 }  // namespace

@@ -35,6 +35,11 @@ class FakeReceiver final : public EpochReceiving {
     std::lock_guard<std::mutex> lock(mu_);
     return stopped_;
   }
+  // Applied epochs of a live resync that has not settled: no resume point yet.
+  void AppliedUnsettled(uint64_t epoch) {
+    std::lock_guard<std::mutex> lock(mu_);
+    stats_.epochs_applied = stats_.last_applied = epoch;
+  }
   void SetPrimaryConnected(bool connected) {
     std::lock_guard<std::mutex> lock(mu_);
     stats_.primary_connected = connected;
@@ -72,7 +77,12 @@ class FakePromotion final : public Promotion {
   void Wake() override {
     std::lock_guard<std::mutex> lock(mu_);
     woken_ = true;
+    wakes_++;
     cv_.notify_all();
+  }
+  int wakes() {
+    std::lock_guard<std::mutex> lock(mu_);
+    return wakes_;
   }
   nlohmann::json StatusJson() const override { return {{"state", "wait"}, {"term", 4}}; }
   heartbeat::PeerStatus peer() const override { return {}; }
@@ -106,6 +116,7 @@ class FakePromotion final : public Promotion {
   std::mutex mu_;
   std::condition_variable cv_;
   bool allowed_ = false, ready_ = false, woken_ = false;
+  int wakes_ = 0;
   uint64_t term_ = 0, last_applied_ = 0;
   int64_t lost_ns_ = 0;
 };
@@ -120,7 +131,33 @@ class StandbyRoleTest : public ::testing::Test {
     options_.arbitration = "NO witness: two-host policy standby-promotes";
     host_.qemu.clock = &clock_;
   }
-  int Run() { return RunStandbyRole(options_, {&clock_, &host_, &receiver_, &promotion_, &shutdown_, &notifier_}); }
+  int Run() {
+    StandbyEnv env{&clock_, &host_, &receiver_, &promotion_, &shutdown_, &notifier_, nullptr};
+    env.make_reprotect_shipper = [this](uint64_t term, disk::BlockDevice*) {
+      std::lock_guard<std::mutex> lock(ship_log_.mu);
+      ship_log_.term = term;
+      return std::unique_ptr<EpochShipping>(std::make_unique<testing::FakeShipper>(&ship_log_));
+    };
+    return RunStandbyRole(options_, env);
+  }
+  // Polls `done` every 10 ms for up to 5 s.
+  static bool WaitUntil(const std::function<bool()>& done) {
+    for (int i = 0; i < 500; ++i) {
+      if (done()) return true;
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    return false;
+  }
+  size_t EpochsShipped() {
+    std::lock_guard<std::mutex> lock(ship_log_.mu);
+    return ship_log_.submitted.size();
+  }
+  void EnableReprotection() {
+    options_.vm.ram_path = options_.replica_path;
+    options_.reprotect = ReprotectOptions{30, {}};
+    options_.reprotect->ship.standby_address = "127.0.0.1:7401";
+    active_guard_.SetPeerAlive(true);  // the other host is back
+  }
   // Runs the role on its own thread until `done` holds for its status.json, then requests shutdown.
   int RunUntil(const std::function<bool(const nlohmann::json&)>& done) {
     int code = -1;
@@ -151,6 +188,7 @@ class StandbyRoleTest : public ::testing::Test {
   Shutdown shutdown_;
   StandbyOptions options_;
   tandem::testing::RecordingNotifier notifier_;
+  testing::ShipperLog ship_log_;  // the re-protection's shipper
 };
 
 TEST_F(StandbyRoleTest, PromotionResumesFromTheReceiversResumePointWithItsStream) {
@@ -234,6 +272,18 @@ TEST_F(StandbyRoleTest, ResumesOnlyOnceAnEpochIsComplete) {
   EXPECT_FALSE(receiver_.stopped());
 }
 
+TEST_F(StandbyRoleTest, AppliedEpochsOfAnUnsettledLiveResyncAreNoResumePoint) {
+  receiver_.AppliedUnsettled(1);
+  promotion_.Promote(5);
+  // A few turns of the role's loop: a promotion would have come by then.
+  const int code = RunUntil([&](const nlohmann::json& s) {
+    return s.value("state", "") == "standby" && notifier_.watchdogs() >= 4;
+  });
+  EXPECT_EQ(code, kExitOk);
+  EXPECT_TRUE(host_.qemu.resume_stream.empty()) << "promoted onto a replica no epoch describes";
+  EXPECT_TRUE(ReadStatusFile(dir_.path()).value()["resume_epoch"].is_null());
+}
+
 TEST_F(StandbyRoleTest, WarmQemuThatExitsFailsTheStandby) {
   host_.qemu.exits_at_start = true;
   EXPECT_EQ(Run(), kExitFailed);
@@ -256,11 +306,9 @@ TEST_F(StandbyRoleTest, ShutdownEndsTheStandbyAtOnce) {
   int code = -1;
   std::thread role([&] { code = Run(); });
   std::this_thread::sleep_for(std::chrono::milliseconds(20));  // inside its first 200 ms wait
-  const auto start = std::chrono::steady_clock::now();
   shutdown_.Request();
   role.join();
-  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::milliseconds(100))
-      << "the shutdown must wake the wait for a promotion";
+  EXPECT_GE(promotion_.wakes(), 1) << "the shutdown must wake the wait for a promotion, not wait it out";
   EXPECT_EQ(code, kExitOk);
   EXPECT_TRUE(host_.qemu.Killed(SIGKILL));
   EXPECT_TRUE(host_.qemu.resume_stream.empty());
@@ -322,6 +370,98 @@ TEST_F(StandbyRoleTest, PromotedStandbySaysItIsActiveAndKeepsFeedingTheWatchdog)
   EXPECT_TRUE(StartsWith(notifier_.statuses().back(), "ACTIVE: VM running on this host after a failover"))
       << notifier_.statuses().back();
   EXPECT_NE(notifier_.statuses().back().find("term 5, resumed from epoch 7"), std::string::npos);
+}
+
+TEST_F(StandbyRoleTest, PromotedStandbyReprotectsTheVmItResumedWithoutStartingAnother) {
+  EnableReprotection();
+  receiver_.Applied(Epoch(7));
+  promotion_.Promote(5);
+  const int code = RunUntil([&](const nlohmann::json&) { return EpochsShipped() >= 3; });
+  EXPECT_EQ(code, kExitOk);
+  const std::vector<std::string> events = host_.qemu.Events();
+  EXPECT_EQ(std::count(events.begin(), events.end(), "launch"), 1) << "the resumed QEMU is the one checkpointed";
+  EXPECT_EQ(host_.qemu.colo_socket, dir_ / "colo.sock");
+  EXPECT_EQ(host_.qemu.colo_checkpoint_ms, 30);
+  EXPECT_EQ(host_.qemu.precopy_shared_files.at(qemu::kMainRamBlock), options_.replica_path)
+      << "the replica the VM runs on is the RAM the new standby is seeded from";
+  std::lock_guard<std::mutex> lock(ship_log_.mu);
+  EXPECT_EQ(ship_log_.term, 5u) << "epochs go out under the term the witness granted";
+  EXPECT_TRUE(ship_log_.started);
+  ASSERT_GE(ship_log_.submitted.size(), 3u);
+  EXPECT_EQ(ship_log_.submitted[0], 1u);
+  EXPECT_TRUE(host_.qemu.Killed(SIGKILL)) << "shut down, the VM goes with the role";
+}
+
+TEST_F(StandbyRoleTest, ReprotectionWaitsUntilTheOtherHostIsHeardAgain) {
+  EnableReprotection();
+  active_guard_.SetPeerAlive(false);
+  receiver_.Applied(Epoch(7));
+  promotion_.Promote(5);
+  int turns_active = 0;
+  std::thread role([&] { Run(); });
+  ASSERT_TRUE(WaitUntil([&] {
+    auto status = ReadStatusFile(dir_.path());
+    return status.ok() && status->value("reprotect", "") == "waiting for the other host" && ++turns_active >= 3;
+  }));
+  {
+    std::lock_guard<std::mutex> lock(host_.qemu.mu);
+    EXPECT_TRUE(host_.qemu.colo_socket.empty()) << "no checkpoints while nobody can take them";
+  }
+  active_guard_.SetPeerAlive(true);
+  EXPECT_TRUE(WaitUntil([&] { return EpochsShipped() >= 1; })) << "the other host is back: re-protect";
+  shutdown_.Request();
+  role.join();
+  EXPECT_EQ(host_.qemu.colo_socket, dir_ / "colo.sock");
+}
+
+TEST_F(StandbyRoleTest, ReprotectedOutputIsHeldAgainOnceTheNewStandbyHoldsACopy) {
+  EnableReprotection();
+  receiver_.Applied(Epoch(7));
+  promotion_.Promote(5);
+  ship_log_.standby_connected = true;
+  RunUntil([&](const nlohmann::json&) { return EpochsShipped() >= 3; });
+  const std::vector<std::string> events = host_.qemu.Events();
+  const size_t resume = IndexOf(events, "failover resume");
+  const size_t pass_on = IndexOf(events, "console:pass on"), pass_off = IndexOf(events, "console:pass off");
+  ASSERT_LT(pass_on, resume) << "right after the failover nothing can overtake the resumed VM";
+  ASSERT_LT(pass_off, events.size()) << "a new standby means output waits for its acks again";
+  EXPECT_GT(pass_off, resume);
+  EXPECT_LT(IndexOf(events, "console:boundary 0"), events.size());
+}
+
+TEST_F(StandbyRoleTest, FailedReprotectionLeavesColoAndTheVmGoesOnUnprotected) {
+  EnableReprotection();
+  receiver_.Applied(Epoch(7));
+  promotion_.Promote(5);
+  host_.qemu.before_checkpoint = [](int n) {
+    return n == 2 ? Status::Closed("COLO stream broke") : Status::Ok();
+  };
+  // With re-protection the promoted host says "active" only once the re-protection ended.
+  const int code = RunUntil([&](const nlohmann::json& s) { return s.value("state", "") == "active"; });
+  EXPECT_EQ(code, kExitOk);
+  EXPECT_EQ(EpochsShipped(), 1u) << "checkpoint 2 broke the stream";
+  const std::vector<std::string> events = host_.qemu.Events();
+  const size_t left = IndexOf(events, "qmp x-colo-lost-heartbeat");
+  ASSERT_LT(left, events.size()) << "QEMU's COLO must be told the replication is gone";
+  std::string last_pass;
+  for (const std::string& e : events) {
+    if (e.rfind("console:pass ", 0) == 0) last_pass = e;
+  }
+  EXPECT_EQ(last_pass, "console:pass on") << "unprotected again: output leaves at once";
+}
+
+TEST_F(StandbyRoleTest, ReprotectingHostSupersededByANewerTermStopsAndKillsTheVm) {
+  EnableReprotection();
+  receiver_.Applied(Epoch(7));
+  promotion_.Promote(5);
+  host_.qemu.on_resume_vm = [&](int n) {
+    if (n == 2) active_guard_.Supersede();
+  };
+  std::thread role([&] { EXPECT_EQ(Run(), kExitSuperseded); });
+  role.join();
+  EXPECT_TRUE(host_.qemu.Killed(SIGKILL));
+  EXPECT_EQ(IndexOf(host_.qemu.Events(), "qmp x-colo-lost-heartbeat"), host_.qemu.Events().size())
+      << "a superseded VM must never be let go on";
 }
 
 }  // namespace
