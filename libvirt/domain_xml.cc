@@ -217,6 +217,9 @@ Status RewriteMachine(xmlNode* domain, const qemu::VmConfig& vm, ProtectedDomain
   xmlNode* features = Replace(domain, "features");
   xmlNewChild(features, nullptr, X("acpi"), nullptr);
   xmlNewProp(Replace(domain, "clock"), X("offset"), X("utc"));
+  // A guest panic is not a reason to stop the VM (qemu_args.cc: -action panic=none; the replica holds the same
+  // crash): libvirt, which sees QEMU's GUEST_PANICKED too, must not destroy or restart the domain for it.
+  Replace(domain, "on_crash", "preserve");
   return Status::Ok();
 }
 

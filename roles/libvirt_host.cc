@@ -25,8 +25,10 @@ class LibvirtVm final : public Vm {
     // The event thread may deliver an event while this object is being destroyed: the callback owns what it uses.
     TANDEM_RETURN_IF_ERROR(conn_->WatchLifecycle(domain_, [stopped = stopped_, domain = domain_](
                                                               libvirt::Lifecycle event, int detail) {
+      // CRASHED is a guest panic: QEMU still runs (on_crash preserve, -action panic=none) and VmMonitor reports
+      // it from QMP; only STOPPED means QEMU is gone.
+      if (event == libvirt::Lifecycle::kStopped) *stopped = true;
       if (event == libvirt::Lifecycle::kStopped || event == libvirt::Lifecycle::kCrashed) {
-        *stopped = true;
         TLOG_WARN("libvirt", "domain %s %s (libvirt event detail %d)", domain.c_str(), libvirt::LifecycleName(event),
                   detail);
       }
@@ -74,7 +76,7 @@ class LibvirtVm final : public Vm {
   std::unique_ptr<libvirt::Connection> conn_;
   const std::string domain_;
   std::unique_ptr<qemu::QmpClient> qmp_;
-  // Set by libvirt's STOPPED/CRASHED event (an operator's virsh destroy, a QEMU crash).
+  // Set by libvirt's STOPPED event (an operator's virsh destroy, QEMU killed or crashed).
   const std::shared_ptr<std::atomic<bool>> stopped_ = std::make_shared<std::atomic<bool>>(false);
   pid_t pid_ = -1;
 };

@@ -109,6 +109,7 @@ TEST(DomainXmlTest, PlainDomainGetsTandemsRamNicDiskAndMachine) {
   EXPECT_EQ(x.All("/domain/features/*").size(), 1u);
   EXPECT_EQ(x.All("/domain/features/acpi").size(), 1u) << "-no-acpi would differ from the standby";
   EXPECT_EQ(x.One("/domain/clock/@offset"), "utc");
+  EXPECT_EQ(x.One("/domain/on_crash"), "preserve") << "was destroy: libvirt would kill a panicked guest";
   EXPECT_TRUE(x.All("/domain/memoryBacking").empty());
   EXPECT_TRUE(x.All("/domain/cpu").empty());
   EXPECT_EQ(x.One("/domain/devices/controller[@type='usb']/@model"), "none");
