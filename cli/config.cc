@@ -196,6 +196,8 @@ const std::vector<KeySpec>& Keys() {
       {"disk", "format", String(&Config::disk_format)},
       {"disk", "max_epoch_mib", Integer(&Config::disk_max_epoch_mib, 64, 1 << 16, "MiB")},
       {"nic", "when_unprotected", OneOf(&Config::release_when_unprotected, ParseWhenUnprotected, "\"release\" or \"hold\"")},
+      {"libvirt", "uri", String(&Config::libvirt_uri)},
+      {"libvirt", "domain", String(&Config::libvirt_domain)},
       {"primary", "state_dir", String(&Config::primary_state_dir)},
       {"primary", "replication", String(&Config::primary_replication)},
       {"primary", "heartbeat", Strings(&Config::primary_heartbeat)},
@@ -334,6 +336,7 @@ Status Validate(const Config& c, const Positions& at) {
   }
   TANDEM_RETURN_IF_ERROR(ValidateNic(c, at));
   TANDEM_RETURN_IF_ERROR(ValidateDisk(c, at));
+  if (c.Libvirt() && c.libvirt_uri.empty()) return at.Refuse("libvirt.uri", "libvirt.uri is empty");
   if (c.primary_heartbeat.empty() || c.primary_heartbeat.size() != c.standby_heartbeat.size()) {
     return at.Refuse("standby.heartbeat",
                      "primary.heartbeat and standby.heartbeat must list the same number (>= 1) of link addresses");

@@ -6,6 +6,7 @@
 //   [nic]         mac, tap, bridge, model, hold_max_kib, hold_max_frames, when_unprotected (absent: no NIC)
 //   [disk]        image (raw image, the same path on both hosts: each host its own copy; a relative path is in
 //                 the role's state_dir), format ("raw"), max_epoch_mib (absent: no disk)
+//   [libvirt]     uri, domain (absent: tandem spawns the primary's QEMU itself)
 //   [primary]     state_dir, heartbeat (array: one local UDP address per link)
 //   [standby]     state_dir, replication (listen host:port), heartbeat (array, one address per link)
 //   [heartbeat]   interval_ms, timeout_ms, psk | psk_file (>= 16 bytes; the file 0600, ours)
@@ -69,6 +70,10 @@ struct Config {
   std::string disk_image;
   std::string disk_format = "raw";  // the only one
   uint64_t disk_max_epoch_mib = 256;
+  // [libvirt]: the primary's VM is this libvirt domain (README.md, "libvirt"); the standby's QEMU stays tandem's.
+  std::string libvirt_uri = "qemu:///system";
+  std::string libvirt_domain;  // empty: no libvirt (an empty [libvirt] table, as in the example, is none)
+  bool Libvirt() const { return !libvirt_domain.empty(); }
   // [primary]
   std::string primary_state_dir = "/run/tandem/primary";
   std::vector<std::string> primary_heartbeat;

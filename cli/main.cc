@@ -15,6 +15,8 @@
 #include "common/log.h"
 #include "common/systemd_notifier.h"
 #include "heartbeat/witness.h"
+#include "libvirt/connection.h"
+#include "libvirt/domain_xml.h"
 #include "qemu-integration/qemu_process.h"
 #include "roles/control.h"
 #include "roles/primary.h"
@@ -48,6 +50,37 @@ int QemuArgs(const Config& config, const std::string& role) {  // role: "primary
     line += " " + ShellQuote(a);
   }
   printf("%s\n", line.c_str());
+  return 0;
+}
+
+// The protected domain XML for [libvirt] domain (README.md, "libvirt"): printed, or defined with --apply.
+int LibvirtXml(const Config& config, bool apply) {
+  if (!config.Libvirt()) {
+    fprintf(stderr, "tandem: the configuration names no libvirt domain ([libvirt] domain)\n");
+    return 1;
+  }
+  auto conn = libvirt::Connection::Open(config.libvirt_uri);
+  auto xml = conn.ok() ? conn.value()->DomainXml(config.libvirt_domain) : Result<std::string>(conn.status());
+  auto protected_domain =
+      xml.ok() ? libvirt::ProtectDomainXml(xml.value(), MakeVmConfig(config, qemu::QemuRole::kPrimary),
+                                           config.allow_unprotected_devices)
+               : Result<libvirt::ProtectedDomain>(xml.status());
+  if (!protected_domain.ok()) {
+    fprintf(stderr, "tandem: %s\n", protected_domain.status().ToString().c_str());
+    return 1;
+  }
+  for (const std::string& d : protected_domain->removed) fprintf(stderr, "tandem: removed %s\n", d.c_str());
+  for (const std::string& d : protected_domain->unprotected) fprintf(stderr, "tandem: UNPROTECTED %s\n", d.c_str());
+  if (!apply) {
+    fputs(protected_domain->xml.c_str(), stdout);
+    return 0;
+  }
+  if (Status st = conn.value()->Define(protected_domain->xml); !st.ok()) {
+    fprintf(stderr, "tandem: %s\n", st.ToString().c_str());
+    return 1;
+  }
+  fprintf(stderr, "tandem: defined the protected domain %s at %s\n", config.libvirt_domain.c_str(),
+          config.libvirt_uri.c_str());
   return 0;
 }
 
@@ -108,7 +141,7 @@ int Main(int argc, char** argv) {
   CLI::App app("tandem: fault tolerance for a QEMU/KVM VM on two hosts (README.md)", "tandem");
   app.require_subcommand(1);
   std::string config_path, role = "primary";
-  bool json = false, verbose = false;
+  bool json = false, verbose = false, apply = false;
   auto command = [&](const char* name, const char* description) {
     CLI::App* sub = app.add_subcommand(name, description);
     sub->add_option("--config", config_path, "the configuration file, the same on both hosts (TOML, see "
@@ -125,6 +158,8 @@ int Main(int argc, char** argv) {
       ->add_option("--role", role, "whose QEMU")
       ->check(CLI::IsMember({"primary", "standby"}))
       ->capture_default_str();
+  command("libvirt-xml", "print the protected XML of the [libvirt] domain (tandem defines it at every primary start)")
+      ->add_flag("--apply", apply, "define it in libvirt now instead of printing it");
   command("status", "show the state of the roles on this host")->add_flag("--json", json, "machine-readable output");
   command("switchover", "move the VM to the standby with no loss (run on the host that runs the VM): at the next "
                         "checkpoint the VM stays paused, and once the standby holds that epoch it resumes it there");
@@ -154,6 +189,7 @@ int Main(int argc, char** argv) {
   }
   if (name == "witness") return RunWitness(*config, &notifier);
   if (name == "qemu-args") return QemuArgs(*config, role);
+  if (name == "libvirt-xml") return LibvirtXml(*config, apply);
   if (name == "switchover") return Switchover(*config);
   return ShowStatus(*config, json);
 }

@@ -149,6 +149,9 @@ roles::PrimaryOptions MakePrimaryOptions(const Config& config) {
   FillRoleOptions(config, Host::kFirst, &options);
   options.epoch_ms = config.epoch_ms;
   options.ship = MakeShipperOptions(config, config.standby_replication);
+  if (config.Libvirt()) {
+    options.libvirt = roles::LibvirtOptions{config.libvirt_uri, config.libvirt_domain, config.allow_unprotected_devices};
+  }
   if (config.Reprotects()) {
     options.rejoin_as_standby = std::make_shared<const roles::StandbyOptions>(MakeStandbyOptionsFor(config, Host::kFirst));
   }

@@ -53,7 +53,7 @@ Result<std::vector<std::string>> QemuNicArgs(const QemuNicConfig& nic, const std
       // romfile= : no PXE option ROM (the guest boots from -kernel), so no extra RAM block and no ipxe files.
       // disable-modern=on (virtio models): legacy virtio, which the test guest's driver needs (tests/guest);
       // Linux drives both.
-      "-device", nic.model + ",netdev=" + nic.id + ",mac=" + nic.mac + ",romfile=" +
+      "-device", nic.model + ",netdev=" + nic.id + ",mac=" + nic.mac + ",addr=" + kNicPciSlot + ",romfile=" +
                      (nic.model.rfind("virtio-", 0) == 0 ? ",disable-modern=on" : ""),
   };
 }

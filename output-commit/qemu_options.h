@@ -17,6 +17,11 @@ struct OutputPaths {
 };
 OutputPaths PathsIn(const std::string& state_dir);
 
+// The NIC's slot on the root PCI bus, fixed on both roles: libvirt's address allocator does not see devices given
+// on the command line (libvirt/domain_xml.h), and QEMU's own choice (the first free slot) is where libvirt puts
+// its first device. libvirt's q35 layout uses 0x01 upwards and 0x1a..0x1f; 0x18 stays free.
+inline constexpr char kNicPciSlot[] = "0x18";
+
 struct QemuNicConfig {
   std::string mac;                      // "52:54:00:12:34:56": the same on both hosts (the VM keeps it)
   std::string model = "virtio-net-pci";  // virtio: its TX waits for the backend (README.md, backpressure)
@@ -24,7 +29,7 @@ struct QemuNicConfig {
 };
 
 // -netdev dgram,id=n0,local.type=unix,local.path=<nic-qemu.sock>,remote.type=unix,remote.path=<nic.sock>
-// -device virtio-net-pci,netdev=n0,mac=<mac>,romfile=
+// -device virtio-net-pci,netdev=n0,mac=<mac>,addr=0x18,romfile=
 // InvalidArgument for a malformed MAC (or a multicast one), a path too long for a unix socket, or a comma.
 Result<std::vector<std::string>> QemuNicArgs(const QemuNicConfig& nic, const std::string& state_dir);
 

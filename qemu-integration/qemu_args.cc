@@ -90,7 +90,7 @@ std::vector<std::string> BuildQemuArgs(const VmConfig& vm, QemuRole role) {
     // Every write passes through tandem, which logs it in the open epoch before replying (disk/README.md).
     args.insert(args.end(), {"-blockdev", "driver=nbd,server.type=unix,server.path=" + vm.disk_socket +
                                               ",export=" + vm.name + ",node-name=disk0",
-                             "-device", "virtio-blk-pci,drive=disk0,disable-modern=on"});
+                             "-device", std::string("virtio-blk-pci,drive=disk0,addr=") + kDiskPciSlot + ",disable-modern=on"});
   }
   if (!vm.initrd.empty()) args.insert(args.end(), {"-initrd", vm.initrd});
   if (!vm.append.empty()) args.insert(args.end(), {"-append", vm.append});

@@ -34,6 +34,9 @@ struct VmConfig {
 
 enum class QemuRole { kPrimary, kStandby };
 
+// The disk's slot on the root PCI bus, fixed on both roles for the reason output-commit's kNicPciSlot is.
+inline constexpr char kDiskPciSlot[] = "0x19";
+
 // QEMU's RAMBlock name for guest main memory: the memory-backend object's id.
 inline constexpr char kMainRamBlock[] = "mem";
 

@@ -15,6 +15,13 @@ constexpr int64_t kConnectRetryNs = 5'000'000;
 
 }  // namespace
 
+pid_t QmpClient::PeerPid() const {
+  ucred cred{};
+  socklen_t len = sizeof(cred);
+  if (::getsockopt(fd_.get(), SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0) return -1;
+  return cred.pid;
+}
+
 Result<std::unique_ptr<QmpClient>> QmpClient::Connect(const std::string& unix_path, int timeout_ms, Env* env) {
   Clock* clock = env->clock();
   const int64_t deadline = clock->NowNanos() + int64_t(timeout_ms) * 1'000'000;

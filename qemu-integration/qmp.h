@@ -14,6 +14,8 @@
 #include "common/fd.h"
 #include "common/status.h"
 
+#include <sys/types.h>
+
 namespace tandem::qemu {
 
 class QmpClient {
@@ -36,6 +38,10 @@ class QmpClient {
   // Every event QEMU has sent so far, oldest first, without waiting. A long-lived client must call this now and
   // then: COLO stops and resumes the VM every epoch, and unread STOP/RESUME events would pile up in QEMU.
   Result<std::vector<nlohmann::json>> TakeEvents();
+
+  // The process at the other end of the socket (SO_PEERCRED): QEMU's pid when tandem did not spawn it (libvirt);
+  // -1 if unknown.
+  pid_t PeerPid() const;
 
   // The greeting's "QMP" object ({"version": ..., "capabilities": ...}).
   const nlohmann::json& greeting() const { return greeting_; }

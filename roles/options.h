@@ -41,6 +41,14 @@ struct DiskOptions {
   uint64_t max_epoch_bytes = 256ull << 20;
 };
 
+// The primary's VM is a libvirt domain (README.md, "libvirt"): tandem defines the protected XML, starts the domain
+// through libvirt and follows its lifecycle events, instead of spawning QEMU itself.
+struct LibvirtOptions {
+  std::string uri;     // "qemu:///system"
+  std::string domain;  // the domain's name
+  bool allow_unprotected_devices = false;  // keep the domain's own disks/NICs/... (unprotected) instead of refusing
+};
+
 // What both roles share.
 struct RoleOptions {
   std::string vm_name;
@@ -70,6 +78,7 @@ struct StandbyOptions;
 
 struct PrimaryOptions : RoleOptions {
   int epoch_ms = 50;
+  std::optional<LibvirtOptions> libvirt;  // none: tandem spawns QEMU
   replicator::ShipperOptions ship;  // term is filled in once the guard grants one
   // This host as the standby: when the witness says the other host holds the VM (this host lost its term while
   // it was away), the role runs as that host's standby instead of waiting for a right to run it. Null: no

@@ -17,6 +17,7 @@
 #include "roles/control.h"
 #include "roles/disk.h"
 #include "roles/guard.h"
+#include "roles/libvirt_host.h"
 #include "roles/outputs.h"
 #include "roles/pause_stats.h"
 #include "roles/qemu_host.h"
@@ -512,8 +513,11 @@ int RunPrimaryHere(const PrimaryOptions& options, Shutdown* shutdown, ServiceNot
     ReportFailure(options.state_dir, "primary", "guest RAM file", ram_file.status());
     return kExitFailed;
   }
-  QemuHost host;
-  PrimaryEnv env{clock, &host, &guard, shutdown, [&](uint64_t term, disk::BlockDevice* disk) {
+  QemuHost qemu_host;
+  std::optional<LibvirtHost> libvirt_host;
+  if (options.libvirt) libvirt_host.emplace(*options.libvirt);
+  VmHost* host = libvirt_host ? static_cast<VmHost*>(&*libvirt_host) : &qemu_host;
+  PrimaryEnv env{clock, host, &guard, shutdown, [&](uint64_t term, disk::BlockDevice* disk) {
                    replicator::ShipperOptions ship = options.ship;
                    ship.term = term;
                    ship.disk = disk;

@@ -111,7 +111,7 @@ TEST(ConfigTest, UnknownTableIsRefusedWithFileLineAndTheTables) {
   auto config = ParseConfig("[vm]\nname = \"a\"\n\n[vms]\nname = \"b\"\n", "t.toml");
   EXPECT_NE(Message(config).find("t.toml:4:"), std::string::npos) << Message(config);
   EXPECT_NE(Message(config).find("unknown table [vms]"), std::string::npos) << Message(config);
-  EXPECT_NE(Message(config).find("[vm], [nic], [disk], [primary]"), std::string::npos) << Message(config);
+  EXPECT_NE(Message(config).find("[vm], [nic], [disk], [libvirt], [primary]"), std::string::npos) << Message(config);
   auto top = ParseConfig("name = \"a\"\n", "t.toml");
   EXPECT_NE(Message(top).find("t.toml:1:1: 'name' outside any table"), std::string::npos) << Message(top);
 }
@@ -254,6 +254,22 @@ TEST(ConfigTest, NicTableGivesTheVmAHeldNic) {
   EXPECT_EQ(config->nic_hold_max_frames, 100u);
   EXPECT_TRUE(config->release_when_unprotected) << "default: like Remus/VMware FT, run unprotected";
   EXPECT_FALSE(ParseConfig(kValid)->nic) << "no [nic]: no NIC";
+}
+
+TEST(ConfigTest, LibvirtDomainMakesThePrimarysVmThatDomain) {
+  auto config = ParseValidWith("[libvirt]\ndomain = \"web1\"\n");
+  ASSERT_TRUE(config.ok()) << config.status().ToString();
+  EXPECT_TRUE(config->Libvirt());
+  EXPECT_EQ(config->libvirt_domain, "web1");
+  EXPECT_EQ(config->libvirt_uri, "qemu:///system");
+  EXPECT_FALSE(ParseConfig(kValid)->Libvirt()) << "no [libvirt]: tandem spawns QEMU";
+  auto empty = ParseValidWith("[libvirt]\nuri = \"qemu:///session\"\n");
+  ASSERT_TRUE(empty.ok());
+  EXPECT_FALSE(empty->Libvirt()) << "no domain named: no libvirt (the example's [libvirt] has none)";
+  EXPECT_NE(Message(ParseValidWith("[libvirt]\ndomain = \"web1\"\nuri = \"\"\n")).find("libvirt.uri"),
+            std::string::npos);
+  EXPECT_NE(Message(ParseValidWith("[libvirt]\ndomian = \"web1\"\n")).find("unknown key libvirt.domian"),
+            std::string::npos);
 }
 
 TEST(ConfigTest, NicWhenUnprotectedIsReleaseOrHold) {

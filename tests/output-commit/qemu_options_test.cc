@@ -12,7 +12,7 @@ TEST(QemuOptionsTest, NicIsADatagramNetdevOnTheStateDirSockets) {
                        "-netdev",
                        "dgram,id=n0,local.type=unix,local.path=/var/lib/tandem/web1/nic-qemu.sock,"
                        "remote.type=unix,remote.path=/var/lib/tandem/web1/nic.sock",
-                       "-device", "virtio-net-pci,netdev=n0,mac=52:54:00:12:34:56,romfile=,disable-modern=on"}));
+                       "-device", "virtio-net-pci,netdev=n0,mac=52:54:00:12:34:56,addr=0x18,romfile=,disable-modern=on"}));
 }
 
 TEST(QemuOptionsTest, ConsoleIsASocketChardevClient) {

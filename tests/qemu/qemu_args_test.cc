@@ -68,7 +68,7 @@ TEST(QemuArgsTest, ADiskIsQemusNbdClientOnTandemsSocketAndALegacyCapableVirtioBl
   const std::vector<std::string> args = BuildQemuArgs(vm, QemuRole::kStandby);
   EXPECT_EQ(ValueOf(args, "-blockdev"),
             "driver=nbd,server.type=unix,server.path=" + vm.disk_socket + ",export=web1,node-name=disk0");
-  EXPECT_TRUE(Has(args, "virtio-blk-pci,drive=disk0,disable-modern=on"));
+  EXPECT_TRUE(Has(args, "virtio-blk-pci,drive=disk0,addr=0x19,disable-modern=on"));
   EXPECT_TRUE(ValidateVmConfig(vm).ok());
   vm.disk_socket = dir / "a,b.sock";
   EXPECT_FALSE(ValidateVmConfig(vm).ok());
