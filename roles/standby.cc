@@ -311,11 +311,7 @@ int RunStandbyOnce(const StandbyOptions& options, Shutdown* shutdown, ServiceNot
   // the primary then sends only the pages whose hash differs (replicator/FORMAT.md, PAGE_HASHES).
   bool kept = false;
   auto replica_file = KeepOrCreateGuestMemoryFile(options.replica_path, options.replica_bytes, &kept);
-  if (!replica_file.ok()) return fail("replica", replica_file.status());
-  if (kept) {
-    TLOG_INFO("replica", "kept %s of an earlier run: the primary sends only the pages whose hash differs",
-              options.replica_path.c_str());
-  }
+  if (!replica_file.ok()) return fail("replica", replica_file.status());  // a kept one is logged
   // The disk's journaled copy is opened (and a crash's leftovers finished) before anything can apply to it,
   // and served before the warm QEMU starts (its -blockdev connects at startup).
   std::unique_ptr<StandbyDisk> disk;
