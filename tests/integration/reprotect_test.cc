@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include <string>
+#include <thread>
 #include <utility>
 
 #include "tests/integration/cluster.h"
@@ -150,6 +151,34 @@ TEST_F(ReprotectTest, SwitchoverWithoutAStandbyIsRefusedAndTheVmKeepsRunning) {
   EXPECT_EQ(answer.rfind("refused: no standby holds a copy of VM ", 0), 0u) << answer;
   EXPECT_TRUE(Alive(qemu)) << c.Diagnostics();
   EXPECT_TRUE(RunsTheVm(c.Status("primary"))) << c.Diagnostics();
+}
+
+TEST_F(ReprotectTest, StandbyKilledDuringASwitchoverRefusesItAndTheVmStaysOnThePrimary) {
+  const bool kvm = KvmUnusableReason().empty();
+  Cluster c(Reprotecting(kvm), kvm ? 300 : 2000);
+  const pid_t standby = c.StartStandby();
+  ASSERT_TRUE(c.WaitFor("standby", 30000, [](const json& s) { return s.value("state", "") == "standby"; }))
+      << c.Diagnostics();
+  c.StartPrimary();
+  ASSERT_TRUE(c.WaitFor("standby", 30000, [](const json& s) { return s.value("epochs_applied", 0) >= 1; }))
+      << c.Diagnostics();
+  const json primary = c.Status("primary");
+  std::pair<int, std::string> result;
+  std::thread ask([&] { result = Switchover(c); });
+  // Asked: the primary waits for its next checkpoint and the standby's ack of it. The standby dies meanwhile.
+  for (int i = 0; i < 200 && c.Log("primary").find("control: request: switchover") == std::string::npos; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(25));
+  }
+  const pid_t standby_qemu = pid_t(c.StatusNumber("standby", "qemu_pid"));
+  c.Kill9(standby_qemu);
+  c.Kill9(standby);
+  ask.join();
+  EXPECT_EQ(result.first, 1) << result.second << c.Diagnostics();
+  EXPECT_EQ(result.second.rfind("refused: ", 0), 0u) << result.second;
+  EXPECT_NE(result.second.find("keeps running here"), std::string::npos) << result.second;
+  // Exactly one VM: the primary's, still its role's.
+  EXPECT_TRUE(Alive(pid_t(primary.value("qemu_pid", 0)))) << c.Diagnostics();
+  EXPECT_TRUE(RunsTheVm(c.Status("primary"))) << c.Status("primary").dump();
 }
 
 }  // namespace
