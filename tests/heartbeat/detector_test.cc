@@ -232,18 +232,24 @@ TEST_F(DetectorTest, NoSupportFromAMessageWithoutPromiseOrNotFromAStandby) {
   EXPECT_EQ(d.support_until_ns(), 0);
 }
 
-TEST(DetectorPromiseTest, StandbyPromiseRunsFromEveryEchoableMessageAndFromStart) {
-  // The standby's own side: it promised (by echoing) not to request promotion before rx + promise.
-  PeerDetector standby("standby", "primary", 1, kTimeout, kStart, 60 * kMs);
-  EXPECT_EQ(standby.promise_until_ns(), kStart + 60 * kMs);  // a previous process may have promised just before
+// A datagram of the primary node to the standby, saying it plays `role`.
+Message FromPrimaryNode(Role role) {
   Message m;
-  m.role = Role::kPrimary;
+  m.role = role;
   m.sender.Set("primary");
   m.receiver.Set("standby");
   m.incarnation = 9;
   m.sequence = 1;
   m.send_ns = 777 * kMs;
   m.term = 3;
+  return m;
+}
+
+TEST(DetectorPromiseTest, StandbyPromiseRunsFromEveryEchoableMessageAndFromStart) {
+  // The standby's own side: it promised (by echoing) not to request promotion before rx + promise.
+  PeerDetector standby("standby", "primary", 1, kTimeout, kStart, 60 * kMs);
+  EXPECT_EQ(standby.promise_until_ns(), kStart + 60 * kMs);  // a previous process may have promised just before
+  Message m = FromPrimaryNode(Role::kPrimary);
   DetectorEvents ev;
   // Unconfirmed (no echo of ours yet), but echoed back: it counts for the promise.
   EXPECT_EQ(standby.OnMessage(0, m, kStart + 100 * kMs, &ev), Verdict::kUnconfirmedIncarnation);
@@ -264,14 +270,7 @@ TEST(DetectorPromiseTest, StandbyPromiseRunsFromEveryEchoableMessageAndFromStart
 TEST(DetectorPromiseTest, APeerThatSaysItIsAStandbyGetsNoPromise) {
   // Re-protection: an old primary that rejoined (or handed the VM over) runs no VM that could lean on a promise.
   PeerDetector standby("standby", "primary", 1, kTimeout, kStart, 60 * kMs);
-  Message m;
-  m.role = Role::kStandby;
-  m.sender.Set("primary");
-  m.receiver.Set("standby");
-  m.incarnation = 9;
-  m.sequence = 1;
-  m.send_ns = 777 * kMs;
-  m.term = 3;
+  Message m = FromPrimaryNode(Role::kStandby);
   DetectorEvents ev;
   standby.OnMessage(0, m, kStart + 100 * kMs, &ev);
   EXPECT_EQ(standby.promise_until_ns(), kStart + 60 * kMs) << "only the start-up promise";

@@ -207,37 +207,6 @@ class HashResync : public ::testing::Test {
     return hashes.Take();
   }
 
-  // Records of one session (no StartSession): what EpochReceiver feeds the Replica after the HELLO.
-  static FeedResult FeedMore(Replica& replica, std::span<const uint8_t> bytes, std::vector<uint8_t>* replies) {
-    FeedResult result;
-    auto t = MakeMemoryTransport(bytes);
-    RecordReader reader(t.get());
-    for (size_t i = 0; i < bytes.size() + 1; ++i) {
-      RecordView rec;
-      std::vector<uint8_t> reply;
-      DecodeStatus st = reader.Next(-1, 1000, &rec);
-      if (!st.ok()) {
-        if (!(st.status().IsClosed() && st.status().message() == "end of stream")) {
-          replica.OnStreamError(st, &reply);
-          result.status = st;
-          result.error = st.error();
-        }
-        ParseReplies(reply, &result);
-        if (replies) replies->insert(replies->end(), reply.begin(), reply.end());
-        return result;
-      }
-      st = replica.OnRecord(rec, &reply);
-      ParseReplies(reply, &result);
-      if (replies) replies->insert(replies->end(), reply.begin(), reply.end());
-      if (!st.ok()) {
-        result.status = st;
-        result.error = st.error();
-        return result;
-      }
-    }
-    return result;
-  }
-
   // The keeps epoch for `theirs`, as EpochShipper sends it; *differing receives the pages it lists.
   std::vector<uint8_t> Keeping(FakePrimary& primary, const GuestRam& ram, const PageHashList& theirs,
                                uint64_t number, std::vector<PageRef>* differing, bool corrupt = false) {

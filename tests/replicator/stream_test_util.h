@@ -206,10 +206,10 @@ inline void ParseReplies(const std::vector<uint8_t>& reply, FeedResult* result) 
   }
 }
 
-// One connection's worth of bytes through a Replica, as EpochReceiver runs it.
-inline FeedResult Feed(Replica& replica, std::span<const uint8_t> bytes) {
+// Records through a Replica within the session it is in (no StartSession: what EpochReceiver feeds it after the
+// HELLO); the raw replies are appended to `replies` when given.
+inline FeedResult FeedMore(Replica& replica, std::span<const uint8_t> bytes, std::vector<uint8_t>* replies = nullptr) {
   FeedResult result;
-  replica.StartSession();
   auto t = MakeMemoryTransport(bytes);
   RecordReader reader(t.get());
   for (size_t i = 0; i < bytes.size() + 1; ++i) {  // at most one record per byte
@@ -223,10 +223,12 @@ inline FeedResult Feed(Replica& replica, std::span<const uint8_t> bytes) {
         result.error = st.error();
       }
       ParseReplies(reply, &result);
+      if (replies) replies->insert(replies->end(), reply.begin(), reply.end());
       return result;
     }
     st = replica.OnRecord(rec, &reply);
     ParseReplies(reply, &result);
+    if (replies) replies->insert(replies->end(), reply.begin(), reply.end());
     if (!st.ok()) {
       result.status = st;
       result.error = st.error();
@@ -234,6 +236,12 @@ inline FeedResult Feed(Replica& replica, std::span<const uint8_t> bytes) {
     }
   }
   return result;
+}
+
+// One connection's worth of bytes through a Replica, as EpochReceiver runs it.
+inline FeedResult Feed(Replica& replica, std::span<const uint8_t> bytes) {
+  replica.StartSession();
+  return FeedMore(replica, bytes);
 }
 
 inline ReplicaOptions Options(const std::string& vm = "vm1") {
