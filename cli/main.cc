@@ -12,17 +12,20 @@
 
 #include "cli/config.h"
 #include "cli/options.h"
+#include "common/env.h"
 #include "common/log.h"
 #include "common/systemd_notifier.h"
 #include "heartbeat/witness.h"
 #include "libvirt/connection.h"
 #include "libvirt/domain_xml.h"
+#include "metrics/server.h"
 #include "qemu-integration/qemu_process.h"
 #include "roles/control.h"
 #include "roles/primary.h"
 #include "roles/qemu_host.h"
 #include "roles/standby.h"
 #include "roles/status_report.h"
+#include "roles/witness_metrics.h"
 
 namespace tandem::cli {
 namespace {
@@ -100,7 +103,18 @@ int RunWitness(const Config& config, ServiceNotifier* notifier) {
   options.state_path = config.witness_state_dir + "/witness.json";
   options.lease_ms = config.lease_ms;
   options.notifier = notifier;
-  if (Status st = heartbeat::RunWitnessDaemon(options); !st.ok()) {
+  roles::WitnessMetrics metrics;
+  metrics::MetricsServer metrics_server;  // after `metrics`: stopped before the figures it serves go
+  if (!config.metrics_address.empty()) {
+    if (Status st = metrics_server.Start(config.metrics_address, &metrics.registry()); !st.ok()) {
+      TLOG_ERROR("witness", "metrics endpoint: %s", st.ToString().c_str());
+      return 1;
+    }
+    TLOG_INFO("metrics", "Prometheus endpoint on %s (port %d): GET /metrics", config.metrics_address.c_str(),
+              metrics_server.port());
+  }
+  const heartbeat::WitnessServingHook serving = [&metrics](const heartbeat::WitnessServer* s) { metrics.Serving(s); };
+  if (Status st = heartbeat::RunWitnessDaemon(options, {}, Env::Default(), serving); !st.ok()) {
     TLOG_ERROR("witness", "%s", st.ToString().c_str());
     return 1;
   }

@@ -189,7 +189,8 @@ WitnessCounters WitnessServer::counters() const {
   return impl_->core->counters();
 }
 
-Status RunWitnessDaemon(const WitnessOptions& options, const std::function<bool()>& stop_requested, Env* env) {
+Status RunWitnessDaemon(const WitnessOptions& options, const std::function<bool()>& stop_requested, Env* env,
+                        const WitnessServingHook& serving) {
   sigset_t set, old;
   sigemptyset(&set);
   sigaddset(&set, SIGINT);
@@ -201,6 +202,7 @@ Status RunWitnessDaemon(const WitnessOptions& options, const std::function<bool(
     options.notifier->Status("witness on UDP port " + std::to_string(server.port()) + ", lease " +
                              std::to_string(options.lease_ms) + " ms, state " + options.state_path);
     options.notifier->Ready();
+    if (serving) serving(&server);
     for (;;) {
       if (stop_requested) {
         if (stop_requested()) break;
@@ -214,6 +216,7 @@ Status RunWitnessDaemon(const WitnessOptions& options, const std::function<bool(
         }
       }
     }
+    if (serving) serving(nullptr);
     server.Stop();
   }
   if (!stop_requested) pthread_sigmask(SIG_SETMASK, &old, nullptr);

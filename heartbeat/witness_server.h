@@ -27,6 +27,11 @@ struct WitnessOptions {
   ServiceNotifier* notifier = NoServiceNotifier();
 };
 
+class WitnessServer;
+// RunWitnessDaemon calls it with the running server once it is bound, and with nullptr before it stops (the
+// metrics endpoint reads its counters in between).
+using WitnessServingHook = std::function<void(const WitnessServer* serving)>;
+
 // WitnessCore on a UDP socket, with one thread, the state file and its lock.
 class WitnessServer {
  public:
@@ -58,6 +63,6 @@ class WitnessServer {
 // `tandem witness`: runs a WitnessServer on `env` until `stop_requested` returns true (polled every
 // 100 ms), or, when it is empty, until SIGINT or SIGTERM (blocked in the calling thread and waited for).
 Status RunWitnessDaemon(const WitnessOptions& options, const std::function<bool()>& stop_requested = {},
-                        Env* env = Env::Default());
+                        Env* env = Env::Default(), const WitnessServingHook& serving = {});
 
 }  // namespace tandem::heartbeat

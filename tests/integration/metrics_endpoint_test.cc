@@ -117,6 +117,26 @@ TEST_F(MetricsEndpointTest, StandbyWithNoPrimaryServesMetricsUnprotected) {
   EXPECT_EQ(status["standby"]["metrics"].value("tandem_role{role=\"standby\"}", -1.0), 1) << status.dump(2);
 }
 
+TEST_F(MetricsEndpointTest, WitnessServesItsRoleAndItsDecisions) {
+  Endpoint witness;
+  witness.port = FreePort(SOCK_STREAM);
+  // [metrics] address: every role without its own, here only the witness.
+  Cluster c(config_ + "address = \"127.0.0.1:" + std::to_string(witness.port) + "\"\n");
+  const std::string idle = ScrapeUntil(witness, 10000, [](const std::string&) { return true; });
+  ASSERT_FALSE(idle.empty()) << "no answer on 127.0.0.1:" << witness.port << c.Diagnostics();
+  EXPECT_EQ(Value(idle, "tandem_role{role=\"witness\"}"), 1) << idle;
+  EXPECT_EQ(Value(idle, "tandem_witness_serving"), 1) << idle;
+  EXPECT_EQ(Value(idle, "tandem_witness_grants_total"), 0) << idle;
+  c.StartStandby();
+  c.StartPrimary();
+  // The primary's registration is granted, and its renewals every heartbeat interval.
+  const std::string busy = ScrapeUntil(witness, 30000, [](const std::string& text) {
+    return ValueOr0(text, "tandem_witness_grants_total") >= 2;
+  });
+  EXPECT_GE(ValueOr0(busy, "tandem_witness_grants_total"), 2) << busy << c.Diagnostics();
+  EXPECT_GT(ValueOr0(busy, "tandem_witness_datagrams_total"), ValueOr0(idle, "tandem_witness_datagrams_total"));
+}
+
 TEST_F(MetricsEndpointTest, ScrapesOfARunningPairShowTheFiguresMove) {
   Cluster c(config_);
   c.StartStandby();
