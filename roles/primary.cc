@@ -46,6 +46,9 @@ class PrimaryRun {
     metrics_->registry().OnCollect([this] { CollectMetrics(); });
   }
   ~PrimaryRun() {
+    // A switchover request waiting for a checkpoint that will not come is answered now (the control thread
+    // is joined as control_ goes).
+    if (SwitchoverRequested()) AnswerSwitchover("refused: the primary role of VM " + o_.vm_name + " is ending");
     metrics_->registry().OnCollect(nullptr);  // a scrape must not reach for what is going
     env_.guard->AttachVm(nullptr);  // the guard thread must not reach for a QEMU that is going
     if (outputs_) outputs_->StopFollowing();  // it reads the shipper, which goes first

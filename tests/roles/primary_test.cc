@@ -440,6 +440,23 @@ TEST_F(PrimaryRoleTest, SwitchoverTheStandbyDoesNotAcknowledgeIsRefusedAndTheVmR
   EXPECT_EQ(host_.qemu.resumed, host_.qemu.handed_out);
 }
 
+TEST_F(PrimaryRoleTest, SwitchoverWaitingWhenTheRoleEndsIsRefusedAsItEnds) {
+  host_.qemu.checkpoints = 1;  // then QEMU goes quiet: the request waits for a checkpoint that never comes
+  std::string answer;
+  std::thread client = AskForSwitchover(dir_.path(), &answer);
+  std::thread stopper([&] {
+    for (int i = 0; i < 500 && access(ControlSocketIn(dir_.path()).c_str(), F_OK) != 0; ++i) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));  // the request is in
+    shutdown_.Request();
+  });
+  EXPECT_EQ(Run(), kExitOk);
+  stopper.join();
+  client.join();
+  EXPECT_EQ(answer, "refused: the primary role of VM vm7 is ending");
+}
+
 TEST_F(PrimaryRoleTest, ControlSocketAnswersAnUnknownRequestWithWhatItKnows) {
   PacedCheckpoints(&host_.qemu);
   std::string answer;
