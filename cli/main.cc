@@ -10,7 +10,7 @@
 
 #include <CLI/CLI.hpp>
 
-#include "cli/config.h"
+#include "config/config.h"
 #include "cli/options.h"
 #include "common/env.h"
 #include "common/log.h"
@@ -184,7 +184,7 @@ int Main(int argc, char** argv) {
   }
   const std::string name = app.get_subcommands().front()->get_name();
 
-  auto config = LoadConfig(config_path);
+  auto config = tandem::config::LoadConfig(config_path);
   if (!config.ok()) {
     fprintf(stderr, "tandem: %s\n", config.status().ToString().c_str());
     return 1;

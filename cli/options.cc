@@ -1,5 +1,7 @@
 #include "cli/options.h"
 
+#include <algorithm>
+
 #include "output-commit/qemu_options.h"
 #include "roles/disk.h"
 
@@ -98,6 +100,18 @@ qemu::VmConfig MakeVmConfig(const Config& config, qemu::QemuRole role) {
 
 namespace {
 
+std::optional<roles::AdaptiveEpochOptions> AdaptiveEpoch(const Config& config) {
+  if (!config.epoch_auto) return std::nullopt;
+  roles::AdaptiveEpochOptions adaptive;
+  adaptive.min_ms = config.epoch_min_ms;
+  adaptive.max_ms = config.epoch_max_ms;
+  adaptive.start_ms = std::clamp(config.epoch_ms, config.epoch_min_ms, config.epoch_max_ms);
+  adaptive.max_paused_percent = config.epoch_max_paused_percent;
+  adaptive.max_output_latency_ms = config.epoch_max_output_latency_ms;
+  adaptive.max_link_bytes_per_s = config.epoch_max_link_mib_s << 20;
+  return adaptive;
+}
+
 replicator::ShipperOptions MakeShipperOptions(const Config& config, const std::string& standby_address) {
   replicator::ShipperOptions ship;
   ship.standby_address = standby_address;
@@ -138,7 +152,8 @@ roles::StandbyOptions MakeStandbyOptionsFor(const Config& config, Host host) {
                             ? "witness " + config.witness_address
                             : "NO witness: two-host policy " +
                                   std::string(heartbeat::TwoHostPolicyName(config.two_host_policy));
-  if (config.Reprotects()) options.reprotect = roles::ReprotectOptions{config.epoch_ms, MakeShipperOptions(config, other)};
+  if (config.Reprotects()) options.reprotect =
+      roles::ReprotectOptions{config.epoch_ms, MakeShipperOptions(config, other), AdaptiveEpoch(config)};
   return options;
 }
 
@@ -148,6 +163,7 @@ roles::PrimaryOptions MakePrimaryOptions(const Config& config) {
   roles::PrimaryOptions options;
   FillRoleOptions(config, Host::kFirst, &options);
   options.epoch_ms = config.epoch_ms;
+  options.adaptive_epoch = AdaptiveEpoch(config);
   options.ship = MakeShipperOptions(config, config.standby_replication);
   if (config.Libvirt()) {
     options.libvirt = roles::LibvirtOptions{config.libvirt_uri, config.libvirt_domain, config.allow_unprotected_devices};

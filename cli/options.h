@@ -3,10 +3,12 @@
 
 #include <string>
 
-#include "cli/config.h"
+#include "config/config.h"
 #include "roles/options.h"
 
 namespace tandem::cli {
+
+using config::Config;
 
 // This host's QEMU for `role` (sockets and logs under the role's state_dir).
 qemu::VmConfig MakeVmConfig(const Config& config, qemu::QemuRole role);

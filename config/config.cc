@@ -1,4 +1,4 @@
-#include "cli/config.h"
+#include "config/config.h"
 
 #include <algorithm>
 #include <functional>
@@ -12,7 +12,7 @@
 #include "output-commit/qemu_options.h"
 #include "qemu-integration/qemu_args.h"
 
-namespace tandem::cli {
+namespace tandem::config {
 namespace {
 
 // How one key's TOML value becomes Config fields. An InvalidArgument says what is allowed; the caller prefixes
@@ -103,6 +103,27 @@ Setter Integer(Int Config::*field, int64_t min, int64_t max, const char* unit) {
   };
 }
 
+// A number (integer or float) within (min, max].
+Setter Number(double Config::*field, double min, double max, const char* unit) {
+  return [field, min, max, unit](Config& c, const toml::node& n) -> Status {
+    const std::optional<double> v = n.value<double>();
+    const std::string range = "(" + std::to_string(int64_t(min)) + ", " + std::to_string(int64_t(max)) + "] " + unit;
+    if (!v.has_value() || !(n.is_integer() || n.is_floating_point())) return Expected("a number in " + range, n);
+    if (!(*v > min && *v <= max)) return Status::InvalidArgument(std::to_string(*v) + " is out of range " + range);
+    c.*field = *v;
+    return Status::Ok();
+  };
+}
+
+Status SetEpochMs(Config& c, const toml::node& n) {
+  if (const auto* s = n.as_string(); s != nullptr && s->get() == "auto") {
+    c.epoch_auto = true;
+    return Status::Ok();
+  }
+  if (!n.is_integer()) return Expected("an integer in [1, 60000] ms or \"auto\"", n);
+  return Integer(&Config::epoch_ms, 1, 60000, "ms")(c, n);
+}
+
 // A word from a fixed set, parsed once here: the roles get the typed value and a bad one stops the load.
 template <typename T>
 Setter OneOf(T Config::*field, Result<T> (*parse)(std::string_view), const char* allowed) {
@@ -181,7 +202,12 @@ const std::vector<KeySpec>& Keys() {
       {"vm", "kernel", String(&Config::kernel)},
       {"vm", "initrd", String(&Config::initrd)},
       {"vm", "append", String(&Config::append)},
-      {"vm", "epoch_ms", Integer(&Config::epoch_ms, 1, 60000, "ms")},
+      {"vm", "epoch_ms", SetEpochMs},
+      {"epoch", "min_ms", Integer(&Config::epoch_min_ms, 1, 60000, "ms")},
+      {"epoch", "max_ms", Integer(&Config::epoch_max_ms, 1, 60000, "ms")},
+      {"epoch", "max_paused_percent", Number(&Config::epoch_max_paused_percent, 0, 100, "%")},
+      {"epoch", "max_output_latency_ms", Integer(&Config::epoch_max_output_latency_ms, 0, 600000, "ms")},
+      {"epoch", "max_link_mib_s", Integer(&Config::epoch_max_link_mib_s, 0, 1 << 20, "MiB/s")},
       {"vm", "qemu_extra", Strings(&Config::qemu_extra)},
       {"vm", "on_guest_crash", OneOf(&Config::reset_guest_on_crash, ParseGuestCrashAction, "\"report\" or \"reset\"")},
       {"vm", "memory_dir", String(&Config::memory_dir)},
@@ -268,6 +294,11 @@ class Positions {
  public:
   explicit Positions(std::string source) : source_(std::move(source)) {}
   void Set(const std::string& key, toml::source_position at) { at_[key] = at; }
+  // The first key the file sets in `table`, or "".
+  std::string FirstKeyIn(const std::string& table) const {
+    auto it = at_.lower_bound(table + ".");
+    return it != at_.end() && it->first.rfind(table + ".", 0) == 0 ? it->first : "";
+  }
   Status Refuse(const std::string& key, const std::string& message) const {
     auto it = at_.find(key);
     return Status::InvalidArgument(Where(source_, it == at_.end() ? toml::source_position{} : it->second) + ": " +
@@ -334,6 +365,11 @@ Status Validate(const Config& c, const Positions& at) {
     auto console = output_commit::QemuConsoleArgs(dir);
     if (!console.ok()) return at.Refuse(key, std::string(key) + " " + dir + ": " + console.status().message());
   }
+  if (const std::string key = at.FirstKeyIn("epoch"); !key.empty() && !c.epoch_auto) {
+    return at.Refuse(key, key + " is a limit of epoch_ms = \"auto\": set [vm] epoch_ms = \"auto\", or remove it "
+                          "to keep the fixed interval");
+  }
+  if (c.epoch_min_ms > c.epoch_max_ms) return at.Refuse("epoch.min_ms", "epoch.min_ms is larger than epoch.max_ms");
   TANDEM_RETURN_IF_ERROR(ValidateNic(c, at));
   TANDEM_RETURN_IF_ERROR(ValidateDisk(c, at));
   if (c.Libvirt() && c.libvirt_uri.empty()) return at.Refuse("libvirt.uri", "libvirt.uri is empty");
@@ -500,4 +536,4 @@ Result<Config> LoadConfig(const std::string& path) {
   return ParseConfig(text, path);
 }
 
-}  // namespace tandem::cli
+}  // namespace tandem::config

@@ -1,8 +1,9 @@
 // tandem's configuration file: one TOML file shared by both hosts (each host runs the role it is given).
 // tandem.example.toml (top level of the repository) documents every key: its default, unit and meaning.
 //
-//   [vm]          name, memory_mb, vcpus, accel ("kvm"|"tcg"), machine, kernel, initrd, append, epoch_ms,
+//   [vm]          name, memory_mb, vcpus, accel ("kvm"|"tcg"), machine, kernel, initrd, append, epoch_ms (or "auto"),
 //                 qemu_extra (array), on_guest_crash ("report"|"reset"), memory_dir, allow_unprotected_devices
+//   [epoch]       min_ms, max_ms, max_paused_percent, max_output_latency_ms, max_link_mib_s (epoch_ms = "auto" only)
 //   [nic]         mac, tap, bridge, model, hold_max_kib, hold_max_frames, when_unprotected (absent: no NIC)
 //   [disk]        image (raw image, the same path on both hosts: each host its own copy; a relative path is in
 //                 the role's state_dir), format ("raw"), max_epoch_mib (absent: no disk)
@@ -34,7 +35,7 @@
 #include "replicator/page_codec.h"
 #include "replicator/transport.h"
 
-namespace tandem::cli {
+namespace tandem::config {
 
 struct Config {
   // [vm]
@@ -45,6 +46,14 @@ struct Config {
   std::string machine = "q35";
   std::string kernel, initrd, append;
   int epoch_ms = 50;
+  // epoch_ms = "auto": the primary picks each epoch's interval within [epoch] min_ms..max_ms, the shortest that
+  // keeps the [epoch] limits (roles/epoch_interval.h). [epoch] keys without "auto" are refused.
+  bool epoch_auto = false;
+  int epoch_min_ms = 10;
+  int epoch_max_ms = 1000;
+  double epoch_max_paused_percent = 5;
+  int epoch_max_output_latency_ms = 0;  // 0: no limit
+  uint64_t epoch_max_link_mib_s = 0;    // 0: no limit
   std::vector<std::string> qemu_extra;
   // What to do when the guest crashes (QMP GUEST_PANICKED): report (leave the guest to its own panic handling)
   // or reset it.
@@ -145,4 +154,4 @@ Result<Config> LoadConfig(const std::string& path);
 // "table.key" for every key the file may set (tests check that tandem.example.toml documents each one).
 std::vector<std::string> ConfigKeyNames();
 
-}  // namespace tandem::cli
+}  // namespace tandem::config

@@ -14,6 +14,7 @@
 #include "qemu-integration/qemu_args.h"
 #include "replicator/receiver.h"
 #include "replicator/shipper.h"
+#include "roles/epoch_interval.h"
 
 namespace tandem::roles {
 
@@ -72,12 +73,16 @@ struct RoleOptions {
 struct ReprotectOptions {
   int epoch_ms = 50;
   replicator::ShipperOptions ship;  // to the other host's replication address; term filled in at promotion
+  std::optional<AdaptiveEpochOptions> adaptive_epoch;  // as PrimaryOptions'
 };
 
 struct StandbyOptions;
 
 struct PrimaryOptions : RoleOptions {
   int epoch_ms = 50;
+  // epoch_ms = "auto": tandem starts each checkpoint itself, at the interval the controller picks within these
+  // limits (epoch_interval.h); epoch_ms is then unused.
+  std::optional<AdaptiveEpochOptions> adaptive_epoch;
   std::optional<LibvirtOptions> libvirt;  // none: tandem spawns QEMU
   replicator::ShipperOptions ship;  // term is filled in once the guard grants one
   // This host as the standby: when the witness says the other host holds the VM (this host lost its term while

@@ -16,6 +16,7 @@
 #include "metrics/server.h"
 #include "roles/control.h"
 #include "roles/disk.h"
+#include "roles/epoch_interval.h"
 #include "roles/guard.h"
 #include "roles/libvirt_host.h"
 #include "roles/outputs.h"
@@ -42,6 +43,7 @@ class PrimaryRun {
         vm_(running.vm),
         outputs_(running.outputs),
         adopted_(running.vm != nullptr) {
+    if (o_.adaptive_epoch) pacer_.emplace(*o_.adaptive_epoch, env.clock);
     metrics_->SetRole(/*primary=*/true);
     metrics_->registry().OnCollect([this] { CollectMetrics(); });
   }
@@ -88,6 +90,13 @@ class PrimaryRun {
   std::unique_ptr<GuestOutputs> owned_outputs_;
   GuestOutputs* outputs_ = nullptr;  // owned_outputs_, or the running VM's; stops following before shipper_ goes
   const bool adopted_;
+  std::optional<CheckpointPacer> pacer_;  // epoch_ms = "auto"
+  // What QEMU's x-checkpoint-delay is set to, and the longest an epoch can last.
+  int QemuCheckpointDelayMs() const { return pacer_ ? pacer_->qemu_delay_ms() : o_.epoch_ms; }
+  int LongestEpochMs() const { return pacer_ ? o_.adaptive_epoch->max_ms : o_.epoch_ms; }
+  std::string DescribeInterval() const {
+    return pacer_ ? "at " + pacer_->Describe() + " (epoch_ms = auto)" : "every " + std::to_string(o_.epoch_ms) + " ms";
+  }
   bool colo_started_ = false;
   bool failed_ = false;
 
@@ -162,7 +171,11 @@ Status PrimaryRun::Protect() {
     // the guest's I/O wait for the next one.
     failed_step_ = "disk";
     TANDEM_ASSIGN_OR_RETURN(disk_, PrimaryDisk::Start(*o_.disk, DiskSocketIn(o_.state_dir), o_.vm_name, [this] {
-      if (Vm* vm = vm_for_disk_.load(); vm != nullptr) {
+      if (pacer_) {
+        pacer_->RequestEarly();  // epoch_ms = "auto": the pacer starts every checkpoint (epoch_interval.h)
+        TLOG_INFO("disk", "open epoch full (%" PRIu64 " MiB of writes): early checkpoint requested",
+                  o_.disk->max_epoch_bytes >> 20);
+      } else if (Vm* vm = vm_for_disk_.load(); vm != nullptr) {
         auto asked = vm->Execute("migrate-set-parameters", {{"x-checkpoint-delay", o_.epoch_ms}});
         TLOG_INFO("disk", "open epoch full (%" PRIu64 " MiB of writes): early checkpoint %s", o_.disk->max_epoch_bytes >> 20,
                   asked.ok() ? "requested" : asked.status().ToString().c_str());
@@ -183,7 +196,7 @@ Status PrimaryRun::Protect() {
   // live: it keeps running while QEMU copies it, and QEMU pauses it for the last pass).
   const int64_t precopy_start = env_.clock->NowNanos();
   failed_step_ = "start COLO";
-  TANDEM_RETURN_IF_ERROR(vm_->StartColoMigration(colo_socket, o_.epoch_ms));
+  TANDEM_RETURN_IF_ERROR(vm_->StartColoMigration(colo_socket, QemuCheckpointDelayMs()));
   colo_started_ = true;
   env_.guard->AttachVm(vm_);
   monitor_ = std::make_unique<VmMonitor>(vm_, o_.reset_guest_on_crash);
@@ -210,7 +223,8 @@ Status PrimaryRun::Protect() {
   outputs_->Follow([shipper = shipper_.get()] { return shipper->stats(); }, 1);
   failed_step_ = "CHECKPOINT_READY";
   TANDEM_RETURN_IF_ERROR(checkpoints_->SendCheckpointReady());
-  TLOG_INFO("main", "VM %s protected: checkpoint every %d ms to standby %s", o_.vm_name.c_str(), o_.epoch_ms,
+  if (pacer_) pacer_->Started();
+  TLOG_INFO("main", "VM %s protected: checkpoint %s to standby %s", o_.vm_name.c_str(), DescribeInterval().c_str(),
             o_.ship.standby_address.c_str());
   return Status::Ok();
 }
@@ -222,11 +236,23 @@ int PrimaryRun::CheckpointLoop() {
   PauseWindow window;
   int64_t window_start = clock->NowNanos();
   int64_t next_monitor_ns = 0;
-  const int checkpoint_timeout_ms = std::max(5000, o_.epoch_ms * 10);
+  const int checkpoint_timeout_ms = std::max(5000, LongestEpochMs() * 10);
   for (uint64_t number = 1;; ++number) {
     // Fed by this loop itself: a checkpoint loop stuck anywhere (QEMU's stream, the shipper, the guard) stops
     // feeding it and systemd kills the role, whose heartbeats would otherwise keep the standby from taking over.
     service_.Watchdog();
+    if (pacer_) {
+      Status triggered = pacer_->WaitAndTrigger(
+          [&] {
+            service_.Watchdog();
+            return env_.shutdown->Requested();
+          },
+          [&](int delay_ms) {
+            return vm_->Execute("migrate-set-parameters", {{"x-checkpoint-delay", delay_ms}}).status();
+          });
+      // QEMU's backstop timer still checkpoints; a QEMU that is gone shows in ReceiveCheckpoint.
+      if (!triggered.ok()) TLOG_WARN("epoch", "checkpoint %" PRIu64 " not triggered: %s", number, triggered.ToString().c_str());
+    }
     std::unique_ptr<replicator::Epoch> epoch = shipper_->Borrow();
     epoch->Reset(number, /*full=*/false);
     qemu::CheckpointTiming timing;
@@ -273,6 +299,14 @@ int PrimaryRun::CheckpointLoop() {
     guard.SetLastEpoch(number);
     metrics_->OnCheckpoint(number, pause_ns);
     window.Add(pages, page_bytes + device_bytes, pause_ns);
+    if (pacer_) {
+      const replicator::ShipperStats ship = shipper_->stats();
+      const double wire_ratio = ship.raw_bytes_sent > 0 ? double(ship.bytes_sent) / double(ship.raw_bytes_sent) : 1.0;
+      if (pacer_->Observe(pause_ns, page_bytes + device_bytes, wire_ratio, ship.link_bytes_per_s)) {
+        TLOG_INFO("epoch", "epoch interval now %s", pacer_->Describe().c_str());
+        PublishStatus(number, pause_ns / 1e6);
+      }
+    }
     TLOG_DEBUG("epoch", "epoch %" PRIu64 " pages=%" PRIu64 " bytes=%" PRIu64 " device=%zu pause_ms=%.2f", number,
                pages, page_bytes, device_bytes, pause_ns / 1e6);
     csv.Add(number, pages, page_bytes, device_bytes, pause_ns);
@@ -303,7 +337,7 @@ std::string PrimaryRun::OnControlRequest(const std::string& request) {
   switchover_requested_ = true;
   switchover_answer_.reset();
   // Answered at the next checkpoint; bounded in case the checkpoint loop is stuck (then the watchdog acts).
-  const int wait_ms = 2 * o_.epoch_ms + 2 * std::max(2000, o_.ship.io_timeout_ms);
+  const int wait_ms = 2 * LongestEpochMs() + 2 * std::max(2000, o_.ship.io_timeout_ms);
   if (!switchover_cv_.wait_for(lock, std::chrono::milliseconds(wait_ms), [&] { return switchover_answer_.has_value(); })) {
     switchover_requested_ = false;
     return "refused: no checkpoint came within " + std::to_string(wait_ms) + " ms";
@@ -390,6 +424,7 @@ nlohmann::json PrimaryRun::StatusJson(uint64_t epoch, double last_pause_ms) cons
           {"vm_liveness", monitor_->StatusJson()},
           {"epoch", epoch},
           {"last_pause_ms", last_pause_ms},
+          {"epoch_interval", DescribeInterval()},
           {"protected", ship.standby_connected},
           {"standby", {{"connected", ship.standby_connected},
                        {"last_acked", ship.last_acked},

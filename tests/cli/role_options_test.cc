@@ -35,13 +35,13 @@ address = "127.0.0.1:7450"
 )";
 
 Config Load(const std::string& overlay = "") {
-  auto config = ParseConfig(testing::OverlayToml(kTwoHosts, overlay));
+  auto config = tandem::config::ParseConfig(testing::OverlayToml(kTwoHosts, overlay));
   EXPECT_TRUE(config.ok()) << config.status().ToString();
   return config.ok() ? *config : Config();
 }
 
 std::string Refusal(const std::string& overlay) {
-  auto config = ParseConfig(testing::OverlayToml(kTwoHosts, overlay));
+  auto config = tandem::config::ParseConfig(testing::OverlayToml(kTwoHosts, overlay));
   return config.ok() ? "" : config.status().message();
 }
 
@@ -87,6 +87,25 @@ TEST(RoleOptionsTest, ReprotectionNeedsAWitnessItsOwnAddressAndNoDiskYet) {
       << Refusal("[witness]\naddress = \"\"\n");
   EXPECT_NE(Refusal("[primary]\nreplication = \"127.0.0.1:7400\"\n").find("must differ"), std::string::npos);
   EXPECT_NE(Refusal("[disk]\nimage = \"/d.raw\"\n").find("not supported with a [disk]"), std::string::npos);
+}
+
+TEST(RoleOptionsTest, EpochMsAutoGivesBothHostsAndTheirReprotectionTheSameLimits) {
+  const Config config =
+      Load("[vm]\nepoch_ms = \"auto\"\n[epoch]\nmin_ms = 20\nmax_ms = 300\nmax_paused_percent = 2.5\n"
+           "max_output_latency_ms = 120\nmax_link_mib_s = 50\n");
+  const roles::PrimaryOptions primary = MakePrimaryOptions(config);
+  ASSERT_TRUE(primary.adaptive_epoch);
+  EXPECT_EQ(primary.adaptive_epoch->min_ms, 20);
+  EXPECT_EQ(primary.adaptive_epoch->max_ms, 300);
+  EXPECT_EQ(primary.adaptive_epoch->start_ms, 50) << "epoch_ms's default, within the bounds";
+  EXPECT_DOUBLE_EQ(primary.adaptive_epoch->max_paused_percent, 2.5);
+  EXPECT_EQ(primary.adaptive_epoch->max_output_latency_ms, 120);
+  EXPECT_EQ(primary.adaptive_epoch->max_link_bytes_per_s, 50u << 20);
+  const roles::StandbyOptions standby = MakeStandbyOptions(config);
+  ASSERT_TRUE(standby.reprotect && standby.reprotect->adaptive_epoch);
+  EXPECT_EQ(standby.reprotect->adaptive_epoch->max_ms, 300);
+  ASSERT_TRUE(primary.rejoin_as_standby->reprotect->adaptive_epoch);
+  EXPECT_FALSE(MakePrimaryOptions(Load()).adaptive_epoch) << "a fixed epoch_ms";
 }
 
 }  // namespace

@@ -1,4 +1,4 @@
-#include "cli/config.h"
+#include "config/config.h"
 
 #include <gtest/gtest.h>
 
@@ -11,7 +11,7 @@
 #include "tests/support/text_file.h"
 #include "tests/support/toml_overlay.h"
 
-namespace tandem::cli {
+namespace tandem::config {
 namespace {
 
 using testing::OverlayToml;
@@ -101,6 +101,33 @@ TEST(ConfigTest, ExampleFileDocumentsEveryKey) {
   }
 }
 
+TEST(ConfigTest, EpochMsIsAnIntegerOrAutoWithItsLimitsInTheEpochTable) {
+  auto fixed = ParseValidWith("");
+  ASSERT_TRUE(fixed.ok()) << fixed.status().ToString();
+  EXPECT_FALSE(fixed->epoch_auto);
+  auto automatic = ParseValidWith("[vm]\nepoch_ms = \"auto\"\n[epoch]\nmax_ms = 200\nmax_paused_percent = 0.5\n");
+  ASSERT_TRUE(automatic.ok()) << automatic.status().ToString();
+  EXPECT_TRUE(automatic->epoch_auto);
+  EXPECT_EQ(automatic->epoch_min_ms, 10);
+  EXPECT_EQ(automatic->epoch_max_ms, 200);
+  EXPECT_DOUBLE_EQ(automatic->epoch_max_paused_percent, 0.5);
+  EXPECT_NE(Message(ParseValidWith("[vm]\nepoch_ms = \"fast\"\n")).find("an integer in [1, 60000] ms or \"auto\""),
+            std::string::npos)
+      << Message(ParseValidWith("[vm]\nepoch_ms = \"fast\"\n"));
+  EXPECT_NE(Message(ParseValidWith("[vm]\nepoch_ms = \"auto\"\n[epoch]\nmax_paused_percent = 0\n"))
+                .find("out of range (0, 100] %"),
+            std::string::npos);
+  EXPECT_NE(Message(ParseValidWith("[vm]\nepoch_ms = \"auto\"\n[epoch]\nmin_ms = 300\nmax_ms = 200\n"))
+                .find("epoch.min_ms is larger than epoch.max_ms"),
+            std::string::npos);
+}
+
+TEST(ConfigTest, AnEpochLimitWithAFixedEpochMsIsRefusedAtItsLine) {
+  auto config = ParseConfig("[vm]\nname = \"a\"\nkernel = \"/k\"\n[epoch]\n\nmax_ms = 200\n", "t.toml");
+  EXPECT_NE(Message(config).find("t.toml:6:1: epoch.max_ms is a limit of epoch_ms = \"auto\""), std::string::npos)
+      << Message(config);
+}
+
 TEST(ConfigTest, UnknownKeyIsRefusedWithFileLineAndTheKeysOfItsTable) {
   auto config = ParseConfig("[vm]\nname = \"a\"\nmemroy_mb = 64\n", "t.toml");
   EXPECT_NE(Message(config).find("t.toml:3:1: unknown key vm.memroy_mb"), std::string::npos) << Message(config);
@@ -111,7 +138,7 @@ TEST(ConfigTest, UnknownTableIsRefusedWithFileLineAndTheTables) {
   auto config = ParseConfig("[vm]\nname = \"a\"\n\n[vms]\nname = \"b\"\n", "t.toml");
   EXPECT_NE(Message(config).find("t.toml:4:"), std::string::npos) << Message(config);
   EXPECT_NE(Message(config).find("unknown table [vms]"), std::string::npos) << Message(config);
-  EXPECT_NE(Message(config).find("[vm], [nic], [disk], [libvirt], [primary]"), std::string::npos) << Message(config);
+  EXPECT_NE(Message(config).find("[vm], [epoch], [nic], [disk], [libvirt], [primary]"), std::string::npos) << Message(config);
   auto top = ParseConfig("name = \"a\"\n", "t.toml");
   EXPECT_NE(Message(top).find("t.toml:1:1: 'name' outside any table"), std::string::npos) << Message(top);
 }
@@ -383,4 +410,4 @@ TEST(ConfigTest, BadMetricsAddressIsRefusedWithFileLine) {
 }
 
 }  // namespace
-}  // namespace tandem::cli
+}  // namespace tandem::config

@@ -51,6 +51,8 @@ struct FakeQemu {
   bool running = false;
   std::vector<int> signals;
   std::vector<std::string> qmp_commands;
+  // Every x-checkpoint-delay set while QEMU ran (each asks QEMU 7.2 for a checkpoint at once): when, and the value.
+  std::vector<std::pair<int64_t, int>> checkpoint_delays_set;
   std::string colo_socket;
   std::map<std::string, std::string> precopy_shared_files;  // what the primary said QEMU keeps its RAM in
   int colo_checkpoint_ms = 0;
@@ -89,9 +91,12 @@ class FakeVm final : public Vm {
     q_->running = false;
     q_->cv.notify_all();
   }
-  Result<nlohmann::json> Execute(const std::string& command, const nlohmann::json&, int) override {
+  Result<nlohmann::json> Execute(const std::string& command, const nlohmann::json& arguments, int) override {
     std::lock_guard<std::mutex> lock(q_->mu);
     q_->qmp_commands.push_back(command);
+    if (command == "migrate-set-parameters" && arguments.contains("x-checkpoint-delay")) {
+      q_->checkpoint_delays_set.push_back({q_->clock->NowNanos(), arguments["x-checkpoint-delay"].get<int>()});
+    }
     q_->events.push_back("qmp " + command);
     return nlohmann::json::object();
   }

@@ -110,6 +110,43 @@ bool WaitForEvent(testing::FakeQemu& qemu, const std::string& event) {
   return false;
 }
 
+TEST_F(PrimaryRoleTest, EpochMsAutoStartsEveryCheckpointItselfOnceTheVmRunsAtTheIntervalItPicks) {
+  // Every fake checkpoint pauses the VM 2 ms: at most 5% paused asks for 40 ms, reached from 10 ms by doubling.
+  options_.adaptive_epoch = AdaptiveEpochOptions{.min_ms = 10, .max_ms = 400, .start_ms = 10, .max_paused_percent = 5};
+  ShutDownAfter(7);
+  EXPECT_EQ(Run(), kExitOk);
+  EXPECT_EQ(host_.qemu.colo_checkpoint_ms, 800) << "QEMU's own timer is only a backstop (2 x max_ms)";
+  const auto& set = host_.qemu.checkpoint_delays_set;
+  // One trigger per checkpoint: the 8th is where the shutdown is asked instead.
+  ASSERT_EQ(set.size(), 8u);
+  std::vector<int64_t> spacing_ms;
+  for (size_t i = 0; i < set.size(); ++i) {
+    EXPECT_EQ(set[i].second, 800);
+    if (i > 0) spacing_ms.push_back((set[i].first - set[i - 1].first) / 1'000'000);
+  }
+  EXPECT_EQ(spacing_ms, (std::vector<int64_t>{20, 40, 40, 40, 40, 40, 40}));
+  // Each trigger comes after the previous checkpoint resumed the VM: none lands inside a checkpoint.
+  const std::vector<std::string> events = host_.qemu.Events();
+  std::vector<std::string> triggers_and_resumes;
+  for (const std::string& e : events) {
+    if (e == "qmp migrate-set-parameters" || e.rfind("resume ", 0) == 0) triggers_and_resumes.push_back(e);
+  }
+  for (size_t i = 0; i + 1 < triggers_and_resumes.size(); ++i) {
+    EXPECT_NE(triggers_and_resumes[i] == "qmp migrate-set-parameters",
+              triggers_and_resumes[i + 1] == "qmp migrate-set-parameters")
+        << "trigger and resume alternate, at " << i;
+  }
+  EXPECT_NE(StatusFile().value("epoch_interval", "").find("40 ms (paused"), std::string::npos) << StatusFile().dump();
+}
+
+TEST_F(PrimaryRoleTest, AFixedEpochMsLeavesTheCheckpointsToQemusTimer) {
+  ShutDownAfter(3);
+  EXPECT_EQ(Run(), kExitOk);
+  EXPECT_EQ(host_.qemu.colo_checkpoint_ms, 20);
+  EXPECT_TRUE(host_.qemu.checkpoint_delays_set.empty());
+  EXPECT_EQ(StatusFile().value("epoch_interval", ""), "every 20 ms");
+}
+
 TEST_F(PrimaryRoleTest, EveryCheckpointMarksItsOutputBoundaryWhileTheVmIsStopped) {
   options_.outputs.nic = NicOptions{"tdtap0", "", {}};
   ShutDownAfter(4);

@@ -155,7 +155,7 @@ class StandbyRoleTest : public ::testing::Test {
   }
   void EnableReprotection() {
     options_.vm.ram_path = options_.replica_path;
-    options_.reprotect = ReprotectOptions{30, {}};
+    options_.reprotect = ReprotectOptions{30, {}, std::nullopt};
     options_.reprotect->ship.standby_address = "127.0.0.1:7401";
     active_guard_.SetPeerAlive(true);  // the other host is back
   }
