@@ -10,11 +10,12 @@
 #include "libvirt/domain_xml.h"
 #include "qemu-integration/qmp.h"
 #include "qemu-integration/resume.h"
+#include "roles/qmp_vm.h"
 
 namespace tandem::roles {
 namespace {
 
-class LibvirtVm final : public Vm {
+class LibvirtVm final : public QmpVm {
  public:
   LibvirtVm(std::unique_ptr<libvirt::Connection> conn, std::string domain)
       : conn_(std::move(conn)), domain_(std::move(domain)) {}
@@ -56,14 +57,6 @@ class LibvirtVm final : public Vm {
     (void)sig;
     Destroy();
   }
-  Result<nlohmann::json> Execute(const std::string& command, const nlohmann::json& arguments,
-                                 int timeout_ms) override {
-    return qmp_->Execute(command, arguments, timeout_ms);
-  }
-  Result<std::vector<nlohmann::json>> TakeEvents() override { return qmp_->TakeEvents(); }
-  Status StartColoMigration(const std::string& unix_socket, int checkpoint_ms) override {
-    return qemu::StartColoMigration(*qmp_, unix_socket, checkpoint_ms);
-  }
   Status Resume(const std::string&, const std::string&, int) override {
     return Status::Unsupported("a libvirt domain is a primary's VM, never resumed as a standby");
   }
@@ -75,7 +68,6 @@ class LibvirtVm final : public Vm {
 
   std::unique_ptr<libvirt::Connection> conn_;
   const std::string domain_;
-  std::unique_ptr<qemu::QmpClient> qmp_;
   // Set by libvirt's STOPPED event (an operator's virsh destroy, QEMU killed or crashed).
   const std::shared_ptr<std::atomic<bool>> stopped_ = std::make_shared<std::atomic<bool>>(false);
   pid_t pid_ = -1;

@@ -16,34 +16,26 @@
 #include "qemu-integration/qemu_process.h"
 #include "qemu-integration/qmp.h"
 #include "qemu-integration/resume.h"
+#include "roles/qmp_vm.h"
 
 namespace tandem::roles {
 namespace {
 
-class QemuVm final : public Vm {
+class QemuVm final : public QmpVm {
  public:
   QemuVm(std::unique_ptr<qemu::QemuProcess> process, std::unique_ptr<qemu::QmpClient> qmp)
-      : process_(std::move(process)), qmp_(std::move(qmp)) {}
+      : QmpVm(std::move(qmp)), process_(std::move(process)) {}
   ~QemuVm() override { process_->Kill(SIGKILL); }
 
   pid_t pid() const override { return process_->pid(); }
   bool Running() override { return process_->Running(); }
   void Kill(int sig) override { process_->Kill(sig); }
-  Result<nlohmann::json> Execute(const std::string& command, const nlohmann::json& arguments,
-                                 int timeout_ms) override {
-    return qmp_->Execute(command, arguments, timeout_ms);
-  }
-  Result<std::vector<nlohmann::json>> TakeEvents() override { return qmp_->TakeEvents(); }
-  Status StartColoMigration(const std::string& unix_socket, int checkpoint_ms) override {
-    return qemu::StartColoMigration(*qmp_, unix_socket, checkpoint_ms);
-  }
   Status Resume(const std::string& stream, const std::string& incoming_socket, int timeout_ms) override {
     return qemu::ResumeStandbyQemu(*qmp_, stream, incoming_socket, timeout_ms);
   }
 
  private:
   std::unique_ptr<qemu::QemuProcess> process_;
-  std::unique_ptr<qemu::QmpClient> qmp_;
 };
 
 class ColoCheckpoints final : public CheckpointSource {
