@@ -2,6 +2,8 @@
 // sends only the blocks that differ; the epochs after it carry the writes their checkpoints closed.
 #include <gtest/gtest.h>
 
+#include <optional>
+
 #include "disk/block_device.h"
 #include "disk/block_hash.h"
 #include "disk/replica.h"
@@ -26,6 +28,24 @@ Result<std::unique_ptr<disk::DiskReplica>> OpenStandbyDisk(const std::string& pa
   return disk::DiskReplica::Open(options);
 }
 
+// The standby's receiver over its disk and the primary's shipper of its disk, started over TCP.
+struct DiskLink {
+  Harness h{IoEngine::kPoll};
+  std::optional<EpochReceiver> receiver;
+  std::optional<EpochShipper> shipper;
+
+  Status Start(decltype(ReceiverOptions::disk) standby, decltype(ShipperOptions::disk) primary) {
+    ReceiverOptions ro = h.ReceiverOpts();
+    ro.disk = standby;
+    receiver.emplace(ro, SystemClock());
+    TANDEM_RETURN_IF_ERROR(receiver->Start());
+    ShipperOptions so = h.ShipperOpts(receiver->port());
+    so.disk = primary;
+    shipper.emplace(so, SystemClock());
+    return h.StartShipper(*shipper);
+  }
+};
+
 TEST(DiskResyncTest, TheResyncSendsOnlyTheBlocksThatDifferThenEpochsCarryTheirWrites) {
   TempDir dir;
   const std::string primary_path = dir / "primary.raw", standby_path = dir / "standby.raw";
@@ -41,15 +61,10 @@ TEST(DiskResyncTest, TheResyncSendsOnlyTheBlocksThatDifferThenEpochsCarryTheirWr
   auto standby_disk = OpenStandbyDisk(standby_path);
   ASSERT_TRUE(standby_disk.ok()) << standby_disk.status().ToString();
 
-  Harness h(IoEngine::kPoll);
-  ReceiverOptions ro = h.ReceiverOpts();
-  ro.disk = standby_disk->get();
-  EpochReceiver receiver(ro, SystemClock());
-  ASSERT_TRUE(receiver.Start().ok());
-  ShipperOptions so = h.ShipperOpts(receiver.port());
-  so.disk = &served;
-  EpochShipper shipper(so, SystemClock());
-  ASSERT_TRUE(h.StartShipper(shipper).ok());
+  DiskLink link;
+  ASSERT_TRUE(link.Start(standby_disk->get(), &served).ok());
+  EpochShipper& shipper = *link.shipper;
+  EpochReceiver& receiver = *link.receiver;
   ASSERT_TRUE(WaitUntil([&] { return shipper.stats().standby_connected; })) << shipper.stats().last_error;
   EXPECT_EQ(shipper.stats().disk_resync_blocks, 3u) << "only the blocks whose hash differs";
   EXPECT_EQ(ReadWholeFile(standby_path), primary_bytes);
@@ -86,15 +101,9 @@ TEST(DiskResyncTest, ADiskOfAnotherSizeOnTheStandbyIsRefusedClearly) {
   ASSERT_TRUE(image.ok());
   auto standby_disk = OpenStandbyDisk(dir / "standby.raw");
   ASSERT_TRUE(standby_disk.ok());
-  Harness h(IoEngine::kPoll);
-  ReceiverOptions ro = h.ReceiverOpts();
-  ro.disk = standby_disk->get();
-  EpochReceiver receiver(ro, SystemClock());
-  ASSERT_TRUE(receiver.Start().ok());
-  ShipperOptions so = h.ShipperOpts(receiver.port());
-  so.disk = image->get();
-  EpochShipper shipper(so, SystemClock());
-  ASSERT_TRUE(h.StartShipper(shipper).ok());
+  DiskLink link;
+  ASSERT_TRUE(link.Start(standby_disk->get(), image->get()).ok());
+  EpochShipper& shipper = *link.shipper;
   ASSERT_TRUE(WaitUntil([&] { return shipper.stats().last_error.find("same size") != std::string::npos; }))
       << shipper.stats().last_error;
   EXPECT_FALSE(shipper.stats().standby_connected);
