@@ -224,6 +224,7 @@ Status PrimaryRun::Protect() {
   failed_step_ = "CHECKPOINT_READY";
   TANDEM_RETURN_IF_ERROR(checkpoints_->SendCheckpointReady());
   if (pacer_) pacer_->Started();
+  metrics_->SetEpochInterval(pacer_ ? pacer_->interval_ms() : o_.epoch_ms);
   TLOG_INFO("main", "VM %s protected: checkpoint %s to standby %s", o_.vm_name.c_str(), DescribeInterval().c_str(),
             o_.ship.standby_address.c_str());
   return Status::Ok();
@@ -302,7 +303,9 @@ int PrimaryRun::CheckpointLoop() {
     if (pacer_) {
       const replicator::ShipperStats ship = shipper_->stats();
       const double wire_ratio = ship.raw_bytes_sent > 0 ? double(ship.bytes_sent) / double(ship.raw_bytes_sent) : 1.0;
-      if (pacer_->Observe(pause_ns, page_bytes + device_bytes, wire_ratio, ship.link_bytes_per_s)) {
+      const bool changed = pacer_->Observe(pause_ns, page_bytes + device_bytes, wire_ratio, ship.link_bytes_per_s);
+      metrics_->SetEpochInterval(pacer_->interval_ms());
+      if (changed) {
         TLOG_INFO("epoch", "epoch interval now %s", pacer_->Describe().c_str());
         PublishStatus(number, pause_ns / 1e6);
       }

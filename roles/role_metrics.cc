@@ -19,6 +19,9 @@ RoleMetrics::RoleMetrics(const std::vector<heartbeat::LinkConfig>& links) {
                           "1 while a standby holds a copy of the VM it could resume and takes its epochs, else 0");
   term_ = r.AddGauge("tandem_term", "The term (witness lease generation) this role runs under; 0 before one");
   epoch_ = r.AddGauge("tandem_epoch", "Primary: the last checkpoint's epoch number; standby: the last applied");
+  epoch_interval_ = r.AddGauge("tandem_epoch_interval_seconds",
+                               "Primary: the checkpoint interval the next epoch runs at (epoch_ms, or what "
+                               "epoch_ms = \"auto\" picked)");
   epochs_ = r.AddCounter("tandem_epochs_total", "Primary: checkpoints taken; standby: epochs applied to the replica");
   pause_ = r.AddHistogram("tandem_checkpoint_pause_seconds",
                           "Primary: how long the VM was paused per checkpoint (request to resume)", kPauseBounds);

@@ -28,6 +28,8 @@ class RoleMetrics {
   void SetRole(bool primary);
   void SetTerm(uint64_t term) { term_->Set(double(term)); }
   void SetProtected(bool yes) { protected_->Set(yes ? 1 : 0); }
+  // Primary: the interval the next epoch runs at (epoch_ms, or what epoch_ms = "auto" picked).
+  void SetEpochInterval(int ms) { epoch_interval_->Set(ms / 1e3); }
   // Primary, after each checkpoint: the VM was paused `pause_ns` for epoch `epoch`.
   void OnCheckpoint(uint64_t epoch, int64_t pause_ns);
   // From the primary's shipper / the standby's receiver, at `now_ns` (a monotonic clock).
@@ -43,7 +45,7 @@ class RoleMetrics {
   void SetThroughput(uint64_t wire_bytes, int64_t now_ns);
 
   metrics::Registry registry_;
-  metrics::Gauge *role_primary_, *role_standby_, *protected_, *term_, *epoch_;
+  metrics::Gauge *role_primary_, *role_standby_, *protected_, *term_, *epoch_, *epoch_interval_;
   metrics::Counter* epochs_;
   metrics::Histogram* pause_;
   metrics::Counter *raw_bytes_, *wire_bytes_, *full_resyncs_, *catch_ups_;

@@ -98,6 +98,7 @@ std::string FormatStatus(const std::string& vm_name, const nlohmann::json& statu
                          : role == "primary" ? "acked " + (s.contains("standby") ? s["standby"]["last_acked"].dump() : "-")
                                              : "rejected " + get("epochs_rejected");
     if (s.contains("resume_ms")) detail += " resume_ms " + get("resume_ms");
+    if (s.contains("epoch_interval")) detail += ", checkpoints " + s["epoch_interval"].get<std::string>();
     if (s.contains("standby") && s["standby"].contains("compression")) {
       detail += ", compression " + s["standby"]["compression"].get<std::string>();
     }

@@ -137,6 +137,7 @@ TEST_F(PrimaryRoleTest, EpochMsAutoStartsEveryCheckpointItselfOnceTheVmRunsAtThe
         << "trigger and resume alternate, at " << i;
   }
   EXPECT_NE(StatusFile().value("epoch_interval", "").find("40 ms (paused"), std::string::npos) << StatusFile().dump();
+  EXPECT_DOUBLE_EQ(metrics_.Json().value("tandem_epoch_interval_seconds", 0.0), 0.040);
 }
 
 TEST_F(PrimaryRoleTest, AFixedEpochMsLeavesTheCheckpointsToQemusTimer) {
@@ -145,6 +146,7 @@ TEST_F(PrimaryRoleTest, AFixedEpochMsLeavesTheCheckpointsToQemusTimer) {
   EXPECT_EQ(host_.qemu.colo_checkpoint_ms, 20);
   EXPECT_TRUE(host_.qemu.checkpoint_delays_set.empty());
   EXPECT_EQ(StatusFile().value("epoch_interval", ""), "every 20 ms");
+  EXPECT_DOUBLE_EQ(metrics_.Json().value("tandem_epoch_interval_seconds", 0.0), 0.020);
 }
 
 TEST_F(PrimaryRoleTest, EveryCheckpointMarksItsOutputBoundaryWhileTheVmIsStopped) {

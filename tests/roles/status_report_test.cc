@@ -26,6 +26,15 @@ TEST(StatusReportTest, MetricsAreATableWithOneColumnPerRole) {
   EXPECT_NE(row("tandem_heartbeat_loss_ratio").find("0.25"), std::string::npos) << table;
 }
 
+TEST(StatusReportTest, ThePrimarysRowSaysHowOftenItCheckpointsAndWhy) {
+  const nlohmann::json status = {
+      {"primary", {{"state", "running"}, {"epoch_interval", "at 40 ms (paused 10.0%, limit 5%) (epoch_ms = auto)"}}},
+      {"memory_files", nlohmann::json::array()}};
+  EXPECT_NE(FormatStatus("vm1", status).find("checkpoints at 40 ms (paused 10.0%, limit 5%) (epoch_ms = auto)"),
+            std::string::npos)
+      << FormatStatus("vm1", status);
+}
+
 TEST(StatusReportTest, NoMetricsNoTable) {
   const nlohmann::json status = {{"primary", {{"state", "not running here"}}}, {"memory_files", nlohmann::json::array()}};
   EXPECT_EQ(FormatStatus("vm1", status).find("METRIC"), std::string::npos);
