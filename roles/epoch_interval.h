@@ -104,7 +104,9 @@ class CheckpointPacer {
   // The checkpoint just triggered resumed the VM after `pause_ns`; it carried `raw_bytes`. Picks the next
   // interval; true when it changed enough to be worth a log line (Describe()).
   bool Observe(int64_t pause_ns, uint64_t raw_bytes, double wire_ratio, uint64_t link_bytes_per_s);
-  // From any thread (the disk's, when an epoch's writes fill their buffer): the next checkpoint at once.
+  // From any thread (the disk's, when an epoch's writes fill their buffer): the next checkpoint at once. A
+  // request that comes while a checkpoint is already under way still starts one more right after it (a short
+  // epoch, never a trigger inside a checkpoint).
   void RequestEarly() { early_.store(true); }
   int interval_ms() const { return controller_.interval_ms(); }
   std::string Describe() const { return controller_.Describe(); }
