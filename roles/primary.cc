@@ -300,7 +300,7 @@ int PrimaryRun::CheckpointLoop() {
     guard.SetLastEpoch(number);
     metrics_->OnCheckpoint(number, pause_ns);
     window.Add(pages, page_bytes + device_bytes, pause_ns);
-    if (pacer_) {
+    if (pacer_ && !fenced) {  // a fenced wait is not what a checkpoint costs
       const replicator::ShipperStats ship = shipper_->stats();
       const double wire_ratio = ship.raw_bytes_sent > 0 ? double(ship.bytes_sent) / double(ship.raw_bytes_sent) : 1.0;
       const bool changed = pacer_->Observe(pause_ns, page_bytes + device_bytes, wire_ratio, ship.link_bytes_per_s);
