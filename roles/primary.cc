@@ -237,7 +237,6 @@ int PrimaryRun::CheckpointLoop() {
   PauseWindow window;
   int64_t window_start = clock->NowNanos();
   int64_t next_monitor_ns = 0;
-  const int checkpoint_timeout_ms = std::max(5000, LongestEpochMs() * 10);
   for (uint64_t number = 1;; ++number) {
     // Fed by this loop itself: a checkpoint loop stuck anywhere (QEMU's stream, the shipper, the guard) stops
     // feeding it and systemd kills the role, whose heartbeats would otherwise keep the standby from taking over.
@@ -257,6 +256,8 @@ int PrimaryRun::CheckpointLoop() {
     std::unique_ptr<replicator::Epoch> epoch = shipper_->Borrow();
     epoch->Reset(number, /*full=*/false);
     qemu::CheckpointTiming timing;
+    // Ten epochs' time (epoch_ms = "auto": of the interval the checkpoint was just asked at).
+    const int checkpoint_timeout_ms = std::max(5000, (pacer_ ? pacer_->interval_ms() : o_.epoch_ms) * 10);
     if (Status st = checkpoints_->ReceiveCheckpoint(epoch.get(), checkpoint_timeout_ms, &timing); !st.ok()) {
       if (env_.shutdown->Requested()) return kExitOk;
       return Fail(vm_->Running() ? "checkpoint stream broke" : "primary QEMU exited", st);

@@ -103,6 +103,19 @@ uint64_t Cluster::StatusNumber(const std::string& role, const char* key) const {
 std::string Cluster::Serial(const std::string& role) const { return ReadWholeFile(dir_ + "/" + role + "/serial.log"); }
 std::string Cluster::Log(const std::string& role) const { return ReadWholeFile(dir_ + "/" + role + ".log"); }
 
+std::string Cluster::TcgColoHang() const {
+  static const std::regex tcg(R"(accel\s*=\s*["']tcg["'])");
+  if (!std::regex_search(ReadWholeFile(config_path()), tcg)) return "";
+  for (const char* role : {"primary", "standby"}) {
+    const std::string log = Log(role);
+    const size_t at = log.find("QEMU sent nothing for");
+    if (at == std::string::npos) continue;
+    const size_t start = log.rfind('\n', at) + 1;  // npos + 1 == 0: the first line
+    return std::string(role) + ": " + log.substr(start, log.find('\n', at) - start);
+  }
+  return "";
+}
+
 std::vector<CounterLine> Cluster::Counters(const std::string& role) const {
   static const std::regex line(R"(counter=(\d+) (ok|INVARIANT BROKEN))");
   std::vector<CounterLine> out;

@@ -47,6 +47,12 @@ class Cluster {
   std::vector<CounterLine> Counters(const std::string& role) const;
   std::string Log(const std::string& role) const;  // the tandem process's stderr
 
+  // Under TCG QEMU 7.2's COLO can hang inside a checkpoint (a QEMU bug: its RAM save waits for the vCPU threads
+  // without holding the lock that wait needs; shared notes qemu-colo-stream.md). The role that ran the VM then
+  // logs that QEMU sent nothing on the checkpoint stream: that log line, or "" when the VM runs under KVM or no
+  // such line was logged.
+  std::string TcgColoHang() const;
+
   void Kill9(pid_t pid);
   // Failure context for assertion messages: the tail of both logs and serial consoles.
   std::string Diagnostics() const;
@@ -56,5 +62,13 @@ class Cluster {
   std::string dir_;
   std::vector<pid_t> spawned_;
 };
+
+// After a wait for a checkpoint that failed: a hang of QEMU's COLO under TCG (Cluster::TcgColoHang) skips the
+// rest of the test, loudly; anything else is the test's failure.
+#define TANDEM_SKIP_IF_TCG_COLO_HUNG(cluster)                                                                 \
+  if (const std::string tcg_hang = (cluster).TcgColoHang(); !tcg_hang.empty())                               \
+  GTEST_SKIP() << "!!! SKIPPED from here: QEMU's COLO hung in a checkpoint under TCG (a QEMU 7.2 bug, shared " \
+                  "notes qemu-colo-stream.md; never seen under KVM): "                                       \
+               << tcg_hang
 
 }  // namespace tandem::testing
