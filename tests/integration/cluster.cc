@@ -108,7 +108,9 @@ std::string Cluster::TcgColoHang() const {
   if (!std::regex_search(ReadWholeFile(config_path()), tcg)) return "";
   for (const char* role : {"primary", "standby"}) {
     const std::string log = Log(role);
-    const size_t at = log.find("QEMU sent nothing for");
+    // Inside a checkpoint (after CHECKPOINT_REQUEST): QEMU stopped the VM and never sent its state. Not
+    // "waiting for CHECKPOINT_REQUEST: ...", which is a checkpoint nobody started (tandem's trigger, QEMU's timer).
+    const size_t at = log.find("Timeout: checkpoint: QEMU sent nothing for");
     if (at == std::string::npos) continue;
     const size_t start = log.rfind('\n', at) + 1;  // npos + 1 == 0: the first line
     return std::string(role) + ": " + log.substr(start, log.find('\n', at) - start);

@@ -49,8 +49,8 @@ class Cluster {
 
   // Under TCG QEMU 7.2's COLO can hang inside a checkpoint (a QEMU bug: its RAM save waits for the vCPU threads
   // without holding the lock that wait needs; shared notes qemu-colo-stream.md). The role that ran the VM then
-  // logs that QEMU sent nothing on the checkpoint stream: that log line, or "" when the VM runs under KVM or no
-  // such line was logged.
+  // logs that QEMU sent nothing inside a checkpoint it had started: that log line, or "" when the VM runs under
+  // KVM or no such line was logged.
   std::string TcgColoHang() const;
 
   void Kill9(pid_t pid);

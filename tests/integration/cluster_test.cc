@@ -20,6 +20,14 @@ TEST(ClusterTest, AQemuHungInACheckpointUnderTcgIsRecognisedByTheRolesLogLine) {
   EXPECT_EQ(c.TcgColoHang(), std::string("standby: ") + kHangLine);
 }
 
+TEST(ClusterTest, ACheckpointThatNeverStartedIsNoQemuHang) {
+  Cluster c("[vm]\naccel = \"tcg\"\n");
+  std::ofstream(c.dir() + "/primary.log")
+      << "2026-12-05T13:04:01.543Z ERROR primary main: checkpoint stream broke: Timeout: waiting for "
+         "CHECKPOINT_REQUEST: QEMU sent nothing for 20000 ms\n";
+  EXPECT_EQ(c.TcgColoHang(), "");
+}
+
 TEST(ClusterTest, TheSameLineUnderKvmIsNoExcuse) {
   Cluster c("[vm]\naccel = \"kvm\"\n");
   std::ofstream(c.dir() + "/primary.log") << kHangLine << "\n";
