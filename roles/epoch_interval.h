@@ -43,7 +43,7 @@ struct AdaptiveEpochOptions {
 
 // What one epoch cost, as the primary's checkpoint loop measured it.
 struct EpochSample {
-  int64_t interval_ns = 0;  // from this checkpoint's request to the previous one's (run time + pause)
+  int64_t interval_ns = 0;  // from the previous checkpoint's trigger to this one's (run time + pause)
   int64_t pause_ns = 0;     // the VM stood paused for it
   uint64_t raw_bytes = 0;   // pages x 4096 + device state
   double wire_ratio = 1;    // wire bytes / raw bytes of the epochs shipped so far (the codec's ratio)
@@ -62,7 +62,7 @@ class EpochIntervalController {
   int Next(const EpochSample& sample);
   int interval_ms() const { return interval_ms_; }
   IntervalReason reason() const { return reason_; }
-  // e.g. "80 ms (paused 6.2% > 5%)": why the interval is what it is.
+  // e.g. "80 ms (paused 6.2%, limit 5%)": why the interval is what it is.
   std::string Describe() const;
 
  private:

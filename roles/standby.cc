@@ -230,9 +230,8 @@ int StandbyRun::Reprotect() {
   primary.epoch_ms = o_.reprotect->epoch_ms;
   primary.adaptive_epoch = o_.reprotect->adaptive_epoch;
   primary.ship = o_.reprotect->ship;
-  TLOG_WARN("main", "re-protecting VM %s: the other host is back; checkpoints %s, shipped to %s", o_.vm_name.c_str(),
-            primary.adaptive_epoch ? "at the interval epoch_ms = \"auto\" picks"
-                                   : ("every " + std::to_string(primary.epoch_ms) + " ms").c_str(),
+  // The primary role says at what interval it checkpoints once it protects the VM.
+  TLOG_WARN("main", "re-protecting VM %s: the other host is back; shipping to %s", o_.vm_name.c_str(),
             primary.ship.standby_address.c_str());
   // The primary role's figures go to this role's endpoint while it runs; this role's own afterwards.
   const PrimaryEnv env{env_.clock,    env_.host,     guard_.get(), env_.shutdown, env_.make_reprotect_shipper,
